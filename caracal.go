@@ -1,0 +1,212 @@
+package caracal
+
+import (
+	"context"
+	"errors"
+
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/caracal-go/caracal/internal/coordclient"
+	"github.com/caracal-go/caracal/internal/stsclient"
+)
+
+// Client is a connection to one Caracal zone as one application. It is safe
+// for concurrent use; nothing in it changes after New except the token cache
+// and the set of open sessions, both behind locks.
+type Client struct {
+	cfg   Config
+	http  *http.Client
+	log   *slog.Logger
+	sts   *stsclient.Client
+	coord *coordclient.Client
+
+	// done is closed by Close; background work owned by the client (service
+	// leases, mandate prefetch) stops on it.
+	done chan struct{}
+
+	mu     sync.Mutex
+	closed bool
+	open   map[closer]struct{} // sessions and services to retire on Close
+}
+
+// closer is a session or service handle the client retires on Close.
+type closer interface {
+	Close(ctx context.Context) error
+}
+
+// Option configures New and NewFromConfig.
+type Option func(*options)
+
+// options is what the Option values collect. Config overrides are applied in
+// order, after the environment and the profile file (explicit options win).
+type options struct {
+	lookupEnv  func(string) (string, bool)
+	httpClient *http.Client
+	logger     *slog.Logger
+	configFile string
+	strict     bool
+	overrides  []func(*Config)
+}
+
+// WithHTTPClient sets the HTTP client used for the STS and the Coordinator.
+// Its Timeout, if zero, is left alone: every control-plane call gets its own
+// deadline from the SDK.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(o *options) { o.httpClient = hc }
+}
+
+// WithLogger sets the logger; nil (the default) logs nothing. Secrets are
+// never logged.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
+}
+
+// WithLookupEnv replaces os.LookupEnv for reading CARACAL_* variables, so
+// that tests and embedders never touch the process environment.
+func WithLookupEnv(lookup func(string) (string, bool)) Option {
+	return func(o *options) { o.lookupEnv = lookup }
+}
+
+// New loads the configuration (see LoadConfig for sources and precedence) and
+// returns a Client. It makes no network call.
+func New(opts ...Option) (*Client, error) {
+	o := collect(opts)
+	cfg, err := load(&o)
+	if err != nil {
+		return nil, err
+	}
+	return newClient(cfg, &o)
+}
+
+// NewFromConfig returns a Client for a configuration built in code. Options
+// other than the HTTP client and the logger still apply on top of cfg.
+func NewFromConfig(cfg Config, opts ...Option) (*Client, error) {
+	o := collect(opts)
+	for _, set := range o.overrides {
+		set(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return newClient(cfg, &o)
+}
+
+func collect(opts []Option) options {
+	var o options
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	return o
+}
+
+func newClient(cfg Config, o *options) (*Client, error) {
+	hc := o.httpClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	log := o.logger
+	if log == nil {
+		log = slog.New(discardHandler{})
+	}
+	sts := stsclient.New(stsclient.Config{
+		BaseURL:        cfg.STSURL,
+		ZoneID:         cfg.ZoneID,
+		ApplicationID:  cfg.ApplicationID,
+		ClientSecret:   cfg.ClientSecret,
+		BootstrapToken: cfg.BootstrapToken,
+		Resources:      cfg.audience(),
+		HTTPClient:     hc,
+		Logger:         log,
+	})
+	c := &Client{
+		cfg:  cfg,
+		http: hc,
+		log:  log,
+		sts:  sts,
+		coord: coordclient.New(coordclient.Config{
+			BaseURL:    cfg.CoordinatorURL,
+			ZoneID:     cfg.ZoneID,
+			HTTPClient: hc,
+			Tokens:     sts,
+			Logger:     log,
+		}),
+		done: make(chan struct{}),
+		open: make(map[closer]struct{}),
+	}
+	return c, nil
+}
+
+// Config returns the client's configuration. Its String method hides secrets.
+func (c *Client) Config() Config { return c.cfg.clone() }
+
+// Close retires every session and service the client started and has not
+// closed yet, stops background work, and makes further calls fail with
+// ErrClosed. It is idempotent and returns by ctx's deadline.
+func (c *Client) Close(ctx context.Context) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	close(c.done)
+	open := make([]closer, 0, len(c.open))
+	for h := range c.open {
+		open = append(open, h)
+	}
+	c.open = nil
+	c.mu.Unlock()
+
+	errs := make([]error, len(open))
+	var wg sync.WaitGroup
+	for i, h := range open {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = h.Close(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// track registers h to be closed by Close; it fails once the client is closed.
+func (c *Client) track(h closer) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.open[h] = struct{}{}
+	return nil
+}
+
+// untrack forgets h (called when h closes itself).
+func (c *Client) untrack(h closer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.open, h)
+}
+
+// isClosed reports whether Close has been called.
+func (c *Client) isClosed() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// discardHandler is a slog.Handler that drops every record.
+type discardHandler struct{}
+
+func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
+func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
+func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
+func (d discardHandler) WithGroup(string) slog.Handler           { return d }

@@ -1,0 +1,61 @@
+package caracal
+
+import "github.com/caracal-go/caracal/internal/apierr"
+
+// Error is a non-success answer from the STS, the Coordinator or the Gateway,
+// with the HTTP status, the server's error code and description and the
+// request id. Match it with errors.As; match states with errors.Is and the
+// sentinels below (a *Error reports Is for the sentinels its code maps to).
+type Error = apierr.Error
+
+// ApprovalRequiredError is returned when minting a gateway mandate is held for
+// human approval. errors.Is(err, ErrApprovalRequired) also matches it.
+type ApprovalRequiredError = apierr.ApprovalRequiredError
+
+// Sentinel errors. Each message says what to do.
+var (
+	// ErrNoSession: no agent session is bound to the context.
+	ErrNoSession = apierr.ErrNoSession
+	// ErrClosed: the client was closed.
+	ErrClosed = apierr.ErrClosed
+	// ErrSessionClosed: the session or service handle was closed.
+	ErrSessionClosed = apierr.ErrSessionClosed
+	// ErrNarrowNeedsParent: Grant.Narrow was used with no parent session.
+	ErrNarrowNeedsParent = apierr.ErrNarrowNeedsParent
+	// ErrBudgetUnsupported: Constraints.Budget was set; a v1 STS cannot honour it.
+	ErrBudgetUnsupported = apierr.ErrBudgetUnsupported
+	// ErrInvalidGrant: a grant or delegation was refused locally before any call.
+	ErrInvalidGrant = apierr.ErrInvalidGrant
+	// ErrStaticToken: the client runs on a bootstrap token and cannot mint.
+	ErrStaticToken = apierr.ErrStaticToken
+	// ErrCredentials: the STS refused the application's client secret.
+	ErrCredentials = apierr.ErrCredentials
+
+	// ErrNotFound: the server answered 404 (session, delegation, approval, …).
+	ErrNotFound = apierr.ErrNotFound
+	// ErrAccessDenied: the server answered 403 or access_denied.
+	ErrAccessDenied = apierr.ErrAccessDenied
+	// ErrUnauthorized: the server answered 401.
+	ErrUnauthorized = apierr.ErrUnauthorized
+	// ErrRateLimited: the server answered 429.
+	ErrRateLimited = apierr.ErrRateLimited
+	// ErrConflict: the server answered 409.
+	ErrConflict = apierr.ErrConflict
+	// ErrInvalidRequest: the server refused the request's shape (400, 413, 415).
+	ErrInvalidRequest = apierr.ErrInvalidRequest
+	// ErrUnavailable: the server is unavailable (5xx, sts_unavailable).
+	ErrUnavailable = apierr.ErrUnavailable
+	// ErrApprovalRequired: a mint is held for human approval.
+	ErrApprovalRequired = apierr.ErrApprovalRequired
+	// ErrApprovalRejected: the approval was rejected.
+	ErrApprovalRejected = apierr.ErrApprovalRejected
+
+	// ErrLeaseLost: a service lease is gone for good (fenced, terminated, not found).
+	ErrLeaseLost = apierr.ErrLeaseLost
+	// ErrLeaseFenced: a newer holder attached to the service session.
+	ErrLeaseFenced = apierr.ErrLeaseFenced
+	// ErrLeaseExpired: the lease deadline passed before a renewal.
+	ErrLeaseExpired = apierr.ErrLeaseExpired
+	// ErrSuspended: the service session is suspended.
+	ErrSuspended = apierr.ErrSuspended
+)

@@ -1,0 +1,400 @@
+// Package wire holds the typed request and response bodies of the Caracal v1
+// protocol (STS, Coordinator, Gateway), shared by the SDK and caracaltest.
+//
+// Field names and JSON keys follow PROTOCOL.md exactly. Nothing here performs
+// I/O; encoding helpers are pure.
+package wire
+
+import (
+	"encoding/json"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Protocol constants.
+const (
+	GrantTypeTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+	TokenTypeAccessToken   = "urn:ietf:params:oauth:token-type:access_token"
+	TokenTypeIDToken       = "urn:ietf:params:oauth:token-type:id_token"
+	ScopeLifecycle         = "agent:lifecycle"
+
+	UseSession  = "session"
+	UseGateway  = "gateway"
+	UseResource = "resource"
+
+	HeaderResource        = "X-Caracal-Resource"
+	HeaderRequestID       = "X-Request-Id"
+	HeaderIdempotencyKey  = "Idempotency-Key"
+	HeaderIdempotencyKind = "Idempotency-Key-Kind"
+	HeaderReplayed        = "Idempotency-Replayed"
+	HeaderTokenExpiresIn  = "X-Caracal-Token-Expires-In"
+
+	LifecycleTask    = "task"
+	LifecycleService = "service"
+
+	AuthorityInherit = "inherit"
+	AuthorityNone    = "none"
+
+	StatusActive     = "active"
+	StatusSuspended  = "suspended"
+	StatusTerminated = "terminated"
+	StatusExpired    = "expired"
+	StatusRevoked    = "revoked"
+)
+
+// TokenRequest is the form of POST /oauth/2/token (PROTOCOL §3.2) as the SDK
+// sends it. Zero-valued fields are omitted.
+type TokenRequest struct {
+	ZoneID           string
+	ApplicationID    string
+	ClientSecret     string
+	Scopes           []string
+	Resources        []string
+	AgentSessionID   string
+	DelegationEdgeID string
+	TTLSeconds       int
+	ApprovalID       string
+}
+
+// Form encodes the request as the url-encoded body the STS expects: scopes
+// deduplicated, sorted and space-joined; resources repeated.
+func (r TokenRequest) Form() url.Values {
+	v := url.Values{}
+	v.Set("grant_type", GrantTypeTokenExchange)
+	set := func(k, val string) {
+		if val != "" {
+			v.Set(k, val)
+		}
+	}
+	set("zone_id", r.ZoneID)
+	set("application_id", r.ApplicationID)
+	set("client_secret", r.ClientSecret)
+	set("scope", JoinScopes(r.Scopes))
+	for _, res := range r.Resources {
+		v.Add("resource", res)
+	}
+	set("agent_session_id", r.AgentSessionID)
+	set("delegation_edge_id", r.DelegationEdgeID)
+	if r.TTLSeconds > 0 {
+		v.Set("ttl_seconds", strconv.Itoa(r.TTLSeconds))
+	}
+	set("approval_id", r.ApprovalID)
+	return v
+}
+
+// JoinScopes deduplicates, sorts and space-joins scopes.
+func JoinScopes(scopes []string) string {
+	return strings.Join(NormalizeScopes(scopes), " ")
+}
+
+// NormalizeScopes returns the trimmed, non-empty, deduplicated scopes in
+// sorted order, as a new slice.
+func NormalizeScopes(scopes []string) []string {
+	out := make([]string, 0, len(scopes))
+	seen := make(map[string]struct{}, len(scopes))
+	for _, s := range scopes {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if _, dup := seen[s]; dup {
+			continue
+		}
+		seen[s] = struct{}{}
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TokenResponse is the STS success body (PROTOCOL §3.6).
+type TokenResponse struct {
+	AccessToken     string   `json:"access_token"`
+	TokenType       string   `json:"token_type"`
+	ExpiresIn       int      `json:"expires_in"`
+	Scope           string   `json:"scope,omitempty"`
+	IssuedTokenType string   `json:"issued_token_type"`
+	TargetResources []string `json:"target_resources,omitempty"`
+}
+
+// ErrorBody is the union of the error body shapes of the STS, Coordinator and
+// Gateway (PROTOCOL §9.1). Unused fields stay empty.
+type ErrorBody struct {
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description,omitempty"`
+	Message          string `json:"message,omitempty"`
+	Detail           string `json:"detail,omitempty"`
+	RequestID        string `json:"requestId,omitempty"`
+	RequestIDSnake   string `json:"request_id,omitempty"`
+	State            string `json:"state,omitempty"`
+
+	// Approval hold fields (interaction_required).
+	ApprovalID        string `json:"approval_id,omitempty"`
+	ApprovalType      string `json:"approval_type,omitempty"`
+	Tier              string `json:"tier,omitempty"`
+	Binding           string `json:"binding,omitempty"`
+	ApprovalExpiresAt string `json:"approval_expires_at,omitempty"`
+
+	Details *IssueDetails `json:"details,omitempty"`
+}
+
+// ID returns whichever request id field the server filled.
+func (b ErrorBody) ID() string {
+	if b.RequestID != "" {
+		return b.RequestID
+	}
+	return b.RequestIDSnake
+}
+
+// Text returns the most descriptive human text in the body.
+func (b ErrorBody) Text() string {
+	switch {
+	case b.ErrorDescription != "":
+		return b.ErrorDescription
+	case b.Message != "":
+		return b.Message
+	default:
+		return b.Detail
+	}
+}
+
+// IssueDetails carries zod validation issues (Coordinator shape 2).
+type IssueDetails struct {
+	Issues []Issue `json:"issues"`
+}
+
+// Issue is one validation issue.
+type Issue struct {
+	Path    []string `json:"path"`
+	Message string   `json:"message"`
+}
+
+// ApprovalStatus is the body of GET /approvals/{id} (PROTOCOL §3.8).
+type ApprovalStatus struct {
+	ID        string `json:"id"`
+	State     string `json:"state"`
+	ExpiresAt string `json:"expires_at"`
+}
+
+// Approval states.
+const (
+	ApprovalPending  = "pending"
+	ApprovalApproved = "approved"
+	ApprovalRejected = "rejected"
+	ApprovalExpired  = "expired"
+	ApprovalConsumed = "consumed"
+)
+
+// JWK is one EC public key of the STS JWKS.
+type JWK struct {
+	Kty string `json:"kty"`
+	Crv string `json:"crv"`
+	Use string `json:"use"`
+	Kid string `json:"kid"`
+	Alg string `json:"alg"`
+	X   string `json:"x"`
+	Y   string `json:"y"`
+}
+
+// JWKS is the body of GET /.well-known/jwks.json.
+type JWKS struct {
+	Keys []JWK `json:"keys"`
+}
+
+// StartSessionRequest is the body of POST /zones/{z}/agents (PROTOCOL §4.3).
+type StartSessionRequest struct {
+	ApplicationID       string          `json:"application_id"`
+	SubjectSessionID    string          `json:"subject_session_id,omitempty"`
+	ParentID            string          `json:"parent_id,omitempty"`
+	Lifecycle           string          `json:"lifecycle,omitempty"`
+	Labels              []string        `json:"labels,omitempty"`
+	TTLSeconds          int             `json:"ttl_seconds,omitempty"`
+	ParentAuthority     string          `json:"parent_authority,omitempty"`
+	InheritParentEdgeID string          `json:"inherit_parent_edge_id,omitempty"`
+	Metadata            json.RawMessage `json:"metadata,omitempty"`
+}
+
+// Session is a Coordinator session row as returned by start (PROTOCOL §4.3).
+type Session struct {
+	AgentSessionID           string   `json:"agent_session_id"`
+	ZoneID                   string   `json:"zone_id"`
+	ApplicationID            string   `json:"application_id"`
+	ParentID                 *string  `json:"parent_id"`
+	SubjectAuthorityRecordID string   `json:"subject_authority_record_id"`
+	Lifecycle                string   `json:"lifecycle"`
+	Labels                   []string `json:"labels"`
+	Status                   string   `json:"status"`
+	Depth                    int      `json:"depth"`
+	TTLSeconds               *int     `json:"ttl_seconds"`
+	StartedAt                string   `json:"started_at"`
+	LastHeartbeatAt          *string  `json:"last_heartbeat_at"`
+	HeartbeatDeadlineAt      *string  `json:"heartbeat_deadline_at"`
+	LeaseGeneration          Int64    `json:"lease_generation"`
+	DelegationEdgeID         *string  `json:"delegation_edge_id"`
+}
+
+// RetireRequest is the optional body of DELETE /zones/{z}/agents/{id}; sent
+// only for service sessions.
+type RetireRequest struct {
+	LeaseGeneration int64 `json:"lease_generation"`
+}
+
+// HeartbeatRequest is the body of POST …/agents/{id}/heartbeat (PROTOCOL §4.5).
+type HeartbeatRequest struct {
+	Status            string `json:"status"`
+	LeaseGeneration   int64  `json:"lease_generation"`
+	ActiveInvocations *int   `json:"active_invocations,omitempty"`
+}
+
+// HeartbeatResponse is the 200 body of a heartbeat.
+type HeartbeatResponse struct {
+	Agent             HeartbeatAgent  `json:"agent"`
+	Service           json.RawMessage `json:"service"`
+	ActiveInvocations int             `json:"active_invocations"`
+}
+
+// HeartbeatAgent is the "agent" object of a heartbeat response.
+type HeartbeatAgent struct {
+	ID                  string `json:"id"`
+	ZoneID              string `json:"zone_id"`
+	ApplicationID       string `json:"application_id"`
+	Status              string `json:"status"`
+	LastActiveAt        string `json:"last_active_at"`
+	LastHeartbeatAt     string `json:"last_heartbeat_at"`
+	HeartbeatDeadlineAt string `json:"heartbeat_deadline_at"`
+	LeaseGeneration     Int64  `json:"lease_generation"`
+}
+
+// LeaseResponse is the 200 body of POST …/agents/{id}/lease (PROTOCOL §4.6).
+type LeaseResponse struct {
+	Status              string `json:"status"`
+	HeartbeatDeadlineAt string `json:"heartbeat_deadline_at"`
+	LeaseGeneration     Int64  `json:"lease_generation"`
+}
+
+// Constraints is the strict delegation constraint object (PROTOCOL §6.4).
+type Constraints struct {
+	Resources      []string `json:"resources,omitempty"`
+	MaxHops        int      `json:"max_hops,omitempty"`
+	MaxDepth       int      `json:"max_depth,omitempty"`
+	TTLSeconds     int      `json:"ttl_seconds,omitempty"`
+	Budget         int      `json:"budget,omitempty"`
+	PolicyApproved *bool    `json:"policy_approved,omitempty"`
+	ExpiresAt      string   `json:"expires_at,omitempty"`
+	BroadReason    string   `json:"broad_reason,omitempty"`
+}
+
+// IsZero reports whether no constraint is set.
+func (c Constraints) IsZero() bool {
+	return len(c.Resources) == 0 && c.MaxHops == 0 && c.MaxDepth == 0 && c.TTLSeconds == 0 &&
+		c.Budget == 0 && c.PolicyApproved == nil && c.ExpiresAt == "" && c.BroadReason == ""
+}
+
+// CreateDelegationRequest is the body of POST /zones/{z}/delegations (PROTOCOL §4.7).
+type CreateDelegationRequest struct {
+	SourceSessionID       string       `json:"source_session_id"`
+	TargetSessionID       string       `json:"target_session_id"`
+	IssuerApplicationID   string       `json:"issuer_application_id"`
+	ReceiverApplicationID string       `json:"receiver_application_id"`
+	ParentEdgeID          string       `json:"parent_edge_id,omitempty"`
+	ResourceID            string       `json:"resource_id,omitempty"`
+	Scopes                []string     `json:"scopes"`
+	Constraints           *Constraints `json:"constraints,omitempty"`
+	ExpiresAt             string       `json:"expires_at,omitempty"`
+	TTLSeconds            int          `json:"ttl_seconds,omitempty"`
+}
+
+// Delegation is a delegation edge row (create response and inbound listing).
+type Delegation struct {
+	DelegationEdgeID      string              `json:"delegation_edge_id,omitempty"`
+	ID                    string              `json:"id,omitempty"`
+	ZoneID                string              `json:"zone_id"`
+	SourceSessionID       string              `json:"source_session_id"`
+	TargetSessionID       string              `json:"target_session_id"`
+	IssuerApplicationID   string              `json:"issuer_application_id"`
+	ReceiverApplicationID string              `json:"receiver_application_id"`
+	ParentEdgeID          *string             `json:"parent_edge_id"`
+	ResourceID            *string             `json:"resource_id"`
+	Scopes                []string            `json:"scopes"`
+	ConstraintsJSON       Constraints         `json:"constraints_json"`
+	Status                string              `json:"status"`
+	ExpiresAt             string              `json:"expires_at"`
+	EdgeVersion           int64               `json:"edge_version"`
+	RevokedAt             *string             `json:"revoked_at"`
+	CreatedAt             string              `json:"created_at"`
+	Warnings              []string            `json:"warnings,omitempty"`
+	AllowReason           []string            `json:"allow_reason,omitempty"`
+	EffectiveAuthority    *EffectiveAuthority `json:"effective_authority,omitempty"`
+}
+
+// EffectiveAuthority is the effective_authority object of a delegation create.
+type EffectiveAuthority struct {
+	SourceSessionID       string   `json:"source_session_id"`
+	TargetSessionID       string   `json:"target_session_id"`
+	ParentEdgeID          *string  `json:"parent_edge_id"`
+	ResourceID            *string  `json:"resource_id"`
+	Resources             []string `json:"resources"`
+	Scopes                []string `json:"scopes"`
+	ExpiresAt             string   `json:"expires_at"`
+	MaxHops               int      `json:"max_hops"`
+	TTLSeconds            *int     `json:"ttl_seconds"`
+	Broad                 bool     `json:"broad"`
+	ParentEdgesConsidered []string `json:"parent_edges_considered"`
+}
+
+// InboundEdgeStatus is the body of GET …/delegations/inbound/{sid}/{id}.
+type InboundEdgeStatus struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+// InboundList is the body of GET …/delegations/inbound/{sid}.
+type InboundList struct {
+	Items      []Delegation `json:"items"`
+	NextCursor *string      `json:"next_cursor"`
+}
+
+// RevokeResponse is the body of PATCH …/delegations/{id}/revoke.
+type RevokeResponse struct {
+	RevokedEdges       int `json:"revoked_edges"`
+	AffectedSessions   int `json:"affected_sessions"`
+	TerminatedSessions int `json:"terminated_sessions"`
+}
+
+// Int64 decodes a JSON number or a JSON string holding an integer; the
+// Coordinator returns lease_generation as a string on read routes (§4.10).
+type Int64 int64
+
+// UnmarshalJSON accepts 2 and "2".
+func (n *Int64) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if s == "null" || s == "" {
+		*n = 0
+		return nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return err
+	}
+	*n = Int64(v)
+	return nil
+}
+
+// CoordinatorTime formats t as the Coordinator does: ISO-8601 UTC with
+// milliseconds and Z.
+func CoordinatorTime(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// STSTime formats t as the STS does: RFC 3339 seconds in UTC.
+func STSTime(t time.Time) string {
+	return t.UTC().Truncate(time.Second).Format(time.RFC3339)
+}
+
+// ParseTime parses either timestamp form.
+func ParseTime(s string) (time.Time, error) {
+	return time.Parse(time.RFC3339Nano, s)
+}
