@@ -81,3 +81,79 @@ type Limits struct {
 	MintPerMinute     int // 1000
 	AuthFailures      int // 60 per minute before a 60 s block
 }
+
+// Route patterns, one per endpoint the stack serves. They are the
+// http.ServeMux patterns the services are mounted with, and the keys that
+// Stack.Inject and Stack.Count take and Request.Pattern reports.
+const (
+	// RouteToken is the STS token endpoint (lifecycle tokens and mandates).
+	RouteToken = "POST /oauth/2/token"
+	// RouteApproval is the STS approval long poll.
+	RouteApproval = "GET /approvals/{id}"
+	// RouteJWKS is the STS key set.
+	RouteJWKS = "GET /.well-known/jwks.json"
+
+	// RouteStart starts a session on the Coordinator.
+	RouteStart = "POST /zones/{zone}/agents"
+	// RouteRetire retires a session.
+	RouteRetire = "DELETE /zones/{zone}/agents/{id}"
+	// RouteHeartbeat renews a service session's lease.
+	RouteHeartbeat = "POST /zones/{zone}/agents/{id}/heartbeat"
+	// RouteLease acquires (attaches to) a service session's lease.
+	RouteLease = "POST /zones/{zone}/agents/{id}/lease"
+	// RouteDelegate creates a delegation edge.
+	RouteDelegate = "POST /zones/{zone}/delegations"
+	// RouteRevoke revokes a delegation edge.
+	RouteRevoke = "PATCH /zones/{zone}/delegations/{id}/revoke"
+	// RouteInbound looks up one inbound edge of a session.
+	RouteInbound = "GET /zones/{zone}/delegations/inbound/{sid}/{id}"
+
+	// RouteGateway is the Gateway's catch-all: every Gateway request.
+	RouteGateway = "/"
+)
+
+// SessionInfo is the Coordinator's view of one session, for assertions.
+type SessionInfo struct {
+	ID          string
+	Application string
+	// ParentID is the parent session, empty for a root.
+	ParentID string
+	// Lifecycle is "task" or "service".
+	Lifecycle string
+	// Status is "active", "suspended", "terminated" or "expired".
+	Status string
+	Labels []string
+	// Generation is a service session's lease generation (0 for tasks).
+	Generation int64
+	// Deadline is a service session's lease deadline (zero for tasks).
+	Deadline time.Time
+	// ExpiresAt is a task session's TTL expiry (zero for services).
+	ExpiresAt time.Time
+}
+
+// EdgeInfo is the Coordinator's view of one delegation edge.
+type EdgeInfo struct {
+	ID string
+	// Source and Target are the session ids the edge runs between.
+	Source, Target string
+	// ParentEdge is the edge this one narrows, empty for a root edge.
+	ParentEdge string
+	// Resource is the resource identifier the edge is scoped to, if any.
+	Resource string
+	Scopes   []string
+	// Status is "active", "revoked" or "expired".
+	Status    string
+	ExpiresAt time.Time
+}
+
+// ApprovalInfo is one STS approval hold (PROTOCOL §3.8).
+type ApprovalInfo struct {
+	ID string
+	// State is "pending", "approved", "rejected", "expired" or "consumed".
+	State string
+	// Tier is the gated tier (several joined with ","), Approver its class.
+	Tier, Approver string
+	// Binding is the hold's binding hash.
+	Binding   string
+	ExpiresAt time.Time
+}
