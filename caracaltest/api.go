@@ -129,6 +129,10 @@ type SessionInfo struct {
 	Deadline time.Time
 	// ExpiresAt is a task session's TTL expiry (zero for services).
 	ExpiresAt time.Time
+	// Depth is the session's depth in its tree (root 0).
+	Depth int
+	// SubjectRecordID is the authority record the session is anchored to.
+	SubjectRecordID string
 }
 
 // EdgeInfo is the Coordinator's view of one delegation edge.
@@ -144,6 +148,10 @@ type EdgeInfo struct {
 	// Status is "active", "revoked" or "expired".
 	Status    string
 	ExpiresAt time.Time
+	// ResourceID is the resource's database id, if any.
+	ResourceID string
+	// MaxHops is the edge's max_hops constraint (default 1).
+	MaxHops int
 }
 
 // ApprovalInfo is one STS approval hold (PROTOCOL §3.8).

@@ -299,43 +299,6 @@ type upstream struct {
 	url     string       // HTTP upstream when handler is nil
 }
 
-// SessionInfo is a test's view of a Coordinator session.
-type SessionInfo struct {
-	ID string
-	// Status is active, suspended, terminated or expired.
-	Status string
-	// Lifecycle is task or service.
-	Lifecycle string
-	Labels    []string
-	// Generation is the lease generation (0 for tasks).
-	Generation int64
-	// Deadline is the heartbeat deadline of a service, or the TTL expiry
-	// (started_at + ttl) of a task.
-	Deadline        time.Time
-	ParentID        string
-	Depth           int
-	SubjectRecordID string
-}
-
-// EdgeInfo is a test's view of a delegation edge.
-type EdgeInfo struct {
-	ID string
-	// Status is active, revoked or expired (an active edge past ExpiresAt
-	// is already dead for every check).
-	Status string
-	Source string
-	Target string
-	Scopes []string
-	// ResourceID is the resource's database id, or empty.
-	ResourceID   string
-	ExpiresAt    time.Time
-	ParentEdgeID string
-	// MaxHops is the effective max_hops (default 1).
-	MaxHops  int
-	Issuer   string
-	Receiver string
-}
-
 // nowFunc adapts a function to Clock.
 type nowFunc func() time.Time
 
@@ -767,17 +730,19 @@ func (w *world) sessionInfo(id string) (SessionInfo, bool) {
 	}
 	info := SessionInfo{
 		ID:              s.id,
-		Status:          s.status,
+		Application:     s.app,
+		ParentID:        s.parentID,
 		Lifecycle:       s.lifecycle,
+		Status:          s.status,
 		Labels:          slices.Clone(s.labels),
 		Generation:      s.generation,
-		Deadline:        s.deadline,
-		ParentID:        s.parentID,
 		Depth:           s.depth,
 		SubjectRecordID: s.subjectRecordID,
 	}
-	if !s.isService() {
-		info.Deadline = s.taskExpiry()
+	if s.isService() {
+		info.Deadline = s.deadline
+	} else {
+		info.ExpiresAt = s.taskExpiry()
 	}
 	return info, true
 }
@@ -790,19 +755,21 @@ func (w *world) edgeInfo(id string) (EdgeInfo, bool) {
 	if e == nil {
 		return EdgeInfo{}, false
 	}
-	return EdgeInfo{
-		ID:           e.id,
-		Status:       e.status,
-		Source:       e.source,
-		Target:       e.target,
-		Scopes:       slices.Clone(e.scopes),
-		ResourceID:   e.resourceID,
-		ExpiresAt:    e.expiresAt,
-		ParentEdgeID: e.parentEdge,
-		MaxHops:      e.maxHops(),
-		Issuer:       e.issuer,
-		Receiver:     e.receiver,
-	}, true
+	info := EdgeInfo{
+		ID:         e.id,
+		Source:     e.source,
+		Target:     e.target,
+		ParentEdge: e.parentEdge,
+		Scopes:     slices.Clone(e.scopes),
+		Status:     e.status,
+		ExpiresAt:  e.expiresAt,
+		ResourceID: e.resourceID,
+		MaxHops:    e.maxHops(),
+	}
+	if r := w.resByID[e.resourceID]; r != nil {
+		info.Resource = r.identifier
+	}
+	return info, true
 }
 
 // sweep runs the Coordinator's service-lease and TTL sweepers once
