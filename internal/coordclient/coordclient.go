@@ -5,13 +5,40 @@
 package coordclient
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strings"
+	"time"
 
+	"github.com/caracal-go/caracal/internal/apierr"
+	"github.com/caracal-go/caracal/internal/retry"
 	"github.com/caracal-go/caracal/internal/stsclient"
 	"github.com/caracal-go/caracal/internal/wire"
+)
+
+const (
+	// Timeout bounds one Coordinator request unless the caller's ctx is
+	// shorter.
+	Timeout = 10 * time.Second
+	// StartRetries is how often a keyed session start is sent again after
+	// a transient failure.
+	StartRetries = 2
+	// DelegateRetries is the same for a keyed delegation create.
+	DelegateRetries = 1
+	// ReadRetries is the same for reads.
+	ReadRetries = 1
+
+	maxBody = 1 << 20
+
+	codeReceiptLimit = "idempotency_receipt_limit_exceeded"
 )
 
 // TokenSource yields lifecycle tokens.
@@ -27,6 +54,9 @@ type Config struct {
 	HTTPClient *http.Client
 	Tokens     TokenSource
 	Logger     *slog.Logger // never nil
+
+	// Sleep, if set, replaces retry.Sleep (tests).
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // StartOptions carries the headers of a session start.
@@ -40,47 +70,347 @@ type StartOptions struct {
 
 // Client is safe for concurrent use.
 type Client struct {
-	cfg Config
+	cfg  Config
+	base string
+	zone string // path-escaped zone id
 }
 
-var errUnimplemented = errors.New("coordclient: not implemented")
-
 // New returns a Client.
-func New(cfg Config) *Client { return &Client{cfg: cfg} }
+func New(cfg Config) *Client {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = http.DefaultClient
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = retry.Sleep
+	}
+	return &Client{cfg: cfg, base: strings.TrimRight(cfg.BaseURL, "/"), zone: url.PathEscape(cfg.ZoneID)}
+}
+
+// NewIdempotencyKey returns 32 random lowercase hex characters.
+func NewIdempotencyKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
 
 // Start starts a session (POST /zones/{z}/agents).
+//
+// The request always carries an Idempotency-Key (generated unless given) and
+// is sent again, with the same key and body, up to StartRetries times after a
+// 5xx, a retryable 429 or a network failure. When the request leaves
+// SubjectSessionID empty it is pinned to the sid of the lifecycle token of
+// the first attempt, so that a retry after a token refresh replays the same
+// digest instead of conflicting. When the Coordinator refuses a generated
+// key because the application's receipt limit is reached (429
+// idempotency_receipt_limit_exceeded: nothing executed), the start is sent
+// once more without a key so that the limit never stops the application's
+// agents; a caller-given key is never dropped.
 func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o StartOptions) (wire.Session, error) {
-	return wire.Session{}, errUnimplemented
+	path := "/zones/" + c.zone + "/agents"
+	key, generated := o.IdempotencyKey, false
+	if key == "" {
+		key, generated = NewIdempotencyKey(), true
+	}
+	pinnable := req.SubjectSessionID == ""
+	executed := false // an earlier attempt may have committed
+	keyless := false
+	req.Labels = append([]string(nil), req.Labels...)
+
+	for retries := 0; ; {
+		hdr := http.Header{}
+		if !keyless {
+			hdr.Set(wire.HeaderIdempotencyKey, key)
+			if generated {
+				hdr.Set(wire.HeaderIdempotencyKind, "generated")
+			}
+		}
+		if o.Traceparent != "" {
+			hdr.Set("Traceparent", o.Traceparent)
+			if o.Tracestate != "" {
+				hdr.Set("Tracestate", o.Tracestate)
+			}
+		}
+		body := func(tok stsclient.Token) ([]byte, error) {
+			// Re-pin only while no attempt can have committed: a 401 stores
+			// no receipt, so the refreshed token's record may replace the
+			// revoked one; after a possible commit the digest must not move.
+			if pinnable && (req.SubjectSessionID == "" || !executed) {
+				req.SubjectSessionID = tok.SID
+			}
+			return json.Marshal(req)
+		}
+		var s wire.Session
+		out := c.do(ctx, http.MethodPost, path, hdr, body, &s)
+		if out.err == nil {
+			if s.AgentSessionID == "" {
+				return wire.Session{}, invalid(http.MethodPost, path, "no agent_session_id")
+			}
+			if req.Lifecycle == wire.LifecycleService && s.LeaseGeneration < 1 {
+				return wire.Session{}, invalid(http.MethodPost, path, "service session without a lease generation")
+			}
+			s.Replayed = out.header.Get(wire.HeaderReplayed) == "true"
+			return s, nil
+		}
+		if out.api != nil && out.api.Code == codeReceiptLimit && generated && !keyless {
+			c.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "caracal: idempotency receipt limit reached; starting the session without a key")
+			keyless = true
+			continue
+		}
+		// Without a key a resend could start a second session.
+		if keyless || !out.retryable || retries >= StartRetries {
+			return wire.Session{}, out.err
+		}
+		executed = executed || out.ambiguous
+		if err := c.pause(ctx, retries, out); err != nil {
+			return wire.Session{}, gaveUp(out.err, err)
+		}
+		retries++
+	}
 }
 
 // Retire retires a session (DELETE /zones/{z}/agents/{id}); generation 0
 // sends no body (task), otherwise {"lease_generation":generation}. A session
-// that is already gone counts as retired.
+// that is already gone (404 session_not_found, 409 session_not_live) counts
+// as retired. One attempt, plus one after a 401.
 func (c *Client) Retire(ctx context.Context, id string, generation int64) error {
-	return errUnimplemented
+	path := "/zones/" + c.zone + "/agents/" + url.PathEscape(id)
+	var body func(stsclient.Token) ([]byte, error)
+	if generation != 0 {
+		b, err := json.Marshal(wire.RetireRequest{LeaseGeneration: generation})
+		if err != nil {
+			return err
+		}
+		body = func(stsclient.Token) ([]byte, error) { return b, nil }
+	}
+	out := c.do(ctx, http.MethodDelete, path, nil, body, nil)
+	if out.api != nil && gone(out.api) {
+		return nil
+	}
+	return out.err
 }
 
-// Heartbeat renews a service lease.
+// gone reports whether a retire answer means the session no longer runs.
+func gone(e *apierr.Error) bool {
+	return (e.StatusCode == http.StatusNotFound && e.Code == "session_not_found") ||
+		(e.StatusCode == http.StatusConflict && e.Code == "session_not_live")
+}
+
+// Heartbeat renews a service lease. One attempt, plus one after a 401: the
+// next tick of the caller's loop handles transient failures.
 func (c *Client) Heartbeat(ctx context.Context, id string, generation int64) (wire.HeartbeatResponse, error) {
-	return wire.HeartbeatResponse{}, errUnimplemented
+	path := "/zones/" + c.zone + "/agents/" + url.PathEscape(id) + "/heartbeat"
+	b, err := json.Marshal(wire.HeartbeatRequest{Status: "healthy", LeaseGeneration: generation})
+	if err != nil {
+		return wire.HeartbeatResponse{}, err
+	}
+	var r wire.HeartbeatResponse
+	out := c.do(ctx, http.MethodPost, path, nil, func(stsclient.Token) ([]byte, error) { return b, nil }, &r)
+	return r, out.err
 }
 
 // Lease acquires (attaches to) a service session, bumping its generation.
+// Not idempotent, so one attempt, plus one after a 401.
 func (c *Client) Lease(ctx context.Context, id string) (wire.LeaseResponse, error) {
-	return wire.LeaseResponse{}, errUnimplemented
+	path := "/zones/" + c.zone + "/agents/" + url.PathEscape(id) + "/lease"
+	var r wire.LeaseResponse
+	out := c.do(ctx, http.MethodPost, path, nil, nil, &r)
+	if out.err == nil && r.LeaseGeneration < 1 {
+		return wire.LeaseResponse{}, invalid(http.MethodPost, path, "no lease generation")
+	}
+	return r, out.err
 }
 
-// Delegate creates a delegation edge. An empty idempotencyKey sends none.
+// Delegate creates a delegation edge. An empty idempotencyKey sends none and
+// makes one attempt (plus one after a 401); with a key, a transient failure
+// is retried DelegateRetries times with the same key.
 func (c *Client) Delegate(ctx context.Context, req wire.CreateDelegationRequest, idempotencyKey string) (wire.Delegation, error) {
-	return wire.Delegation{}, errUnimplemented
+	path := "/zones/" + c.zone + "/delegations"
+	if req.Scopes == nil {
+		req.Scopes = []string{} // the server wants an array
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return wire.Delegation{}, err
+	}
+	hdr := http.Header{}
+	if idempotencyKey != "" {
+		hdr.Set(wire.HeaderIdempotencyKey, idempotencyKey)
+	}
+	for retries := 0; ; retries++ {
+		var d wire.Delegation
+		out := c.do(ctx, http.MethodPost, path, hdr, func(stsclient.Token) ([]byte, error) { return b, nil }, &d)
+		if out.err == nil {
+			if d.DelegationEdgeID == "" {
+				d.DelegationEdgeID = d.ID
+			}
+			if d.DelegationEdgeID == "" {
+				return wire.Delegation{}, invalid(http.MethodPost, path, "no delegation_edge_id")
+			}
+			return d, nil
+		}
+		if idempotencyKey == "" || !out.retryable || retries >= DelegateRetries {
+			return wire.Delegation{}, out.err
+		}
+		if err := c.pause(ctx, retries, out); err != nil {
+			return wire.Delegation{}, gaveUp(out.err, err)
+		}
+	}
 }
 
 // RevokeDelegation revokes an edge and its downstream edges.
 func (c *Client) RevokeDelegation(ctx context.Context, id string) (wire.RevokeResponse, error) {
-	return wire.RevokeResponse{}, errUnimplemented
+	path := "/zones/" + c.zone + "/delegations/" + url.PathEscape(id) + "/revoke"
+	var r wire.RevokeResponse
+	out := c.do(ctx, http.MethodPatch, path, nil, nil, &r)
+	return r, out.err
 }
 
-// InboundEdge checks that edgeID is an active inbound edge of sessionID.
+// InboundEdge checks that edgeID is an active inbound edge of sessionID
+// (404 delegation_not_found otherwise). A read, so a transient failure is
+// retried ReadRetries times.
 func (c *Client) InboundEdge(ctx context.Context, sessionID, edgeID string) (wire.InboundEdgeStatus, error) {
-	return wire.InboundEdgeStatus{}, errUnimplemented
+	path := "/zones/" + c.zone + "/delegations/inbound/" + url.PathEscape(sessionID) + "/" + url.PathEscape(edgeID)
+	for retries := 0; ; retries++ {
+		var r wire.InboundEdgeStatus
+		out := c.do(ctx, http.MethodGet, path, nil, nil, &r)
+		if out.err == nil || !out.retryable || retries >= ReadRetries {
+			return r, out.err
+		}
+		if err := c.pause(ctx, retries, out); err != nil {
+			return r, gaveUp(out.err, err)
+		}
+	}
+}
+
+// outcome is the result of one logical call (including its 401 retry).
+type outcome struct {
+	header http.Header
+	err    error
+	api    *apierr.Error // the answer, when there was a non-success one
+	// retryable: sending the same request again may succeed (408, 425, 429
+	// except the receipt limit, 5xx, network failure).
+	retryable bool
+	// ambiguous: the request may have executed although no success came
+	// back (5xx or a network failure after sending).
+	ambiguous bool
+}
+
+// pause sleeps before retry number retries; it fails when ctx ends first.
+func (c *Client) pause(ctx context.Context, retries int, out outcome) error {
+	var after time.Duration
+	if out.api != nil {
+		after = out.api.RetryAfter
+	}
+	d := retry.Backoff(retries, after, retry.Jitter())
+	c.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "caracal: retrying coordinator call",
+		slog.Int("retry", retries+1), slog.Duration("after", d), slog.String("error", out.err.Error()))
+	return c.cfg.Sleep(ctx, d)
+}
+
+// do sends one request with a lifecycle token and, if the Coordinator answers
+// 401, invalidates that token and sends it once more with a fresh one after
+// a short random pause. body (nil for a bodiless request) is called with the
+// token of each send. out, if non-nil, receives the decoded success body.
+func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, body func(stsclient.Token) ([]byte, error), out any) outcome {
+	tok, err := c.cfg.Tokens.Lifecycle(ctx)
+	if err != nil {
+		return outcome{err: err}
+	}
+	res := c.send(ctx, tok, method, path, hdr, body, out)
+	if res.api == nil || res.api.StatusCode != http.StatusUnauthorized {
+		return res
+	}
+	c.cfg.Tokens.Invalidate(tok.Value)
+	if err := c.cfg.Sleep(ctx, retry.RefreshPause()); err != nil {
+		return outcome{err: fmt.Errorf("caracal: coordinator %s %s: %w", method, path, err)}
+	}
+	tok, err = c.cfg.Tokens.Lifecycle(ctx)
+	if err != nil {
+		return outcome{err: err}
+	}
+	return c.send(ctx, tok, method, path, hdr, body, out)
+}
+
+// send performs one HTTP request.
+func (c *Client) send(ctx context.Context, tok stsclient.Token, method, path string, hdr http.Header, body func(stsclient.Token) ([]byte, error), out any) outcome {
+	var rd io.Reader
+	var payload []byte
+	if body != nil {
+		var err error
+		if payload, err = body(tok); err != nil {
+			return outcome{err: err}
+		}
+		rd = bytes.NewReader(payload)
+	}
+	callCtx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(callCtx, method, c.base+path, rd)
+	if err != nil {
+		return outcome{err: fmt.Errorf("caracal: Coordinator URL %q: %w", c.cfg.BaseURL, err)}
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	req.Header.Set("Authorization", "Bearer "+tok.Value)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		// Only with a body: the Coordinator refuses an empty body declared
+		// as JSON.
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return c.netFailure(ctx, callCtx, method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return c.netFailure(ctx, callCtx, method, path, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		e, _ := apierr.FromResponse("coordinator", method, path, resp, raw)
+		return outcome{
+			header:    resp.Header,
+			err:       e,
+			api:       e,
+			retryable: retry.RetryableStatus(e.StatusCode) && e.Code != codeReceiptLimit,
+			ambiguous: e.StatusCode >= 500,
+		}
+	}
+	if out != nil && len(bytes.TrimSpace(raw)) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return outcome{header: resp.Header, err: invalid(method, path, "malformed JSON")}
+		}
+	}
+	return outcome{header: resp.Header}
+}
+
+// netFailure classifies a request that got no answer. The caller's own
+// cancellation is final; the per-call timeout or a connection failure may
+// be retried (and may have executed).
+func (c *Client) netFailure(ctx, callCtx context.Context, method, path string, err error) outcome {
+	if ctx.Err() != nil {
+		return outcome{err: apierr.Transport(ctx, "coordinator", method, path, err)}
+	}
+	if callCtx.Err() != nil {
+		err = fmt.Errorf("no answer within %s: %w", Timeout, context.DeadlineExceeded)
+	}
+	return outcome{
+		err:       fmt.Errorf("caracal: coordinator %s %s: %w: %w", method, path, apierr.ErrUnavailable, err),
+		retryable: true,
+		ambiguous: true,
+	}
+}
+
+// gaveUp reports the last failure together with the reason for not
+// retrying it (the caller's ctx ended during the backoff).
+func gaveUp(last, why error) error {
+	return fmt.Errorf("%w (not retried: %w)", last, why)
+}
+
+func invalid(method, path, why string) error {
+	return fmt.Errorf("caracal: coordinator %s %s: invalid response: %s: %w", method, path, why, apierr.ErrUnavailable)
 }

@@ -1,16 +1,37 @@
 // Package stsclient talks to the Caracal STS: the application's lifecycle
 // token (cached, shared, refreshed before expiry), per-request gateway
-// mandates (never cached), approval long-polls and the JWKS.
+// mandates (never cached) and approval long-polls.
 package stsclient
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"mime"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/caracal-go/caracal/internal/apierr"
 	"github.com/caracal-go/caracal/internal/wire"
+)
+
+const (
+	// Timeout bounds one STS exchange unless the caller's ctx is shorter.
+	Timeout = 30 * time.Second
+	// maxBody caps how much of an STS response is read.
+	maxBody = 1 << 20
+	// maxWait is the server's long-poll clamp for GET /approvals/{id}.
+	maxWait = 25 * time.Second
+
+	tokenPath = "/oauth/2/token"
 )
 
 // Config configures a Client. Exactly one of ClientSecret and BootstrapToken
@@ -24,6 +45,9 @@ type Config struct {
 	Resources      []string // lifecycle-token audience
 	HTTPClient     *http.Client
 	Logger         *slog.Logger // never nil
+
+	// Now, if set, replaces time.Now (tests).
+	Now func() time.Time
 }
 
 // Token is an access token with its expiry and the claims the SDK reads
@@ -34,6 +58,14 @@ type Token struct {
 	SID       string // authority record id
 	Use       string
 }
+
+// String hides the token value.
+func (t Token) String() string {
+	return fmt.Sprintf("stsclient.Token{use=%s sid=%s expires=%s}", t.Use, t.SID, t.ExpiresAt.UTC().Format(time.RFC3339))
+}
+
+// GoString hides the token value.
+func (t Token) GoString() string { return t.String() }
 
 // MintRequest asks for a use=gateway mandate (PROTOCOL §3.7).
 type MintRequest struct {
@@ -47,30 +79,323 @@ type MintRequest struct {
 
 // Client is safe for concurrent use.
 type Client struct {
-	cfg Config
+	cfg      Config
+	endpoint string // {base}/oauth/2/token
+	static   Token  // bootstrap-token mode when Value != ""
+
+	mu       sync.Mutex
+	cached   Token
+	refresh  time.Time // serve cached until here
+	inflight *exchange
 }
 
-var errUnimplemented = errors.New("stsclient: not implemented")
+// exchange is one lifecycle exchange that concurrent callers share.
+type exchange struct {
+	done chan struct{}
+	tok  Token
+	err  error
+	// ctx is the leader's context; a follower that sees the exchange fail
+	// because this ctx ended retries on its own instead of inheriting the
+	// leader's cancellation.
+	ctx context.Context
+}
 
 // New returns a Client.
-func New(cfg Config) *Client { return &Client{cfg: cfg} }
+func New(cfg Config) *Client {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = http.DefaultClient
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Resources = append([]string(nil), cfg.Resources...)
+	c := &Client{cfg: cfg, endpoint: strings.TrimRight(cfg.BaseURL, "/") + tokenPath}
+	if cfg.ClientSecret == "" && cfg.BootstrapToken != "" {
+		c.static = parseToken(cfg.BootstrapToken)
+	}
+	return c
+}
+
+// Static reports whether the client runs on a pre-minted bootstrap token.
+func (c *Client) Static() bool { return c.static.Value != "" }
 
 // Lifecycle returns a valid lifecycle token (use=session, agent:lifecycle),
 // from the cache when it has enough life left; concurrent callers share one
-// exchange.
-func (c *Client) Lifecycle(ctx context.Context) (Token, error) { return Token{}, errUnimplemented }
+// exchange. A caller whose ctx ends while it waits returns early; the shared
+// exchange carries on for the others.
+func (c *Client) Lifecycle(ctx context.Context) (Token, error) {
+	if c.Static() {
+		if !c.static.ExpiresAt.IsZero() && !c.cfg.Now().Before(c.static.ExpiresAt) {
+			return Token{}, fmt.Errorf("caracal: the bootstrap token expired at %s; configure a fresh CARACAL_BOOTSTRAP_TOKEN or a client secret: %w",
+				c.static.ExpiresAt.UTC().Format(time.RFC3339), apierr.ErrCredentials)
+		}
+		return c.static, nil
+	}
+	for {
+		c.mu.Lock()
+		if c.cached.Value != "" && c.cfg.Now().Before(c.refresh) {
+			tok := c.cached
+			c.mu.Unlock()
+			return tok, nil
+		}
+		if x := c.inflight; x != nil {
+			c.mu.Unlock()
+			select {
+			case <-x.done:
+			case <-ctx.Done():
+				return Token{}, context.Cause(ctx)
+			}
+			if x.err != nil && x.ctx.Err() != nil && ctx.Err() == nil {
+				// The leader gave up, not the STS: try again ourselves.
+				continue
+			}
+			return x.tok, x.err
+		}
+		x := &exchange{done: make(chan struct{}), ctx: ctx}
+		c.inflight = x
+		c.mu.Unlock()
+
+		issued := c.cfg.Now()
+		tok, expiresIn, err := c.exchangeLifecycle(ctx)
+
+		c.mu.Lock()
+		c.inflight = nil
+		if err == nil {
+			c.cached = tok
+			c.refresh = issued.Add(time.Duration(expiresIn)*time.Second - margin(expiresIn))
+		}
+		c.mu.Unlock()
+		x.tok, x.err = tok, err
+		close(x.done)
+		return tok, err
+	}
+}
+
+// margin is how long before expiry a cached lifecycle token is replaced:
+// min(Timeout+30s, expires_in/2), so that a token handed out is still
+// valid for a whole call.
+func margin(expiresIn int) time.Duration {
+	return min(Timeout+30*time.Second, time.Duration(expiresIn)*time.Second/2)
+}
 
 // Invalidate drops the cached lifecycle token if it is still value, so that
 // the next Lifecycle call exchanges again (used after a Coordinator 401).
-func (c *Client) Invalidate(value string) {}
+func (c *Client) Invalidate(value string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if value != "" && c.cached.Value == value {
+		c.cached = Token{}
+		c.refresh = time.Time{}
+	}
+}
 
-// Mint exchanges for a fresh single-use gateway mandate. Never cached.
+func (c *Client) exchangeLifecycle(ctx context.Context) (Token, int, error) {
+	if len(c.cfg.Resources) == 0 {
+		return Token{}, 0, errors.New("caracal: no resources configured for the lifecycle token; set CARACAL_APP_RESOURCES or a resource binding")
+	}
+	tok, expiresIn, err := c.post(ctx, wire.TokenRequest{
+		ZoneID:        c.cfg.ZoneID,
+		ApplicationID: c.cfg.ApplicationID,
+		ClientSecret:  c.cfg.ClientSecret,
+		Scopes:        []string{wire.ScopeLifecycle},
+		Resources:     c.cfg.Resources,
+	}, nil)
+	if err != nil {
+		return Token{}, 0, err
+	}
+	c.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "caracal: lifecycle token exchanged",
+		slog.String("sid", tok.SID), slog.Int("expires_in", expiresIn))
+	return tok, expiresIn, nil
+}
+
+// Mint exchanges for a fresh single-use gateway mandate. It is never cached
+// and never retried: a lost response may hide a minted token. A hold for
+// human approval comes back as *apierr.ApprovalRequiredError.
 func (c *Client) Mint(ctx context.Context, r MintRequest) (Token, error) {
-	return Token{}, errUnimplemented
+	if c.Static() {
+		return Token{}, apierr.ErrStaticToken
+	}
+	tok, _, err := c.post(ctx, wire.TokenRequest{
+		ZoneID:           c.cfg.ZoneID,
+		ApplicationID:    c.cfg.ApplicationID,
+		ClientSecret:     c.cfg.ClientSecret,
+		Scopes:           r.Scopes,
+		Resources:        []string{r.Resource},
+		AgentSessionID:   r.AgentSessionID,
+		DelegationEdgeID: r.DelegationEdgeID,
+		TTLSeconds:       r.TTLSeconds,
+		ApprovalID:       r.ApprovalID,
+	}, &r)
+	return tok, err
+}
+
+// post performs one token exchange. mint, when non-nil, describes a mandate
+// request so that a hold can name what it holds.
+func (c *Client) post(ctx context.Context, tr wire.TokenRequest, mint *MintRequest) (Token, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, strings.NewReader(tr.Form().Encode()))
+	if err != nil {
+		return Token{}, 0, fmt.Errorf("caracal: STS URL %q: %w", c.cfg.BaseURL, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	issued := c.cfg.Now()
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return Token{}, 0, apierr.Transport(ctx, "sts", http.MethodPost, tokenPath, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return Token{}, 0, apierr.Transport(ctx, "sts", http.MethodPost, tokenPath, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		e, eb := apierr.FromResponse("sts", http.MethodPost, tokenPath, resp, body)
+		if mint != nil && eb.Error == "interaction_required" {
+			return Token{}, 0, apierr.Approval(e, eb, mint.Resource, mint.Scopes)
+		}
+		return Token{}, 0, e
+	}
+	tok, expiresIn, err := decodeToken(resp.Header.Get("Content-Type"), body)
+	if err == nil && tok.ExpiresAt.IsZero() {
+		tok.ExpiresAt = issued.Add(time.Duration(expiresIn) * time.Second)
+	}
+	return tok, expiresIn, err
+}
+
+// decodeToken validates a 200 answer (PROTOCOL §3.6): JSON (or no content
+// type), non-empty access_token, token_type absent or Bearer, integer
+// expires_in > 0.
+func decodeToken(contentType string, body []byte) (Token, int, error) {
+	bad := func(why string) (Token, int, error) {
+		return Token{}, 0, fmt.Errorf("caracal: sts POST %s: invalid token response: %s: %w", tokenPath, why, apierr.ErrUnavailable)
+	}
+	if contentType != "" {
+		mt, _, err := mime.ParseMediaType(contentType)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return bad("content type " + strconv.Quote(contentType))
+		}
+	}
+	var tr struct {
+		AccessToken string          `json:"access_token"`
+		TokenType   string          `json:"token_type"`
+		ExpiresIn   json.RawMessage `json:"expires_in"`
+	}
+	if err := json.Unmarshal(body, &tr); err != nil {
+		return bad("malformed JSON")
+	}
+	if tr.AccessToken == "" {
+		return bad("no access_token")
+	}
+	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "Bearer") {
+		return bad("token_type " + strconv.Quote(tr.TokenType))
+	}
+	// A bare JSON integer only: not a string, not a fraction.
+	n, err := strconv.Atoi(string(tr.ExpiresIn))
+	if err != nil || n <= 0 {
+		return bad("expires_in must be a positive integer")
+	}
+	return parseToken(tr.AccessToken), n, nil
+}
+
+// parseToken reads the unverified payload claims the SDK needs. A token that
+// is not a JWT is kept as an opaque value.
+func parseToken(value string) Token {
+	tok := Token{Value: value}
+	parts := strings.Split(value, ".")
+	if len(parts) != 3 {
+		return tok
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return tok
+	}
+	var claims struct {
+		SID string      `json:"sid"`
+		Use string      `json:"use"`
+		Exp json.Number `json:"exp"`
+	}
+	if json.Unmarshal(raw, &claims) != nil {
+		return tok
+	}
+	tok.SID, tok.Use = claims.SID, claims.Use
+	if exp, err := claims.Exp.Float64(); err == nil && exp > 0 {
+		tok.ExpiresAt = time.Unix(int64(exp), 0)
+	}
+	return tok
 }
 
 // WaitApproval long-polls GET /approvals/{id}?wait= until the approval leaves
-// pending or ctx is done.
+// pending or ctx is done. A decided approval (approved, rejected, expired,
+// consumed) is returned with a nil error; the caller decides what each
+// state means. When ctx ends first, the last status seen (pending, or zero
+// if none was read) is returned with ctx's cause: waiting again is safe.
 func (c *Client) WaitApproval(ctx context.Context, id string) (wire.ApprovalStatus, error) {
-	return wire.ApprovalStatus{}, errUnimplemented
+	if id == "" {
+		return wire.ApprovalStatus{}, errors.New("caracal: WaitApproval needs an approval id")
+	}
+	path := "/approvals/" + url.PathEscape(id)
+	var last wire.ApprovalStatus
+	for {
+		if err := ctx.Err(); err != nil {
+			return last, context.Cause(ctx)
+		}
+		wait := maxWait
+		if dl, ok := ctx.Deadline(); ok {
+			wait = waitFor(time.Until(dl))
+		}
+		st, err := c.poll(ctx, path, wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return last, context.Cause(ctx)
+			}
+			return last, err
+		}
+		last = st
+		if st.State != wire.ApprovalPending {
+			return st, nil
+		}
+	}
+}
+
+// waitFor is the long-poll chunk for the time left: clamp(remaining, 1, 25)
+// whole seconds.
+func waitFor(remaining time.Duration) time.Duration {
+	secs := int64(remaining / time.Second)
+	return time.Duration(min(max(secs, 1), int64(maxWait/time.Second))) * time.Second
+}
+
+func (c *Client) poll(ctx context.Context, path string, wait time.Duration) (wire.ApprovalStatus, error) {
+	// The server may hold the request for the whole wait; give it that
+	// plus the usual exchange budget.
+	ctx, cancel := context.WithTimeout(ctx, wait+Timeout)
+	defer cancel()
+	u := strings.TrimRight(c.cfg.BaseURL, "/") + path + "?wait=" + strconv.Itoa(int(wait/time.Second))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return wire.ApprovalStatus{}, fmt.Errorf("caracal: STS URL %q: %w", c.cfg.BaseURL, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return wire.ApprovalStatus{}, apierr.Transport(ctx, "sts", http.MethodGet, path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return wire.ApprovalStatus{}, apierr.Transport(ctx, "sts", http.MethodGet, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		e, _ := apierr.FromResponse("sts", http.MethodGet, path, resp, body)
+		return wire.ApprovalStatus{}, e
+	}
+	var st wire.ApprovalStatus
+	if err := json.Unmarshal(body, &st); err != nil || st.State == "" {
+		return wire.ApprovalStatus{}, fmt.Errorf("caracal: sts GET %s: invalid approval status: %w", path, apierr.ErrUnavailable)
+	}
+	return st, nil
 }

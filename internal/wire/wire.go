@@ -234,6 +234,11 @@ type Session struct {
 	HeartbeatDeadlineAt      *string  `json:"heartbeat_deadline_at"`
 	LeaseGeneration          Int64    `json:"lease_generation"`
 	DelegationEdgeID         *string  `json:"delegation_edge_id"`
+
+	// Replayed is set by the client (not the wire body) when the answer was
+	// an idempotent replay (Idempotency-Replayed: true): for a service its
+	// lease_generation may be stale.
+	Replayed bool `json:"-"`
 }
 
 // RetireRequest is the optional body of DELETE /zones/{z}/agents/{id}; sent

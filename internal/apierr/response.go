@@ -1,0 +1,93 @@
+package apierr
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/caracal-go/caracal/internal/retry"
+	"github.com/caracal-go/caracal/internal/wire"
+)
+
+// maxTextBody bounds how much of a non-JSON error body becomes Description.
+const maxTextBody = 512
+
+// FromResponse builds the *Error for a non-success answer of service
+// ("sts", "coordinator", "gateway") to method path, and returns the decoded
+// body too (zero when it is not JSON). body is what the caller read (already
+// size-capped). The request id comes from the body (requestId or
+// request_id), else the X-Request-Id response header.
+func FromResponse(service, method, path string, resp *http.Response, body []byte) (*Error, wire.ErrorBody) {
+	e := &Error{Service: service, Method: method, Path: path, StatusCode: resp.StatusCode}
+	var eb wire.ErrorBody
+	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
+		e.Code = eb.Error
+		e.Description = eb.Text()
+		e.RequestID = eb.ID()
+	} else {
+		eb = wire.ErrorBody{}
+		e.Description = printable(body, maxTextBody)
+	}
+	if e.RequestID == "" {
+		e.RequestID = resp.Header.Get(wire.HeaderRequestID)
+	}
+	if d, ok := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+		e.RetryAfter = d
+	}
+	return e, eb
+}
+
+// printable reduces a text body to one line of at most n printable bytes.
+func printable(b []byte, n int) string {
+	s := strings.TrimSpace(string(b))
+	s = strings.Map(func(r rune) rune {
+		if r == unicode.ReplacementChar || !unicode.IsPrint(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > n {
+		// Cut on a rune boundary.
+		cut := n
+		for cut > 0 && !utf8Start(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
+
+// Transport wraps a failure to get an answer at all (connection refused,
+// reset, timeout) from service for method path. When ctx (the call's own
+// context) ended, the error wraps ctx's cause; otherwise it wraps both
+// ErrUnavailable and err.
+func Transport(ctx context.Context, service, method, path string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("caracal: %s %s %s: %w", service, method, path, context.Cause(ctx))
+	}
+	return fmt.Errorf("caracal: %s %s %s: %w: %w", service, method, path, ErrUnavailable, err)
+}
+
+// Approval builds the error for an STS interaction_required hold on a mint
+// of scopes on resource.
+func Approval(e *Error, eb wire.ErrorBody, resource string, scopes []string) *ApprovalRequiredError {
+	a := &ApprovalRequiredError{
+		Err:        e,
+		ApprovalID: eb.ApprovalID,
+		Resource:   resource,
+		Scopes:     wire.NormalizeScopes(scopes),
+		State:      eb.State,
+		Tier:       eb.Tier,
+		Binding:    eb.Binding,
+	}
+	if t, err := wire.ParseTime(eb.ApprovalExpiresAt); err == nil {
+		a.ExpiresAt = t
+	}
+	return a
+}

@@ -1,0 +1,69 @@
+package apierr
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func resp(status int, hdr ...string) *http.Response {
+	r := &http.Response{StatusCode: status, Header: http.Header{}}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Set(hdr[i], hdr[i+1])
+	}
+	return r
+}
+
+func TestFromResponse(t *testing.T) {
+	e, eb := FromResponse("sts", "POST", "/oauth/2/token", resp(403, "X-Request-Id", "hdr"),
+		[]byte(`{"error":"access_denied","error_description":"policy denied (no_rule_matched)","requestId":"body"}`))
+	assert.Equal(t, Error{Service: "sts", Method: "POST", Path: "/oauth/2/token", StatusCode: 403,
+		Code: "access_denied", Description: "policy denied (no_rule_matched)", RequestID: "body"}, *e)
+	assert.Equal(t, "access_denied", eb.Error)
+
+	e, _ = FromResponse("coordinator", "POST", "/p", resp(400), []byte(`{"error":"idempotency_key_invalid","message":"m","request_id":"snake"}`))
+	assert.Equal(t, "snake", e.RequestID)
+	assert.Equal(t, "m", e.Description)
+
+	e, _ = FromResponse("coordinator", "DELETE", "/p", resp(502, "X-Request-Id", "hdr", "Retry-After", "2"), []byte("<html>bad\tgateway</html>"))
+	assert.Empty(t, e.Code)
+	assert.Equal(t, "<html>bad gateway</html>", e.Description)
+	assert.Equal(t, "hdr", e.RequestID)
+	assert.Equal(t, 2*time.Second, e.RetryAfter)
+
+	long := strings.Repeat("é", 400)
+	e, _ = FromResponse("gateway", "GET", "/", resp(500), []byte(long))
+	assert.LessOrEqual(t, len(e.Description), maxTextBody+len("…"))
+	assert.True(t, strings.HasSuffix(e.Description, "é…"), "cut on a rune boundary")
+}
+
+func TestTransport(t *testing.T) {
+	cause := errors.New("connection refused")
+	err := Transport(context.Background(), "sts", "POST", "/oauth/2/token", cause)
+	assert.ErrorIs(t, err, ErrUnavailable)
+	assert.ErrorIs(t, err, cause)
+	assert.Equal(t, "caracal: sts POST /oauth/2/token: caracal: service unavailable: connection refused", err.Error())
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	stop := errors.New("shutting down")
+	cancel(stop)
+	err = Transport(ctx, "coordinator", "GET", "/x", cause)
+	assert.ErrorIs(t, err, stop)
+	assert.NotErrorIs(t, err, ErrUnavailable)
+}
+
+func TestApproval(t *testing.T) {
+	e := &Error{Service: "sts", StatusCode: 401, Code: "interaction_required"}
+	_, eb := FromResponse("sts", "POST", "/", resp(401), []byte(`{"error":"interaction_required","approval_id":"a","state":"pending","tier":"high","binding":"b","approval_expires_at":"2026-08-22T10:15:00Z"}`))
+	a := Approval(e, eb, "resource://tickets", []string{"b", "a", "a"})
+	require.Equal(t, "a", a.ApprovalID)
+	assert.Equal(t, []string{"a", "b"}, a.Scopes)
+	assert.Equal(t, time.Date(2026, 8, 22, 10, 15, 0, 0, time.UTC), a.ExpiresAt)
+	assert.ErrorIs(t, a, ErrApprovalRequired)
+}

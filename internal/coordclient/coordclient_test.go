@@ -1,0 +1,531 @@
+package coordclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal/internal/apierr"
+	"github.com/caracal-go/caracal/internal/retry"
+	"github.com/caracal-go/caracal/internal/stsclient"
+	"github.com/caracal-go/caracal/internal/wire"
+)
+
+// tokens is a TokenSource handing out tok-N (sid-N), a new one after each
+// Invalidate of the current one.
+type tokens struct {
+	mu          sync.Mutex
+	n           int
+	invalidated []string
+	err         error
+}
+
+func (s *tokens) Lifecycle(context.Context) (stsclient.Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return stsclient.Token{}, s.err
+	}
+	if s.n == 0 {
+		s.n = 1
+	}
+	return stsclient.Token{Value: fmt.Sprint("tok-", s.n), SID: fmt.Sprint("sid-", s.n), Use: "session"}, nil
+}
+
+func (s *tokens) Invalidate(v string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.invalidated = append(s.invalidated, v)
+	if v == fmt.Sprint("tok-", s.n) {
+		s.n++
+	}
+}
+
+// seen is one request as the fake Coordinator received it.
+type seen struct {
+	Method, Path string
+	Header       http.Header
+	Body         string
+}
+
+type coord struct {
+	mu   sync.Mutex
+	reqs []seen
+	// answers are served in order; the last one repeats.
+	answers []func(w http.ResponseWriter)
+}
+
+func (c *coord) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	c.mu.Lock()
+	c.reqs = append(c.reqs, seen{r.Method, r.URL.EscapedPath(), r.Header.Clone(), string(b)})
+	i := min(len(c.reqs)-1, len(c.answers)-1)
+	c.mu.Unlock()
+	c.answers[i](w)
+}
+
+func (c *coord) requests() []seen {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]seen(nil), c.reqs...)
+}
+
+func answer(status int, body string, hdr ...string) func(w http.ResponseWriter) {
+	return func(w http.ResponseWriter) {
+		for i := 0; i+1 < len(hdr); i += 2 {
+			w.Header().Set(hdr[i], hdr[i+1])
+		}
+		if body != "" {
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		}
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}
+}
+
+// drop closes the connection without an answer.
+func drop(w http.ResponseWriter) {
+	conn, _, err := w.(http.Hijacker).Hijack()
+	if err == nil {
+		_ = conn.Close()
+	}
+}
+
+const sessionBody = `{"agent_session_id":"S1","zone_id":"zone-test","application_id":"app-test","parent_id":null,
+"subject_authority_record_id":"sid-1","lifecycle":"task","labels":["reader"],"status":"active","depth":0,
+"ttl_seconds":3600,"started_at":"2026-08-22T10:00:01.120Z","last_heartbeat_at":null,"heartbeat_deadline_at":null,
+"lease_generation":0,"delegation_edge_id":null}`
+
+type harness struct {
+	c      *Client
+	coord  *coord
+	tokens *tokens
+	sleeps *[]time.Duration
+}
+
+func newHarness(t *testing.T, answers ...func(w http.ResponseWriter)) harness {
+	t.Helper()
+	co := &coord{answers: answers}
+	srv := httptest.NewServer(co)
+	t.Cleanup(srv.Close)
+	ts := &tokens{}
+	var mu sync.Mutex
+	sleeps := &[]time.Duration{}
+	c := New(Config{
+		BaseURL:    srv.URL + "/",
+		ZoneID:     "zone-test",
+		HTTPClient: srv.Client(),
+		Tokens:     ts,
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			mu.Lock()
+			*sleeps = append(*sleeps, d)
+			mu.Unlock()
+			return ctx.Err()
+		},
+	})
+	return harness{c, co, ts, sleeps}
+}
+
+var hex32 = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+func TestStartRequest(t *testing.T) {
+	h := newHarness(t, answer(201, sessionBody))
+	s, err := h.c.Start(t.Context(), wire.StartSessionRequest{
+		ApplicationID: "app-test", Labels: []string{"reader"}, TTLSeconds: 600, ParentAuthority: "inherit",
+	}, StartOptions{Traceparent: "00-5f1c2b3a4d5e6f708192a3b4c5d6e7f8-1a2b3c4d5e6f7081-01", Tracestate: "k=v"})
+	require.NoError(t, err)
+	assert.Equal(t, "S1", s.AgentSessionID)
+	assert.False(t, s.Replayed)
+
+	reqs := h.coord.requests()
+	require.Len(t, reqs, 1)
+	r := reqs[0]
+	assert.Equal(t, "POST", r.Method)
+	assert.Equal(t, "/zones/zone-test/agents", r.Path)
+	assert.Equal(t, "Bearer tok-1", r.Header.Get("Authorization"))
+	assert.Equal(t, "application/json", r.Header.Get("Content-Type"))
+	assert.Regexp(t, hex32, r.Header.Get("Idempotency-Key"))
+	assert.Equal(t, "generated", r.Header.Get("Idempotency-Key-Kind"))
+	assert.Equal(t, "00-5f1c2b3a4d5e6f708192a3b4c5d6e7f8-1a2b3c4d5e6f7081-01", r.Header.Get("Traceparent"))
+	assert.Equal(t, "k=v", r.Header.Get("Tracestate"))
+	assert.JSONEq(t, `{"application_id":"app-test","subject_session_id":"sid-1","labels":["reader"],"ttl_seconds":600,"parent_authority":"inherit"}`, r.Body)
+}
+
+func TestStartGivenKeyAndSubject(t *testing.T) {
+	h := newHarness(t, answer(201, sessionBody, "Idempotency-Replayed", "true"))
+	s, err := h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "app-test", SubjectSessionID: "rec-9"},
+		StartOptions{IdempotencyKey: "order-42"})
+	require.NoError(t, err)
+	assert.True(t, s.Replayed)
+	r := h.coord.requests()[0]
+	assert.Equal(t, "order-42", r.Header.Get("Idempotency-Key"))
+	assert.Empty(t, r.Header.Values("Idempotency-Key-Kind"))
+	assert.Empty(t, r.Header.Values("Traceparent"))
+	assert.JSONEq(t, `{"application_id":"app-test","subject_session_id":"rec-9"}`, r.Body)
+}
+
+func TestStartRetriesTransientWithSameKeyAndBody(t *testing.T) {
+	h := newHarness(t, answer(503, `{"error":"internal_error","requestId":"r1"}`), answer(504, ""), answer(201, sessionBody))
+	_, err := h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "app-test"}, StartOptions{})
+	require.NoError(t, err)
+	reqs := h.coord.requests()
+	require.Len(t, reqs, 3)
+	for _, r := range reqs[1:] {
+		assert.Equal(t, reqs[0].Header.Get("Idempotency-Key"), r.Header.Get("Idempotency-Key"))
+		assert.Equal(t, reqs[0].Body, r.Body)
+	}
+	require.Len(t, *h.sleeps, 2)
+	assert.GreaterOrEqual(t, (*h.sleeps)[0], 250*time.Millisecond)
+	assert.Less(t, (*h.sleeps)[0], 350*time.Millisecond)
+	assert.GreaterOrEqual(t, (*h.sleeps)[1], 500*time.Millisecond)
+	assert.Less(t, (*h.sleeps)[1], 600*time.Millisecond)
+}
+
+func TestStartRetriesDroppedConnection(t *testing.T) {
+	// net/http itself may resend a keyed request on a reused connection,
+	// so only the outcome and the bound are asserted.
+	h := newHarness(t, drop, drop, answer(201, sessionBody))
+	_, err := h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "app-test"}, StartOptions{})
+	require.NoError(t, err)
+	assert.Len(t, h.coord.requests(), 3)
+
+	h = newHarness(t, drop)
+	_, err = h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "app-test"}, StartOptions{})
+	assert.ErrorIs(t, err, apierr.ErrUnavailable)
+	assert.LessOrEqual(t, len(*h.sleeps), StartRetries)
+}
+
+func TestStartGivesUpAfterTwoRetries(t *testing.T) {
+	h := newHarness(t, answer(429, `{"error":"rate_limited"}`, "Retry-After", "4"))
+	_, err := h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "app-test"}, StartOptions{})
+	var e *apierr.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "rate_limited", e.Code)
+	assert.ErrorIs(t, err, apierr.ErrRateLimited)
+	assert.Len(t, h.coord.requests(), 1+StartRetries)
+	require.Len(t, *h.sleeps, 2)
+	for _, d := range *h.sleeps {
+		assert.GreaterOrEqual(t, d, 4*time.Second, "Retry-After wins")
+		assert.Less(t, d, 4*time.Second+retry.MaxJitter)
+	}
+}
+
+func TestStartNotRetried(t *testing.T) {
+	for _, a := range []func(http.ResponseWriter){
+		answer(400, `{"error":"invalid_body","error_description":"Request body failed validation","requestId":"r"}`),
+		answer(404, `{"error":"parent_not_found"}`),
+		answer(409, `{"error":"idempotency_key_conflict","message":"…"}`),
+		answer(429, `{"error":"session_limit_exceeded"}`),
+	} {
+		h := newHarness(t, a)
+		_, err := h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "app-test"}, StartOptions{})
+		require.Error(t, err)
+		want := 1
+		if strings.Contains(err.Error(), "session_limit_exceeded") {
+			want = 1 + StartRetries // a plain 429 is transient
+		}
+		assert.Len(t, h.coord.requests(), want, err.Error())
+	}
+}
+
+func TestStartReceiptLimitFallsBackToNoKey(t *testing.T) {
+	h := newHarness(t, answer(429, `{"error":"idempotency_receipt_limit_exceeded"}`), answer(201, sessionBody))
+	s, err := h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "app-test"}, StartOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "S1", s.AgentSessionID)
+	reqs := h.coord.requests()
+	require.Len(t, reqs, 2)
+	assert.NotEmpty(t, reqs[0].Header.Get("Idempotency-Key"))
+	assert.Empty(t, reqs[1].Header.Values("Idempotency-Key"))
+	assert.Empty(t, reqs[1].Header.Values("Idempotency-Key-Kind"))
+	assert.Equal(t, reqs[0].Body, reqs[1].Body)
+	assert.Empty(t, *h.sleeps, "nothing executed: no backoff needed")
+}
+
+func TestStartWithoutKeyIsNotRetried(t *testing.T) {
+	h := newHarness(t, answer(429, `{"error":"idempotency_receipt_limit_exceeded"}`), answer(503, ""))
+	_, err := h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "app-test"}, StartOptions{})
+	assert.ErrorIs(t, err, apierr.ErrUnavailable)
+	assert.Len(t, h.coord.requests(), 2, "a keyless resend could start a second session")
+}
+
+func TestStartCallerKeyIsNeverDropped(t *testing.T) {
+	h := newHarness(t, answer(429, `{"error":"idempotency_receipt_limit_exceeded"}`))
+	_, err := h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "app-test"}, StartOptions{IdempotencyKey: "mine"})
+	var e *apierr.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "idempotency_receipt_limit_exceeded", e.Code)
+	assert.False(t, e.Temporary())
+	assert.Len(t, h.coord.requests(), 1)
+}
+
+func TestStart401RefreshesAndRepins(t *testing.T) {
+	h := newHarness(t, answer(401, `{"error":"identity_revoked"}`), answer(201, sessionBody))
+	_, err := h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "app-test"}, StartOptions{})
+	require.NoError(t, err)
+	reqs := h.coord.requests()
+	require.Len(t, reqs, 2)
+	assert.Equal(t, []string{"tok-1"}, h.tokens.invalidated)
+	assert.Equal(t, "Bearer tok-2", reqs[1].Header.Get("Authorization"))
+	assert.Equal(t, reqs[0].Header.Get("Idempotency-Key"), reqs[1].Header.Get("Idempotency-Key"))
+	// A 401 stores no receipt: the new token's record replaces the revoked one.
+	assert.Contains(t, reqs[0].Body, `"subject_session_id":"sid-1"`)
+	assert.Contains(t, reqs[1].Body, `"subject_session_id":"sid-2"`)
+	require.Len(t, *h.sleeps, 1)
+	assert.LessOrEqual(t, (*h.sleeps)[0], retry.MaxRefreshPause)
+}
+
+func TestStartPinSurvivesRefreshAfterPossibleCommit(t *testing.T) {
+	h := newHarness(t, answer(502, ""), answer(401, `{"error":"invalid_token"}`), answer(201, sessionBody))
+	_, err := h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "app-test"}, StartOptions{})
+	require.NoError(t, err)
+	reqs := h.coord.requests()
+	require.Len(t, reqs, 3)
+	assert.Equal(t, "Bearer tok-2", reqs[2].Header.Get("Authorization"))
+	for _, r := range reqs {
+		assert.Contains(t, r.Body, `"subject_session_id":"sid-1"`, "the first attempt may have committed: keep the digest")
+	}
+}
+
+func TestStartInvalidAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		req  wire.StartSessionRequest
+	}{
+		{`{"status":"active"}`, wire.StartSessionRequest{ApplicationID: "a"}},
+		{`{"agent_session_id":"S","lease_generation":0}`, wire.StartSessionRequest{ApplicationID: "a", Lifecycle: "service"}},
+		{`not json`, wire.StartSessionRequest{ApplicationID: "a"}},
+	} {
+		h := newHarness(t, answer(201, tc.body))
+		_, err := h.c.Start(t.Context(), tc.req, StartOptions{})
+		assert.ErrorContains(t, err, "invalid response")
+	}
+}
+
+func TestTokenFailureIsNotRetried(t *testing.T) {
+	h := newHarness(t, answer(201, sessionBody))
+	sentinel := errors.New("sts down")
+	h.tokens.err = sentinel
+	_, err := h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "app-test"}, StartOptions{})
+	assert.ErrorIs(t, err, sentinel)
+	assert.Empty(t, h.coord.requests())
+}
+
+func TestRetire(t *testing.T) {
+	h := newHarness(t, answer(204, ""))
+	require.NoError(t, h.c.Retire(t.Context(), "S/1", 0))
+	require.NoError(t, h.c.Retire(t.Context(), "S2", 3))
+	reqs := h.coord.requests()
+	assert.Equal(t, "DELETE", reqs[0].Method)
+	assert.Equal(t, "/zones/zone-test/agents/S%2F1", reqs[0].Path)
+	assert.Empty(t, reqs[0].Body)
+	assert.Empty(t, reqs[0].Header.Values("Content-Type"), "no JSON content type without a body")
+	assert.JSONEq(t, `{"lease_generation":3}`, reqs[1].Body)
+	assert.Equal(t, "application/json", reqs[1].Header.Get("Content-Type"))
+}
+
+func TestRetireGoneIsSuccess(t *testing.T) {
+	for _, a := range []func(http.ResponseWriter){
+		answer(404, `{"error":"session_not_found"}`),
+		answer(409, `{"error":"session_not_live"}`),
+	} {
+		require.NoError(t, newHarness(t, a).c.Retire(t.Context(), "S", 0))
+	}
+	for _, a := range []func(http.ResponseWriter){
+		answer(409, `{"error":"session_lease_fenced"}`),
+		answer(404, `{"message":"Route DELETE:/x not found","error":"Not Found","statusCode":404}`),
+		answer(403, `{"error":"application_ownership_required"}`),
+		answer(503, ``),
+	} {
+		h := newHarness(t, a)
+		assert.Error(t, h.c.Retire(t.Context(), "S", 2))
+		assert.Len(t, h.coord.requests(), 1, "retire is one attempt")
+	}
+}
+
+func TestRetire401RetriesOnce(t *testing.T) {
+	h := newHarness(t, answer(401, `{"error":"identity_revoked"}`))
+	err := h.c.Retire(t.Context(), "S", 0)
+	assert.ErrorIs(t, err, apierr.ErrUnauthorized)
+	reqs := h.coord.requests()
+	require.Len(t, reqs, 2)
+	assert.Equal(t, "Bearer tok-1", reqs[0].Header.Get("Authorization"))
+	assert.Equal(t, "Bearer tok-2", reqs[1].Header.Get("Authorization"))
+}
+
+func TestHeartbeatAndLease(t *testing.T) {
+	h := newHarness(t,
+		answer(200, `{"agent":{"id":"S","status":"active","heartbeat_deadline_at":"2026-08-22T10:02:41.000Z","lease_generation":2},"service":null,"active_invocations":0}`),
+		answer(200, `{"status":"active","heartbeat_deadline_at":"2026-08-22T10:05:00.000Z","lease_generation":"3"}`),
+		answer(503, `{"error":"internal_error"}`),
+	)
+	hb, err := h.c.Heartbeat(t.Context(), "S", 2)
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, hb.Agent.LeaseGeneration)
+	l, err := h.c.Lease(t.Context(), "S")
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, l.LeaseGeneration)
+	_, err = h.c.Heartbeat(t.Context(), "S", 3)
+	assert.ErrorIs(t, err, apierr.ErrUnavailable)
+
+	reqs := h.coord.requests()
+	require.Len(t, reqs, 3, "heartbeats are not retried on 5xx")
+	assert.Equal(t, "/zones/zone-test/agents/S/heartbeat", reqs[0].Path)
+	assert.JSONEq(t, `{"status":"healthy","lease_generation":2}`, reqs[0].Body)
+	assert.Equal(t, "/zones/zone-test/agents/S/lease", reqs[1].Path)
+	assert.Empty(t, reqs[1].Body)
+	assert.Empty(t, reqs[1].Header.Values("Content-Type"))
+}
+
+func TestDelegate(t *testing.T) {
+	created := `{"delegation_edge_id":"E1","scopes":["tickets:read"],"expires_at":"2026-08-22T10:10:02.400Z","status":"active","constraints_json":{"ttl_seconds":600}}`
+	h := newHarness(t, answer(502, ""), answer(201, created))
+	req := wire.CreateDelegationRequest{SourceSessionID: "S1", TargetSessionID: "S2", IssuerApplicationID: "app",
+		ReceiverApplicationID: "app", Scopes: []string{"tickets:read"}, ResourceID: "resource://tickets", TTLSeconds: 600}
+	d, err := h.c.Delegate(t.Context(), req, "k1")
+	require.NoError(t, err)
+	assert.Equal(t, "E1", d.DelegationEdgeID)
+	assert.Equal(t, 600, d.ConstraintsJSON.TTLSeconds)
+	reqs := h.coord.requests()
+	require.Len(t, reqs, 2)
+	assert.Equal(t, "k1", reqs[1].Header.Get("Idempotency-Key"))
+	assert.Empty(t, reqs[1].Header.Values("Idempotency-Key-Kind"))
+	assert.JSONEq(t, `{"source_session_id":"S1","target_session_id":"S2","issuer_application_id":"app","receiver_application_id":"app",
+		"resource_id":"resource://tickets","scopes":["tickets:read"],"ttl_seconds":600}`, reqs[1].Body)
+
+	h = newHarness(t, answer(502, ""), answer(201, created))
+	_, err = h.c.Delegate(t.Context(), req, "")
+	assert.ErrorIs(t, err, apierr.ErrUnavailable)
+	require.Len(t, h.coord.requests(), 1, "no key: no retry")
+	assert.Empty(t, h.coord.requests()[0].Header.Values("Idempotency-Key"))
+
+	h = newHarness(t, answer(503, ""))
+	_, err = h.c.Delegate(t.Context(), req, "k2")
+	assert.Error(t, err)
+	assert.Len(t, h.coord.requests(), 1+DelegateRetries)
+
+	h = newHarness(t, answer(201, `{"scopes":[]}`))
+	_, err = h.c.Delegate(t.Context(), wire.CreateDelegationRequest{}, "")
+	assert.ErrorContains(t, err, "no delegation_edge_id")
+	assert.Contains(t, h.coord.requests()[0].Body, `"scopes":[]`)
+}
+
+func TestRevokeAndInbound(t *testing.T) {
+	h := newHarness(t,
+		answer(200, `{"revoked_edges":2,"affected_sessions":1,"terminated_sessions":1}`),
+		answer(503, ""),
+		answer(200, `{"id":"E:1","status":"active"}`),
+	)
+	r, err := h.c.RevokeDelegation(t.Context(), "E1")
+	require.NoError(t, err)
+	assert.Equal(t, 2, r.RevokedEdges)
+	st, err := h.c.InboundEdge(t.Context(), "S 2", "E:1")
+	require.NoError(t, err)
+	assert.Equal(t, "active", st.Status)
+	reqs := h.coord.requests()
+	require.Len(t, reqs, 3, "the read was retried once")
+	assert.Equal(t, "PATCH", reqs[0].Method)
+	assert.Equal(t, "/zones/zone-test/delegations/E1/revoke", reqs[0].Path)
+	assert.Empty(t, reqs[0].Header.Values("Content-Type"))
+	assert.Equal(t, "GET", reqs[2].Method)
+	assert.Equal(t, "/zones/zone-test/delegations/inbound/S%202/E:1", reqs[2].Path)
+}
+
+func TestErrorFields(t *testing.T) {
+	h := newHarness(t,
+		answer(400, `{"error":"idempotency_key_invalid","message":"bad key","request_id":"snake-id"}`),
+		answer(404, `{"error":"delegation_not_found","requestId":"camel-id"}`),
+	)
+	_, err := h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "a"}, StartOptions{IdempotencyKey: " x"})
+	var e *apierr.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, apierr.Error{Service: "coordinator", Method: "POST", Path: "/zones/zone-test/agents", StatusCode: 400,
+		Code: "idempotency_key_invalid", Description: "bad key", RequestID: "snake-id"}, *e)
+	_, err = h.c.RevokeDelegation(t.Context(), "E")
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "camel-id", e.RequestID)
+	assert.ErrorIs(t, err, apierr.ErrNotFound)
+	assert.NotContains(t, err.Error(), "tok-")
+}
+
+// rtFunc is an http.RoundTripper from a function.
+type rtFunc func(*http.Request) (*http.Response, error)
+
+func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestPerCallTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var sent []time.Time
+		hc := &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+			mu.Lock()
+			sent = append(sent, time.Now())
+			mu.Unlock()
+			<-r.Context().Done() // never answers
+			return nil, r.Context().Err()
+		})}
+		c := New(Config{BaseURL: "http://coord.invalid", ZoneID: "z", HTTPClient: hc, Tokens: &tokens{}})
+		start := time.Now()
+		err := c.Retire(t.Context(), "S", 0)
+		assert.ErrorIs(t, err, apierr.ErrUnavailable)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, Timeout, time.Since(start))
+
+		// Start: each attempt gets its own 10 s, with the backoff between.
+		sent = nil
+		start = time.Now()
+		_, err = c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "a"}, StartOptions{})
+		assert.ErrorIs(t, err, apierr.ErrUnavailable)
+		require.Len(t, sent, 3)
+		elapsed := time.Since(start)
+		assert.GreaterOrEqual(t, elapsed, 3*Timeout+750*time.Millisecond)
+		assert.Less(t, elapsed, 3*Timeout+950*time.Millisecond)
+
+		// A shorter caller deadline wins and is not retried.
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		sent = nil
+		start = time.Now()
+		_, err = c.Start(ctx, wire.StartSessionRequest{ApplicationID: "a"}, StartOptions{})
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, time.Second, time.Since(start))
+		assert.Len(t, sent, 1)
+	})
+}
+
+func TestBackoffStopsWithCallerContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hc := &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: 503, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(""))}, nil
+		})}
+		c := New(Config{BaseURL: "http://coord.invalid", ZoneID: "z", HTTPClient: hc, Tokens: &tokens{}})
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		_, err := c.Start(ctx, wire.StartSessionRequest{ApplicationID: "a"}, StartOptions{})
+		assert.ErrorIs(t, err, apierr.ErrUnavailable)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Contains(t, err.Error(), "not retried")
+	})
+}
+
+func TestIdempotencyKeys(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		k := NewIdempotencyKey()
+		require.Regexp(t, hex32, k)
+		require.False(t, seen[k])
+		seen[k] = true
+	}
+}

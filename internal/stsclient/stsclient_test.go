@@ -1,0 +1,563 @@
+package stsclient
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal/internal/apierr"
+	"github.com/caracal-go/caracal/internal/wire"
+)
+
+const secret = "s3cr3t-value"
+
+// jwt builds an unsigned token carrying claims; the client never checks
+// signatures.
+func jwt(claims map[string]any) string {
+	enc := base64.RawURLEncoding
+	p, _ := json.Marshal(claims)
+	return enc.EncodeToString([]byte(`{"alg":"ES256"}`)) + "." + enc.EncodeToString(p) + ".c2ln"
+}
+
+// fakeSTS is a scripted token endpoint.
+type fakeSTS struct {
+	mu    sync.Mutex
+	forms []url.Values
+	calls atomic.Int64
+	// answer, if set, replaces the default success.
+	answer func(w http.ResponseWriter, r *http.Request, n int64)
+}
+
+func (f *fakeSTS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	n := f.calls.Add(1)
+	if r.URL.Path == "/oauth/2/token" {
+		_ = r.ParseForm()
+		f.mu.Lock()
+		f.forms = append(f.forms, r.PostForm)
+		f.mu.Unlock()
+	}
+	if f.answer != nil {
+		f.answer(w, r, n)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = fmt.Fprintf(w, `{"access_token":%q,"token_type":"Bearer","expires_in":900,"scope":"agent:lifecycle"}`,
+		jwt(map[string]any{"sid": fmt.Sprintf("sid-%d", n), "use": "session", "exp": 1787393700}))
+}
+
+func (f *fakeSTS) lastForm() url.Values {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.forms[len(f.forms)-1]
+}
+
+func newClient(t *testing.T, h http.Handler, mod ...func(*Config)) *Client {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	cfg := Config{
+		BaseURL:       srv.URL + "/",
+		ZoneID:        "zone-test",
+		ApplicationID: "app-test",
+		ClientSecret:  secret,
+		Resources:     []string{"resource://tickets", "resource://ledger"},
+		HTTPClient:    srv.Client(),
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	return New(cfg)
+}
+
+func TestLifecycleExchange(t *testing.T) {
+	sts := &fakeSTS{}
+	var ct string
+	c := newClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ct = r.Header.Get("Content-Type")
+		assert.Empty(t, r.URL.RawQuery)
+		sts.ServeHTTP(w, r)
+	}))
+	tok, err := c.Lifecycle(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, "application/x-www-form-urlencoded", ct)
+	assert.Equal(t, "sid-1", tok.SID)
+	assert.Equal(t, "session", tok.Use)
+	assert.Equal(t, time.Unix(1787393700, 0), tok.ExpiresAt)
+	assert.NotContains(t, tok.String(), tok.Value)
+	assert.NotContains(t, fmt.Sprintf("%#v", tok), tok.Value)
+
+	f := sts.lastForm()
+	assert.Equal(t, wire.GrantTypeTokenExchange, f.Get("grant_type"))
+	assert.Equal(t, "zone-test", f.Get("zone_id"))
+	assert.Equal(t, "app-test", f.Get("application_id"))
+	assert.Equal(t, secret, f.Get("client_secret"))
+	assert.Equal(t, "agent:lifecycle", f.Get("scope"))
+	assert.Equal(t, []string{"resource://tickets", "resource://ledger"}, f["resource"])
+	for _, k := range []string{"ttl_seconds", "agent_session_id", "delegation_edge_id", "subject_token", "session_id"} {
+		assert.NotContains(t, f, k)
+	}
+}
+
+func TestLifecycleCacheAndRefreshMargin(t *testing.T) {
+	for _, tc := range []struct {
+		expiresIn   int
+		refreshedAt time.Duration // first instant the cache is bypassed
+	}{
+		{900, 840 * time.Second}, // margin min(60s, 450s) = 60s
+		{60, 30 * time.Second},   // margin min(60s, 30s) = 30s
+		{1, 500 * time.Millisecond},
+	} {
+		t.Run(fmt.Sprint(tc.expiresIn), func(t *testing.T) {
+			sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = fmt.Fprintf(w, `{"access_token":"opaque-%d","expires_in":%d}`, n, tc.expiresIn)
+			}}
+			base := time.Date(2026, 8, 22, 10, 0, 0, 0, time.UTC)
+			var now atomic.Int64
+			now.Store(base.UnixNano())
+			c := newClient(t, sts, func(cfg *Config) {
+				cfg.Now = func() time.Time { return time.Unix(0, now.Load()) }
+			})
+			first, err := c.Lifecycle(t.Context())
+			require.NoError(t, err)
+			assert.Equal(t, base.Add(time.Duration(tc.expiresIn)*time.Second), first.ExpiresAt.UTC(), "no exp claim: expiry from expires_in")
+
+			now.Store(base.Add(tc.refreshedAt - time.Nanosecond).UnixNano())
+			again, err := c.Lifecycle(t.Context())
+			require.NoError(t, err)
+			assert.Equal(t, first.Value, again.Value)
+			assert.EqualValues(t, 1, sts.calls.Load())
+
+			now.Store(base.Add(tc.refreshedAt).UnixNano())
+			fresh, err := c.Lifecycle(t.Context())
+			require.NoError(t, err)
+			assert.NotEqual(t, first.Value, fresh.Value)
+			assert.EqualValues(t, 2, sts.calls.Load())
+		})
+	}
+}
+
+func TestInvalidate(t *testing.T) {
+	sts := &fakeSTS{}
+	c := newClient(t, sts)
+	a, err := c.Lifecycle(t.Context())
+	require.NoError(t, err)
+
+	c.Invalidate("some-other-token")
+	b, err := c.Lifecycle(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, a.Value, b.Value, "invalidating a different value keeps the cache")
+
+	c.Invalidate(a.Value)
+	b, err = c.Lifecycle(t.Context())
+	require.NoError(t, err)
+	assert.NotEqual(t, a.Value, b.Value)
+	assert.Equal(t, "sid-2", b.SID)
+
+	c.Invalidate(a.Value) // stale invalidation after a refresh: no effect
+	d, err := c.Lifecycle(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, b.Value, d.Value)
+	assert.EqualValues(t, 2, sts.calls.Load())
+}
+
+// rtFunc is an http.RoundTripper from a function (used inside synctest
+// bubbles, where sockets are not allowed).
+type rtFunc func(*http.Request) (*http.Response, error)
+
+func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func jsonResponse(status int, body string) *http.Response {
+	return &http.Response{
+		StatusCode: status,
+		Header:     http.Header{"Content-Type": {"application/json"}},
+		Body:       io.NopCloser(strings.NewReader(body)),
+	}
+}
+
+// gatedSTS answers token requests only once release is closed.
+func gatedSTS(calls *atomic.Int64, release <-chan struct{}) *http.Client {
+	return &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+		n := calls.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+		return jsonResponse(200, fmt.Sprintf(`{"access_token":"tok-%d","expires_in":900}`, n)), nil
+	})}
+}
+
+func TestLifecycleSingleFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int64
+		release := make(chan struct{})
+		c := New(Config{BaseURL: "http://sts.invalid", ClientSecret: secret, Resources: []string{"r"}, HTTPClient: gatedSTS(&calls, release)})
+		const n = 32
+		got := make([]string, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				tok, err := c.Lifecycle(t.Context())
+				assert.NoError(t, err)
+				got[i] = tok.Value
+			})
+		}
+		synctest.Wait()
+		assert.EqualValues(t, 1, calls.Load(), "one exchange while all callers wait")
+		close(release)
+		wg.Wait()
+		for _, v := range got {
+			assert.Equal(t, "tok-1", v)
+		}
+	})
+}
+
+func TestLifecycleFollowerCancelDoesNotCancelLeader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int64
+		release := make(chan struct{})
+		c := New(Config{BaseURL: "http://sts.invalid", ClientSecret: secret, Resources: []string{"r"}, HTTPClient: gatedSTS(&calls, release)})
+
+		leader := make(chan error, 1)
+		go func() { _, err := c.Lifecycle(t.Context()); leader <- err }()
+		synctest.Wait()
+
+		ctx, cancel := context.WithCancelCause(t.Context())
+		follower := make(chan error, 1)
+		go func() { _, err := c.Lifecycle(ctx); follower <- err }()
+		synctest.Wait()
+		gone := errors.New("follower gave up")
+		cancel(gone)
+		assert.ErrorIs(t, <-follower, gone)
+
+		close(release)
+		require.NoError(t, <-leader)
+		assert.EqualValues(t, 1, calls.Load())
+	})
+}
+
+func TestLifecycleLeaderCancelFollowerRetries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int64
+		release := make(chan struct{})
+		c := New(Config{BaseURL: "http://sts.invalid", ClientSecret: secret, Resources: []string{"r"}, HTTPClient: gatedSTS(&calls, release)})
+
+		ctx, cancel := context.WithCancel(t.Context())
+		leader := make(chan error, 1)
+		go func() { _, err := c.Lifecycle(ctx); leader <- err }()
+		synctest.Wait()
+		follower := make(chan Token, 1)
+		go func() {
+			tok, err := c.Lifecycle(t.Context())
+			assert.NoError(t, err)
+			follower <- tok
+		}()
+		synctest.Wait()
+		cancel()
+		assert.ErrorIs(t, <-leader, context.Canceled)
+		synctest.Wait() // the follower has started its own exchange
+		assert.EqualValues(t, 2, calls.Load())
+		close(release)
+		assert.Equal(t, "tok-2", (<-follower).Value)
+	})
+}
+
+func TestExchangeTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int64
+		c := New(Config{BaseURL: "http://sts.invalid", ClientSecret: secret, Resources: []string{"r"}, HTTPClient: gatedSTS(&calls, nil)})
+		start := time.Now()
+		_, err := c.Lifecycle(t.Context())
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, Timeout, time.Since(start))
+
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		start = time.Now()
+		_, err = c.Mint(ctx, MintRequest{Resource: "r", Scopes: []string{"s"}})
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, 2*time.Second, time.Since(start), "a shorter caller deadline wins")
+	})
+}
+
+func TestErrorAnswers(t *testing.T) {
+	sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Request-Id", "hdr-id")
+		w.WriteHeader(401)
+		_, _ = io.WriteString(w, `{"error":"access_denied","error_description":"invalid client credentials","requestId":"req-1"}`)
+	}}
+	c := newClient(t, sts)
+	_, err := c.Lifecycle(t.Context())
+	var e *apierr.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "sts", e.Service)
+	assert.Equal(t, "POST", e.Method)
+	assert.Equal(t, "/oauth/2/token", e.Path)
+	assert.Equal(t, 401, e.StatusCode)
+	assert.Equal(t, "access_denied", e.Code)
+	assert.Equal(t, "invalid client credentials", e.Description)
+	assert.Equal(t, "req-1", e.RequestID)
+	assert.ErrorIs(t, err, apierr.ErrCredentials)
+	assert.ErrorIs(t, err, apierr.ErrUnauthorized)
+	assert.NotContains(t, err.Error(), secret)
+	assert.NotContains(t, fmt.Sprintf("%+v %#v", err, err), secret)
+
+	// Failures are not cached: the next call exchanges again.
+	_, err = c.Lifecycle(t.Context())
+	require.Error(t, err)
+	assert.EqualValues(t, 2, sts.calls.Load())
+}
+
+func TestErrorWithoutJSONBody(t *testing.T) {
+	sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("X-Request-Id", "hdr-id")
+		w.Header().Set("Retry-After", "3")
+		w.WriteHeader(503)
+		_, _ = io.WriteString(w, "upstream\x00 down\n")
+	}}
+	_, err := newClient(t, sts).Lifecycle(t.Context())
+	var e *apierr.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, 503, e.StatusCode)
+	assert.Empty(t, e.Code)
+	assert.Equal(t, "upstream  down", e.Description)
+	assert.Equal(t, "hdr-id", e.RequestID)
+	assert.Equal(t, 3*time.Second, e.RetryAfter)
+	assert.ErrorIs(t, err, apierr.ErrUnavailable)
+}
+
+func TestInvalidSuccessBodies(t *testing.T) {
+	for name, tc := range map[string]struct{ ct, body string }{
+		"no token":          {"application/json", `{"token_type":"Bearer","expires_in":900}`},
+		"wrong token type":  {"application/json", `{"access_token":"x","token_type":"MAC","expires_in":900}`},
+		"zero expiry":       {"application/json", `{"access_token":"x","expires_in":0}`},
+		"fractional expiry": {"application/json", `{"access_token":"x","expires_in":900.5}`},
+		"string expiry":     {"application/json", `{"access_token":"x","expires_in":"900"}`},
+		"not json":          {"application/json", `<html>`},
+		"html content type": {"text/html", `{"access_token":"x","expires_in":900}`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
+				w.Header().Set("Content-Type", tc.ct)
+				_, _ = io.WriteString(w, tc.body)
+			}}
+			_, err := newClient(t, sts).Lifecycle(t.Context())
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "invalid token response")
+			assert.NotContains(t, err.Error(), secret)
+		})
+	}
+	// Accepted variants: no content type, lower-case bearer, charset param.
+	for name, tc := range map[string]struct{ ct, body string }{
+		"no content type": {"", `{"access_token":"x","expires_in":900}`},
+		"bearer":          {"application/json; charset=utf-8", `{"access_token":"x","token_type":"bearer","expires_in":900}`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
+				w.Header()["Content-Type"] = []string{tc.ct}
+				_, _ = io.WriteString(w, tc.body)
+			}}
+			tok, err := newClient(t, sts).Lifecycle(t.Context())
+			require.NoError(t, err)
+			assert.Equal(t, "x", tok.Value)
+		})
+	}
+}
+
+func TestSTSDown(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	base := srv.URL
+	srv.Close()
+	c := New(Config{BaseURL: base, ClientSecret: secret, Resources: []string{"r"}})
+	_, err := c.Lifecycle(t.Context())
+	require.Error(t, err)
+	assert.ErrorIs(t, err, apierr.ErrUnavailable)
+	assert.Contains(t, err.Error(), "caracal: sts POST /oauth/2/token")
+	assert.NotContains(t, err.Error(), secret)
+}
+
+func TestNoResources(t *testing.T) {
+	sts := &fakeSTS{}
+	c := newClient(t, sts, func(cfg *Config) { cfg.Resources = nil })
+	_, err := c.Lifecycle(t.Context())
+	assert.ErrorContains(t, err, "no resources configured")
+	assert.Zero(t, sts.calls.Load())
+}
+
+func TestStaticMode(t *testing.T) {
+	sts := &fakeSTS{}
+	static := jwt(map[string]any{"sid": "rec-static", "use": "session", "exp": time.Now().Add(time.Hour).Unix()})
+	c := newClient(t, sts, func(cfg *Config) { cfg.ClientSecret = ""; cfg.BootstrapToken = static })
+	require.True(t, c.Static())
+	tok, err := c.Lifecycle(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, static, tok.Value)
+	assert.Equal(t, "rec-static", tok.SID)
+	c.Invalidate(static) // a static token cannot be replaced
+	tok, err = c.Lifecycle(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, static, tok.Value)
+
+	_, err = c.Mint(t.Context(), MintRequest{Resource: "r", Scopes: []string{"s"}})
+	assert.ErrorIs(t, err, apierr.ErrStaticToken)
+	assert.Zero(t, sts.calls.Load())
+
+	expired := jwt(map[string]any{"sid": "rec-old", "exp": time.Now().Add(-time.Minute).Unix()})
+	c = newClient(t, sts, func(cfg *Config) { cfg.ClientSecret = ""; cfg.BootstrapToken = expired })
+	_, err = c.Lifecycle(t.Context())
+	assert.ErrorContains(t, err, "bootstrap token expired")
+	assert.NotContains(t, err.Error(), expired)
+}
+
+func TestMint(t *testing.T) {
+	sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"access_token":%q,"token_type":"Bearer","expires_in":300}`,
+			jwt(map[string]any{"sid": fmt.Sprint("m", n), "use": "gateway"}))
+	}}
+	c := newClient(t, sts)
+	req := MintRequest{Resource: "resource://tickets", Scopes: []string{"tickets:write", "tickets:read", "tickets:read"},
+		AgentSessionID: "S1", DelegationEdgeID: "E1", TTLSeconds: 120, ApprovalID: "A1"}
+	a, err := c.Mint(t.Context(), req)
+	require.NoError(t, err)
+	assert.Equal(t, "gateway", a.Use)
+	f := sts.lastForm()
+	assert.Equal(t, "tickets:read tickets:write", f.Get("scope"))
+	assert.Equal(t, []string{"resource://tickets"}, f["resource"])
+	assert.Equal(t, "S1", f.Get("agent_session_id"))
+	assert.Equal(t, "E1", f.Get("delegation_edge_id"))
+	assert.Equal(t, "120", f.Get("ttl_seconds"))
+	assert.Equal(t, "A1", f.Get("approval_id"))
+	assert.Equal(t, secret, f.Get("client_secret"))
+
+	b, err := c.Mint(t.Context(), req)
+	require.NoError(t, err)
+	assert.NotEqual(t, a.Value, b.Value, "mandates are never cached")
+	assert.EqualValues(t, 2, sts.calls.Load())
+}
+
+func TestMintApprovalHold(t *testing.T) {
+	sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("WWW-Authenticate", `Bearer error="interaction_required"`)
+		w.WriteHeader(401)
+		_, _ = io.WriteString(w, `{"error":"interaction_required","error_description":"Human approval required for this request",
+ "approval_id":"ap-1","approval_type":"human_approval","state":"pending","tier":"high",
+ "binding":"abcd","approval_expires_at":"2026-08-22T10:15:00Z","requestId":"rq-9"}`)
+	}}
+	c := newClient(t, sts)
+	_, err := c.Mint(t.Context(), MintRequest{Resource: "resource://tickets", Scopes: []string{"tickets:delete"}, AgentSessionID: "S", DelegationEdgeID: "E"})
+	var ar *apierr.ApprovalRequiredError
+	require.ErrorAs(t, err, &ar)
+	assert.Equal(t, "ap-1", ar.ApprovalID)
+	assert.Equal(t, "resource://tickets", ar.Resource)
+	assert.Equal(t, []string{"tickets:delete"}, ar.Scopes)
+	assert.Equal(t, "pending", ar.State)
+	assert.Equal(t, "high", ar.Tier)
+	assert.Equal(t, "abcd", ar.Binding)
+	assert.Equal(t, time.Date(2026, 8, 22, 10, 15, 0, 0, time.UTC), ar.ExpiresAt)
+	assert.Equal(t, "rq-9", ar.Err.RequestID)
+	assert.ErrorIs(t, err, apierr.ErrApprovalRequired)
+	var e *apierr.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, 401, e.StatusCode)
+}
+
+func TestWaitFor(t *testing.T) {
+	for _, tc := range []struct{ in, want time.Duration }{
+		{-time.Second, time.Second},
+		{0, time.Second},
+		{1500 * time.Millisecond, time.Second},
+		{7 * time.Second, 7 * time.Second},
+		{25 * time.Second, 25 * time.Second},
+		{time.Hour, 25 * time.Second},
+	} {
+		assert.Equal(t, tc.want, waitFor(tc.in), "%s", tc.in)
+	}
+}
+
+func TestWaitApproval(t *testing.T) {
+	var waits []string
+	var mu sync.Mutex
+	sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
+		mu.Lock()
+		waits = append(waits, r.URL.Query().Get("wait"))
+		mu.Unlock()
+		assert.Equal(t, "/approvals/ap%2F1", r.URL.EscapedPath())
+		state := "pending"
+		if n >= 3 {
+			state = "approved"
+		}
+		_, _ = fmt.Fprintf(w, `{"id":"ap/1","state":%q,"expires_at":"2026-08-22T10:15:00Z"}`, state)
+	}}
+	c := newClient(t, sts)
+	st, err := c.WaitApproval(t.Context(), "ap/1")
+	require.NoError(t, err)
+	assert.Equal(t, "approved", st.State)
+	assert.Equal(t, []string{"25", "25", "25"}, waits)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	mu.Lock()
+	waits = nil
+	mu.Unlock()
+	sts.calls.Store(0)
+	_, err = c.WaitApproval(ctx, "ap/1")
+	require.NoError(t, err)
+	assert.Contains(t, []string{"9", "10"}, waits[0], "wait follows the caller's remaining time")
+}
+
+func TestWaitApprovalUntilDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var polls atomic.Int64
+		hc := &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+			polls.Add(1)
+			wait, _ := time.ParseDuration(r.URL.Query().Get("wait") + "s")
+			select { // the server holds the poll for the whole wait
+			case <-time.After(wait):
+			case <-r.Context().Done():
+				return nil, r.Context().Err()
+			}
+			return jsonResponse(200, `{"id":"ap-1","state":"pending","expires_at":"2026-08-22T10:15:00Z"}`), nil
+		})}
+		c := New(Config{BaseURL: "http://sts.invalid", HTTPClient: hc})
+		ctx, cancel := context.WithTimeout(t.Context(), 60500*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		st, err := c.WaitApproval(ctx, "ap-1")
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, "pending", st.State, "the last status seen is reported")
+		assert.Equal(t, 60500*time.Millisecond, time.Since(start))
+		assert.EqualValues(t, 4, polls.Load()) // 25 s + 25 s + 10 s + (1 s cut short)
+	})
+}
+
+func TestWaitApprovalNotFound(t *testing.T) {
+	sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.WriteHeader(404)
+		_, _ = io.WriteString(w, `{"error":"resource_not_found","error_description":"approval not found"}`)
+	}}
+	_, err := newClient(t, sts).WaitApproval(t.Context(), "nope")
+	var e *apierr.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "resource_not_found", e.Code)
+	assert.Equal(t, "/approvals/nope", e.Path)
+	assert.ErrorIs(t, err, apierr.ErrNotFound)
+}
