@@ -1,0 +1,117 @@
+package envelope
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// FuzzDecodeEncode checks that decoding arbitrary headers never panics and
+// respects the caps and invariants of §7.3, that re-encoding what was
+// decoded decodes to the same envelope, and that an envelope built from
+// arbitrary values survives Inject then Extract.
+func FuzzDecodeEncode(f *testing.F) {
+	f.Add("Bearer abc", validTP, "rojo=1", "caracal.agent_session=s,caracal.hop=2,tenant=acme", "", "sess", "k", "v", 1)
+	f.Add("bearer  x y", "01-"+tTrace+"-"+tSpan+"-01-zz", "", "a=%20b%zz;p,caracal.hop=99", "b=2", "", "caracal.x", "", 0)
+	f.Add("Basic x", "00-"+tTrace+"-"+tSpan+"-0A", "\x01", "=x,a b=1,,;", "caracal.hop=1x", "ü é", "tenant", "a,b;c=d%", 11)
+	f.Add("", "ff-"+tTrace+"-"+tSpan+"-01", " ", strings.Repeat("a=1,", 70), "", "%41", "K", "+", -1)
+	f.Add("Bearer", "", "", "a="+strings.Repeat("x", 8200), "", "s", "k", " v ", 10)
+	f.Fuzz(func(t *testing.T, auth, tp, ts, bag1, bag2, session, key, value string, hop int) {
+		h := http.Header{}
+		for k, v := range map[string]string{"Authorization": auth, "Traceparent": tp, "Tracestate": ts} {
+			if v != "" {
+				h[k] = []string{v}
+			}
+		}
+		var bags []string
+		for _, b := range []string{bag1, bag2} {
+			if b != "" {
+				bags = append(bags, b)
+			}
+		}
+		if bags != nil {
+			h["Baggage"] = bags
+		}
+
+		e, p := Extract(h)
+		checkInvariants(t, e, p, bags)
+
+		// What was decoded re-encodes to the same envelope, whenever the
+		// encoding stays within the inbound caps.
+		out := http.Header{}
+		Inject(out, e, false)
+		if baggageCaps(out["Baggage"]) == 0 && (e.TraceState == "" || validTracestate(e.TraceState)) {
+			back, bp := Extract(out)
+			require.Zero(t, bp&^(HopClamped), bp.String())
+			want := e
+			want.Token = ""
+			if want.TraceID == "" {
+				want.TraceID, want.TraceFlags = back.TraceID, "01"
+			}
+			assert.Equal(t, sortedEnv(want), sortedEnv(back))
+		}
+
+		// An envelope made of arbitrary values round-trips as long as it is
+		// representable: valid key, non-empty values, hop within the clamp.
+		built := Envelope{SessionID: session, DelegationID: value, Hop: min(max(hop, 0), MaxHop)}
+		if ValidKey(key) && !IsCaracalKey(key) && value != "" {
+			built.Baggage = []Member{{key, value}}
+		}
+		out = http.Header{}
+		Inject(out, built, false)
+		back, bp := Extract(out)
+		if baggageCaps(out["Baggage"]) != 0 {
+			assert.Equal(t, baggageCaps(out["Baggage"]), bp)
+			return
+		}
+		require.Zero(t, bp, bp.String())
+		built.TraceID, built.TraceFlags = back.TraceID, "01"
+		assert.Equal(t, built, back)
+	})
+}
+
+func checkInvariants(t *testing.T, e Envelope, p Problems, bags []string) {
+	t.Helper()
+	assert.GreaterOrEqual(t, e.Hop, 0)
+	assert.LessOrEqual(t, e.Hop, MaxHop)
+	if e.TraceID != "" {
+		assert.True(t, ValidTraceID(e.TraceID))
+		assert.True(t, ValidTraceFlags(e.TraceFlags))
+	} else {
+		assert.Empty(t, e.TraceFlags)
+	}
+	assert.LessOrEqual(t, len(e.TraceState), MaxTracestateBytes)
+	assert.NotContains(t, e.Token, "\n")
+	if p&AuthorizationInvalid != 0 {
+		assert.Empty(t, e.Token, "an invalid Authorization never yields a token")
+	}
+	size, members := len(strings.Join(bags, ",")), strings.Count(strings.Join(bags, ","), ",")+1
+	if len(bags) > 0 && (size > MaxBaggageBytes || members > MaxBaggageMembers) {
+		assert.NotZero(t, p&BaggageIgnored)
+		assert.Empty(t, e.Baggage)
+		assert.Zero(t, e.Hop)
+		assert.Empty(t, e.SessionID+e.DelegationID+e.ParentDelegationID+e.SubjectRecordID)
+	}
+	assert.LessOrEqual(t, len(e.Baggage), MaxBaggageMembers)
+	seen := map[string]bool{}
+	for _, m := range e.Baggage {
+		assert.True(t, ValidKey(m.Key), m.Key)
+		assert.False(t, IsCaracalKey(m.Key), m.Key)
+		assert.NotEmpty(t, m.Value)
+		assert.False(t, seen[m.Key], "duplicate key %q", m.Key)
+		seen[m.Key] = true
+	}
+}
+
+func sortedEnv(e Envelope) Envelope {
+	e.Baggage = slices.Clone(e.Baggage)
+	sortMembers(e.Baggage)
+	if len(e.Baggage) == 0 {
+		e.Baggage = nil
+	}
+	return e
+}
