@@ -2,11 +2,43 @@ package caracal
 
 import (
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
 	"time"
 )
 
-// Config is a complete client configuration. Its String, GoString and
-// LogValue methods never show a secret.
+// Config is a complete client configuration. Its String, GoString, Format
+// and LogValue methods never show a secret: ClientSecret and BootstrapToken
+// appear as "[redacted]" when set and "" when not.
+//
+// LoadConfig (and New) builds a Config from four sources. For each key the
+// first source that sets it wins:
+//
+//  1. explicit options (WithZone, WithSTSURL, ...; applied in order, so the
+//     last of two options for the same key wins),
+//  2. the CARACAL_* environment,
+//  3. the profile file (caracal.toml),
+//  4. defaults (the localhost service URLs outside production).
+//
+// A value shadowed by a higher source is not read or checked. The list-valued
+// keys merge instead: Resources are the profile's credential resources, then
+// CARACAL_APP_RESOURCES, then WithResources; Bindings are the profile's
+// credentials with an upstream_prefix, then CARACAL_RESOURCES_FILE, then
+// CARACAL_RESOURCES, then WithBinding, where a later binding for the same
+// resource replaces an earlier one, sorted by prefix length, longest first.
+//
+// The credential is one key: a client secret (inline or from an owner-only
+// file) or a bootstrap token. Any credential option (WithClientSecret,
+// WithClientSecretFile, WithBootstrapToken) replaces the whole credential of
+// the environment and the profile, so WithClientSecret also discards a
+// CARACAL_BOOTSTRAP_TOKEN, and vice versa. Within the environment and the
+// profile, a bootstrap token together with a client secret is an error:
+// configure exactly one.
 type Config struct {
 	ZoneID        string
 	ApplicationID string
@@ -28,14 +60,45 @@ type Config struct {
 	Bindings []ResourceBinding
 
 	// DefaultTTL is the TTL of task sessions spawned without one; zero leaves
-	// it to the server (3600 s).
+	// it to the server (3600 s). It is sent in whole seconds.
 	DefaultTTL time.Duration
 
-	// Production enables production gating (CARACAL_ENV=production).
+	// Production enables production gating (CARACAL_ENV=production): the
+	// service URLs must be https unless their host is loopback.
 	Production bool
-	// AllowInsecureURLs lifts the https rule in production.
+	// AllowInsecureURLs lifts the https rule in production
+	// (CARACAL_ALLOW_INSECURE_CONFIG_URLS=true).
 	AllowInsecureURLs bool
+
+	// Profile is the path of the profile file the configuration was loaded
+	// from, or "" when none was used. It is informational.
+	Profile string
+
+	// opt is bookkeeping of the options applied to this value (which keys
+	// they set, and the errors they met, such as an unreadable secret file).
+	// load and Validate consume it; clone drops it.
+	opt optState
 }
+
+// optState records what explicit options did to a Config.
+type optState struct {
+	set      keyMask
+	credFrom string // name of the option that set the credential
+	errs     []error
+}
+
+// keyMask names the scalar configuration keys an option can set.
+type keyMask uint16
+
+const (
+	keyZone keyMask = 1 << iota
+	keyApp
+	keyCred
+	keySTS
+	keyCoord
+	keyGateway
+	keyTTL
+)
 
 // ResourceBinding routes requests whose URL starts with UpstreamPrefix through
 // the Gateway as resource ResourceID (a resource identifier such as
@@ -45,10 +108,143 @@ type ResourceBinding struct {
 	UpstreamPrefix string
 }
 
-// Validate checks cfg as New would.
+// Default service URLs, used outside production when no source sets one.
+const (
+	defaultSTSURL         = "http://localhost:8080"
+	defaultCoordinatorURL = "http://localhost:4000"
+	defaultGatewayURL     = "http://localhost:8081"
+)
+
+const redacted = "[redacted]"
+
+// Validate checks cfg as New would: zone and application set, exactly one
+// credential (a bootstrap token must pass the sanity checks of PROTOCOL §2.7),
+// absolute http/https STS and Coordinator URLs (the Gateway URL may be empty
+// when no binding needs it), https in production unless loopback or
+// AllowInsecureURLs, valid resources and bindings, and a DefaultTTL of zero or
+// at least one second. Errors name the Config field; all problems are
+// reported together.
 func (cfg Config) Validate() error {
-	if cfg.ZoneID == "" {
-		return errors.New("caracal: ZoneID is not set")
+	var errs []error
+	errs = append(errs, cfg.opt.errs...)
+	if strings.TrimSpace(cfg.ZoneID) == "" {
+		errs = append(errs, errors.New("caracal: Config.ZoneID is empty (set it to the zone's id)"))
+	}
+	if strings.TrimSpace(cfg.ApplicationID) == "" {
+		errs = append(errs, errors.New("caracal: Config.ApplicationID is empty (set it to the application's id)"))
+	}
+	switch {
+	case cfg.ClientSecret != "" && cfg.BootstrapToken != "":
+		errs = append(errs, errors.New("caracal: Config.ClientSecret and Config.BootstrapToken are both set (configure exactly one credential)"))
+	case cfg.ClientSecret == "" && cfg.BootstrapToken == "":
+		errs = append(errs, errors.New("caracal: neither Config.ClientSecret nor Config.BootstrapToken is set (configure exactly one credential)"))
+	case cfg.BootstrapToken != "":
+		if err := checkBootstrapToken("Config.BootstrapToken", cfg.BootstrapToken, time.Now()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, u := range []struct{ name, val string }{
+		{"Config.STSURL", cfg.STSURL},
+		{"Config.CoordinatorURL", cfg.CoordinatorURL},
+		{"Config.GatewayURL", cfg.GatewayURL},
+	} {
+		if u.val == "" {
+			if u.name != "Config.GatewayURL" {
+				errs = append(errs, fmt.Errorf("caracal: %s is empty (set it to the service's base URL)", u.name))
+			}
+			continue
+		}
+		if err := checkServiceURL(u.name, u.val, cfg.Production, cfg.AllowInsecureURLs); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if cfg.GatewayURL == "" && len(cfg.Bindings) > 0 {
+		errs = append(errs, errors.New("caracal: Config.GatewayURL is empty but Config.Bindings route through the Gateway (set it)"))
+	}
+	for i, r := range cfg.Resources {
+		if strings.TrimSpace(r) == "" {
+			errs = append(errs, fmt.Errorf("caracal: Config.Resources[%d] is empty", i))
+		}
+	}
+	for i, b := range cfg.Bindings {
+		if err := checkBinding(b.ResourceID, b.UpstreamPrefix); err != nil {
+			errs = append(errs, fmt.Errorf("caracal: Config.Bindings[%d]: %w", i, err))
+		}
+	}
+	if err := checkTTL("Config.DefaultTTL", cfg.DefaultTTL); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// checkTTL accepts zero (server default) or a duration of at least a second.
+func checkTTL(name string, d time.Duration) error {
+	if d < 0 || (d > 0 && d < time.Second) {
+		return fmt.Errorf("caracal: %s is %v; want 0 (the server default) or at least 1s", name, d)
+	}
+	return nil
+}
+
+// checkServiceURL applies the URL rules of PROTOCOL §2.6 to one service URL.
+func checkServiceURL(name, raw string, production, allowInsecure bool) error {
+	u, err := parseHTTPURL(raw)
+	if err != nil {
+		return fmt.Errorf("caracal: %s: %w", name, err)
+	}
+	if production && u.Scheme == "http" && !isLoopback(u.Hostname()) && !allowInsecure {
+		return fmt.Errorf("caracal: %s: %s is not https, which CARACAL_ENV=production requires for non-loopback hosts (use https, or set CARACAL_ALLOW_INSECURE_CONFIG_URLS=true)", name, u.Redacted())
+	}
+	return nil
+}
+
+// insecureURL reports whether raw is a plain-http URL to a non-loopback host
+// (the URLs CARACAL_ALLOW_INSECURE_CONFIG_URLS lets through in production).
+func insecureURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && strings.EqualFold(u.Scheme, "http") && !isLoopback(u.Hostname())
+}
+
+// parseHTTPURL accepts an absolute http or https URL with a host.
+func parseHTTPURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.Hostname() == "" {
+		return nil, fmt.Errorf("%s is not an absolute http or https URL with a host (want e.g. https://caracal.example.com)", showURL(raw))
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("%s is not an http or https URL (want e.g. https://caracal.example.com)", showURL(raw))
+	}
+	return u, nil
+}
+
+// showURL quotes a URL for an error message with any password redacted.
+func showURL(raw string) string {
+	return strconv.Quote(redactURL(raw))
+}
+
+// isLoopback reports whether host is localhost or a loopback IP.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkBinding validates one binding: a non-empty resource identifier and an
+// absolute http/https upstream prefix with a host.
+func checkBinding(resourceID, prefix string) error {
+	var errs []string
+	if strings.TrimSpace(resourceID) == "" {
+		errs = append(errs, "the resource id is empty")
+	}
+	if strings.TrimSpace(prefix) == "" {
+		errs = append(errs, "the upstream prefix is empty")
+	} else if _, err := parseHTTPURL(prefix); err != nil {
+		errs = append(errs, "upstream prefix "+err.Error())
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
 }
@@ -73,18 +269,275 @@ func (cfg Config) audience() []string {
 	return out
 }
 
-// clone returns a deep copy.
+// clone returns a deep copy without the option bookkeeping.
 func (cfg Config) clone() Config {
 	cfg.Resources = append([]string(nil), cfg.Resources...)
 	cfg.Bindings = append([]ResourceBinding(nil), cfg.Bindings...)
+	cfg.opt = optState{}
 	return cfg
 }
 
-// load builds the configuration from the file, the environment and options.
-func load(o *options) (Config, error) {
-	var cfg Config
-	for _, set := range o.overrides {
-		set(&cfg)
+// secretState shows a secret field: "[redacted]" when set, "" when not.
+func secretState(s string) string {
+	if s == "" {
+		return ""
 	}
-	return cfg, cfg.Validate()
+	return redacted
+}
+
+// redactURL hides a password in a URL's userinfo.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	switch {
+	case err == nil && u.User != nil:
+		return u.Redacted()
+	case err == nil && u.Opaque == "":
+		return raw
+	}
+	// Unparseable or opaque: still hide anything that looks like userinfo.
+	if at := strings.LastIndexByte(raw, '@'); at >= 0 {
+		start := strings.Index(raw, "://") + 3
+		if start < 3 || start > at {
+			start = 0
+		}
+		return raw[:start] + "xxxxx" + raw[at:]
+	}
+	return raw
+}
+
+// String describes cfg without its secrets.
+func (cfg Config) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Config{ZoneID: %q, ApplicationID: %q, ClientSecret: %q, BootstrapToken: %q, ",
+		cfg.ZoneID, cfg.ApplicationID, secretState(cfg.ClientSecret), secretState(cfg.BootstrapToken))
+	fmt.Fprintf(&b, "STSURL: %q, CoordinatorURL: %q, GatewayURL: %q, Resources: %q, Bindings: [",
+		redactURL(cfg.STSURL), redactURL(cfg.CoordinatorURL), redactURL(cfg.GatewayURL), cfg.Resources)
+	for i, bd := range cfg.Bindings {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "%s=%s", bd.ResourceID, redactURL(bd.UpstreamPrefix))
+	}
+	fmt.Fprintf(&b, "], DefaultTTL: %v, Production: %t, AllowInsecureURLs: %t, Profile: %q}",
+		cfg.DefaultTTL, cfg.Production, cfg.AllowInsecureURLs, cfg.Profile)
+	return b.String()
+}
+
+// GoString is the %#v form: Go syntax with the secrets replaced by
+// "[redacted]".
+func (cfg Config) GoString() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "caracal.Config{ZoneID:%q, ApplicationID:%q, ClientSecret:%q, BootstrapToken:%q, ",
+		cfg.ZoneID, cfg.ApplicationID, secretState(cfg.ClientSecret), secretState(cfg.BootstrapToken))
+	fmt.Fprintf(&b, "STSURL:%q, CoordinatorURL:%q, GatewayURL:%q, Resources:%#v, Bindings:[]caracal.ResourceBinding{",
+		redactURL(cfg.STSURL), redactURL(cfg.CoordinatorURL), redactURL(cfg.GatewayURL), cfg.Resources)
+	for i, bd := range cfg.Bindings {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "caracal.ResourceBinding{ResourceID:%q, UpstreamPrefix:%q}", bd.ResourceID, redactURL(bd.UpstreamPrefix))
+	}
+	fmt.Fprintf(&b, "}, DefaultTTL:%d, Production:%t, AllowInsecureURLs:%t, Profile:%q}",
+		int64(cfg.DefaultTTL), cfg.Production, cfg.AllowInsecureURLs, cfg.Profile)
+	return b.String()
+}
+
+// Format makes every fmt verb (%v, %+v, %s, %q, %d, %x, ...) print String,
+// and %#v print GoString, so that no verb reaches the secret fields.
+func (cfg Config) Format(f fmt.State, verb rune) {
+	switch {
+	case verb == 'v' && f.Flag('#'):
+		_, _ = io.WriteString(f, cfg.GoString())
+	case verb == 'q':
+		_, _ = io.WriteString(f, strconv.Quote(cfg.String()))
+	default:
+		_, _ = io.WriteString(f, cfg.String())
+	}
+}
+
+// LogValue is cfg as a slog group, secrets shown as "[redacted]" when set.
+func (cfg Config) LogValue() slog.Value {
+	bindings := make([]string, len(cfg.Bindings))
+	for i, b := range cfg.Bindings {
+		bindings[i] = b.ResourceID + "=" + redactURL(b.UpstreamPrefix)
+	}
+	return slog.GroupValue(
+		slog.String("zone_id", cfg.ZoneID),
+		slog.String("application_id", cfg.ApplicationID),
+		slog.String("client_secret", secretState(cfg.ClientSecret)),
+		slog.String("bootstrap_token", secretState(cfg.BootstrapToken)),
+		slog.String("sts_url", redactURL(cfg.STSURL)),
+		slog.String("coordinator_url", redactURL(cfg.CoordinatorURL)),
+		slog.String("gateway_url", redactURL(cfg.GatewayURL)),
+		slog.Any("resources", append([]string(nil), cfg.Resources...)),
+		slog.Any("bindings", bindings),
+		slog.Duration("default_ttl", cfg.DefaultTTL),
+		slog.Bool("production", cfg.Production),
+		slog.Bool("allow_insecure_urls", cfg.AllowInsecureURLs),
+		slog.String("profile", cfg.Profile),
+	)
+}
+
+// LoadConfig loads the configuration New would use, without creating a
+// client: the profile file, the CARACAL_* environment and the options, per key
+// in the order options > environment > profile > defaults (see Config).
+//
+// The profile is the file named by WithConfigFile, else by CARACAL_CONFIG;
+// a named file must exist. Otherwise the first existing of
+// $CARACAL_CONFIG_HOME/caracal.toml, $XDG_CONFIG_HOME/caracal/caracal.toml
+// and the OS user config directory's profile (~/.config/caracal/caracal.toml,
+// ~/Library/Application Support/Caracal/caracal.toml on macOS,
+// %APPDATA%\Caracal\caracal.toml on Windows) is used, and no profile at all is
+// fine. Environment lookups, including HOME and APPDATA, go through
+// WithLookupEnv.
+//
+// Profile keys (PROTOCOL §2.3): zone_id, application_id, app_client_secret,
+// app_client_secret_file (relative paths are relative to the profile's
+// directory), sts_url, coordinator_url, gateway_url, default_ttl_seconds,
+// credentials and optional_credentials ({resource, upstream_prefix}). Unknown
+// keys, which a profile shared with the Caracal CLI may carry, are logged as
+// one warning naming the file and the keys; WithStrictConfig makes them an
+// error. On non-Windows systems a profile writable by group or others is
+// refused, and an inline app_client_secret requires an owner-only profile.
+//
+// Loading is all-or-nothing: on error the Config is zero, and the error lists
+// every problem found, each naming its source (an environment variable, a
+// profile file and key, or an option).
+func LoadConfig(opts ...Option) (Config, error) {
+	o := collect(opts)
+	return load(&o)
+}
+
+// WithConfigFile names the profile file to load. It must exist. It takes
+// precedence over CARACAL_CONFIG and the default profile locations.
+func WithConfigFile(path string) Option {
+	return func(o *options) { o.configFile = path }
+}
+
+// WithStrictConfig makes unknown profile keys an error instead of a warning.
+func WithStrictConfig() Option {
+	return func(o *options) { o.strict = true }
+}
+
+// override returns an Option that applies set to the Config after the other
+// sources and records that the keys in k came from an option.
+func override(k keyMask, set func(*Config)) Option {
+	return func(o *options) {
+		o.overrides = append(o.overrides, func(c *Config) {
+			set(c)
+			c.opt.set |= k
+		})
+	}
+}
+
+// optErr returns an Option that reports err when the configuration loads.
+func optErr(err error) Option {
+	return func(o *options) {
+		o.overrides = append(o.overrides, func(c *Config) { c.opt.errs = append(c.opt.errs, err) })
+	}
+}
+
+// WithZone sets the zone id (overrides CARACAL_ZONE_ID and zone_id).
+func WithZone(id string) Option {
+	return override(keyZone, func(c *Config) { c.ZoneID = id })
+}
+
+// WithApplication sets the application id (overrides CARACAL_APPLICATION_ID
+// and application_id).
+func WithApplication(id string) Option {
+	return override(keyApp, func(c *Config) { c.ApplicationID = id })
+}
+
+// WithClientSecret sets the client secret. It replaces any credential from
+// the environment or the profile, including a bootstrap token.
+func WithClientSecret(secret string) Option {
+	if secret == "" {
+		return optErr(errors.New("caracal: WithClientSecret: the secret is empty"))
+	}
+	return override(keyCred, func(c *Config) {
+		c.ClientSecret, c.BootstrapToken = secret, ""
+		c.opt.credFrom = "WithClientSecret"
+	})
+}
+
+// WithClientSecretFile reads the client secret from path when the
+// configuration loads. The file must exist and, except on Windows, be
+// readable by its owner only; its content is trimmed and must not be empty.
+// It replaces any credential from the environment or the profile, including
+// a bootstrap token.
+func WithClientSecretFile(path string) Option {
+	return func(o *options) {
+		o.overrides = append(o.overrides, func(c *Config) {
+			secret, err := readSecretFile("WithClientSecretFile", path)
+			if err != nil {
+				c.opt.errs = append(c.opt.errs, err)
+				return
+			}
+			c.ClientSecret, c.BootstrapToken = secret, ""
+			c.opt.credFrom = "WithClientSecretFile"
+			c.opt.set |= keyCred
+		})
+	}
+}
+
+// WithBootstrapToken runs the client on a static, pre-minted lifecycle token
+// instead of a client secret (it cannot mint gateway mandates). It replaces
+// any credential from the environment or the profile, including a client
+// secret.
+func WithBootstrapToken(token string) Option {
+	if token == "" {
+		return optErr(errors.New("caracal: WithBootstrapToken: the token is empty"))
+	}
+	return override(keyCred, func(c *Config) {
+		c.BootstrapToken, c.ClientSecret = token, ""
+		c.opt.credFrom = "WithBootstrapToken"
+	})
+}
+
+// WithSTSURL sets the STS base URL.
+func WithSTSURL(u string) Option {
+	return override(keySTS, func(c *Config) { c.STSURL = u })
+}
+
+// WithCoordinatorURL sets the Coordinator base URL.
+func WithCoordinatorURL(u string) Option {
+	return override(keyCoord, func(c *Config) { c.CoordinatorURL = u })
+}
+
+// WithGatewayURL sets the Gateway base URL.
+func WithGatewayURL(u string) Option {
+	return override(keyGateway, func(c *Config) { c.GatewayURL = u })
+}
+
+// WithResources adds resource identifiers to the lifecycle token's audience,
+// after those of the profile and CARACAL_APP_RESOURCES.
+func WithResources(ids ...string) Option {
+	ids = append([]string(nil), ids...)
+	for i, id := range ids {
+		if strings.TrimSpace(id) == "" {
+			return optErr(fmt.Errorf("caracal: WithResources: entry %d is empty", i+1))
+		}
+	}
+	return override(0, func(c *Config) { c.Resources = append(c.Resources, ids...) })
+}
+
+// WithBinding routes URLs starting with upstreamPrefix (an absolute http or
+// https URL) through the Gateway as resource resourceID. It replaces a binding
+// for the same resource from any other source.
+func WithBinding(resourceID, upstreamPrefix string) Option {
+	if err := checkBinding(resourceID, upstreamPrefix); err != nil {
+		return optErr(fmt.Errorf("caracal: WithBinding(%q, %s): %w", resourceID, showURL(upstreamPrefix), err))
+	}
+	b := ResourceBinding{ResourceID: resourceID, UpstreamPrefix: upstreamPrefix}
+	return override(0, func(c *Config) { c.Bindings = mergeBindings(c.Bindings, []ResourceBinding{b}) })
+}
+
+// WithDefaultTTL sets the TTL of task sessions spawned without one
+// (overrides CARACAL_DEFAULT_TTL_SECONDS and default_ttl_seconds). Zero
+// leaves it to the server; otherwise it must be at least a second.
+func WithDefaultTTL(d time.Duration) Option {
+	if err := checkTTL("WithDefaultTTL", d); err != nil {
+		return optErr(err)
+	}
+	return override(keyTTL, func(c *Config) { c.DefaultTTL = d })
 }
