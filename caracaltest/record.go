@@ -1,0 +1,331 @@
+package caracaltest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Service names, as Request.Service reports them.
+const (
+	svcSTS         = "sts"
+	svcCoordinator = "coordinator"
+	svcGateway     = "gateway"
+	svcUpstream    = "upstream"
+)
+
+// recordBodyLimit caps how much of a request body a Request keeps.
+const recordBodyLimit = 1 << 20
+
+// redacted replaces a secret in the record.
+const redacted = "[redacted]"
+
+// Request is one request a service of the stack received, as recorded for
+// assertions. Secrets never appear in it: an Authorization header is shown as
+// "Bearer <use=session jti=…>" (the token's unverified use and jti claims),
+// and client_secret form fields as "[redacted]".
+type Request struct {
+	// Service is "sts", "coordinator", "gateway", or "upstream" for a
+	// request the Gateway forwarded to a resource's in-process upstream.
+	Service string
+	Method  string
+	Path    string
+	// Pattern is the route that served the request (one of the Route
+	// constants), empty for upstream requests and requests no route matched.
+	Pattern string
+	// Query is the parsed query string.
+	Query url.Values
+	// Header is the request's header with credentials redacted.
+	Header http.Header
+	// Form is the parsed form of an application/x-www-form-urlencoded body,
+	// with secrets redacted; nil for other bodies.
+	Form url.Values
+	// Body is the request body (at most 1 MiB), with form secrets redacted.
+	Body []byte
+	// Status is the status the stack answered with; 0 when it sent no
+	// response (a dropped connection, or a client that gave up first).
+	Status int
+	// At is when the request arrived, on the stack's clock.
+	At time.Time
+}
+
+// recorder keeps the requests of one stack.
+type recorder struct {
+	mu   sync.Mutex
+	reqs []Request
+}
+
+func (rc *recorder) add(r Request) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.reqs = append(rc.reqs, r)
+}
+
+func (rc *recorder) all() []Request {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	out := make([]Request, len(rc.reqs))
+	for i, r := range rc.reqs {
+		out[i] = r.clone()
+	}
+	return out
+}
+
+func (rc *recorder) count(pattern string) int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	n := 0
+	for _, r := range rc.reqs {
+		if r.Pattern == pattern {
+			n++
+		}
+	}
+	return n
+}
+
+func (rc *recorder) reset() {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.reqs = nil
+}
+
+func (r Request) clone() Request {
+	r.Query = cloneValues(r.Query)
+	r.Header = r.Header.Clone()
+	r.Form = cloneValues(r.Form)
+	r.Body = bytes.Clone(r.Body)
+	return r
+}
+
+func cloneValues(v url.Values) url.Values {
+	if v == nil {
+		return nil
+	}
+	return url.Values(http.Header(v).Clone())
+}
+
+// recEntryKey carries the *recEntry of a request through its context, so
+// that the route wrapper can name the pattern that matched.
+type recEntryKey struct{}
+
+type recEntry struct{ pattern string }
+
+func setRecordedPattern(ctx context.Context, pattern string) {
+	if e, ok := ctx.Value(recEntryKey{}).(*recEntry); ok {
+		e.pattern = pattern
+	}
+}
+
+// recordHandler records every request h serves as a request to service.
+// The record is added when the response status is committed (or the
+// connection dropped), before the client can see anything, so that a test
+// that has its response in hand also finds the request in the record.
+func recordHandler(rc *recorder, clock Clock, service string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		at := clock.Now()
+		body, err := peekBody(r)
+		e := &recEntry{}
+		r = r.WithContext(context.WithValue(r.Context(), recEntryKey{}, e))
+		rec := Request{
+			Service: service,
+			Method:  r.Method,
+			Path:    r.URL.Path,
+			Query:   r.URL.Query(),
+			Header:  redactHeader(r.Header),
+			At:      at,
+		}
+		if len(rec.Query) == 0 {
+			rec.Query = nil
+		}
+		if isForm(r.Header) {
+			rec.Form, rec.Body = redactForm(body)
+		} else if len(body) > 0 {
+			rec.Body = body
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		sw.onCommit = func(status int) {
+			rec.Pattern = e.pattern
+			rec.Status = status
+			rc.add(rec)
+		}
+		if err != nil {
+			// The body could not be read (the client went away): answer as
+			// net/http would, without running the route.
+			sw.commit(0)
+			return
+		}
+		completed := false
+		defer func() {
+			if !completed || r.Context().Err() != nil {
+				sw.commit(0)
+			}
+			sw.commit(http.StatusOK)
+		}()
+		h.ServeHTTP(sw, r)
+		completed = true
+	})
+}
+
+// peekBody reads up to recordBodyLimit bytes of r's body and puts them back
+// in front of the rest, so the route still reads the whole body.
+func peekBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, recordBodyLimit))
+	if err != nil {
+		return nil, err
+	}
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b), r.Body), r.Body}
+	return b, nil
+}
+
+func isForm(h http.Header) bool {
+	mt, _, err := mime.ParseMediaType(h.Get("Content-Type"))
+	return err == nil && mt == "application/x-www-form-urlencoded"
+}
+
+// secretFields are form fields whose values never go into the record.
+var secretFields = map[string]bool{"client_secret": true}
+
+// tokenFields are form fields holding tokens, recorded as their summary.
+var tokenFields = map[string]bool{"subject_token": true, "actor_token": true, "client_assertion": true}
+
+// redactForm parses a form body and returns it, and the body itself, with
+// secrets replaced. The body keeps its field order and encoding.
+func redactForm(body []byte) (url.Values, []byte) {
+	form := url.Values{}
+	var out []string
+	for _, pair := range strings.Split(string(body), "&") {
+		if pair == "" {
+			out = append(out, pair)
+			continue
+		}
+		rawKey, rawVal, _ := strings.Cut(pair, "=")
+		key, err1 := url.QueryUnescape(rawKey)
+		val, err2 := url.QueryUnescape(rawVal)
+		if err1 != nil || err2 != nil {
+			// Unparseable: keep the key, never the value.
+			out = append(out, rawKey+"="+url.QueryEscape(redacted))
+			continue
+		}
+		switch {
+		case secretFields[key]:
+			val = redacted
+			pair = rawKey + "=" + url.QueryEscape(val)
+		case tokenFields[key]:
+			val = tokenSummary(val)
+			pair = rawKey + "=" + url.QueryEscape(val)
+		}
+		form.Add(key, val)
+		out = append(out, pair)
+	}
+	return form, []byte(strings.Join(out, "&"))
+}
+
+// redactHeader clones h with credentials replaced by a summary.
+func redactHeader(h http.Header) http.Header {
+	out := h.Clone()
+	if out == nil {
+		return http.Header{}
+	}
+	for _, k := range []string{"Authorization", "Proxy-Authorization"} {
+		vals := out.Values(k)
+		if len(vals) == 0 {
+			continue
+		}
+		red := make([]string, len(vals))
+		for i, v := range vals {
+			red[i] = redactCredential(v)
+		}
+		out[k] = red
+	}
+	if out.Get("Cookie") != "" {
+		out.Set("Cookie", redacted)
+	}
+	return out
+}
+
+// redactCredential turns "Bearer <jwt>" into "Bearer <use=X jti=Y>".
+func redactCredential(v string) string {
+	scheme, cred, ok := strings.Cut(strings.TrimSpace(v), " ")
+	if !ok {
+		return redacted
+	}
+	if !strings.EqualFold(scheme, "Bearer") {
+		return scheme + " " + redacted
+	}
+	return scheme + " " + tokenSummary(strings.TrimSpace(cred))
+}
+
+// tokenSummary names a token by its unverified use and jti claims.
+func tokenSummary(tok string) string {
+	m, ok := unverifiedClaims(tok)
+	if !ok {
+		return "<opaque>"
+	}
+	var use, jti string
+	_ = json.Unmarshal(m["use"], &use)
+	_ = json.Unmarshal(m["jti"], &jti)
+	return "<use=" + use + " jti=" + jti + ">"
+}
+
+// statusWriter captures the status a handler answers with and reports it
+// once, at commit time.
+type statusWriter struct {
+	http.ResponseWriter
+	once     sync.Once
+	onCommit func(status int)
+	status   int
+}
+
+// commit reports status as the request's outcome unless one was already
+// reported.
+func (w *statusWriter) commit(status int) {
+	w.once.Do(func() {
+		w.status = status
+		if w.onCommit != nil {
+			w.onCommit(status)
+		}
+	})
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.commit(code)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.commit(http.StatusOK)
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush commits the status (200 if none was written) and flushes.
+func (w *statusWriter) Flush() {
+	w.commit(http.StatusOK)
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Hijack hands the connection over; the request is recorded with status 0
+// unless a status was committed before.
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.commit(0)
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
