@@ -1,0 +1,237 @@
+// Package jwks verifies Caracal STS tokens: an ES256 key cache over one zone's
+// JWKS document, and the claim checks a resource server applies to a
+// resource token (PROTOCOL §3.5, §3.9, §7.5).
+package jwks
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/caracal-go/caracal/internal/wire"
+)
+
+// Defaults for KeysConfig.
+const (
+	// DefaultMaxAge is how long a fetched key set is trusted without a
+	// refetch; the STS serves it with max-age=300.
+	DefaultMaxAge = 5 * time.Minute
+	// DefaultCooldown is the shortest interval between two fetches caused by
+	// an unknown key id, so that a stream of tokens with invented key ids
+	// cannot turn the verifier into a load generator against the STS.
+	DefaultCooldown = 30 * time.Second
+	// DefaultFetchTimeout bounds one JWKS fetch.
+	DefaultFetchTimeout = 5 * time.Second
+	// MaxBody caps the JWKS document.
+	MaxBody = 256 << 10
+	// MaxKeys caps the number of keys kept from one document; the STS serves
+	// the current key and the previous one.
+	MaxKeys = 16
+	// staleGrace is how long past DefaultMaxAge a key set is still used when
+	// a refetch fails, so that a short STS outage does not stop resource
+	// servers; a key rotated out stays valid at the STS for 24 h anyway.
+	staleGrace = time.Hour
+)
+
+// ErrUnknownKey is returned when the token's key id is not in the zone's key
+// set, even after a refetch (or while the refetch cooldown runs).
+var ErrUnknownKey = errors.New("signing key not found")
+
+// KeysConfig configures a Keys cache.
+type KeysConfig struct {
+	// URL is the complete JWKS URL, zone_id query included.
+	URL        string
+	HTTPClient *http.Client
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// MaxAge, Cooldown and FetchTimeout default to the package defaults.
+	MaxAge, Cooldown, FetchTimeout time.Duration
+}
+
+// Keys caches one zone's signing keys by key id. It is safe for concurrent
+// use; a warm lookup takes a read lock only.
+type Keys struct {
+	url      string
+	hc       *http.Client
+	now      func() time.Time
+	maxAge   time.Duration
+	cooldown time.Duration
+	timeout  time.Duration
+
+	mu      sync.RWMutex
+	keys    map[string]*ecdsa.PublicKey
+	fetched time.Time // last successful fetch; zero before the first
+
+	// fetchMu serialises fetches; lastTry is guarded by it.
+	fetchMu sync.Mutex
+	lastTry time.Time
+}
+
+// NewKeys returns an empty cache; the first lookup fetches.
+func NewKeys(cfg KeysConfig) *Keys {
+	k := &Keys{
+		url:      cfg.URL,
+		hc:       cfg.HTTPClient,
+		now:      cfg.Now,
+		maxAge:   cfg.MaxAge,
+		cooldown: cfg.Cooldown,
+		timeout:  cfg.FetchTimeout,
+	}
+	if k.hc == nil {
+		k.hc = http.DefaultClient
+	}
+	if k.now == nil {
+		k.now = time.Now
+	}
+	if k.maxAge <= 0 {
+		k.maxAge = DefaultMaxAge
+	}
+	if k.cooldown <= 0 {
+		k.cooldown = DefaultCooldown
+	}
+	if k.timeout <= 0 {
+		k.timeout = DefaultFetchTimeout
+	}
+	return k
+}
+
+// Key returns the public key with id kid. A fresh cache answers from memory;
+// a stale one, or an unknown kid outside the cooldown, refetches first.
+func (k *Keys) Key(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
+	now := k.now()
+	k.mu.RLock()
+	key, ok := k.keys[kid]
+	fresh := !k.fetched.IsZero() && now.Sub(k.fetched) < k.maxAge
+	k.mu.RUnlock()
+	if ok && fresh {
+		return key, nil
+	}
+	return k.slow(ctx, kid, ok)
+}
+
+func (k *Keys) slow(ctx context.Context, kid string, known bool) (*ecdsa.PublicKey, error) {
+	k.fetchMu.Lock()
+	defer k.fetchMu.Unlock()
+
+	// Another caller may have fetched while this one waited for the lock.
+	now := k.now()
+	k.mu.RLock()
+	key, ok := k.keys[kid]
+	fetched := k.fetched
+	k.mu.RUnlock()
+	fresh := !fetched.IsZero() && now.Sub(fetched) < k.maxAge
+	if ok && fresh {
+		return key, nil
+	}
+
+	// A known key that merely aged refetches at once; an unknown kid waits
+	// out the cooldown after any fetch attempt.
+	if !known && !k.lastTry.IsZero() && now.Sub(k.lastTry) < k.cooldown {
+		if ok && now.Sub(fetched) < k.maxAge+staleGrace {
+			return key, nil
+		}
+		return nil, ErrUnknownKey
+	}
+	k.lastTry = now
+	err := k.fetch(ctx)
+	k.mu.RLock()
+	key, ok = k.keys[kid]
+	fetched = k.fetched
+	k.mu.RUnlock()
+	switch {
+	case ok && (err == nil || k.now().Sub(fetched) < k.maxAge+staleGrace):
+		return key, nil
+	case err != nil:
+		return nil, err
+	default:
+		return nil, ErrUnknownKey
+	}
+}
+
+// fetch replaces the key set. It is detached from the caller's cancellation
+// (a hostile client that hangs up must not spend the cooldown) and bounded by
+// the fetch timeout.
+func (k *Keys) fetch(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
+	if err != nil {
+		return fmt.Errorf("jwks: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := k.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("jwks: fetch: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
+	if err != nil {
+		return fmt.Errorf("jwks: fetch: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("jwks: fetch: status %d", resp.StatusCode)
+	}
+	if len(body) > MaxBody {
+		return errors.New("jwks: document larger than 256 KiB")
+	}
+	keys, err := Parse(body)
+	if err != nil {
+		return err
+	}
+	k.mu.Lock()
+	k.keys = keys
+	k.fetched = k.now()
+	k.mu.Unlock()
+	return nil
+}
+
+// Parse decodes a JWKS document and keeps its ES256 P-256 signing keys (at
+// most MaxKeys). Keys of other types are skipped, not errors: a JWKS may
+// legitimately carry keys this verifier does not use.
+func Parse(doc []byte) (map[string]*ecdsa.PublicKey, error) {
+	var set wire.JWKS
+	if err := json.Unmarshal(doc, &set); err != nil {
+		return nil, fmt.Errorf("jwks: malformed document: %w", err)
+	}
+	keys := make(map[string]*ecdsa.PublicKey, len(set.Keys))
+	for _, j := range set.Keys {
+		if len(keys) == MaxKeys {
+			break
+		}
+		if j.Kid == "" || j.Kty != "EC" || j.Crv != "P-256" || (j.Alg != "" && j.Alg != "ES256") || (j.Use != "" && j.Use != "sig") {
+			continue
+		}
+		pub, err := ecKey(j.X, j.Y)
+		if err != nil {
+			continue
+		}
+		keys[j.Kid] = pub
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("jwks: no ES256 P-256 signing key in the document")
+	}
+	return keys, nil
+}
+
+// ecKey decodes a P-256 point, refusing points off the curve.
+func ecKey(x, y string) (*ecdsa.PublicKey, error) {
+	xb, err := base64.RawURLEncoding.DecodeString(x)
+	if err != nil || len(xb) != 32 {
+		return nil, errors.New("bad x")
+	}
+	yb, err := base64.RawURLEncoding.DecodeString(y)
+	if err != nil || len(yb) != 32 {
+		return nil, errors.New("bad y")
+	}
+	// ParseUncompressedPublicKey refuses points off the curve.
+	raw := append(append([]byte{4}, xb...), yb...)
+	return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
+}

@@ -1,0 +1,298 @@
+package jwks
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/caracal-go/caracal/internal/wire"
+)
+
+// Limits of a resource token a verifier accepts.
+const (
+	// Leeway is the clock skew allowed on exp and iat, as the Caracal
+	// verifiers allow.
+	Leeway = 60 * time.Second
+	// MaxHops is the platform's delegation hop maximum.
+	MaxHops = 10
+	// MaxTokenBytes caps a bearer before any parsing (the Gateway's cap).
+	MaxTokenBytes = 4096
+)
+
+// Error codes, as the Caracal resource-server adapters name them.
+const (
+	CodeInvalidToken      = "invalid_token"
+	CodeInvalidZone       = "invalid_zone"
+	CodeInsufficientScope = "insufficient_scope"
+	CodeHopCountExceeded  = "hop_count_exceeded"
+)
+
+// Error is a verification failure. Description never contains the token.
+type Error struct {
+	Code        string
+	Description string
+	Err         error
+}
+
+func (e *Error) Error() string { return "caracal: " + e.Code + ": " + e.Description }
+
+// Unwrap returns the cause, if any.
+func (e *Error) Unwrap() error { return e.Err }
+
+func fail(code, desc string, err error) *Error {
+	return &Error{Code: code, Description: desc, Err: err}
+}
+
+// ChainLink is one element of the delegation_chain claim.
+type ChainLink struct {
+	ApplicationID    string `json:"application_id"`
+	AgentSessionID   string `json:"agent_session_id,omitempty"`
+	DelegationEdgeID string `json:"delegation_edge_id,omitempty"`
+}
+
+// Audience is the aud claim: a string or an array of strings.
+type Audience []string
+
+// UnmarshalJSON accepts both JSON forms of aud.
+func (a *Audience) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*a = Audience{s}
+		return nil
+	}
+	var l []string
+	if err := json.Unmarshal(b, &l); err != nil {
+		return err
+	}
+	*a = l
+	return nil
+}
+
+// Claims is the Caracal claim set (PROTOCOL §3.5). Times are Unix seconds.
+type Claims struct {
+	Issuer               string      `json:"iss"`
+	Subject              string      `json:"sub"`
+	Audience             Audience    `json:"aud"`
+	ExpiresAt            *float64    `json:"exp"`
+	IssuedAt             *float64    `json:"iat"`
+	NotBefore            *float64    `json:"nbf,omitempty"`
+	ID                   string      `json:"jti"`
+	ZoneID               string      `json:"zone_id"`
+	ClientID             string      `json:"client_id"`
+	Scope                string      `json:"scope,omitempty"`
+	SID                  string      `json:"sid"`
+	RootSID              string      `json:"root_sid"`
+	Use                  string      `json:"use"`
+	SubType              string      `json:"sub_type"`
+	Target               []string    `json:"target,omitempty"`
+	AgentSessionID       string      `json:"agent_session_id,omitempty"`
+	DelegationEdgeID     string      `json:"delegation_edge_id,omitempty"`
+	SourceSessionID      string      `json:"source_session_id,omitempty"`
+	TargetSessionID      string      `json:"target_session_id,omitempty"`
+	DelegationPath       []string    `json:"delegation_path,omitempty"`
+	DelegationChain      []ChainLink `json:"delegation_chain,omitempty"`
+	HopCount             int         `json:"hop_count,omitempty"`
+	DelegationGraphEpoch int64       `json:"delegation_graph_epoch,omitempty"`
+}
+
+// Expiry returns exp as a time (zero if absent).
+func (c *Claims) Expiry() time.Time { return unix(c.ExpiresAt) }
+
+func unix(f *float64) time.Time {
+	if f == nil {
+		return time.Time{}
+	}
+	sec := int64(*f)
+	return time.Unix(sec, int64((*f-float64(sec))*1e9))
+}
+
+// Expect is what a verifier requires of a token.
+type Expect struct {
+	// Issuer is the STS ISSUER_URL (required).
+	Issuer string
+	// Audience is the resource identifier the server protects (required).
+	Audience string
+	// Zone is the configured zone (required).
+	Zone string
+	// Uses are the accepted token classes; empty means resource only.
+	// "gateway" is never accepted.
+	Uses []string
+	// Scopes the token must all carry.
+	Scopes []string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Verifier checks Caracal tokens for one resource. Safe for concurrent use.
+type Verifier struct {
+	keys *Keys
+	exp  Expect
+}
+
+// NewVerifier returns a verifier over keys.
+func NewVerifier(keys *Keys, exp Expect) (*Verifier, error) {
+	switch {
+	case exp.Issuer == "":
+		return nil, errors.New("caracal: token verification needs the STS issuer")
+	case exp.Audience == "":
+		return nil, errors.New("caracal: token verification needs the resource identifier")
+	case exp.Zone == "":
+		return nil, errors.New("caracal: token verification needs the zone")
+	}
+	if len(exp.Uses) == 0 {
+		exp.Uses = []string{wire.UseResource}
+	}
+	for _, u := range exp.Uses {
+		if u != wire.UseResource && u != wire.UseSession {
+			return nil, fmt.Errorf("caracal: token class %q cannot be accepted by a resource server", u)
+		}
+	}
+	exp.Uses = slices.Clone(exp.Uses)
+	exp.Scopes = wire.NormalizeScopes(exp.Scopes)
+	if exp.Now == nil {
+		exp.Now = time.Now
+	}
+	return &Verifier{keys: keys, exp: exp}, nil
+}
+
+// header is the JOSE header; only alg and kid matter.
+type header struct {
+	Alg string `json:"alg"`
+	Kid string `json:"kid"`
+}
+
+var b64 = base64.RawURLEncoding.Strict()
+
+// Verify checks the signature and the claims of token and returns them.
+//
+// The compact form is split and decoded here, with the algorithm pinned to
+// ES256 before any key is looked up; the signature itself is checked by
+// jwt/v5's ES256 method. Going through jwt.Parser instead would add a map
+// decode of the header and a second pass over the claims for every request.
+func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	if len(token) > MaxTokenBytes {
+		return nil, fail(CodeInvalidToken, "bearer token too large", nil)
+	}
+	dot1 := strings.IndexByte(token, '.')
+	dot2 := strings.LastIndexByte(token, '.')
+	if dot1 <= 0 || dot2 <= dot1+1 || strings.IndexByte(token[dot1+1:dot2], '.') >= 0 {
+		return nil, fail(CodeInvalidToken, "malformed token", nil)
+	}
+	// One buffer serves the three segments: each is decoded after the
+	// previous one is no longer needed.
+	buf := make([]byte, b64.DecodedLen(dot2-dot1-1))
+	if b64.DecodedLen(dot1) > len(buf) || b64.DecodedLen(len(token)-dot2-1) > len(buf) {
+		return nil, fail(CodeInvalidToken, "malformed token", nil)
+	}
+	n, err := b64.Decode(buf, []byte(token[:dot1]))
+	if err != nil {
+		return nil, fail(CodeInvalidToken, "malformed token", err)
+	}
+	var h header
+	if err := json.Unmarshal(buf[:n], &h); err != nil {
+		return nil, fail(CodeInvalidToken, "malformed token", err)
+	}
+	if h.Alg != "ES256" {
+		return nil, fail(CodeInvalidToken, "bad signature or algorithm", nil)
+	}
+	if h.Kid == "" {
+		return nil, fail(CodeInvalidToken, "signing key unavailable", errors.New("token has no key id"))
+	}
+	key, err := v.keys.Key(ctx, h.Kid)
+	if err != nil {
+		if errors.Is(err, ErrUnknownKey) {
+			return nil, fail(CodeInvalidToken, "unknown signing key", err)
+		}
+		return nil, fail(CodeInvalidToken, "signing key unavailable", err)
+	}
+	n, err = b64.Decode(buf, []byte(token[dot2+1:]))
+	if err != nil || n != 64 {
+		return nil, fail(CodeInvalidToken, "bad signature or algorithm", err)
+	}
+	if err := jwt.SigningMethodES256.Verify(token[:dot2], buf[:n], key); err != nil {
+		return nil, fail(CodeInvalidToken, "bad signature or algorithm", err)
+	}
+	n, err = b64.Decode(buf, []byte(token[dot1+1:dot2]))
+	if err != nil {
+		return nil, fail(CodeInvalidToken, "malformed token", err)
+	}
+	claims := new(Claims)
+	if err := json.Unmarshal(buf[:n], claims); err != nil {
+		return nil, fail(CodeInvalidToken, "malformed token", err)
+	}
+	if err := v.check(claims); err != nil {
+		return nil, err
+	}
+	return claims, nil
+}
+
+// check applies the Caracal claim rules jwt/v5 does not know.
+func (v *Verifier) check(c *Claims) error {
+	now := v.exp.Now()
+	if c.ExpiresAt == nil || c.IssuedAt == nil || c.ID == "" || c.Subject == "" || c.SID == "" || c.RootSID == "" ||
+		c.ClientID == "" || c.Use == "" || c.SubType == "" || c.ZoneID == "" {
+		return fail(CodeInvalidToken, "required claim missing", nil)
+	}
+	if now.Sub(c.Expiry()) > Leeway {
+		return fail(CodeInvalidToken, "token expired", nil)
+	}
+	if unix(c.IssuedAt).Sub(now) > Leeway {
+		return fail(CodeInvalidToken, "token issued in the future", nil)
+	}
+	if c.NotBefore != nil && unix(c.NotBefore).Sub(now) > Leeway {
+		return fail(CodeInvalidToken, "token not valid yet", nil)
+	}
+	if c.Issuer != v.exp.Issuer {
+		return fail(CodeInvalidToken, "wrong issuer", nil)
+	}
+	if !slices.Contains(c.Audience, v.exp.Audience) {
+		return fail(CodeInvalidToken, "wrong audience", nil)
+	}
+	if !slices.Contains(v.exp.Uses, c.Use) {
+		return fail(CodeInvalidToken, "token class "+c.Use+" is not accepted here", nil)
+	}
+	if c.SubType != "user" && c.SubType != "application" {
+		return fail(CodeInvalidToken, "unknown subject type", nil)
+	}
+	if c.ZoneID != v.exp.Zone {
+		return fail(CodeInvalidZone, "token is for another zone", nil)
+	}
+	if c.HopCount < 0 || c.HopCount > MaxHops || len(c.DelegationPath) > MaxHops {
+		return fail(CodeHopCountExceeded, "delegation hop count exceeds the maximum", nil)
+	}
+	if len(v.exp.Scopes) > 0 {
+		have := wire.NormalizeScopes(splitScope(c.Scope))
+		for _, s := range v.exp.Scopes {
+			if _, ok := slices.BinarySearch(have, s); !ok {
+				return fail(CodeInsufficientScope, "token lacks scope "+s, nil)
+			}
+		}
+	}
+	return nil
+}
+
+func splitScope(s string) []string {
+	var out []string
+	start := -1
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == ' ' {
+			if start >= 0 {
+				out = append(out, s[start:i])
+				start = -1
+			}
+		} else if start < 0 {
+			start = i
+		}
+	}
+	return out
+}
