@@ -1,0 +1,383 @@
+package caracal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/caracal-go/caracal/internal/envelope"
+	"github.com/caracal-go/caracal/internal/jwks"
+	"github.com/caracal-go/caracal/internal/wire"
+)
+
+// Claims is what a Verifier established about an inbound bearer. The
+// middleware binds exactly these identity fields; it never takes a session,
+// delegation or hop from the request's baggage when a verifier is in use.
+type Claims struct {
+	// ZoneID and ApplicationID are required.
+	ZoneID        string
+	ApplicationID string
+	// SessionID is the calling agent's session (agent_session_id).
+	SessionID string
+	// DelegationID is the edge the caller presented (delegation_edge_id).
+	DelegationID string
+	// ParentDelegationID is the edge before it in the delegation path.
+	ParentDelegationID string
+	// SubjectRecordID is the subject authority record, if the verifier knows
+	// it; Caracal resource tokens do not carry it.
+	SubjectRecordID string
+	// Hop is the delegation hop count, 0 to 10.
+	Hop int
+	// Scopes are the token's scopes.
+	Scopes []string
+	// Use is the token class ("resource" or "session").
+	Use string
+	// ExpiresAt is the token's expiry.
+	ExpiresAt time.Time
+}
+
+// Verifier checks an inbound bearer token and returns its claims. Verify
+// must be safe for concurrent use. An error is answered with 401 (the error
+// text is not sent to the client).
+type Verifier interface {
+	Verify(ctx context.Context, token string) (Claims, error)
+}
+
+// MiddlewareOption configures Middleware.
+type MiddlewareOption func(*middlewareConfig)
+
+type middlewareConfig struct {
+	verifier Verifier
+	verify   *verifyConfig
+	trusted  bool
+	n        int // how many of the three modes were asked for
+}
+
+// WithVerifier makes the middleware bind only requests whose bearer v
+// accepts, with the identity v returns.
+func WithVerifier(v Verifier) MiddlewareOption {
+	return func(c *middlewareConfig) {
+		c.verifier = v
+		c.n++
+	}
+}
+
+// TrustedPropagation makes the middleware bind the inbound envelope as it
+// arrives (session, delegation and hop from the Caracal baggage, zone and
+// application from the client's configuration) without verifying the
+// bearer. Use it only behind a component that verified the request already:
+// anyone who can reach the server can claim any identity.
+func TrustedPropagation() MiddlewareOption {
+	return func(c *middlewareConfig) {
+		c.trusted = true
+		c.n++
+	}
+}
+
+// VerifyOption configures VerifyTokens.
+type VerifyOption func(*verifyConfig)
+
+type verifyConfig struct {
+	resource string
+	issuer   string
+	jwksURL  string
+	scopes   []string
+	session  bool
+}
+
+// VerifyIssuer sets the STS issuer (its ISSUER_URL) tokens must carry in
+// iss; the default is the configured STS URL.
+func VerifyIssuer(issuer string) VerifyOption {
+	return func(c *verifyConfig) { c.issuer = issuer }
+}
+
+// VerifyJWKSURL sets where the STS signing keys are fetched; the default is
+// {STS URL}/.well-known/jwks.json?zone_id={zone}.
+func VerifyJWKSURL(u string) VerifyOption {
+	return func(c *verifyConfig) { c.jwksURL = u }
+}
+
+// RequireScopes refuses tokens that lack any of scopes (403
+// insufficient_scope).
+func RequireScopes(scopes ...string) VerifyOption {
+	s := wire.NormalizeScopes(scopes)
+	return func(c *verifyConfig) { c.scopes = s }
+}
+
+// AcceptSessionTokens also accepts use=session tokens (lifecycle tokens sent
+// with Headers for service-to-service calls) whose audience holds the
+// resource. By default only the Gateway's use=resource tokens are accepted.
+func AcceptSessionTokens() VerifyOption {
+	return func(c *verifyConfig) { c.session = true }
+}
+
+// VerifyTokens makes the middleware verify Caracal tokens issued for
+// resource (its identifier, e.g. "resource://tickets"): an ES256 signature by
+// a key of the zone's STS key set (fetched with the client's HTTP client,
+// cached five minutes, refetched on an unknown key id at most every 30 s),
+// the issuer, resource in the audience, the configured zone, use=resource,
+// expiry with 60 s leeway, the required Caracal claims and at most 10 hops.
+// Session, delegation and hop are then bound from the token's claims (behind
+// the Gateway the request carries no Caracal baggage).
+func VerifyTokens(resource string, opts ...VerifyOption) MiddlewareOption {
+	vc := &verifyConfig{resource: resource}
+	for _, o := range opts {
+		if o != nil {
+			o(vc)
+		}
+	}
+	return func(c *middlewareConfig) {
+		c.verify = vc
+		c.n++
+	}
+}
+
+type middlewareMode int
+
+const (
+	modeUnverified middlewareMode = iota // development default
+	modeTrusted
+	modeVerified
+)
+
+// middleware is the state of one Middleware; immutable but for the set of
+// parse problems already logged.
+type middleware struct {
+	c        *Client
+	mode     middlewareMode
+	verifier Verifier
+	warned   atomic.Uint32 // envelope.Problems bits already logged
+}
+
+// Middleware returns HTTP middleware that binds the inbound agent envelope
+// (PROTOCOL §7.3, §7.5) into the request's context, readable with
+// FromContext, so that the handler can act for the calling agent and
+// propagate its context onwards (Headers, Transport).
+//
+// Choose how the identity is established: VerifyTokens (the built-in
+// verifier for Caracal resource tokens), WithVerifier (your own), or
+// TrustedPropagation (no verification, for servers behind a verifying
+// component). At most one of them. With none, a production configuration
+// refuses to build the middleware; otherwise the middleware binds only the
+// bearer and the trace context, never an unverified session or delegation,
+// and says so once in the log.
+//
+// A request without a valid bearer is answered 401 with a JSON body
+// {"error","error_description"}; a refused token 401 (or 403 for scope and
+// hop failures). Nothing is bound from a refused request. Headers are
+// size-capped and parsed strictly; irregularities are logged once per kind,
+// not per request.
+func (c *Client) Middleware(opts ...MiddlewareOption) (func(http.Handler) http.Handler, error) {
+	var cfg middlewareConfig
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	m := &middleware{c: c}
+	switch {
+	case cfg.n > 1:
+		return nil, errors.New("caracal: Middleware takes one of VerifyTokens, WithVerifier and TrustedPropagation")
+	case cfg.verifier != nil:
+		m.mode, m.verifier = modeVerified, cfg.verifier
+	case cfg.verify != nil:
+		v, err := c.builtinVerifier(cfg.verify)
+		if err != nil {
+			return nil, err
+		}
+		m.mode, m.verifier = modeVerified, v
+	case cfg.n == 1 && !cfg.trusted:
+		return nil, errors.New("caracal: WithVerifier was given a nil Verifier")
+	case cfg.trusted:
+		m.mode = modeTrusted
+	case c.cfg.Production:
+		return nil, errors.New("caracal: in production the Middleware must verify bearers: pass VerifyTokens(resource) or WithVerifier, or TrustedPropagation behind a verifying component")
+	default:
+		c.log.Warn("caracal: Middleware without a verifier binds only the bearer and trace context; pass VerifyTokens(resource) to bind verified agent identities")
+	}
+	return m.wrap, nil
+}
+
+func (m *middleware) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		env, problems := envelope.Extract(r.Header)
+		if problems != 0 {
+			m.warn(problems)
+		}
+		if problems.Has(envelope.AuthorizationInvalid) {
+			writeAuthError(w, http.StatusUnauthorized, jwks.CodeInvalidToken, "malformed authorization header")
+			return
+		}
+		if env.Token == "" {
+			writeAuthError(w, http.StatusUnauthorized, "missing_token", "missing bearer token")
+			return
+		}
+		a := &Agent{
+			token:      env.Token,
+			traceID:    env.TraceID,
+			traceFlags: env.TraceFlags,
+			traceState: env.TraceState,
+			baggage:    inboundBaggage(env.Baggage),
+		}
+		switch m.mode {
+		case modeVerified:
+			cl, err := m.verifier.Verify(r.Context(), env.Token)
+			if err != nil {
+				status, code, desc := http.StatusUnauthorized, jwks.CodeInvalidToken, "invalid bearer token"
+				var ve *jwks.Error
+				if errors.As(err, &ve) {
+					code, desc = ve.Code, ve.Description
+					if code == jwks.CodeInsufficientScope || code == jwks.CodeHopCountExceeded {
+						status = http.StatusForbidden
+					}
+				}
+				writeAuthError(w, status, code, desc)
+				return
+			}
+			if cl.ZoneID == "" || cl.ApplicationID == "" {
+				writeAuthError(w, http.StatusUnauthorized, jwks.CodeInvalidToken, "token names no zone or application")
+				return
+			}
+			if cl.Hop < 0 || cl.Hop > envelope.MaxHop {
+				writeAuthError(w, http.StatusForbidden, jwks.CodeHopCountExceeded, "delegation hop count exceeds the maximum")
+				return
+			}
+			a.zoneID, a.applicationID = cl.ZoneID, cl.ApplicationID
+			a.sessionID, a.delegationID, a.parentDelegationID = cl.SessionID, cl.DelegationID, cl.ParentDelegationID
+			a.subjectRecordID, a.hop = cl.SubjectRecordID, cl.Hop
+		case modeTrusted:
+			// A malformed Caracal baggage would bind some ids and drop
+			// others: refuse the request rather than bind half an identity.
+			if problems&(envelope.BaggageIgnored|envelope.BaggageMember|envelope.HopInvalid) != 0 {
+				writeAuthError(w, http.StatusBadRequest, "invalid_request", "malformed baggage")
+				return
+			}
+			a.zoneID, a.applicationID = m.c.cfg.ZoneID, m.c.cfg.ApplicationID
+			a.sessionID, a.delegationID, a.parentDelegationID = env.SessionID, env.DelegationID, env.ParentDelegationID
+			a.subjectRecordID, a.hop = env.SubjectRecordID, env.Hop
+		default:
+			a.zoneID, a.applicationID = m.c.cfg.ZoneID, m.c.cfg.ApplicationID
+		}
+		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), a)))
+	})
+}
+
+// warn logs each kind of envelope problem the first time it is seen.
+func (m *middleware) warn(p envelope.Problems) {
+	for {
+		old := m.warned.Load()
+		fresh := uint32(p) &^ old
+		if fresh == 0 {
+			return
+		}
+		if m.warned.CompareAndSwap(old, old|fresh) {
+			m.c.log.Warn("caracal: malformed inbound envelope headers (logged once per kind)", "problems", envelope.Problems(fresh).String())
+			return
+		}
+	}
+}
+
+func inboundBaggage(ms []envelope.Member) []baggageMember {
+	if len(ms) == 0 {
+		return nil
+	}
+	out := make([]baggageMember, len(ms))
+	for i, m := range ms {
+		out[i] = baggageMember{Key: m.Key, Value: m.Value}
+	}
+	return out
+}
+
+// writeAuthError answers with the resource-server adapters' error body.
+// code and desc are fixed strings of this package, never request text.
+func writeAuthError(w http.ResponseWriter, status int, code, desc string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	if status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Bearer realm="caracal", error="invalid_token"`)
+	}
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintf(w, `{"error":%q,"error_description":%q}`+"\n", code, desc)
+}
+
+// builtinVerifier builds the VerifyTokens verifier.
+func (c *Client) builtinVerifier(vc *verifyConfig) (Verifier, error) {
+	resource := strings.TrimSpace(vc.resource)
+	if resource == "" {
+		return nil, errors.New("caracal: VerifyTokens needs the resource identifier the server protects")
+	}
+	base := strings.TrimSuffix(c.cfg.STSURL, "/")
+	issuer := vc.issuer
+	if issuer == "" {
+		issuer = base
+	}
+	jwksURL := vc.jwksURL
+	if jwksURL == "" {
+		if base == "" {
+			return nil, errors.New("caracal: VerifyTokens needs the STS URL (or VerifyJWKSURL) to fetch the signing keys")
+		}
+		jwksURL = base + "/.well-known/jwks.json?zone_id=" + url.QueryEscape(c.cfg.ZoneID)
+	}
+	u, err := url.Parse(jwksURL)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return nil, errors.New("caracal: the JWKS URL is not an absolute http(s) URL")
+	}
+	if u.Scheme != "https" && c.cfg.Production && !c.cfg.AllowInsecureURLs && !loopback(u.Hostname()) {
+		return nil, errors.New("caracal: in production the JWKS URL must be https (or loopback)")
+	}
+	uses := []string{wire.UseResource}
+	if vc.session {
+		uses = append(uses, wire.UseSession)
+	}
+	keys := jwks.NewKeys(jwks.KeysConfig{URL: jwksURL, HTTPClient: c.http})
+	v, err := jwks.NewVerifier(keys, jwks.Expect{
+		Issuer:   issuer,
+		Audience: resource,
+		Zone:     c.cfg.ZoneID,
+		Uses:     uses,
+		Scopes:   vc.scopes,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return tokenVerifier{v}, nil
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// tokenVerifier adapts jwks.Verifier to Verifier.
+type tokenVerifier struct{ v *jwks.Verifier }
+
+func (t tokenVerifier) Verify(ctx context.Context, token string) (Claims, error) {
+	c, err := t.v.Verify(ctx, token)
+	if err != nil {
+		return Claims{}, err
+	}
+	out := Claims{
+		ZoneID:        c.ZoneID,
+		ApplicationID: c.ClientID,
+		SessionID:     c.AgentSessionID,
+		DelegationID:  c.DelegationEdgeID,
+		Hop:           c.HopCount,
+		Scopes:        wire.NormalizeScopes(strings.Fields(c.Scope)),
+		Use:           c.Use,
+		ExpiresAt:     c.Expiry(),
+	}
+	if n := len(c.DelegationPath); n >= 2 {
+		out.ParentDelegationID = c.DelegationPath[n-2]
+	}
+	return out, nil
+}

@@ -1,0 +1,350 @@
+package caracal
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caracal-go/caracal/internal/apierr"
+	"github.com/caracal-go/caracal/internal/stsclient"
+)
+
+// Prefetch limits.
+const (
+	// prefetchMinLife is the least life a pooled mandate must have when it
+	// is taken: the Gateway refuses one with less than 35 s left, and the
+	// margin covers the time to reach it.
+	prefetchMinLife = 35*time.Second + 10*time.Second
+	// prefetchIdle drops a pool nobody took from for this long, so that an
+	// abandoned key stops holding a worker and unspent mandates.
+	prefetchIdle = time.Minute
+	// prefetchMaxPools bounds the pools (and so the refill workers) of one
+	// transport; past it, requests mint on the request path.
+	prefetchMaxPools = 256
+	// prefetchMaxGated bounds the remembered approval-gated keys; past it no
+	// new pool is created, which is the safe side.
+	prefetchMaxGated = 1024
+	// prefetchMintTimeout bounds one background mint.
+	prefetchMintTimeout = 30 * time.Second
+	// prefetchBackoffMin and prefetchBackoffMax bound the wait after a
+	// failed background mint.
+	prefetchBackoffMin = time.Second
+	prefetchBackoffMax = 30 * time.Second
+)
+
+// poolKey identifies the mandates that are interchangeable.
+type poolKey struct {
+	session, delegation, resource, scopes string
+}
+
+// gateKey identifies an approval-gated request: gating follows the scopes'
+// risk tiers, not the session.
+type gateKey struct {
+	resource, scopes string
+}
+
+// prefetcher keeps the mandate pools of one transport. It is registered with
+// the client, whose Close stops and waits for its workers.
+type prefetcher struct {
+	mint    func(context.Context, stsclient.MintRequest) (stsclient.Token, error)
+	now     func() time.Time
+	depth   int
+	clientD <-chan struct{} // the client's done
+
+	ctx    context.Context // background minting; cancelled by close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	pools  map[poolKey]*pool
+	gated  map[gateKey]struct{}
+}
+
+// pool is one key's mandates, refilled by one worker goroutine.
+type pool struct {
+	key      poolKey
+	req      stsclient.MintRequest
+	tokens   []stsclient.Token // oldest first; guarded by prefetcher.mu
+	lastTake time.Time         // guarded by prefetcher.mu
+	wake     chan struct{}     // capacity 1: "a mandate was taken"
+	session  <-chan struct{}   // closed when the session closes; may be nil
+}
+
+func newPrefetcher(c *Client, mint func(context.Context, stsclient.MintRequest) (stsclient.Token, error), depth int) *prefetcher {
+	p := newPrefetcherFunc(mint, time.Now, depth, c.done)
+	if err := c.track(p); err != nil {
+		// The client is closed: no background work may start.
+		p.closeNow()
+	}
+	return p
+}
+
+func newPrefetcherFunc(mint func(context.Context, stsclient.MintRequest) (stsclient.Token, error), now func() time.Time, depth int, clientDone <-chan struct{}) *prefetcher {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &prefetcher{
+		mint:    mint,
+		now:     now,
+		depth:   depth,
+		clientD: clientDone,
+		ctx:     ctx,
+		cancel:  cancel,
+		pools:   make(map[poolKey]*pool),
+		gated:   make(map[gateKey]struct{}),
+	}
+}
+
+// take returns a pooled mandate for r, or mints one on the request path.
+func (p *prefetcher) take(ctx context.Context, a *Agent, r stsclient.MintRequest) (stsclient.Token, error) {
+	scopes := strings.Join(r.Scopes, " ")
+	key := poolKey{session: r.AgentSessionID, delegation: r.DelegationEdgeID, resource: r.Resource, scopes: scopes}
+	gk := gateKey{resource: r.Resource, scopes: scopes}
+
+	p.mu.Lock()
+	if pl := p.pools[key]; pl != nil {
+		now := p.now()
+		pl.lastTake = now
+		for len(pl.tokens) > 0 {
+			tok := pl.tokens[0]
+			pl.tokens[0] = stsclient.Token{}
+			pl.tokens = pl.tokens[1:]
+			if tok.ExpiresAt.Sub(now) >= prefetchMinLife {
+				pl.signal()
+				p.mu.Unlock()
+				return tok, nil
+			}
+		}
+		pl.signal()
+	}
+	p.mu.Unlock()
+
+	tok, err := p.mint(ctx, r)
+	if err != nil {
+		var ae *apierr.ApprovalRequiredError
+		if errors.As(err, &ae) {
+			p.gate(gk)
+		}
+		return stsclient.Token{}, err
+	}
+	p.start(key, gk, r, a.done)
+	return tok, nil
+}
+
+// signal wakes the pool's worker without blocking.
+func (pl *pool) signal() {
+	select {
+	case pl.wake <- struct{}{}:
+	default:
+	}
+}
+
+// gate records that gk needs approvals and drops its pools.
+func (p *prefetcher) gate(gk gateKey) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.gated) < prefetchMaxGated {
+		p.gated[gk] = struct{}{}
+	}
+	for k := range p.pools {
+		if k.resource == gk.resource && k.scopes == gk.scopes {
+			delete(p.pools, k)
+		}
+	}
+}
+
+// start creates key's pool and its worker after a successful mint on the
+// request path, unless one exists, the key is gated, the session is closed,
+// or a bound is reached.
+func (p *prefetcher) start(key poolKey, gk gateKey, r stsclient.MintRequest, session <-chan struct{}) {
+	if isDone(session) {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.pools[key] != nil || len(p.pools) >= prefetchMaxPools || len(p.gated) >= prefetchMaxGated {
+		return
+	}
+	if _, gated := p.gated[gk]; gated {
+		return
+	}
+	r.Scopes = append([]string(nil), r.Scopes...)
+	r.ApprovalID = ""
+	pl := &pool{key: key, req: r, lastTake: p.now(), wake: make(chan struct{}, 1), session: session}
+	p.pools[key] = pl
+	p.wg.Add(1)
+	go p.worker(pl)
+}
+
+func isDone(ch <-chan struct{}) bool {
+	if ch == nil {
+		return false
+	}
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// worker keeps pl filled to depth until pl is dropped, its session closes,
+// it idles, or the prefetcher stops. It mints one mandate at a time.
+func (p *prefetcher) worker(pl *pool) {
+	defer p.wg.Done()
+	idle := time.NewTimer(prefetchIdle)
+	defer idle.Stop()
+	backoff := time.Duration(0)
+	for {
+		if p.needs(pl) {
+			tok, err := p.mintOne(pl)
+			switch {
+			case err == nil:
+				backoff = 0
+				if !p.put(pl, tok) {
+					return
+				}
+				continue
+			case isApproval(err):
+				p.gate(gateKey{resource: pl.key.resource, scopes: pl.key.scopes})
+				return
+			case p.ctx.Err() != nil:
+				return
+			default:
+				backoff = min(max(2*backoff, prefetchBackoffMin), prefetchBackoffMax)
+				if !p.sleep(pl, backoff) {
+					return
+				}
+				continue
+			}
+		}
+		select {
+		case <-pl.wake:
+		case <-idle.C:
+			p.mu.Lock()
+			quiet := p.now().Sub(pl.lastTake) >= prefetchIdle
+			if quiet {
+				p.dropLocked(pl)
+			}
+			p.mu.Unlock()
+			if quiet {
+				return
+			}
+			idle.Reset(prefetchIdle)
+		case <-pl.session:
+			p.drop(pl)
+			return
+		case <-p.ctx.Done():
+			return
+		case <-p.clientD:
+			return
+		}
+	}
+}
+
+func isApproval(err error) bool {
+	var ae *apierr.ApprovalRequiredError
+	return errors.As(err, &ae)
+}
+
+// needs reports whether pl is live and below depth.
+func (p *prefetcher) needs(pl *pool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.closed && p.pools[pl.key] == pl && len(pl.tokens) < p.depth && !isDone(pl.session)
+}
+
+func (p *prefetcher) mintOne(pl *pool) (stsclient.Token, error) {
+	ctx, cancel := context.WithTimeout(p.ctx, prefetchMintTimeout)
+	defer cancel()
+	return p.mint(ctx, pl.req)
+}
+
+// put adds tok to pl; false means the worker should stop (pl was dropped,
+// or the edge no longer yields mandates that live long enough to pool).
+func (p *prefetcher) put(pl *pool, tok stsclient.Token) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.pools[pl.key] != pl {
+		return false
+	}
+	if tok.ExpiresAt.Sub(p.now()) < 2*prefetchMinLife {
+		// The edge is about to expire: pooled mandates would be discarded
+		// before use. Stop prefetching this key.
+		p.dropLocked(pl)
+		return false
+	}
+	pl.tokens = append(pl.tokens, tok)
+	return true
+}
+
+// sleep waits d unless pl's life ends first.
+func (p *prefetcher) sleep(pl *pool, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-pl.session:
+		p.drop(pl)
+		return false
+	case <-p.ctx.Done():
+		return false
+	case <-p.clientD:
+		return false
+	}
+}
+
+func (p *prefetcher) drop(pl *pool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dropLocked(pl)
+}
+
+func (p *prefetcher) dropLocked(pl *pool) {
+	if p.pools[pl.key] == pl {
+		delete(p.pools, pl.key)
+	}
+	pl.tokens = nil
+}
+
+// closeNow stops background minting and drops every pool without waiting.
+func (p *prefetcher) closeNow() {
+	p.mu.Lock()
+	p.closed = true
+	for _, pl := range p.pools {
+		pl.tokens = nil
+	}
+	clear(p.pools)
+	p.mu.Unlock()
+	p.cancel()
+}
+
+// Close stops the workers and waits for them until ctx ends. The client
+// calls it from Close.
+func (p *prefetcher) Close(ctx context.Context) error {
+	p.closeNow()
+	done := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// pooled reports the number of mandates pooled for key (tests).
+func (p *prefetcher) pooled(key poolKey) (n int, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pl := p.pools[key]
+	if pl == nil {
+		return 0, false
+	}
+	return len(pl.tokens), true
+}

@@ -1,0 +1,408 @@
+package caracal
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/caracal-go/caracal/internal/apierr"
+	"github.com/caracal-go/caracal/internal/envelope"
+	"github.com/caracal-go/caracal/internal/stsclient"
+	"github.com/caracal-go/caracal/internal/wire"
+)
+
+// TransportOption configures Transport and HTTPClient.
+type TransportOption func(*transportConfig)
+
+type transportConfig struct {
+	scopes      []string
+	propagation Propagation
+	prefetch    int
+}
+
+// Propagation says which requests carry the envelope headers (traceparent,
+// tracestate and the Caracal baggage).
+type Propagation int
+
+const (
+	// PropagateGatewayOnly adds the envelope to Gateway requests only, so
+	// that session and delegation ids never reach third parties. The default.
+	PropagateGatewayOnly Propagation = iota
+	// PropagateAlways adds the envelope to every request that carries a
+	// bound agent, for deployments that trace through non-Caracal services.
+	// It never adds a bearer: only Gateway requests get one.
+	PropagateAlways
+)
+
+// WithScopes sets the scopes of the mandate minted for each Gateway request.
+// WithRequestScopes overrides them for one request. Without scopes a Gateway
+// request fails: the Gateway accepts only a per-request mandate.
+func WithScopes(scopes ...string) TransportOption {
+	s := wire.NormalizeScopes(scopes)
+	return func(c *transportConfig) { c.scopes = s }
+}
+
+// WithPropagation sets where the envelope headers go (default
+// PropagateGatewayOnly).
+func WithPropagation(p Propagation) TransportOption {
+	return func(c *transportConfig) { c.propagation = p }
+}
+
+// WithPrefetch keeps up to depth fresh mandates per (session, delegation,
+// resource, scopes) minted in the background, so that a steady caller pays
+// only the Gateway leg of a governed request instead of a mint and the
+// Gateway leg. A depth below 1 means 1.
+//
+// A pooled mandate is used at most once, and one with less than 45 s of life
+// left (the Gateway's 35 s pre-flight window plus a margin) is discarded. A
+// pool is created only after a mint for its key succeeded on the request
+// path, is dropped when its session closes or after a minute without use,
+// and is never kept for scopes that needed a human approval. Background
+// minting runs one refill at a time per pool (at most 256 pools per
+// transport) and stops when the client closes. Each prefetched mandate counts
+// against the STS mint budget (1,000 per minute per application and
+// resource) like any other: an idle pool costs one mint.
+func WithPrefetch(depth int) TransportOption {
+	if depth < 1 {
+		depth = 1
+	}
+	return func(c *transportConfig) { c.prefetch = depth }
+}
+
+type requestScopesKey struct{}
+
+// WithRequestScopes returns a copy of ctx that makes a governed request sent
+// with it mint its mandate for scopes instead of the transport's.
+func WithRequestScopes(ctx context.Context, scopes ...string) context.Context {
+	return context.WithValue(ctx, requestScopesKey{}, wire.NormalizeScopes(scopes))
+}
+
+// errNoScopes is returned for a Gateway request with no scopes to mint for.
+var errNoScopes = errors.New("caracal: a Gateway request needs a per-request mandate: give the transport scopes (WithScopes, or WithRequestScopes per request); the session's own token is refused by the Gateway")
+
+// errNoDelegation is returned when the bound session holds no delegation edge.
+var errNoDelegation = errors.New("caracal: the bound session holds no delegation edge, so the STS would refuse its mandate (policy denied, no_rule_matched); call resources from a child spawned with Grant.Narrow")
+
+// transport is the RoundTripper returned by Client.Transport. Its fields are
+// set at construction and never change; the prefetch pools sit behind their
+// own lock.
+type transport struct {
+	c           *Client
+	base        http.RoundTripper
+	scopes      []string
+	propagation Propagation
+	router      router
+	pool        *prefetcher // nil without WithPrefetch
+	mint        func(context.Context, stsclient.MintRequest) (stsclient.Token, error)
+}
+
+// Transport returns an http.RoundTripper that sends requests through base
+// (nil means the client's HTTP transport, else http.DefaultTransport) and
+// governs the ones inside a resource binding.
+//
+// For each request it reads the agent bound to the request's context (see
+// FromContext). A request whose URL falls inside a configured binding
+// (longest prefix first), that already targets the Gateway, or that carries
+// an X-Caracal-Resource header is a Gateway request: the transport mints a
+// fresh single-use mandate for the resource and the scopes (WithScopes,
+// WithRequestScopes), rewrites the URL to the Gateway, and sets
+// Authorization, X-Caracal-Resource, the envelope headers and Host. Every
+// other request is sent as it is: it never gets a Caracal bearer, and gets
+// the envelope only with PropagateAlways.
+//
+// A mandate is never cached, reused or resent: a retry or a redirect of a
+// Gateway request mints again. Redirects answered by the Gateway should be
+// returned to the caller rather than followed; HTTPClient does that, and a
+// caller building its own http.Client around this transport should set
+// CheckRedirect likewise. Either way, the bearer is only ever placed on the
+// request the transport itself sends to the Gateway, so a redirect to another
+// host never carries it.
+//
+// When minting needs a human approval the request fails with an
+// *ApprovalRequiredError; wait with WaitApproval and send the request again.
+//
+// The transport never modifies the caller's request, closes its body on
+// every error, and is safe for concurrent use.
+func (c *Client) Transport(base http.RoundTripper, opts ...TransportOption) http.RoundTripper {
+	return c.newTransport(base, opts, nil)
+}
+
+// newTransport builds a transport; mint nil means the STS client's Mint
+// (tests pass a fake).
+func (c *Client) newTransport(base http.RoundTripper, opts []TransportOption, mint func(context.Context, stsclient.MintRequest) (stsclient.Token, error)) *transport {
+	var cfg transportConfig
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	if base == nil {
+		base = c.http.Transport
+	}
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	t := &transport{
+		c:           c,
+		base:        base,
+		scopes:      cfg.scopes,
+		propagation: cfg.propagation,
+		router:      newRouter(c.cfg.GatewayURL, c.cfg.Bindings),
+		mint:        mint,
+	}
+	if t.mint == nil {
+		t.mint = c.sts.Mint
+	}
+	if cfg.prefetch > 0 {
+		t.pool = newPrefetcher(c, t.mint, cfg.prefetch)
+	}
+	return t
+}
+
+// HTTPClient returns an *http.Client using Transport(nil, opts...). Its
+// CheckRedirect returns a Gateway request's redirect to the caller instead of
+// following it (the 3xx response is returned with a nil error), and stops
+// other redirect chains after 10 hops as the default client does. It has no
+// Timeout: set one, or use request contexts.
+func (c *Client) HTTPClient(opts ...TransportOption) *http.Client {
+	t := c.newTransport(nil, opts, nil)
+	return &http.Client{Transport: t, CheckRedirect: t.checkRedirect}
+}
+
+func (t *transport) checkRedirect(_ *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("caracal: stopped after 10 redirects")
+	}
+	if d, err := t.router.decide(via[len(via)-1]); err != nil || d.routed {
+		return http.ErrUseLastResponse
+	}
+	return nil
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	d, err := t.router.decide(req)
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	if !d.routed {
+		if t.propagation != PropagateAlways {
+			return t.base.RoundTrip(req)
+		}
+		a, ok := FromContext(req.Context())
+		if !ok {
+			return t.base.RoundTrip(req)
+		}
+		out := req.Clone(req.Context())
+		envelope.Inject(out.Header, transportEnvelope(a), true)
+		return t.base.RoundTrip(out)
+	}
+	return t.governed(req, d)
+}
+
+func (t *transport) governed(req *http.Request, d decision) (*http.Response, error) {
+	ctx := req.Context()
+	a, ok := FromContext(ctx)
+	if !ok {
+		closeBody(req)
+		return nil, ErrNoSession
+	}
+	if t.c.isClosed() {
+		closeBody(req)
+		return nil, ErrClosed
+	}
+	scopes := t.scopes
+	if s, ok := ctx.Value(requestScopesKey{}).([]string); ok {
+		scopes = s
+	}
+	var bearer string
+	if len(scopes) == 0 {
+		tok, err := gatewayContextToken(a)
+		if err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		bearer = tok
+	} else {
+		tok, err := t.mandate(ctx, a, d.resource, scopes)
+		if err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		bearer = tok.Value
+	}
+
+	// Clone copies the header map and the URL; the body is shared, so the
+	// base transport closes it and GetBody keeps working for its retries.
+	out := req.Clone(ctx)
+	out.URL = d.target
+	out.Host = d.target.Host
+	out.Header.Set("Authorization", "Bearer "+bearer)
+	out.Header.Set(wire.HeaderResource, d.resource)
+	envelope.Inject(out.Header, transportEnvelope(a), true)
+	return t.base.RoundTrip(out)
+}
+
+// mandate mints (or takes from the pool) a single-use gateway mandate.
+func (t *transport) mandate(ctx context.Context, a *Agent, resource string, scopes []string) (stsclient.Token, error) {
+	if a.delegationID == "" {
+		return stsclient.Token{}, errNoDelegation
+	}
+	r := stsclient.MintRequest{
+		Resource:         resource,
+		Scopes:           scopes,
+		AgentSessionID:   a.sessionID,
+		DelegationEdgeID: a.delegationID,
+	}
+	var tok stsclient.Token
+	var err error
+	if t.pool != nil {
+		tok, err = t.pool.take(ctx, a, r)
+	} else {
+		tok, err = t.mint(ctx, r)
+	}
+	if err != nil {
+		return stsclient.Token{}, mintError(err, r)
+	}
+	return tok, nil
+}
+
+// mintError completes an approval hold with what was asked for, and says
+// which resource a mint failed for.
+func mintError(err error, r stsclient.MintRequest) error {
+	var ae *apierr.ApprovalRequiredError
+	if errors.As(err, &ae) {
+		if ae.Resource == "" {
+			ae.Resource = r.Resource
+		}
+		if ae.Scopes == nil {
+			ae.Scopes = append([]string(nil), r.Scopes...)
+		}
+		return ae
+	}
+	return fmt.Errorf("caracal: minting a gateway mandate for %s: %w", r.Resource, err)
+}
+
+// gatewayContextToken is the bearer of a Gateway request sent without
+// scopes: only a pinned inbound use=gateway token qualifies, because the
+// Gateway refuses every other class (and a lifecycle token sent there would
+// leak Coordinator authority to the Gateway's upstream path).
+func gatewayContextToken(a *Agent) (string, error) {
+	if a.own || a.token == "" || jwtUse(a.token) != wire.UseGateway {
+		return "", errNoScopes
+	}
+	return a.token, nil
+}
+
+// jwtUse reads the use claim of a JWT without verifying it: the SDK is the
+// token's holder here, and only wants to avoid sending a token the Gateway
+// will refuse.
+func jwtUse(tok string) string {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Use string `json:"use"`
+	}
+	if json.Unmarshal(payload, &c) != nil {
+		return ""
+	}
+	return c.Use
+}
+
+// transportEnvelope is the envelope an outgoing request carries for a.
+func transportEnvelope(a *Agent) envelope.Envelope {
+	e := envelope.Envelope{
+		TraceID:            a.traceID,
+		TraceFlags:         a.traceFlags,
+		TraceState:         a.traceState,
+		SessionID:          a.sessionID,
+		DelegationID:       a.delegationID,
+		ParentDelegationID: a.parentDelegationID,
+		SubjectRecordID:    a.subjectRecordID,
+		Hop:                a.hop,
+	}
+	if len(a.baggage) > 0 {
+		e.Baggage = make([]envelope.Member, len(a.baggage))
+		for i, m := range a.baggage {
+			e.Baggage[i] = envelope.Member{Key: m.Key, Value: m.Value}
+		}
+	}
+	return e
+}
+
+// closeBody honours the RoundTripper contract on an early error.
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+}
+
+// GatewayRequest builds a request for path on resource through the Gateway,
+// for code that prefers explicit routing to bindings. Send it with a client
+// from HTTPClient (or Transport) so that it gets a mandate. path is relative
+// to the Gateway (a leading "/" is added) and may carry a query; it must not
+// be absolute, carry a fragment, dot segments or backslashes.
+func (c *Client) GatewayRequest(ctx context.Context, method, resource, path string, body io.Reader) (*http.Request, error) {
+	if c.cfg.GatewayURL == "" {
+		return nil, errors.New("caracal: no Gateway URL is configured (CARACAL_GATEWAY_URL or gateway_url)")
+	}
+	resource = strings.TrimSpace(resource)
+	if resource == "" {
+		return nil, errors.New("caracal: GatewayRequest needs a resource identifier")
+	}
+	target, err := gatewayTarget(c.cfg.GatewayURL, path)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
+	if err != nil {
+		return nil, fmt.Errorf("caracal: GatewayRequest: %w", err)
+	}
+	req.Header.Set(wire.HeaderResource, resource)
+	return req, nil
+}
+
+// WaitApproval waits until the approval with id is decided, then returns nil
+// if it was approved: send the request that was held again (the STS finds the
+// approved hold by its binding and consumes it). It returns an error wrapping
+// ErrApprovalRejected for a rejection, an error for an expired or already
+// used approval, and ctx's error if ctx ends first (waiting again is safe).
+func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
+	if approvalID == "" {
+		return errors.New("caracal: WaitApproval needs an approval id")
+	}
+	for {
+		st, err := c.sts.WaitApproval(ctx, approvalID)
+		if err != nil {
+			return err
+		}
+		switch st.State {
+		case wire.ApprovalApproved:
+			return nil
+		case wire.ApprovalRejected:
+			return fmt.Errorf("approval %s: %w", approvalID, ErrApprovalRejected)
+		case wire.ApprovalExpired:
+			return fmt.Errorf("caracal: approval %s expired; send the request again to raise a new one", approvalID)
+		case wire.ApprovalConsumed:
+			return fmt.Errorf("caracal: approval %s was already used by another request; send the request again to raise a new one", approvalID)
+		case wire.ApprovalPending:
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("caracal: approval %s is in unknown state %q", approvalID, st.State)
+		}
+	}
+}
