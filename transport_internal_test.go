@@ -525,4 +525,3 @@ func TestTransportConcurrent(t *testing.T) {
 	assert.Equal(t, workers*each/2, governed)
 	assert.Equal(t, governed, mint.count())
 }
-
