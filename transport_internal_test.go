@@ -223,7 +223,7 @@ func TestGatewayRequest(t *testing.T) {
 	}
 	_, err = c.GatewayRequest(ctx, http.MethodGet, " ", "/x", nil)
 	assert.Error(t, err)
-	noGW := unitClient(t, func(cfg *Config) { cfg.GatewayURL = "" })
+	noGW := unitClient(t, func(cfg *Config) { cfg.GatewayURL, cfg.Bindings = "", nil })
 	_, err = noGW.GatewayRequest(ctx, http.MethodGet, "resource://tickets", "/x", nil)
 	assert.ErrorContains(t, err, "no Gateway URL")
 }
