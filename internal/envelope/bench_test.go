@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"net/http"
+	"net/url"
 	"testing"
 )
 
@@ -39,6 +40,44 @@ func BenchmarkExtract(b *testing.B) {
 		e, p := Extract(h)
 		if p != 0 || e.Hop != 1 {
 			b.Fatal(p)
+		}
+	}
+}
+
+// BenchmarkRoute measures a binding match and rewrite.
+func BenchmarkRoute(b *testing.B) {
+	r, err := NewRouter("https://gateway.example/", []Binding{
+		{"resource://billing", "https://billing.example/v1"},
+		{"resource://tickets", "http://tickets.example/api"},
+		{"resource://tickets-v2", "http://tickets.example/api/v2"},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	target, _ := url.Parse("http://tickets.example/api/tickets/42?expand=1")
+	b.ReportAllocs()
+	for b.Loop() {
+		d, ok := r.Route(target, "")
+		if !ok || d.Resource != "resource://tickets" {
+			b.Fatal(d)
+		}
+	}
+}
+
+// BenchmarkRouteUnbound measures the cost on a URL outside every binding,
+// the path every non-governed request takes.
+func BenchmarkRouteUnbound(b *testing.B) {
+	r, err := NewRouter("https://gateway.example/", []Binding{
+		{"resource://tickets", "http://tickets.example/api"},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	target, _ := url.Parse("https://api.other.example/v1/items?page=2")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := r.Route(target, ""); ok {
+			b.Fatal("routed")
 		}
 	}
 }
