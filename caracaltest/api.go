@@ -164,4 +164,9 @@ type ApprovalInfo struct {
 	// Binding is the hold's binding hash.
 	Binding   string
 	ExpiresAt time.Time
+	// Scopes and Resource are what the held mint asked for; SessionID is
+	// the agent session that asked.
+	Scopes    []string
+	Resource  string
+	SessionID string
 }

@@ -95,6 +95,7 @@ type world struct {
 	mintCounts map[mintKey]*mintWindow
 	upstreams  map[string]upstream // by resource identifier
 	upstreamHC *http.Client
+	sts        stsState
 }
 
 // signingKey is one zone ES256 key.
@@ -256,6 +257,14 @@ type approval struct {
 	consumedAt time.Time
 	recordID   string // authority record issued on consumption, for re-issue
 	changed    chan struct{}
+
+	// STS/Gateway state
+	seq       int64    // creation order
+	appID     string   // principal of the held mint
+	sessionID string   // agent_session_id of the held mint
+	resources []string // allowed resources of the held mint
+	scopes    []string // scopes of the held mint
+	reissue   *holdReissue
 }
 
 // receiptKey scopes an idempotency receipt (PROTOCOL §4.2).
