@@ -1,6 +1,19 @@
 package caracal
 
-import "context"
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/caracal-go/caracal/internal/coordclient"
+	"github.com/caracal-go/caracal/internal/envelope"
+	"github.com/caracal-go/caracal/internal/wire"
+)
 
 // Agent is the agent identity bound to a context.Context: the session, its
 // delegation edge and the propagated trace envelope. It is immutable; the
@@ -27,6 +40,13 @@ type Agent struct {
 	// done, if non-nil, is closed when the session that created this
 	// identity closes (mandate prefetch pools drop on it).
 	done <-chan struct{}
+	// service marks the identity of a service session this process holds
+	// (SpawnService, AttachService): only such a session parents a service.
+	service bool
+	// edge is what this process knows of the authority of delegationID
+	// (set when this process created or mirrored the edge), so that a
+	// narrowing that is knowably wider is refused before any call.
+	edge *edgeGrant
 }
 
 // baggageMember is one non-Caracal W3C baggage member.
@@ -73,4 +93,552 @@ func NewContext(ctx context.Context, a *Agent) context.Context {
 func FromContext(ctx context.Context) (*Agent, bool) {
 	a, ok := ctx.Value(agentKey{}).(*Agent)
 	return a, ok && a != nil
+}
+
+// Limits of the Coordinator that Spawn checks before calling it.
+const (
+	maxLabels     = 32
+	maxLabelLen   = 64
+	maxTTL        = 24 * time.Hour
+	maxIdemKeyLen = 255
+	// retireBound bounds the detached retire of a closing session.
+	retireBound = 10 * time.Second
+	// defaultTaskTTL is the Coordinator's task TTL when none is sent.
+	defaultTaskTTL = time.Hour
+	// defaultServiceGrantTTL is a narrowed service's delegation lifetime
+	// when Grant.Narrow gives none (a service has no TTL of its own).
+	defaultServiceGrantTTL = 24 * time.Hour
+)
+
+// SpawnOption configures Spawn and SpawnService.
+type SpawnOption func(*spawnConfig)
+
+// spawnConfig collects the SpawnOptions.
+type spawnConfig struct {
+	labels   []string
+	metadata map[string]any
+	ttl      time.Duration
+	parent   *Agent
+	noParent bool
+	grant    *Authority
+	idemKey  string
+	traceID  string
+	err      error // the first invalid option value
+}
+
+func newSpawnConfig(opts []SpawnOption) spawnConfig {
+	var c spawnConfig
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	return c
+}
+
+func (c *spawnConfig) fail(format string, args ...any) {
+	if c.err == nil {
+		c.err = fmt.Errorf("%w: "+format, append([]any{ErrInvalidRequest}, args...)...)
+	}
+}
+
+// WithLabels sets the session's labels. Labels are the role names the zone's
+// policy matches when the agent asks for a token (they become
+// input.principal.labels), so a session that calls resources needs a label
+// whose role grants the scopes it uses. At most 32 labels of 1 to 64
+// characters (surrounding space is trimmed). Repeated WithLabels add up.
+func WithLabels(labels ...string) SpawnOption {
+	return func(c *spawnConfig) {
+		for _, l := range labels {
+			t := strings.TrimSpace(l)
+			if t == "" || utf8.RuneCountInString(t) > maxLabelLen {
+				c.fail("label %q must have 1 to %d characters", l, maxLabelLen)
+				continue
+			}
+			c.labels = append(c.labels, t)
+		}
+		if len(c.labels) > maxLabels {
+			c.fail("at most %d labels", maxLabels)
+		}
+	}
+}
+
+// WithMetadata stores m (JSON-encodable) with the session at the
+// Coordinator, for audit. The map is copied (one level deep).
+func WithMetadata(m map[string]any) SpawnOption {
+	cp := make(map[string]any, len(m))
+	for k, v := range m {
+		cp[k] = v
+	}
+	return func(c *spawnConfig) { c.metadata = cp }
+}
+
+// WithTTL sets a task session's lifetime (up to 24 h, whole seconds rounded
+// up). Without it the client's Config.DefaultTTL applies, else the
+// Coordinator's default of one hour. Services have no TTL.
+func WithTTL(d time.Duration) SpawnOption {
+	return func(c *spawnConfig) {
+		if d <= 0 || d > maxTTL {
+			c.fail("WithTTL(%v): the TTL must be positive and at most %v", d, maxTTL)
+			return
+		}
+		c.ttl = d
+	}
+}
+
+// WithParent makes p the parent session, instead of the agent bound to the
+// Spawn context. If the context binds a different agent, Spawn fails: pass
+// p's context instead, or bind nothing.
+func WithParent(p *Agent) SpawnOption {
+	return func(c *spawnConfig) {
+		if p == nil {
+			c.fail("WithParent(nil): pass the parent agent, or WithoutParent for a root session")
+			return
+		}
+		c.parent = p
+	}
+}
+
+// WithoutParent starts a root session even when the Spawn context binds an
+// agent: it runs under the application's own authority, not the bound
+// agent's.
+func WithoutParent() SpawnOption {
+	return func(c *spawnConfig) { c.noParent = true }
+}
+
+// WithGrant sets the authority the child receives from its parent:
+// Grant.Inherit() (the default), Grant.Narrow(...) or Grant.None().
+func WithGrant(a Authority) SpawnOption {
+	return func(c *spawnConfig) { c.grant = &a }
+}
+
+// WithIdempotencyKey sends key as the session start's Idempotency-Key
+// instead of a generated one, so that repeating the Spawn (after a crash,
+// say) returns the same session while it is live. At most 255 bytes, no
+// control characters, no surrounding space.
+func WithIdempotencyKey(key string) SpawnOption {
+	return func(c *spawnConfig) {
+		if key == "" || key != strings.TrimSpace(key) || len(key) > maxIdemKeyLen ||
+			strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			c.fail("WithIdempotencyKey: the key must be 1 to %d bytes without control characters or surrounding space", maxIdemKeyLen)
+			return
+		}
+		c.idemKey = key
+	}
+}
+
+// WithTraceID sets the W3C trace id (32 lowercase hex, not all zero) of the
+// new session, instead of the parent's or a fresh one.
+func WithTraceID(id string) SpawnOption {
+	return func(c *spawnConfig) {
+		if !envelope.ValidTraceID(id) {
+			c.fail("WithTraceID(%q): a trace id is 32 lowercase hex digits, not all zero", id)
+			return
+		}
+		c.traceID = id
+	}
+}
+
+// Session is a task session started by Spawn. Its Context carries the agent;
+// Close retires it. It is safe for concurrent use.
+type Session struct {
+	c         *Client
+	id        string
+	agent     *Agent
+	labels    []string
+	expiresAt time.Time
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	done      chan struct{} // closed when Close begins (Agent.done)
+
+	mu       sync.Mutex
+	closing  bool
+	closed   chan struct{} // closed when the retire finished
+	closeErr error
+}
+
+// Spawn starts a task session and returns it. The session bound to ctx (see
+// FromContext) is its parent unless WithParent or WithoutParent says
+// otherwise; with no parent it is a root session. By default the child runs
+// under its parent's effective authority (Grant.Inherit); WithGrant narrows
+// or drops it.
+//
+// The caller must Close the session; Client.Close closes the ones left.
+// Session.Context derives from ctx, so cancelling ctx cancels it too, but
+// only Close (or the TTL) retires the session.
+func (c *Client) Spawn(ctx context.Context, opts ...SpawnOption) (*Session, error) {
+	if c.isClosed() {
+		return nil, ErrClosed
+	}
+	sent := time.Now()
+	st, err := c.start(ctx, wire.LifecycleTask, opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{
+		c:      c,
+		id:     st.session.AgentSessionID,
+		agent:  st.agent,
+		labels: st.labels,
+		done:   make(chan struct{}),
+		closed: make(chan struct{}),
+	}
+	ttl := defaultTaskTTL
+	if st.session.TTLSeconds != nil && *st.session.TTLSeconds > 0 {
+		ttl = time.Duration(*st.session.TTLSeconds) * time.Second
+	}
+	// Counted from when the start was sent, on the local clock, so that it
+	// is never later than the Coordinator's own expiry.
+	s.expiresAt = sent.Add(ttl)
+	st.agent.done = s.done
+	s.ctx, s.cancel = context.WithCancelCause(NewContext(ctx, st.agent))
+	if err := c.track(s); err != nil {
+		s.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return s, nil
+}
+
+// ID returns the Coordinator session id.
+func (s *Session) ID() string { return s.id }
+
+// Agent returns the session's agent identity.
+func (s *Session) Agent() *Agent { return s.agent }
+
+// Context returns a context that carries the session's agent. It derives from
+// the context given to Spawn and is cancelled, with cause ErrSessionClosed,
+// when the session closes.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// Labels returns the session's labels as the Coordinator stored them.
+func (s *Session) Labels() []string { return append([]string(nil), s.labels...) }
+
+// ExpiresAt returns when the session's TTL runs out (local clock, counted
+// from when the start was sent).
+func (s *Session) ExpiresAt() time.Time { return s.expiresAt }
+
+// Close cancels the session's context and retires the session at the
+// Coordinator, which also revokes its delegations and ends its child
+// sessions. The retire runs on a context detached from ctx's cancellation
+// and bounded to 10 s, so a session whose request was already cancelled is
+// still retired; Close returns by ctx's deadline, leaving the retire to
+// finish in the background (Client.Close waits for it). A session that is
+// already gone counts as retired. Close is idempotent: every call returns
+// the outcome of the one retire.
+func (s *Session) Close(ctx context.Context) error {
+	s.mu.Lock()
+	first := !s.closing
+	s.closing = true
+	s.mu.Unlock()
+	if first {
+		s.cancel(ErrSessionClosed)
+		close(s.done)
+		go s.retire(context.WithoutCancel(ctx))
+	}
+	select {
+	case <-s.closed:
+		return s.closeErr
+	default:
+	}
+	select {
+	case <-s.closed:
+		return s.closeErr
+	case <-ctx.Done():
+		return fmt.Errorf("caracal: session %s: the retire continues in the background: %w", s.id, context.Cause(ctx))
+	}
+}
+
+func (s *Session) retire(detached context.Context) {
+	defer close(s.closed)
+	defer s.c.untrack(s)
+	ctx, cancel := context.WithTimeout(detached, retireBound)
+	defer cancel()
+	if err := s.c.coord.Retire(ctx, s.id, 0); err != nil {
+		s.closeErr = fmt.Errorf("caracal: retiring session %s: %w", s.id, err)
+	}
+}
+
+// started is what start hands Spawn and SpawnService.
+type started struct {
+	session  wire.Session
+	agent    *Agent
+	replayed bool
+	labels   []string
+	// grant is the authority applied; delegation is the narrowing edge
+	// created for a Grant.Narrow (nil otherwise).
+	grant      Authority
+	delegation *wire.Delegation
+}
+
+// start starts a session of the given lifecycle and applies its grant. It
+// resolves the parent, checks every option and the grant locally first, so
+// that nothing is started when the request is knowably invalid. If the grant
+// needs a delegation and creating it fails, the new session is retired
+// before start returns the error: a failed start never leaves a session
+// behind.
+func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption) (started, error) {
+	cfg := newSpawnConfig(opts)
+	if cfg.err != nil {
+		return started{}, cfg.err
+	}
+	parent, err := c.resolveParent(ctx, cfg)
+	if err != nil {
+		return started{}, err
+	}
+	grant := Grant.Inherit()
+	if cfg.grant != nil {
+		grant = *cfg.grant
+	}
+
+	req := wire.StartSessionRequest{
+		ApplicationID:   c.cfg.ApplicationID,
+		Labels:          cfg.labels,
+		ParentAuthority: wire.AuthorityInherit,
+	}
+	childTTL := cfg.ttl
+	switch lifecycle {
+	case wire.LifecycleTask:
+		if childTTL == 0 {
+			childTTL = c.cfg.DefaultTTL
+		}
+		if childTTL > 0 {
+			req.TTLSeconds = ceilSeconds(childTTL)
+		} else {
+			childTTL = defaultTaskTTL
+		}
+	case wire.LifecycleService:
+		req.Lifecycle = wire.LifecycleService
+		childTTL = defaultServiceGrantTTL
+	}
+	if grant.mode != grantInherit {
+		req.ParentAuthority = wire.AuthorityNone
+	}
+	var plan *narrowPlan
+	if grant.mode == grantNarrow {
+		if parent == nil {
+			return started{}, ErrNarrowNeedsParent
+		}
+		p, err := c.planNarrow(grant, parent, childTTL)
+		if err != nil {
+			return started{}, err
+		}
+		plan = &p
+	}
+	if parent != nil {
+		req.ParentID = parent.sessionID
+	}
+	if cfg.metadata != nil {
+		b, err := json.Marshal(cfg.metadata)
+		if err != nil {
+			return started{}, fmt.Errorf("%w: WithMetadata: %v", ErrInvalidRequest, err)
+		}
+		req.Metadata = b
+	}
+
+	traceID, flags, state := cfg.traceID, "", ""
+	var baggage []baggageMember
+	if parent != nil {
+		if traceID == "" {
+			traceID = parent.traceID
+		}
+		flags, state, baggage = parent.traceFlags, parent.traceState, parent.baggage
+	}
+	if !envelope.ValidTraceID(traceID) {
+		traceID = envelope.NewTraceID()
+	}
+	so := coordclient.StartOptions{
+		IdempotencyKey: cfg.idemKey,
+		Traceparent:    envelope.Traceparent(traceID, flags),
+		Tracestate:     state,
+	}
+
+	ses, err := c.coord.Start(ctx, req, so)
+	if err != nil {
+		return started{}, err
+	}
+	agent := &Agent{
+		zoneID:          c.cfg.ZoneID,
+		applicationID:   c.cfg.ApplicationID,
+		sessionID:       ses.AgentSessionID,
+		subjectRecordID: ses.SubjectAuthorityRecordID,
+		traceID:         traceID,
+		traceFlags:      flags,
+		traceState:      state,
+		baggage:         baggage,
+		own:             true,
+	}
+	if parent != nil {
+		agent.parentDelegationID = parent.delegationID
+		agent.hop = parent.hop
+		if parent.subjectRecordID != "" {
+			agent.subjectRecordID = parent.subjectRecordID
+		}
+	}
+	st := started{session: ses, agent: agent, replayed: ses.Replayed, labels: append([]string(nil), ses.Labels...), grant: grant}
+	if st.labels == nil {
+		st.labels = append([]string(nil), req.Labels...)
+	}
+
+	switch grant.mode {
+	case grantInherit:
+		if ses.DelegationEdgeID != nil && *ses.DelegationEdgeID != "" {
+			agent.delegationID = *ses.DelegationEdgeID
+			agent.hop++
+			if parent != nil {
+				agent.edge = parent.edge // a mirror copies the parent's edge
+			}
+		}
+	case grantNarrow:
+		d, err := c.coord.Delegate(ctx, plan.request(parent, ses.AgentSessionID, c.cfg.ApplicationID), "")
+		if err != nil {
+			c.retireOrphan(ctx, ses.AgentSessionID, int64(ses.LeaseGeneration))
+			return started{}, fmt.Errorf("caracal: narrowing the new session %s (retired again): %w", ses.AgentSessionID, err)
+		}
+		agent.delegationID = d.DelegationEdgeID
+		agent.hop++
+		agent.edge = plan.granted(d)
+		st.delegation = &d
+	}
+	return st, nil
+}
+
+// resolveParent picks the parent: WithParent, else the agent bound to ctx,
+// unless WithoutParent.
+func (c *Client) resolveParent(ctx context.Context, cfg spawnConfig) (*Agent, error) {
+	bound, _ := FromContext(ctx)
+	if cfg.noParent {
+		if cfg.parent != nil {
+			return nil, fmt.Errorf("%w: WithParent and WithoutParent contradict each other", ErrInvalidRequest)
+		}
+		return nil, nil
+	}
+	p := bound
+	if cfg.parent != nil {
+		if bound != nil && bound.sessionID != cfg.parent.sessionID {
+			return nil, fmt.Errorf("%w: WithParent names session %s but the context binds session %s; spawn from the parent's context or from one without a bound agent",
+				ErrInvalidRequest, cfg.parent.sessionID, bound.sessionID)
+		}
+		p = cfg.parent
+	}
+	if p == nil {
+		return nil, nil
+	}
+	if p.sessionID == "" {
+		return nil, fmt.Errorf("%w: the parent agent has no session id (an inbound context without Caracal baggage?); pass WithoutParent to start a root session", ErrInvalidRequest)
+	}
+	if p.zoneID != "" && p.zoneID != c.cfg.ZoneID || p.applicationID != "" && p.applicationID != c.cfg.ApplicationID {
+		return nil, fmt.Errorf("%w: the parent session %s belongs to application %s in zone %s, not to this client's %s in %s; pass WithoutParent to start a root session",
+			ErrInvalidRequest, p.sessionID, p.applicationID, p.zoneID, c.cfg.ApplicationID, c.cfg.ZoneID)
+	}
+	return p, nil
+}
+
+// retireOrphan retires a session this call started but cannot hand out,
+// detached from ctx's cancellation and bounded.
+func (c *Client) retireOrphan(ctx context.Context, id string, generation int64) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), retireBound)
+	defer cancel()
+	if err := c.coord.Retire(rctx, id, generation); err != nil {
+		c.log.WarnContext(ctx, "caracal: retiring a session that could not be handed out failed", "session", id, "error", err)
+	}
+}
+
+// lifecycleToken returns the application's current lifecycle token.
+func (c *Client) lifecycleToken(ctx context.Context) (string, error) {
+	tok, err := c.sts.Lifecycle(ctx)
+	if err != nil {
+		return "", err
+	}
+	return tok.Value, nil
+}
+
+func ceilSeconds(d time.Duration) int {
+	return int((d + time.Second - 1) / time.Second)
+}
+
+// HeadersOption configures Headers.
+type HeadersOption func(*headersConfig)
+
+type headersConfig struct {
+	asApplication bool
+}
+
+// AsApplication lets Headers fall back to the application's own identity
+// when no agent is bound to the context: a lifecycle bearer and a fresh
+// traceparent. Use it only for trusted service-to-service calls; a bound
+// agent always wins.
+func AsApplication() HeadersOption {
+	return func(c *headersConfig) { c.asApplication = true }
+}
+
+// Headers returns the outgoing headers that carry the agent bound to ctx to
+// another service: traceparent, tracestate, baggage with the caracal.*
+// members, and Authorization: Bearer with the agent's credential (a fresh
+// lifecycle token for an agent this process started, the received token for
+// an agent bound from an inbound request; none if it has none).
+//
+// The bearer is a lifecycle token, which the Coordinator accepts: send these
+// headers only to services you trust, never to third parties. Calls to
+// protected resources go through Transport, which mints a single-use mandate
+// per request instead.
+//
+// With no bound agent Headers fails with ErrNoSession, unless AsApplication
+// is given.
+func (c *Client) Headers(ctx context.Context, opts ...HeadersOption) (http.Header, error) {
+	if c.isClosed() {
+		return nil, ErrClosed
+	}
+	var hc headersConfig
+	for _, o := range opts {
+		if o != nil {
+			o(&hc)
+		}
+	}
+	h := make(http.Header, 4)
+	a, ok := FromContext(ctx)
+	if !ok {
+		if !hc.asApplication {
+			return nil, ErrNoSession
+		}
+		tok, err := c.lifecycleToken(ctx)
+		if err != nil {
+			return nil, err
+		}
+		envelope.Inject(h, envelope.Envelope{}, false)
+		h["Authorization"] = []string{"Bearer " + tok}
+		return h, nil
+	}
+	token := a.token
+	if a.own {
+		var err error
+		if token, err = c.lifecycleToken(ctx); err != nil {
+			return nil, err
+		}
+	}
+	envelope.Inject(h, agentEnvelope(a), false)
+	if token != "" {
+		h["Authorization"] = []string{"Bearer " + token}
+	}
+	return h, nil
+}
+
+// agentEnvelope is the propagated part of a.
+func agentEnvelope(a *Agent) envelope.Envelope {
+	e := envelope.Envelope{
+		TraceID:            a.traceID,
+		TraceFlags:         a.traceFlags,
+		TraceState:         a.traceState,
+		SessionID:          a.sessionID,
+		DelegationID:       a.delegationID,
+		ParentDelegationID: a.parentDelegationID,
+		SubjectRecordID:    a.subjectRecordID,
+		Hop:                a.hop,
+	}
+	if len(a.baggage) > 0 {
+		e.Baggage = make([]envelope.Member, len(a.baggage))
+		for i, m := range a.baggage {
+			e.Baggage[i] = envelope.Member{Key: m.Key, Value: m.Value}
+		}
+	}
+	return e
 }

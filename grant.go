@@ -1,0 +1,453 @@
+package caracal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caracal-go/caracal/internal/apierr"
+	"github.com/caracal-go/caracal/internal/coordclient"
+	"github.com/caracal-go/caracal/internal/wire"
+)
+
+// Delegation limits the Coordinator enforces (PROTOCOL §6.4), checked
+// locally so that a bad grant fails before anything is started.
+const (
+	maxHopsLimit      = 10
+	maxGrantResources = 64
+	maxGrantTTL       = 24 * time.Hour
+)
+
+type grantMode uint8
+
+const (
+	grantInherit grantMode = iota
+	grantNone
+	grantNarrow
+)
+
+// grants is the type of Grant.
+type grants struct{}
+
+// Grant builds the authority a child session receives (WithGrant) or a
+// delegation gives (Delegate):
+//
+//	caracal.Grant.Inherit()  // the parent's effective authority (default)
+//	caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 10*time.Minute)
+//	caracal.Grant.None()     // no inherited authority
+var Grant grants
+
+// Authority is a grant built by Grant. The zero value is Grant.Inherit().
+type Authority struct {
+	mode        grantMode
+	scopes      []string
+	resource    string
+	constraints Constraints
+	ttl         time.Duration
+}
+
+// Constraints bound a narrowed delegation beyond its scopes and resource.
+type Constraints struct {
+	// MaxHops is how many delegation edges a mandate minted under this one
+	// may have behind it, 1 to 10; 0 leaves the server's default of 1. A
+	// narrowed child can itself narrow further or hand authority on only if
+	// its edge allows at least 2, and an edge that sits d edges below a
+	// root grant can mint only with MaxHops >= d.
+	MaxHops int
+	// Budget is kept for compatibility with earlier Caracal releases and
+	// must be 0: a Caracal v1 STS refuses every mint under a delegation that
+	// carries it, so a non-zero Budget fails with ErrBudgetUnsupported
+	// before anything is started.
+	Budget int
+	// Resources scope the delegation to these resource identifiers (at
+	// most 64) in addition to, or instead of, the Narrow resource.
+	Resources []string
+	// ExpiresAt, if set, is the delegation's absolute expiry; it wins over
+	// the TTL for the edge's lifetime.
+	ExpiresAt time.Time
+}
+
+// Inherit gives the child its parent's effective authority: the
+// application's for a root parent, the parent's narrowed slice for a
+// narrowed one. It is the default.
+func (grants) Inherit() Authority { return Authority{mode: grantInherit} }
+
+// None gives the child no inherited authority: it can manage sessions but
+// cannot call resources until something delegates to it.
+func (grants) None() Authority { return Authority{mode: grantNone} }
+
+// Narrow gives the child a subset of its parent's authority: scopes on
+// resource (a resource identifier such as "resource://tickets") until ttl.
+// A child that uses the scopes also needs a label whose role grants them.
+//
+// An empty resource means the client's only configured resource (an error
+// when it has several, unless c.Resources scopes the grant). A zero ttl
+// means the child's lifetime: its WithTTL, else Config.DefaultTTL, else one
+// hour; 24 hours for a service. Under a parent narrowed by this process, a
+// default ttl is shortened to fit inside the parent's delegation, and
+// anything knowably wider than the parent's (more scopes, another resource,
+// a later expiry, more hops) is refused with ErrInvalidGrant before any
+// call; the Coordinator refuses the rest (ErrAccessDenied). The slices are
+// copied.
+func (grants) Narrow(scopes []string, resource string, c Constraints, ttl time.Duration) Authority {
+	c.Resources = slices.Clone(c.Resources)
+	return Authority{mode: grantNarrow, scopes: slices.Clone(scopes), resource: resource, constraints: c, ttl: ttl}
+}
+
+// String describes the grant.
+func (a Authority) String() string {
+	switch a.mode {
+	case grantNone:
+		return "none"
+	case grantNarrow:
+		return fmt.Sprintf("narrow(%s on %s, ttl %v)", strings.Join(a.scopes, " "), a.resource, a.ttl)
+	}
+	return "inherit"
+}
+
+// edgeGrant is what this process knows of a delegation edge's authority.
+type edgeGrant struct {
+	scopes    []string
+	resources []string  // identifiers; empty when unknown
+	expiresAt time.Time // zero when unknown
+	maxHops   int       // 0: the server default (1)
+	ttl       time.Duration
+}
+
+// narrowPlan is a checked Narrow, ready to be sent.
+type narrowPlan struct {
+	scopes      []string
+	resource    string   // resource_id, or "" when constraints.resources scope the edge
+	resources   []string // every identifier the edge is scoped to
+	constraints Constraints
+	ttlSeconds  int
+}
+
+func invalidGrant(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidGrant}, args...)...)
+}
+
+// planNarrow checks g locally against the client's configuration and what
+// is known of source's own edge. defaultTTL applies when g has neither a
+// TTL nor an expiry; 0 makes one mandatory.
+func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration) (narrowPlan, error) {
+	k := g.constraints
+	if k.Budget != 0 {
+		return narrowPlan{}, ErrBudgetUnsupported
+	}
+	p := narrowPlan{scopes: wire.NormalizeScopes(g.scopes), constraints: k}
+	if len(p.scopes) == 0 {
+		return narrowPlan{}, invalidGrant("Grant.Narrow needs at least one scope")
+	}
+	if slices.Contains(p.scopes, wire.ScopeLifecycle) {
+		return narrowPlan{}, invalidGrant("%s cannot be delegated", wire.ScopeLifecycle)
+	}
+	if k.MaxHops < 0 || k.MaxHops > maxHopsLimit {
+		return narrowPlan{}, invalidGrant("MaxHops %d is outside 1..%d (0 = server default 1)", k.MaxHops, maxHopsLimit)
+	}
+	if g.ttl < 0 || g.ttl > maxGrantTTL {
+		return narrowPlan{}, invalidGrant("the TTL %v is outside 0..%v", g.ttl, maxGrantTTL)
+	}
+	now := time.Now()
+	if !k.ExpiresAt.IsZero() && !k.ExpiresAt.After(now) {
+		return narrowPlan{}, invalidGrant("Constraints.ExpiresAt %s is not in the future", k.ExpiresAt.Format(time.RFC3339))
+	}
+
+	// Resources: the edge must be resource-scoped (a lifecycle token cannot
+	// create a broad delegation).
+	var listed []string
+	for _, r := range k.Resources {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			return narrowPlan{}, invalidGrant("Constraints.Resources has an empty resource")
+		}
+		if !slices.Contains(listed, r) {
+			listed = append(listed, r)
+		}
+	}
+	if len(listed) > maxGrantResources {
+		return narrowPlan{}, invalidGrant("at most %d resources", maxGrantResources)
+	}
+	p.constraints.Resources = listed
+	p.resource = strings.TrimSpace(g.resource)
+	if p.resource == "" && len(listed) == 0 {
+		aud := c.cfg.audience()
+		if len(aud) != 1 {
+			return narrowPlan{}, invalidGrant("Grant.Narrow needs a resource identifier (the client has %d configured resources: %s); pass it as Narrow's resource argument",
+				len(aud), strings.Join(aud, ", "))
+		}
+		p.resource = aud[0]
+	}
+	if p.resource != "" && len(listed) > 0 && !slices.Contains(listed, p.resource) {
+		return narrowPlan{}, invalidGrant("resource %s is not among Constraints.Resources %v", p.resource, listed)
+	}
+	p.resources = listed
+	if len(listed) == 0 {
+		p.resources = []string{p.resource}
+	}
+
+	// Lifetime.
+	ttl, defaulted := g.ttl, false
+	if ttl == 0 && k.ExpiresAt.IsZero() {
+		if defaultTTL <= 0 {
+			return narrowPlan{}, invalidGrant("a delegation needs a TTL or Constraints.ExpiresAt")
+		}
+		ttl, defaulted = defaultTTL, true
+	}
+
+	if e := source.edge; e != nil {
+		for _, s := range p.scopes {
+			if !slices.Contains(e.scopes, s) {
+				return narrowPlan{}, invalidGrant("scope %s is wider than the parent's delegation (%s)", s, strings.Join(e.scopes, " "))
+			}
+		}
+		if len(e.resources) > 0 {
+			for _, r := range p.resources {
+				if !slices.Contains(e.resources, r) {
+					return narrowPlan{}, invalidGrant("resource %s is outside the parent's delegation (%s)", r, strings.Join(e.resources, ", "))
+				}
+			}
+		}
+		parentHops := max(e.maxHops, 1)
+		if parentHops < 2 {
+			return narrowPlan{}, invalidGrant("the parent's delegation allows no further hop (MaxHops %d); give the parent's Grant.Narrow Constraints.MaxHops >= 2", parentHops)
+		}
+		if child := max(k.MaxHops, 1); child > parentHops-1 {
+			return narrowPlan{}, invalidGrant("MaxHops %d is wider than the parent's delegation allows (at most %d)", child, parentHops-1)
+		}
+		if e.ttl > 0 {
+			// The parent's TTL caps its children's (and a child must then
+			// carry one).
+			switch {
+			case ttl == 0:
+				ttl = min(e.ttl, time.Until(k.ExpiresAt).Truncate(time.Second))
+			case ttl > e.ttl && defaulted:
+				ttl = e.ttl
+			case ttl > e.ttl:
+				return narrowPlan{}, invalidGrant("the TTL %v is longer than the parent's delegation TTL %v", ttl, e.ttl)
+			}
+		}
+		if !e.expiresAt.IsZero() {
+			if !k.ExpiresAt.IsZero() && k.ExpiresAt.After(e.expiresAt) {
+				return narrowPlan{}, invalidGrant("Constraints.ExpiresAt %s is after the parent's delegation expiry %s", k.ExpiresAt.Format(time.RFC3339), e.expiresAt.Format(time.RFC3339))
+			}
+			if end := now.Add(ttl); k.ExpiresAt.IsZero() && end.After(e.expiresAt) {
+				if !defaulted {
+					return narrowPlan{}, invalidGrant("the TTL %v runs past the parent's delegation expiry %s", ttl, e.expiresAt.Format(time.RFC3339))
+				}
+				// Fit a default inside the parent, a second short to absorb
+				// the rounding to whole seconds.
+				ttl = time.Until(e.expiresAt).Truncate(time.Second) - time.Second
+				if ttl <= 0 {
+					return narrowPlan{}, invalidGrant("the parent's delegation expires at %s; nothing is left to narrow", e.expiresAt.Format(time.RFC3339))
+				}
+			}
+		}
+	}
+	if ttl > 0 {
+		p.ttlSeconds = ceilSeconds(ttl)
+	}
+	return p, nil
+}
+
+// request is the delegation create from source to the session target.
+func (p narrowPlan) request(source *Agent, target, receiver string) wire.CreateDelegationRequest {
+	req := wire.CreateDelegationRequest{
+		SourceSessionID:       source.sessionID,
+		TargetSessionID:       target,
+		IssuerApplicationID:   source.applicationID,
+		ReceiverApplicationID: receiver,
+		ParentEdgeID:          source.delegationID,
+		ResourceID:            p.resource,
+		Scopes:                p.scopes,
+		TTLSeconds:            p.ttlSeconds,
+	}
+	k := wire.Constraints{MaxHops: p.constraints.MaxHops, Resources: p.constraints.Resources}
+	if !p.constraints.ExpiresAt.IsZero() {
+		k.ExpiresAt = wire.CoordinatorTime(p.constraints.ExpiresAt)
+	}
+	if !k.IsZero() {
+		req.Constraints = &k
+	}
+	return req
+}
+
+// granted is what the created edge d is known to allow.
+func (p narrowPlan) granted(d wire.Delegation) *edgeGrant {
+	e := &edgeGrant{scopes: p.scopes, resources: p.resources, maxHops: p.constraints.MaxHops}
+	if len(d.Scopes) > 0 {
+		e.scopes = wire.NormalizeScopes(d.Scopes)
+	}
+	if d.EffectiveAuthority != nil {
+		if len(d.EffectiveAuthority.Resources) > 0 {
+			e.resources = slices.Clone(d.EffectiveAuthority.Resources)
+		}
+		if d.EffectiveAuthority.MaxHops > 0 {
+			e.maxHops = d.EffectiveAuthority.MaxHops
+		}
+	}
+	if t, err := wire.ParseTime(d.ExpiresAt); err == nil {
+		e.expiresAt = t
+	}
+	if s := d.ConstraintsJSON.TTLSeconds; s > 0 {
+		e.ttl = time.Duration(s) * time.Second
+	} else if p.ttlSeconds > 0 {
+		e.ttl = time.Duration(p.ttlSeconds) * time.Second
+	}
+	return e
+}
+
+// Delegation is a delegation edge created by Delegate.
+type Delegation struct {
+	// ID is the delegation edge id; hand it to the receiving session's
+	// process, which binds it with AcceptDelegation.
+	ID string
+	// Scopes are the delegated scopes.
+	Scopes []string
+	// ExpiresAt is when the delegation ends.
+	ExpiresAt time.Time
+	// Resource is the resource identifier the delegation is scoped to (the
+	// first, when several are).
+	Resource string
+	// TargetSessionID is the receiving session.
+	TargetSessionID string
+}
+
+// DelegateOption configures Delegate.
+type DelegateOption func(*delegateConfig)
+
+type delegateConfig struct {
+	receiver string
+}
+
+// ToApplication names the receiving session's application when it is not
+// the caller's own. The receiver can mint only for resources its own
+// application owns in the zone's policy.
+func ToApplication(applicationID string) DelegateOption {
+	return func(c *delegateConfig) { c.receiver = applicationID }
+}
+
+// Delegate grants part of the authority of the agent bound to ctx to another,
+// existing session (toSessionID), which binds it with AcceptDelegation. grant
+// must be a Grant.Narrow with a TTL or an expiry. The caller's own context is
+// unchanged. The request carries a random idempotency key and is retried
+// once after a transient failure.
+func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authority, opts ...DelegateOption) (Delegation, error) {
+	if c.isClosed() {
+		return Delegation{}, ErrClosed
+	}
+	src, ok := FromContext(ctx)
+	if !ok {
+		return Delegation{}, ErrNoSession
+	}
+	if grant.mode != grantNarrow {
+		return Delegation{}, invalidGrant("Delegate takes a Grant.Narrow, not Grant.%s", strings.ToUpper(grant.String()[:1])+grant.String()[1:])
+	}
+	if toSessionID == "" {
+		return Delegation{}, invalidGrant("Delegate needs the receiving session's id")
+	}
+	if toSessionID == src.sessionID {
+		return Delegation{}, invalidGrant("a session cannot delegate to itself")
+	}
+	if src.applicationID != c.cfg.ApplicationID || src.zoneID != c.cfg.ZoneID {
+		return Delegation{}, invalidGrant("the bound session %s belongs to application %s, not to this client's %s; only the issuer's application can delegate from it",
+			src.sessionID, src.applicationID, c.cfg.ApplicationID)
+	}
+	dc := delegateConfig{receiver: c.cfg.ApplicationID}
+	for _, o := range opts {
+		if o != nil {
+			o(&dc)
+		}
+	}
+	plan, err := c.planNarrow(grant, src, 0)
+	if err != nil {
+		return Delegation{}, err
+	}
+	req := plan.request(src, toSessionID, dc.receiver)
+	d, err := c.coord.Delegate(ctx, req, coordclient.NewIdempotencyKey())
+	var e *apierr.Error
+	if errors.As(err, &e) && e.Code == "idempotency_receipt_limit_exceeded" {
+		// Nothing executed; the receipt limit must not stop delegations.
+		d, err = c.coord.Delegate(ctx, req, "")
+	}
+	if err != nil {
+		return Delegation{}, err
+	}
+	out := Delegation{ID: d.DelegationEdgeID, Scopes: slices.Clone(d.Scopes), TargetSessionID: toSessionID, Resource: plan.resources[0]}
+	if len(out.Scopes) == 0 {
+		out.Scopes = slices.Clone(plan.scopes)
+	}
+	if t, err := wire.ParseTime(d.ExpiresAt); err == nil {
+		out.ExpiresAt = t
+	}
+	return out, nil
+}
+
+// AcceptOption configures AcceptDelegation.
+type AcceptOption func(*acceptConfig)
+
+type acceptConfig struct {
+	skipCheck bool
+}
+
+// SkipInboundCheck makes AcceptDelegation bind the edge without asking the
+// Coordinator first; the STS still checks it at every mint.
+func SkipInboundCheck() AcceptOption {
+	return func(c *acceptConfig) { c.skipCheck = true }
+}
+
+// AcceptDelegation binds a delegation edge another session granted to the
+// agent bound to ctx (see Delegate) and returns a context whose agent
+// presents it: its delegation becomes edgeID, the previous one its parent
+// edge, and its hop count grows by one. First it checks with the Coordinator
+// that edgeID is an active delegation to this session for this application
+// (ErrNotFound otherwise), unless SkipInboundCheck is given.
+func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...AcceptOption) (context.Context, error) {
+	if c.isClosed() {
+		return nil, ErrClosed
+	}
+	a, ok := FromContext(ctx)
+	if !ok {
+		return nil, ErrNoSession
+	}
+	if edgeID == "" {
+		return nil, invalidGrant("AcceptDelegation needs the delegation id")
+	}
+	var ac acceptConfig
+	for _, o := range opts {
+		if o != nil {
+			o(&ac)
+		}
+	}
+	if !ac.skipCheck {
+		st, err := c.coord.InboundEdge(ctx, a.sessionID, edgeID)
+		if err != nil {
+			return nil, fmt.Errorf("caracal: delegation %s is not an active delegation to session %s: %w", edgeID, a.sessionID, err)
+		}
+		if st.Status != "" && st.Status != wire.StatusActive {
+			return nil, fmt.Errorf("caracal: delegation %s is %s, not active: %w", edgeID, st.Status, ErrNotFound)
+		}
+	}
+	b := *a
+	b.parentDelegationID = a.delegationID
+	b.delegationID = edgeID
+	b.hop = a.hop + 1
+	b.edge = nil // its limits are not known here
+	return NewContext(ctx, &b), nil
+}
+
+// RevokeDelegation revokes a delegation this application issued, every
+// delegation made under it, and ends the sessions that held them.
+func (c *Client) RevokeDelegation(ctx context.Context, edgeID string) error {
+	if c.isClosed() {
+		return ErrClosed
+	}
+	if edgeID == "" {
+		return invalidGrant("RevokeDelegation needs the delegation id")
+	}
+	_, err := c.coord.RevokeDelegation(ctx, edgeID)
+	return err
+}

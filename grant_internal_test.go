@@ -1,0 +1,197 @@
+package caracal
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal/internal/wire"
+)
+
+func planClient(resources ...string) *Client {
+	return &Client{cfg: Config{ZoneID: "z", ApplicationID: "app", Resources: resources}}
+}
+
+var root = &Agent{zoneID: "z", applicationID: "app", sessionID: "P"}
+
+func TestPlanNarrowDefaults(t *testing.T) {
+	c := planClient("resource://tickets")
+	p, err := c.planNarrow(Grant.Narrow([]string{"tickets:read", " tickets:read", "a:b"}, "", Constraints{}, 0), root, 10*time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a:b", "tickets:read"}, p.scopes)
+	assert.Equal(t, "resource://tickets", p.resource, "the only configured resource")
+	assert.Equal(t, 600, p.ttlSeconds, "the child's TTL")
+	req := p.request(root, "C", "app")
+	assert.Equal(t, wire.CreateDelegationRequest{SourceSessionID: "P", TargetSessionID: "C", IssuerApplicationID: "app",
+		ReceiverApplicationID: "app", ResourceID: "resource://tickets", Scopes: []string{"a:b", "tickets:read"}, TTLSeconds: 600}, req)
+}
+
+func TestPlanNarrowRefusals(t *testing.T) {
+	c := planClient("resource://tickets", "resource://ledger")
+	past := time.Now().Add(-time.Minute)
+	for name, tc := range map[string]struct {
+		g    Authority
+		want error
+		msg  string
+	}{
+		"budget":            {Grant.Narrow([]string{"s"}, "r", Constraints{Budget: 5}, time.Minute), ErrBudgetUnsupported, "budget"},
+		"no scopes":         {Grant.Narrow([]string{" "}, "r", Constraints{}, time.Minute), ErrInvalidGrant, "at least one scope"},
+		"lifecycle scope":   {Grant.Narrow([]string{"agent:lifecycle"}, "r", Constraints{}, time.Minute), ErrInvalidGrant, "cannot be delegated"},
+		"ambiguous":         {Grant.Narrow([]string{"s"}, "", Constraints{}, time.Minute), ErrInvalidGrant, "2 configured resources: resource://tickets, resource://ledger"},
+		"hops":              {Grant.Narrow([]string{"s"}, "r", Constraints{MaxHops: 11}, time.Minute), ErrInvalidGrant, "MaxHops 11"},
+		"negative ttl":      {Grant.Narrow([]string{"s"}, "r", Constraints{}, -time.Second), ErrInvalidGrant, "TTL"},
+		"long ttl":          {Grant.Narrow([]string{"s"}, "r", Constraints{}, 25*time.Hour), ErrInvalidGrant, "TTL"},
+		"past expiry":       {Grant.Narrow([]string{"s"}, "r", Constraints{ExpiresAt: past}, 0), ErrInvalidGrant, "not in the future"},
+		"empty listed":      {Grant.Narrow([]string{"s"}, "r", Constraints{Resources: []string{""}}, time.Minute), ErrInvalidGrant, "empty resource"},
+		"resource not list": {Grant.Narrow([]string{"s"}, "r", Constraints{Resources: []string{"q"}}, time.Minute), ErrInvalidGrant, "not among"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := c.planNarrow(tc.g, root, time.Hour)
+			require.ErrorIs(t, err, tc.want)
+			assert.ErrorContains(t, err, tc.msg)
+		})
+	}
+	_, err := c.planNarrow(Grant.Narrow([]string{"s"}, "r", Constraints{}, 0), root, 0)
+	assert.ErrorContains(t, err, "needs a TTL", "Delegate has no child TTL to default to")
+}
+
+func TestPlanNarrowConstraints(t *testing.T) {
+	c := planClient()
+	exp := time.Date(2099, 1, 2, 3, 4, 5, 0, time.UTC)
+	p, err := c.planNarrow(Grant.Narrow([]string{"s"}, "", Constraints{MaxHops: 2, Resources: []string{"a", " b", "a"}, ExpiresAt: exp}, 0), root, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a", "b"}, p.resources)
+	assert.Zero(t, p.ttlSeconds, "an explicit expiry and no TTL sends no TTL")
+	req := p.request(&Agent{sessionID: "P", applicationID: "app", delegationID: "E0"}, "C", "other")
+	assert.Equal(t, "E0", req.ParentEdgeID)
+	assert.Equal(t, "other", req.ReceiverApplicationID)
+	assert.Empty(t, req.ResourceID)
+	assert.Equal(t, &wire.Constraints{MaxHops: 2, Resources: []string{"a", "b"}, ExpiresAt: "2099-01-02T03:04:05.000Z"}, req.Constraints)
+}
+
+func TestPlanNarrowUnderKnownParent(t *testing.T) {
+	c := planClient("resource://tickets")
+	parent := &Agent{zoneID: "z", applicationID: "app", sessionID: "P", delegationID: "E", edge: &edgeGrant{
+		scopes: []string{"tickets:read", "tickets:write"}, resources: []string{"resource://tickets"},
+		expiresAt: time.Now().Add(10 * time.Minute), maxHops: 3, ttl: 10 * time.Minute,
+	}}
+	narrow := func(scopes []string, res string, k Constraints, ttl time.Duration) error {
+		_, err := c.planNarrow(Grant.Narrow(scopes, res, k, ttl), parent, time.Hour)
+		return err
+	}
+	require.NoError(t, narrow([]string{"tickets:read"}, "", Constraints{MaxHops: 2}, 5*time.Minute))
+	assert.ErrorContains(t, narrow([]string{"tickets:delete"}, "", Constraints{}, time.Minute), "scope tickets:delete is wider")
+	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "resource://ledger", Constraints{}, time.Minute), "outside the parent's delegation")
+	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "", Constraints{MaxHops: 3}, time.Minute), "MaxHops 3 is wider")
+	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "", Constraints{}, 20*time.Minute), "longer than the parent's delegation TTL")
+	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "", Constraints{ExpiresAt: time.Now().Add(time.Hour)}, 0), "after the parent's delegation expiry")
+
+	// A default TTL is fitted inside the parent instead of refused.
+	p, err := c.planNarrow(Grant.Narrow([]string{"tickets:read"}, "", Constraints{}, 0), parent, time.Hour)
+	require.NoError(t, err)
+	assert.LessOrEqual(t, p.ttlSeconds, 600)
+	assert.GreaterOrEqual(t, p.ttlSeconds, 590)
+
+	parent.edge.maxHops = 0 // server default 1: no further hop
+	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "", Constraints{}, time.Minute), "allows no further hop")
+}
+
+func TestNarrowCopiesSlices(t *testing.T) {
+	scopes := []string{"a"}
+	res := []string{"r"}
+	g := Grant.Narrow(scopes, "r", Constraints{Resources: res}, time.Minute)
+	scopes[0], res[0] = "changed", "changed"
+	assert.Equal(t, []string{"a"}, g.scopes)
+	assert.Equal(t, []string{"r"}, g.constraints.Resources)
+	assert.Equal(t, "inherit", Authority{}.String())
+	assert.Equal(t, "none", Grant.None().String())
+	assert.Equal(t, "narrow(a on r, ttl 1m0s)", g.String())
+}
+
+func TestSpawnOptionValidation(t *testing.T) {
+	for name, opt := range map[string]SpawnOption{
+		"empty label":    WithLabels("ok", " "),
+		"long label":     WithLabels(string(make([]byte, 65))),
+		"ttl":            WithTTL(0),
+		"ttl too long":   WithTTL(25 * time.Hour),
+		"nil parent":     WithParent(nil),
+		"key space":      WithIdempotencyKey(" k"),
+		"key control":    WithIdempotencyKey("k\n"),
+		"key long":       WithIdempotencyKey(string(make([]byte, 256))),
+		"trace id":       WithTraceID("00000000000000000000000000000000"),
+		"trace id upper": WithTraceID("ABCDEF0123456789ABCDEF0123456789"),
+	} {
+		cfg := newSpawnConfig([]SpawnOption{opt})
+		assert.ErrorIs(t, cfg.err, ErrInvalidRequest, name)
+	}
+	many := make([]string, 33)
+	for i := range many {
+		many[i] = "l"
+	}
+	assert.ErrorContains(t, newSpawnConfig([]SpawnOption{WithLabels(many...)}).err, "at most 32 labels")
+	cfg := newSpawnConfig([]SpawnOption{WithLabels(" a ", "b"), WithLabels("c"), nil, WithTTL(90 * time.Second)})
+	require.NoError(t, cfg.err)
+	assert.Equal(t, []string{"a", "b", "c"}, cfg.labels)
+	assert.Equal(t, 90*time.Second, cfg.ttl)
+
+	m := map[string]any{"task": "x"}
+	cfg = newSpawnConfig([]SpawnOption{WithMetadata(m)})
+	m["task"] = "changed"
+	assert.Equal(t, "x", cfg.metadata["task"])
+}
+
+func TestResolveParent(t *testing.T) {
+	c := planClient()
+	p := &Agent{zoneID: "z", applicationID: "app", sessionID: "P"}
+	q := &Agent{zoneID: "z", applicationID: "app", sessionID: "Q"}
+	ctx := NewContext(t.Context(), p)
+
+	got, err := c.resolveParent(ctx, spawnConfig{})
+	require.NoError(t, err)
+	assert.Same(t, p, got)
+	got, err = c.resolveParent(t.Context(), spawnConfig{parent: q})
+	require.NoError(t, err)
+	assert.Same(t, q, got)
+	got, err = c.resolveParent(ctx, spawnConfig{parent: p})
+	require.NoError(t, err)
+	assert.Same(t, p, got)
+	got, err = c.resolveParent(ctx, spawnConfig{noParent: true})
+	require.NoError(t, err)
+	assert.Nil(t, got)
+
+	_, err = c.resolveParent(ctx, spawnConfig{parent: q})
+	assert.ErrorContains(t, err, "WithParent names session Q but the context binds session P")
+	_, err = c.resolveParent(ctx, spawnConfig{parent: q, noParent: true})
+	assert.ErrorContains(t, err, "contradict")
+	foreign := NewContext(t.Context(), &Agent{zoneID: "z", applicationID: "other", sessionID: "F"})
+	_, err = c.resolveParent(foreign, spawnConfig{})
+	assert.ErrorContains(t, err, "belongs to application other")
+	anon := NewContext(t.Context(), &Agent{token: "t"})
+	_, err = c.resolveParent(anon, spawnConfig{})
+	assert.ErrorContains(t, err, "no session id")
+}
+
+func TestHeadersInboundAgent(t *testing.T) {
+	c := planClient()
+	_, err := c.Headers(t.Context())
+	assert.ErrorIs(t, err, ErrNoSession)
+
+	a := &Agent{sessionID: "S", delegationID: "E", parentDelegationID: "E0", subjectRecordID: "R", hop: 2,
+		traceID: "5f1c2b3a4d5e6f708192a3b4c5d6e7f8", traceFlags: "00", traceState: "k=v",
+		baggage: []baggageMember{{"tenant", "acme corp"}}, token: "inbound-token"}
+	h, err := c.Headers(NewContext(t.Context(), a))
+	require.NoError(t, err)
+	assert.Equal(t, "Bearer inbound-token", h.Get("Authorization"))
+	assert.Regexp(t, `^00-5f1c2b3a4d5e6f708192a3b4c5d6e7f8-[0-9a-f]{16}-00$`, h.Get("Traceparent"))
+	assert.Equal(t, "k=v", h.Get("Tracestate"))
+	assert.Equal(t, "caracal.agent_session=S,caracal.delegation_edge=E,caracal.hop=2,caracal.parent_edge=E0,caracal.session=R,tenant=acme%20corp", h.Get("Baggage"))
+
+	// A trace-only inbound context: no bearer, no caracal members.
+	h, err = c.Headers(NewContext(t.Context(), &Agent{traceID: "5f1c2b3a4d5e6f708192a3b4c5d6e7f8"}))
+	require.NoError(t, err)
+	assert.Empty(t, h.Values("Authorization"))
+	assert.Empty(t, h.Values("Baggage"))
+	assert.NotEmpty(t, h.Get("Traceparent"))
+}
