@@ -541,3 +541,18 @@ func WithDefaultTTL(d time.Duration) Option {
 	}
 	return override(keyTTL, func(c *Config) { c.DefaultTTL = d })
 }
+
+// Format prints a Client as its redacted configuration under every fmt
+// verb. Without it, fmt would print the unexported cfg field by reflection,
+// client secret included.
+func (c *Client) Format(f fmt.State, verb rune) {
+	if c == nil {
+		_, _ = io.WriteString(f, "<nil>")
+		return
+	}
+	if verb == 'v' && f.Flag('#') {
+		_, _ = io.WriteString(f, "&caracal.Client{cfg:"+c.cfg.GoString()+"}")
+		return
+	}
+	_, _ = io.WriteString(f, "&caracal.Client{"+c.cfg.String()+"}")
+}

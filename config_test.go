@@ -1040,3 +1040,16 @@ func TestRedactURL(t *testing.T) {
 	assert.Equal(t, "http://xxxxx@h:bad", redactURL("http://u:pw@h:bad"))
 	assert.Equal(t, "xxxxx@h%zz", redactURL("u:pw@h%zz"))
 }
+
+func TestClientFormatHidesSecret(t *testing.T) {
+	c, err := NewFromConfig(Config{ZoneID: "z", ApplicationID: "a", ClientSecret: testSecret,
+		STSURL: "https://s", CoordinatorURL: "https://c"})
+	require.NoError(t, err)
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%d", "%x"} {
+		out := fmt.Sprintf(verb, c)
+		assert.NotContains(t, out, testSecret, verb)
+		assert.Contains(t, out, "caracal.Client{", verb)
+	}
+	var nilClient *Client
+	assert.Equal(t, "<nil>", fmt.Sprint(nilClient))
+}
