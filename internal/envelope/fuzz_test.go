@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -114,4 +115,49 @@ func sortedEnv(e Envelope) Envelope {
 		e.Baggage = nil
 	}
 	return e
+}
+
+// FuzzRoute checks that the route decision never panics, never routes a
+// path the Gateway would refuse as traversal, and that a rewritten URL
+// always points at the Gateway without credentials or fragment.
+func FuzzRoute(f *testing.F) {
+	f.Add("http://up.example/api/tickets/1?x=1#f", "")
+	f.Add("http://up.example/api/%2e%2e/x", "")
+	f.Add("http://elsewhere.example/apiary", "resource://tickets")
+	f.Add("https://gw.example:8443/base/x", "r")
+	f.Add("http://u:p@up.example/api/a%2Fb", "")
+	f.Add("http://other.example", "")
+	f.Fuzz(func(t *testing.T, target, explicit string) {
+		u, err := url.Parse(target)
+		if err != nil {
+			return
+		}
+		r, err := NewRouter("https://gw.example:8443/base/", []Binding{
+			{"resource://root", "http://other.example"},
+			{"resource://tickets", "http://up.example/api"},
+		})
+		require.NoError(t, err)
+		before := u.String()
+		d, ok := r.Route(u, explicit)
+		require.Equal(t, before, u.String(), "target not modified")
+		if !ok {
+			return
+		}
+		assert.False(t, HasDotSegment(u.Path))
+		if d.Targeted {
+			assert.Nil(t, d.URL)
+			return
+		}
+		require.NotNil(t, d.URL)
+		assert.NotEmpty(t, d.Resource)
+		assert.Equal(t, "https", d.URL.Scheme)
+		assert.Equal(t, "gw.example:8443", d.URL.Host)
+		assert.Nil(t, d.URL.User)
+		assert.Empty(t, d.URL.Fragment)
+		assert.True(t, d.URL.Path == "/base" || strings.HasPrefix(d.URL.Path, "/base/"), d.URL.Path)
+		assert.False(t, HasDotSegment(d.URL.Path), d.URL.Path)
+		back, err := url.Parse(d.URL.String())
+		require.NoError(t, err)
+		assert.Equal(t, d.URL.Host, back.Host)
+	})
 }

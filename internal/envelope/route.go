@@ -237,6 +237,14 @@ func (r *Router) rewrite(target *url.URL, b *routeBinding) *url.URL {
 			}
 		}
 	}
+	if path != "" && path[0] != '/' {
+		// A path-relative target must not glue onto the base path's last
+		// segment.
+		path = "/" + path
+		if raw != "" {
+			raw = ensureSlash(raw)
+		}
+	}
 	u := &url.URL{
 		Scheme:     r.scheme,
 		Host:       r.host,

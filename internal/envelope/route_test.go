@@ -121,6 +121,8 @@ func TestRoute(t *testing.T) {
 			"https://gw.example:8443/base/p/q?z=1", "resource://unknown", false},
 		{"explicit on gateway sibling", "https://gw.example:8443/basement", "resource://unknown", true,
 			"https://gw.example:8443/base/basement", "resource://unknown", false},
+		{"relative target gets a slash", "rel/x?q", "resource://unknown", true,
+			"https://gw.example:8443/base/rel/x?q", "resource://unknown", false},
 		{"blank explicit ignored", "http://up.example/api/x", "   ", true, "https://gw.example:8443/base/x", "resource://tickets", false},
 	}
 	r := testRouter(t, gw)
