@@ -1,0 +1,99 @@
+// Package caracaltest runs a Caracal deployment in-process, for tests and
+// examples: an STS, a Coordinator and a Gateway sharing one state, and an
+// upstream resource server per resource, speaking the Caracal v1 wire
+// protocol closely enough that code which passes against it works against a
+// real deployment unchanged.
+//
+// # Starting a stack
+//
+// Start gives a test a seeded stack and closes it when the test ends:
+//
+//	func TestTickets(t *testing.T) {
+//		s := caracaltest.Start(t)
+//		c, err := s.NewClient()
+//		if err != nil {
+//			t.Fatal(err)
+//		}
+//		defer c.Close(t.Context())
+//		// ... spawn sessions, call resource://tickets through the Gateway ...
+//	}
+//
+// The seeded zone "zone-test" has one application, "app-test" (with a random
+// client secret), and one resource, "resource://tickets", with scopes
+// tickets:read, tickets:write and tickets:delete, owned by app-test. Its
+// roles (session labels) are reader (tickets:read), writer (tickets:read,
+// tickets:write) and admin (all three); tickets:delete is in risk tier
+// "high", which needs an operator's approval (see Approve). Options add
+// applications, resources, grants, risk tags and approval tiers, or start
+// from an empty zone with WithoutDefaults:
+//
+//	s := caracaltest.Start(t,
+//		caracaltest.WithResource(caracaltest.Resource{
+//			Identifier: "resource://docs",
+//			Scopes:     []string{"docs:read"},
+//		}),
+//		caracaltest.WithGrant("resource://docs", "app-test",
+//			map[string][]string{"reader": {"docs:read"}}),
+//	)
+//
+// A program (an example, a demo) uses New and Close instead of Start.
+//
+// # Connecting
+//
+// Config is a ready client configuration for the first application, with a
+// binding from each resource's upstream URL to the resource, so requests a
+// client sends to UpstreamURL("resource://tickets") go through the Gateway;
+// NewClient builds a client from it. WriteConfig writes the same
+// configuration as a caracal.toml profile with an owner-only secret file,
+// for code that loads its configuration itself.
+//
+// Unless a resource brings its own Upstream handler or UpstreamURL, its
+// upstream is an echo server: it answers every request with an EchoResponse
+// describing what reached it (method, path, query, the claims of the token
+// the Gateway sent, propagation headers, body), so a test can see what the
+// Gateway forwarded.
+//
+// # Sockets or memory
+//
+// By default each service listens on its own loopback port. With InMemory
+// nothing listens: the services live at http://sts.caracal.internal,
+// http://coordinator.caracal.internal, http://gateway.caracal.internal and
+// http://<resource id>.upstream.caracal.internal, reachable only through
+// Transport or HTTPClient (ClientOptions passes that client to NewClient).
+// An in-memory stack runs inside a testing/synctest bubble, where timers,
+// deadlines and the stack's own clock all follow the bubble's fake time:
+//
+//	synctest.Test(t, func(t *testing.T) {
+//		s := caracaltest.Start(t, caracaltest.InMemory())
+//		c, _ := s.NewClient()
+//		// ... a heartbeat loop that runs for an hour takes no real time ...
+//	})
+//
+// # Time
+//
+// The stack reads time from its Clock, by default the time package's (the
+// bubble's inside testing/synctest); the Coordinator's lease and TTL
+// sweepers then run once a second. WithClock(NewFakeClock(t0)) pins it
+// instead: the clock moves only on Advance or Set, which also run the
+// sweepers, and Sweep runs them on demand.
+//
+// # Faults and the record
+//
+// Inject scripts a route's misbehaviour, by route pattern (RouteToken,
+// RouteStart, RouteGateway, ...): an error status with the service's own
+// error body, a Retry-After, a delay, a dropped connection, for the next N
+// requests or for a time window:
+//
+//	s.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Status: 503, Times: 2})
+//
+// Every request the services receive is recorded, with credentials
+// redacted; Requests and Count let a test assert on what went over the
+// wire:
+//
+//	if n := s.Count(caracaltest.RouteToken); n != 1 {
+//		t.Errorf("%d token requests, want 1 (the lifecycle token is cached)", n)
+//	}
+//
+// Approve, Reject, Suspend, Resume, Terminate, SessionInfo and EdgeInfo act
+// on and look into the shared state, as an operator's console would.
+package caracaltest
