@@ -1,0 +1,297 @@
+package caracal
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal/internal/apierr"
+	"github.com/caracal-go/caracal/internal/stsclient"
+)
+
+var readReq = stsclient.MintRequest{Resource: "resource://tickets", Scopes: []string{"tickets:read"}, AgentSessionID: "sess-1", DelegationEdgeID: "edge-1"}
+
+func readKey() poolKey {
+	return poolKey{session: "sess-1", delegation: "edge-1", resource: "resource://tickets", scopes: "tickets:read"}
+}
+
+// slowMint is a fakeMint that takes d (of bubble time) per mint.
+func slowMint(f *fakeMint, d time.Duration) func(context.Context, stsclient.MintRequest) (stsclient.Token, error) {
+	return func(ctx context.Context, r stsclient.MintRequest) (stsclient.Token, error) {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return stsclient.Token{}, ctx.Err()
+		}
+		return f.Mint(ctx, r)
+	}
+}
+
+func agentWithDone(done <-chan struct{}) *Agent {
+	a := unitAgent()
+	a.done = done
+	return a
+}
+
+func TestPrefetchSteadyCallerTakesPooledMandates(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeMint{}
+		p := newPrefetcherFunc(slowMint(f, 5*time.Millisecond), time.Now, 1, nil)
+		defer func() { require.NoError(t, p.Close(context.Background())) }()
+		a := agentWithDone(make(chan struct{}))
+		ctx := context.Background()
+
+		start := time.Now()
+		tok, err := p.take(ctx, a, readReq)
+		require.NoError(t, err)
+		assert.Equal(t, "mandate-1", tok.Value)
+		assert.Equal(t, 5*time.Millisecond, time.Since(start), "the first request mints on its path")
+
+		time.Sleep(5 * time.Millisecond) // the background mint
+		synctest.Wait()
+		n, ok := p.pooled(readKey())
+		require.True(t, ok)
+		require.Equal(t, 1, n, "the pool refilled in the background")
+
+		seen := map[string]bool{tok.Value: true}
+		for range 10 {
+			start = time.Now()
+			tok, err = p.take(ctx, a, readReq)
+			require.NoError(t, err)
+			assert.Zero(t, time.Since(start), "a steady caller does not wait for the STS")
+			assert.False(t, seen[tok.Value], "each pooled mandate is used once")
+			seen[tok.Value] = true
+			time.Sleep(8 * time.Millisecond) // the Gateway leg
+		}
+		synctest.Wait()
+		assert.Equal(t, 12, f.count(), "one inline mint, one refill per take plus the standing one")
+	})
+}
+
+func TestPrefetchDiscardsMandatesNearExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeMint{life: 100 * time.Second}
+		p := newPrefetcherFunc(f.Mint, time.Now, 1, nil)
+		defer func() { require.NoError(t, p.Close(context.Background())) }()
+		a := agentWithDone(nil)
+		_, err := p.take(context.Background(), a, readReq)
+		require.NoError(t, err)
+		synctest.Wait()
+		require.Equal(t, 2, f.count())
+
+		time.Sleep(56 * time.Second) // the pooled one has 44 s left
+		tok, err := p.take(context.Background(), a, readReq)
+		require.NoError(t, err)
+		assert.Equal(t, "mandate-3", tok.Value, "a mandate under 45 s of life is never handed out")
+		synctest.Wait()
+		n, _ := p.pooled(readKey())
+		assert.Equal(t, 1, n)
+	})
+}
+
+func TestPrefetchShortEdgeStopsPooling(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeMint{life: 60 * time.Second}
+		p := newPrefetcherFunc(f.Mint, time.Now, 1, nil)
+		defer func() { require.NoError(t, p.Close(context.Background())) }()
+		_, err := p.take(context.Background(), agentWithDone(nil), readReq)
+		require.NoError(t, err)
+		synctest.Wait()
+		_, ok := p.pooled(readKey())
+		assert.False(t, ok, "mandates that would expire before use are not pooled")
+		assert.Equal(t, 2, f.count(), "and the worker stopped after one")
+	})
+}
+
+func TestPrefetchPoolDroppedWhenSessionCloses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeMint{}
+		p := newPrefetcherFunc(f.Mint, time.Now, 2, nil)
+		defer func() { require.NoError(t, p.Close(context.Background())) }()
+		done := make(chan struct{})
+		a := agentWithDone(done)
+		_, err := p.take(context.Background(), a, readReq)
+		require.NoError(t, err)
+		synctest.Wait()
+		n, ok := p.pooled(readKey())
+		require.True(t, ok)
+		require.Equal(t, 2, n, "depth 2")
+
+		close(done)
+		synctest.Wait()
+		_, ok = p.pooled(readKey())
+		assert.False(t, ok)
+
+		// A closed session never gets a new pool.
+		_, err = p.take(context.Background(), a, readReq)
+		require.NoError(t, err)
+		synctest.Wait()
+		_, ok = p.pooled(readKey())
+		assert.False(t, ok)
+	})
+}
+
+func approvalErr() error {
+	return &apierr.ApprovalRequiredError{Err: &apierr.Error{Service: "sts", StatusCode: 401, Code: "interaction_required"}, ApprovalID: "ap-1", State: "pending"}
+}
+
+func TestPrefetchNeverPrefetchesApprovalGatedScopes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		approved := false
+		f := &fakeMint{err: func(r stsclient.MintRequest) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if r.Scopes[0] == "tickets:delete" && !approved {
+				return approvalErr()
+			}
+			return nil
+		}}
+		p := newPrefetcherFunc(f.Mint, time.Now, 1, nil)
+		defer func() { require.NoError(t, p.Close(context.Background())) }()
+		del := readReq
+		del.Scopes = []string{"tickets:delete"}
+		key := readKey()
+		key.scopes = "tickets:delete"
+
+		_, err := p.take(context.Background(), agentWithDone(nil), del)
+		require.ErrorIs(t, err, apierr.ErrApprovalRequired)
+		synctest.Wait()
+
+		mu.Lock()
+		approved = true
+		mu.Unlock()
+		for range 3 {
+			_, err = p.take(context.Background(), agentWithDone(nil), del)
+			require.NoError(t, err)
+		}
+		synctest.Wait()
+		_, ok := p.pooled(key)
+		assert.False(t, ok)
+		assert.Len(t, f.reqs, 4, "every mint of a gated scope is on the request path")
+	})
+}
+
+func TestPrefetchWorkerStopsOnApproval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		calls := 0
+		f := &fakeMint{err: func(stsclient.MintRequest) error {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if calls > 1 {
+				return approvalErr()
+			}
+			return nil
+		}}
+		p := newPrefetcherFunc(f.Mint, time.Now, 1, nil)
+		defer func() { require.NoError(t, p.Close(context.Background())) }()
+		_, err := p.take(context.Background(), agentWithDone(nil), readReq)
+		require.NoError(t, err)
+		synctest.Wait()
+		_, ok := p.pooled(readKey())
+		assert.False(t, ok)
+		time.Sleep(time.Hour)
+		assert.Len(t, f.reqs, 2, "no retry after a hold")
+	})
+}
+
+func TestPrefetchBacksOffOnErrors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		calls := 0
+		f := &fakeMint{err: func(stsclient.MintRequest) error {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if calls > 1 {
+				return &apierr.Error{Service: "sts", StatusCode: 503, Code: "sts_unavailable"}
+			}
+			return nil
+		}}
+		p := newPrefetcherFunc(f.Mint, time.Now, 1, nil)
+		defer func() { require.NoError(t, p.Close(context.Background())) }()
+		_, err := p.take(context.Background(), agentWithDone(nil), readReq)
+		require.NoError(t, err)
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		// Background attempts at 0, 1, 3 and 7 s.
+		mu.Lock()
+		assert.Equal(t, 5, calls)
+		mu.Unlock()
+	})
+}
+
+func TestPrefetchIdlePoolDropped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeMint{}
+		p := newPrefetcherFunc(f.Mint, time.Now, 1, nil)
+		defer func() { require.NoError(t, p.Close(context.Background())) }()
+		_, err := p.take(context.Background(), agentWithDone(nil), readReq)
+		require.NoError(t, err)
+		time.Sleep(prefetchIdle + time.Second)
+		synctest.Wait()
+		_, ok := p.pooled(readKey())
+		assert.False(t, ok)
+	})
+}
+
+func TestPrefetchConcurrentTakesAreSingleUse(t *testing.T) {
+	f := &fakeMint{}
+	p := newPrefetcherFunc(f.Mint, time.Now, 4, nil)
+	defer func() { require.NoError(t, p.Close(context.Background())) }()
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				tok, err := p.take(context.Background(), agentWithDone(nil), readReq)
+				if !assert.NoError(t, err) {
+					return
+				}
+				mu.Lock()
+				assert.False(t, seen[tok.Value], tok.Value)
+				seen[tok.Value] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	assert.Len(t, seen, 400)
+}
+
+func TestPrefetchStopsWithTheClient(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, err := NewFromConfig(unitConfig())
+		require.NoError(t, err)
+		f := &fakeMint{}
+		rec := &recorder{}
+		tr := c.newTransport(rec, []TransportOption{WithScopes("tickets:read"), WithPrefetch(1)}, f.Mint)
+		require.NotNil(t, tr.pool)
+
+		req, _ := http.NewRequestWithContext(NewContext(context.Background(), unitAgent()), http.MethodGet, testUpstream+"/t", strings.NewReader("x"))
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		synctest.Wait()
+		_, ok := tr.pool.pooled(readKey())
+		require.True(t, ok)
+
+		require.NoError(t, c.Close(context.Background()))
+		synctest.Wait()
+		_, ok = tr.pool.pooled(readKey())
+		assert.False(t, ok)
+		// The bubble ends only if the worker exited.
+	})
+}
