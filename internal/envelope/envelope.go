@@ -177,13 +177,7 @@ func Extract(h http.Header) (Envelope, Problems) {
 	}
 
 	if v := h[headerTracestate]; len(v) > 0 {
-		var ts string
-		if len(v) == 1 {
-			ts = strings.TrimSpace(v[0])
-		} else {
-			ts = strings.TrimSpace(strings.Join(v, ","))
-		}
-		if validTracestate(ts) {
+		if ts, ok := tracestate(v); ok {
 			e.TraceState = ts
 		} else {
 			p |= TracestateInvalid
@@ -234,6 +228,26 @@ func parseBearer(v string) (token string, ok bool) {
 	return token, true
 }
 
+// tracestate joins repeated headers with "," and trims the result. Several
+// headers are sized before they are joined, so a flood of them is never
+// copied.
+func tracestate(vs []string) (string, bool) {
+	var ts string
+	if len(vs) == 1 {
+		ts = strings.TrimSpace(vs[0])
+	} else {
+		n := len(vs) - 1
+		for _, v := range vs {
+			n += len(v)
+		}
+		if n > MaxTracestateBytes {
+			return "", false
+		}
+		ts = strings.TrimSpace(strings.Join(vs, ","))
+	}
+	return ts, validTracestate(ts)
+}
+
 // validTracestate bounds the size and refuses control characters other than
 // tab, which net/http would refuse to send anyway.
 func validTracestate(s string) bool {
@@ -259,7 +273,7 @@ func validTracestate(s string) bool {
 //
 // A fresh traceparent is 00-<e.TraceID or a fresh random id>-<fresh span
 // id>-<e.TraceFlags or 01>. Baggage is deleted from h when there is nothing
-// to send.
+// to send. h must not be nil; it is written with canonical keys.
 func Inject(h http.Header, e Envelope, merge bool) {
 	keepTraceparent := merge && validTraceparentValues(h[headerTraceparent])
 	setTracestate := e.TraceState != "" && (!merge || !hasNonEmpty(h[headerTracestate]))

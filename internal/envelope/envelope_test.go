@@ -77,6 +77,7 @@ func TestExtractTrace(t *testing.T) {
 		{"tracestate without traceparent", hdr("tracestate", "a=b"), "", "", "a=b", 0},
 		{"tracestate joined", hdr("tracestate", "a=b", "tracestate", "c=d"), "", "", "a=b,c=d", 0},
 		{"tracestate too long", hdr("tracestate", strings.Repeat("a", MaxTracestateBytes+1)), "", "", "", TracestateInvalid},
+		{"tracestate joined too long", hdr("tracestate", strings.Repeat("a", 5000), "tracestate", strings.Repeat("b", 5000)), "", "", "", TracestateInvalid},
 		{"tracestate control", hdr("tracestate", "a=\x01"), "", "", "", TracestateInvalid},
 	}
 	for _, tt := range tests {
