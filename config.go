@@ -14,7 +14,8 @@ import (
 
 // Config is a complete client configuration. Its String, GoString, Format
 // and LogValue methods never show a secret: ClientSecret and BootstrapToken
-// appear as "[redacted]" when set and "" when not.
+// appear as "[redacted]" when set and "" when not, and a password in a URL
+// is masked.
 //
 // LoadConfig (and New) builds a Config from four sources. For each key the
 // first source that sets it wins:
@@ -23,22 +24,31 @@ import (
 //     last of two options for the same key wins),
 //  2. the CARACAL_* environment,
 //  3. the profile file (caracal.toml),
-//  4. defaults (the localhost service URLs outside production).
+//  4. defaults (the localhost service URLs, outside production only).
 //
-// A value shadowed by a higher source is not read or checked. The list-valued
-// keys merge instead: Resources are the profile's credential resources, then
-// CARACAL_APP_RESOURCES, then WithResources; Bindings are the profile's
-// credentials with an upstream_prefix, then CARACAL_RESOURCES_FILE, then
-// CARACAL_RESOURCES, then WithBinding, where a later binding for the same
-// resource replaces an earlier one, sorted by prefix length, longest first.
+// A value shadowed by a higher source is neither read nor checked: a broken
+// CARACAL_DEFAULT_TTL_SECONDS does not matter under WithDefaultTTL, and a
+// secret file named by the profile is not opened when CARACAL_APP_CLIENT_SECRET
+// is set. Checks of the profile file itself (its permissions, both secret
+// keys set, unknown keys under WithStrictConfig) apply whenever it is loaded.
+//
+// The list-valued keys merge instead of shadowing. Resources are the
+// profile's credential resources, then CARACAL_APP_RESOURCES, then
+// WithResources, without repeats. Bindings are the profile's credentials
+// that have an upstream_prefix, then CARACAL_RESOURCES_FILE, then
+// CARACAL_RESOURCES, then WithBinding; a later binding for the same resource
+// replaces an earlier one, and the result is sorted by prefix length,
+// longest first (ties keep their order).
 //
 // The credential is one key: a client secret (inline or from an owner-only
-// file) or a bootstrap token. Any credential option (WithClientSecret,
+// file) or a bootstrap token. A credential option (WithClientSecret,
 // WithClientSecretFile, WithBootstrapToken) replaces the whole credential of
 // the environment and the profile, so WithClientSecret also discards a
-// CARACAL_BOOTSTRAP_TOKEN, and vice versa. Within the environment and the
-// profile, a bootstrap token together with a client secret is an error:
-// configure exactly one.
+// CARACAL_BOOTSTRAP_TOKEN and vice versa, and a conflict among the lower
+// sources is then not reported. Without such an option, a bootstrap token
+// together with a client secret from the environment or the profile is an
+// error (configure exactly one), and the environment's secret beats the
+// profile's.
 type Config struct {
 	ZoneID        string
 	ApplicationID string
@@ -379,30 +389,61 @@ func (cfg Config) LogValue() slog.Value {
 }
 
 // LoadConfig loads the configuration New would use, without creating a
-// client: the profile file, the CARACAL_* environment and the options, per key
-// in the order options > environment > profile > defaults (see Config).
+// client: options, the CARACAL_* environment, a profile file and defaults,
+// per key in that order (see Config).
 //
-// The profile is the file named by WithConfigFile, else by CARACAL_CONFIG;
-// a named file must exist. Otherwise the first existing of
+// The profile is the file named by WithConfigFile, else by CARACAL_CONFIG; a
+// named file must exist. Otherwise the first existing file of
 // $CARACAL_CONFIG_HOME/caracal.toml, $XDG_CONFIG_HOME/caracal/caracal.toml
-// and the OS user config directory's profile (~/.config/caracal/caracal.toml,
-// ~/Library/Application Support/Caracal/caracal.toml on macOS,
-// %APPDATA%\Caracal\caracal.toml on Windows) is used, and no profile at all is
-// fine. Environment lookups, including HOME and APPDATA, go through
+// and the OS user config directory's profile (~/.config/caracal/caracal.toml;
+// ~/Library/Application Support/Caracal/caracal.toml on macOS;
+// %APPDATA%\Caracal\caracal.toml on Windows) is used, and having none is
+// fine. Every environment lookup, HOME and APPDATA included, goes through
 // WithLookupEnv.
 //
 // Profile keys (PROTOCOL §2.3): zone_id, application_id, app_client_secret,
-// app_client_secret_file (relative paths are relative to the profile's
-// directory), sts_url, coordinator_url, gateway_url, default_ttl_seconds,
-// credentials and optional_credentials ({resource, upstream_prefix}). Unknown
-// keys, which a profile shared with the Caracal CLI may carry, are logged as
-// one warning naming the file and the keys; WithStrictConfig makes them an
-// error. On non-Windows systems a profile writable by group or others is
-// refused, and an inline app_client_secret requires an owner-only profile.
+// app_client_secret_file (a relative path is relative to the profile's
+// directory), sts_url, coordinator_url, gateway_url, default_ttl_seconds
+// (0 means unset) and the credentials and optional_credentials arrays of
+// {resource, upstream_prefix} tables. Profiles are shared with the Caracal
+// CLI, which may add keys of its own, so unknown keys are logged as one
+// warning naming the file and the keys; WithStrictConfig makes them an error.
+// Except on Windows, a profile writable by group or others is refused, and an
+// inline app_client_secret requires a profile readable by its owner only.
+// Secret files (CARACAL_APP_CLIENT_SECRET_FILE, app_client_secret_file,
+// WithClientSecretFile) must exist, be readable by their owner only (except
+// on Windows) and hold a non-empty secret; surrounding whitespace is trimmed.
 //
-// Loading is all-or-nothing: on error the Config is zero, and the error lists
+// Environment variables (PROTOCOL §2.2): CARACAL_CONFIG, CARACAL_ZONE_ID,
+// CARACAL_APPLICATION_ID, CARACAL_APP_CLIENT_SECRET,
+// CARACAL_APP_CLIENT_SECRET_FILE, CARACAL_BOOTSTRAP_TOKEN, CARACAL_STS_URL,
+// CARACAL_COORDINATOR_URL, CARACAL_GATEWAY_URL, CARACAL_APP_RESOURCES
+// (comma-separated resource identifiers), CARACAL_RESOURCES
+// ("resource=upstream_prefix,..."), CARACAL_RESOURCES_FILE (a JSON object
+// {"resource": "prefix"} or an array of {"resource_id", "upstream_prefix"}
+// objects), CARACAL_DEFAULT_TTL_SECONDS (a positive integer), CARACAL_ENV and
+// CARACAL_ALLOW_INSECURE_CONFIG_URLS. Values are trimmed; an empty variable
+// counts as unset. Seed-era variables that are no longer read
+// (CARACAL_SUBJECT_TOKEN, CARACAL_ZONE_URL, ...) get a warning.
+//
+// A bootstrap token that looks like a JWT must not have alg "none" and must
+// not be expired; an opaque token is accepted as it is.
+//
+// CARACAL_ENV=production (exactly) turns on production gating: the three
+// service URLs must be set explicitly (by an option, the environment or the
+// profile), and each must be https unless its host is localhost or a loopback
+// IP. CARACAL_ALLOW_INSECURE_CONFIG_URLS=true (exactly) lifts the https rule,
+// and then each load that lets a plain-http URL through logs one warning.
+// Every service URL and upstream prefix must be an absolute http or https URL
+// with a host, in every mode; the https rule applies to the service URLs,
+// which carry the application's credentials, not to upstream prefixes, which
+// only select requests to route through the Gateway.
+//
+// Loading is all-or-nothing: on error the Config is zero, and the error joins
 // every problem found, each naming its source (an environment variable, a
-// profile file and key, or an option).
+// profile file and key, or an option) and saying what to do. With a logger
+// (WithLogger), a successful load logs the configuration, redacted, and the
+// source of each key at debug level.
 func LoadConfig(opts ...Option) (Config, error) {
 	o := collect(opts)
 	return load(&o)
@@ -439,12 +480,18 @@ func optErr(err error) Option {
 
 // WithZone sets the zone id (overrides CARACAL_ZONE_ID and zone_id).
 func WithZone(id string) Option {
+	if strings.TrimSpace(id) == "" {
+		return optErr(errors.New("caracal: WithZone: the zone id is empty"))
+	}
 	return override(keyZone, func(c *Config) { c.ZoneID = id })
 }
 
 // WithApplication sets the application id (overrides CARACAL_APPLICATION_ID
 // and application_id).
 func WithApplication(id string) Option {
+	if strings.TrimSpace(id) == "" {
+		return optErr(errors.New("caracal: WithApplication: the application id is empty"))
+	}
 	return override(keyApp, func(c *Config) { c.ApplicationID = id })
 }
 
@@ -496,16 +543,25 @@ func WithBootstrapToken(token string) Option {
 
 // WithSTSURL sets the STS base URL.
 func WithSTSURL(u string) Option {
+	if strings.TrimSpace(u) == "" {
+		return optErr(errors.New("caracal: WithSTSURL: the URL is empty"))
+	}
 	return override(keySTS, func(c *Config) { c.STSURL = u })
 }
 
 // WithCoordinatorURL sets the Coordinator base URL.
 func WithCoordinatorURL(u string) Option {
+	if strings.TrimSpace(u) == "" {
+		return optErr(errors.New("caracal: WithCoordinatorURL: the URL is empty"))
+	}
 	return override(keyCoord, func(c *Config) { c.CoordinatorURL = u })
 }
 
 // WithGatewayURL sets the Gateway base URL.
 func WithGatewayURL(u string) Option {
+	if strings.TrimSpace(u) == "" {
+		return optErr(errors.New("caracal: WithGatewayURL: the URL is empty"))
+	}
 	return override(keyGateway, func(c *Config) { c.GatewayURL = u })
 }
 

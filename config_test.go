@@ -1053,3 +1053,73 @@ func TestClientFormatHidesSecret(t *testing.T) {
 	var nilClient *Client
 	assert.Equal(t, "<nil>", fmt.Sprint(nilClient))
 }
+
+func TestLoadConfigDebugLogNamesSources(t *testing.T) {
+	dir := t.TempDir()
+	profile := writeFile(t, dir, "caracal.toml", "zone_id = \"z\"\napplication_id = \"a\"\napp_client_secret = \""+testSecret+"\"\nsts_url = \"https://sts.file\"\n", 0o600)
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	_, err := loadEnv(t, env{"CARACAL_CONFIG": profile, "CARACAL_COORDINATOR_URL": "https://coord.env"},
+		WithLogger(log), WithGatewayURL("https://gw.opt"), WithDefaultTTL(time.Minute))
+	require.NoError(t, err)
+	out := logs.String()
+	assert.NotContains(t, out, testSecret)
+	assert.Contains(t, out, `"client_secret":"[redacted]"`)
+	for _, want := range []string{
+		`"zone_id":"` + profile + `: zone_id"`,
+		`"credential":"` + profile + `: app_client_secret"`,
+		`"sts_url":"` + profile + `: sts_url"`,
+		`"coordinator_url":"CARACAL_COORDINATOR_URL"`,
+		`"gateway_url":"WithGatewayURL"`,
+		`"default_ttl_seconds":"WithDefaultTTL"`,
+	} {
+		assert.Contains(t, out, want)
+	}
+}
+
+func TestLoadConfigEmptyOptions(t *testing.T) {
+	for _, tc := range []struct {
+		opt  Option
+		want string
+	}{
+		{WithZone(" "), "caracal: WithZone: the zone id is empty"},
+		{WithApplication(""), "caracal: WithApplication: the application id is empty"},
+		{WithSTSURL(""), "caracal: WithSTSURL: the URL is empty"},
+		{WithCoordinatorURL(""), "caracal: WithCoordinatorURL: the URL is empty"},
+		{WithGatewayURL(""), "caracal: WithGatewayURL: the URL is empty"},
+	} {
+		_, err := loadEnv(t, baseEnv(), tc.opt)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), tc.want)
+	}
+}
+
+func TestLoadConfigProfileChecksApplyWhenShadowed(t *testing.T) {
+	dir := t.TempDir()
+	// The inline secret in a group-readable profile is refused even though
+	// the environment's secret would win: the file itself leaks it.
+	profile := writeFile(t, dir, "caracal.toml", "zone_id = \"z\"\napplication_id = \"a\"\napp_client_secret = \"x\"\n", 0o640)
+	_, err := loadEnv(t, baseEnv().with("CARACAL_CONFIG", profile))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "holds an inline app_client_secret but is readable by group or others")
+}
+
+func TestLoadConfigProfileWithBootstrapToken(t *testing.T) {
+	// A profile without a secret plus CARACAL_BOOTSTRAP_TOKEN runs in
+	// bootstrap-token mode: identity and URLs from the profile.
+	dir := t.TempDir()
+	profile := writeFile(t, dir, "caracal.toml", "zone_id = \"z\"\napplication_id = \"a\"\n", 0o600)
+	cfg, err := loadEnv(t, env{"CARACAL_CONFIG": profile, "CARACAL_BOOTSTRAP_TOKEN": "opaque"})
+	require.NoError(t, err)
+	assert.Equal(t, "opaque", cfg.BootstrapToken)
+	assert.Empty(t, cfg.ClientSecret)
+}
+
+func TestLoadConfigDiscoveryIgnoresDanglingSymlink(t *testing.T) {
+	root := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "cch"), 0o700))
+	require.NoError(t, os.Symlink(filepath.Join(root, "gone"), filepath.Join(root, "cch", "caracal.toml")))
+	cfg, err := loadEnv(t, baseEnv().with("CARACAL_CONFIG_HOME", filepath.Join(root, "cch")))
+	require.NoError(t, err)
+	assert.Empty(t, cfg.Profile)
+}

@@ -70,6 +70,7 @@ type loader struct {
 	now     time.Time
 	errs    []error
 	profile *profile
+	sources []any // key, source pairs for the debug log
 }
 
 func (l *loader) fail(err error) { l.errs = append(l.errs, err) }
@@ -144,6 +145,8 @@ func (l *loader) load() (Config, error) {
 	zone := l.scalar(ov.opt.set&keyZone != 0, ov.ZoneID, "WithZone", "CARACAL_ZONE_ID", pd.ZoneID, withProfile("zone_id"))
 	app := l.scalar(ov.opt.set&keyApp != 0, ov.ApplicationID, "WithApplication", "CARACAL_APPLICATION_ID", pd.ApplicationID, withProfile("application_id"))
 	cfg.ZoneID, cfg.ApplicationID = zone.val, app.val
+	l.source("zone_id", zone.from)
+	l.source("application_id", app.from)
 	if zone.val == "" {
 		l.fail(l.missing("CARACAL_ZONE_ID", "zone_id", "WithZone"))
 	}
@@ -154,6 +157,7 @@ func (l *loader) load() (Config, error) {
 	// Credential.
 	if ov.opt.set&keyCred != 0 {
 		cfg.ClientSecret, cfg.BootstrapToken = ov.ClientSecret, ov.BootstrapToken
+		l.source("credential", ov.opt.credFrom)
 		if cfg.BootstrapToken != "" {
 			if err := checkBootstrapToken(ov.opt.credFrom, cfg.BootstrapToken, l.now); err != nil {
 				l.fail(err)
@@ -185,6 +189,7 @@ func (l *loader) load() (Config, error) {
 			s = setting{u.def, "default " + u.env}
 		}
 		*u.dst = s.val
+		l.source(u.pkey, s.from)
 		if err := checkServiceURL(s.from, s.val, cfg.Production, cfg.AllowInsecureURLs); err != nil {
 			l.fail(err)
 		} else if cfg.Production && insecureURL(s.val) {
@@ -250,12 +255,22 @@ func (l *loader) load() (Config, error) {
 	if len(l.errs) > 0 {
 		return Config{}, errors.Join(l.errs...)
 	}
+	if l.log != nil {
+		l.log.Debug("caracal: configuration loaded", "config", cfg, slog.Group("sources", l.sources...))
+	}
 	// Every rule above is at least as strict as Validate; this catches a
 	// rule added to Validate and forgotten here.
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// source records where a key's value came from, for the debug log.
+func (l *loader) source(key, from string) {
+	if from != "" {
+		l.sources = append(l.sources, slog.String(key, from))
+	}
 }
 
 // scalar resolves one scalar key by precedence: option, environment, profile.
@@ -337,6 +352,7 @@ func (l *loader) credential() (secret, token string) {
 			l.fail(err)
 			return "", ""
 		}
+		l.source("credential", "CARACAL_BOOTSTRAP_TOKEN")
 		return "", envToken
 	}
 
@@ -368,6 +384,7 @@ func (l *loader) credential() (secret, token string) {
 		l.fail(err)
 		return "", ""
 	}
+	l.source("credential", secretFrom)
 	return secret, ""
 }
 
@@ -384,9 +401,11 @@ func (l *loader) noCredential() error {
 // defaultTTL resolves the default task TTL.
 func (l *loader) defaultTTL(ov Config) time.Duration {
 	if ov.opt.set&keyTTL != 0 {
+		l.source("default_ttl_seconds", "WithDefaultTTL")
 		return ov.DefaultTTL
 	}
 	if v := l.getenv("CARACAL_DEFAULT_TTL_SECONDS"); v != "" {
+		l.source("default_ttl_seconds", "CARACAL_DEFAULT_TTL_SECONDS")
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {
 			l.failf("caracal: CARACAL_DEFAULT_TTL_SECONDS is %q; want a positive whole number of seconds", v)
@@ -399,6 +418,9 @@ func (l *loader) defaultTTL(ov Config) time.Duration {
 		if n < 0 {
 			l.failf("caracal: %s is %d; want a positive whole number of seconds (or 0 for the server default)", l.profile.key("default_ttl_seconds"), n)
 			return 0
+		}
+		if n > 0 {
+			l.source("default_ttl_seconds", l.profile.key("default_ttl_seconds"))
 		}
 		return l.seconds(l.profile.key("default_ttl_seconds"), n)
 	}
@@ -424,7 +446,7 @@ func (l *loader) profilePath() (path, namedBy string) {
 		return v, "CARACAL_CONFIG"
 	}
 	for _, c := range profileCandidates(l.goos, l.getenv) {
-		if _, err := os.Lstat(c); err == nil {
+		if _, err := os.Stat(c); err == nil {
 			return c, ""
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			// Unreadable directory: report it through the normal load.
