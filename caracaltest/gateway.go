@@ -140,7 +140,7 @@ func (w *world) admit(r *http.Request) (*gatewayGrant, *gatewayFailure) {
 	if exp.Sub(now) < gatewayPreflight {
 		return nil, gwFail(http.StatusUnauthorized, "credential_expired_not_renewable", "credential expiring within pre-flight window")
 	}
-	if _, ok := r.Header[headerClientID]; ok {
+	if _, ok := r.Header[http.CanonicalHeaderKey(headerClientID)]; ok {
 		return nil, gwFail(http.StatusBadRequest, "invalid_token", "client identity derives from the bearer token")
 	}
 	resHeader := strings.TrimSpace(r.Header.Get(wire.HeaderResource))
