@@ -50,6 +50,8 @@ type coordOpt func(*worldConfig)
 
 func withLimits(l Limits) coordOpt { return func(c *worldConfig) { c.Limits = l } }
 
+func withResources(res ...Resource) coordOpt { return func(c *worldConfig) { c.Resources = res } }
+
 func withApps(apps ...App) coordOpt {
 	return func(c *worldConfig) { c.Apps = append(c.Apps, apps...) }
 }
