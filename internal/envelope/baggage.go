@@ -70,11 +70,17 @@ func ValidKey(key string) bool {
 	return true
 }
 
+// unreservedSet marks the bytes the encoder writes as themselves.
+var unreservedSet = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~'
+	}
+	return t
+}()
+
 // unreserved reports whether c is written as itself by the encoder.
-func unreserved(c byte) bool {
-	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
-		c == '-' || c == '.' || c == '_' || c == '~'
-}
+func unreserved(c byte) bool { return unreservedSet[c] }
 
 // encodedLen returns the length of v once percent-encoded.
 func encodedLen(v string) int {
