@@ -241,8 +241,10 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 	// Clone copies the header map and the URL; the body is shared, so the
 	// base transport closes it and GetBody keeps working for its retries.
 	out := req.Clone(ctx)
-	out.URL = d.target
-	out.Host = d.target.Host
+	if d.target != nil {
+		out.URL = d.target
+	}
+	out.Host = out.URL.Host
 	out.Header.Set("Authorization", "Bearer "+bearer)
 	out.Header.Set(wire.HeaderResource, d.resource)
 	envelope.Inject(out.Header, transportEnvelope(a), true)
