@@ -124,6 +124,9 @@ type spawnConfig struct {
 	idemKey  string
 	traceID  string
 	err      error // the first invalid option value
+	// service holds the options only SpawnService and AttachService take
+	// (service.go); start refuses them for a task.
+	service serviceConfig
 }
 
 func newSpawnConfig(opts []SpawnOption) spawnConfig {
@@ -380,6 +383,11 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 	cfg := newSpawnConfig(opts)
 	if cfg.err != nil {
 		return started{}, cfg.err
+	}
+	if lifecycle == wire.LifecycleTask {
+		if err := cfg.service.checkTask(); err != nil {
+			return started{}, err
+		}
 	}
 	parent, err := c.resolveParent(ctx, cfg)
 	if err != nil {

@@ -1,0 +1,730 @@
+package caracal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/caracal-go/caracal/internal/apierr"
+	"github.com/caracal-go/caracal/internal/envelope"
+	"github.com/caracal-go/caracal/internal/lease"
+	"github.com/caracal-go/caracal/internal/wire"
+)
+
+// Lease is the state of a service session's lease after a renewal.
+type Lease struct {
+	// Deadline is when the lease runs out unless renewed, on the local
+	// clock: the time the renewal was sent plus the lease length, so it
+	// never lies later than the Coordinator's own deadline.
+	Deadline time.Time
+	// Generation is the lease generation this holder renews with.
+	Generation int64
+	// Status is the session status the Coordinator reported ("active" or
+	// "suspended").
+	Status string
+}
+
+// serviceConfig collects the options that only SpawnService and
+// AttachService accept. Spawn refuses a spawnConfig whose service part is
+// set (see checkTask).
+type serviceConfig struct {
+	set        bool          // a service-only option was given
+	background bool          // renew from a background goroutine
+	interval   time.Duration // > 0: fixed cadence; 0: derived from the lease
+	onLost     func(error)
+	err        error // an invalid option value, reported by SpawnService
+}
+
+// checkTask is what Spawn calls: the service-only options make no sense for
+// a task session, and silently ignoring a heartbeat option would leave the
+// caller believing something renews.
+func (sc *serviceConfig) checkTask() error {
+	if sc.set {
+		return fmt.Errorf("%w: HeartbeatInterval, HeartbeatAuto and OnLeaseLost apply to SpawnService and AttachService only", ErrInvalidRequest)
+	}
+	return nil
+}
+
+// HeartbeatInterval renews the service lease from a background goroutine
+// every d, so that the lease stays current while the caller's code is busy.
+// Whatever d is, a renewal is due before two thirds of the remaining lease
+// have passed, so an interval longer than the lease cannot let it lapse.
+// d must be at least one second. The last of HeartbeatInterval and
+// HeartbeatAuto given wins. Without either, the lease is renewed only by
+// Service.Heartbeat.
+func HeartbeatInterval(d time.Duration) SpawnOption {
+	return func(c *spawnConfig) {
+		c.service.set = true
+		c.service.background = true
+		c.service.interval = d
+		c.service.err = nil
+		if d < time.Second {
+			c.service.err = fmt.Errorf("%w: HeartbeatInterval(%v): the interval must be at least 1s", ErrInvalidRequest, d)
+		}
+	}
+}
+
+// HeartbeatAuto renews the service lease from a background goroutine at a
+// cadence derived from the lease: about a third of the remaining lease
+// (clamped to [1s, 5min]) with ±10% jitter, so about every 40 s for the
+// Coordinator's default 120 s lease. The last of HeartbeatInterval and
+// HeartbeatAuto given wins.
+func HeartbeatAuto() SpawnOption {
+	return func(c *spawnConfig) {
+		c.service.set = true
+		c.service.background = true
+		c.service.interval = 0
+		c.service.err = nil
+	}
+}
+
+// OnLeaseLost registers f to run once when the service lease is lost (the
+// Coordinator fenced, suspended or no longer knows the session, or the local
+// deadline passed without a renewal). f receives the same error as
+// context.Cause(s.Context()). It runs in its own goroutine, so it never delays
+// the renewal loop and may call Close; it is not called when the service is
+// closed or its context is cancelled.
+func OnLeaseLost(f func(error)) SpawnOption {
+	return func(c *spawnConfig) {
+		c.service.set = true
+		c.service.onLost = f
+	}
+}
+
+// Service is a long-lived service session kept alive by a heartbeat lease.
+// The caller owns it and must Close it. It is safe for concurrent use.
+//
+// A Service reports the loss of its lease three ways: its Context is
+// cancelled with the reason as the cause, Done is closed and Err returns the
+// reason, and the OnLeaseLost callback, if any, runs. The reason matches, with
+// errors.Is:
+//
+//   - ErrLeaseFenced (and ErrLeaseLost): another holder attached with
+//     AttachService; this handle no longer owns the session.
+//   - ErrLeaseLost: the Coordinator no longer has the session live
+//     (retired, terminated, its subject revoked, not found).
+//   - ErrSuspended: the session is suspended (a missed lease found by the
+//     Coordinator, or an operator). A suspended session cannot mint or
+//     be attached; this handle stops renewing (the Coordinator would renew
+//     the deadline but never resume the session). After an operator resumes
+//     it, AttachService takes it over again.
+//   - ErrLeaseExpired: the local lease deadline passed without a successful
+//     renewal, for example during a Coordinator outage longer than the
+//     lease. The Coordinator will suspend the session.
+//
+// Closing the handle (Close, Client.Close) or cancelling the context it was
+// started with ends it without a loss: the cause is then ErrSessionClosed or
+// that context's cause.
+type Service struct {
+	c      *Client
+	id     string
+	agent  *Agent
+	log    *slog.Logger
+	sc     serviceConfig
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	// stop is cancelled when the handle stops renewing (loss or close); it
+	// cancels any in-flight heartbeat.
+	stop context.Context
+	halt context.CancelFunc
+	// loopDone is closed when the renewal goroutine returns; nil in manual
+	// mode.
+	loopDone chan struct{}
+	// unwatch unregisters the cancellation watch on the start context.
+	unwatch func() bool
+
+	mu         sync.Mutex
+	deadline   time.Time     // local lease deadline (monotonic clock)
+	leaseLen   time.Duration // lease length, when known from a renewal
+	generation int64
+	status     string
+	err        error // why the handle ended; nil while live
+	done       chan struct{}
+	expiry     *time.Timer // fires at deadline: declares local loss
+	lastErr    error       // last transient renewal failure, for the loss reason
+
+	closing  bool          // the close sequence was claimed (under mu)
+	closed   chan struct{} // closed when the close sequence finished
+	closeErr error         // written before closed is closed
+}
+
+// SpawnService starts a service session (lifecycle "service", lease-renewed,
+// no TTL) and returns its handle. It takes the labels, metadata, grant,
+// parent and idempotency options of Spawn (WithTTL is refused: a service
+// lives as long as its lease is renewed) and the service options
+// HeartbeatInterval, HeartbeatAuto and OnLeaseLost. Without a heartbeat
+// option the caller renews with Heartbeat.
+//
+// ctx bounds the start and the service's life: when it is cancelled the
+// service stops renewing and is retired, as by Close. Pass a context that
+// lives as long as the service should (for example the one from
+// signal.NotifyContext), not a request's.
+//
+// Parent: a service is never the child of a task session (the Coordinator
+// refuses it, and a task's end would terminate the service with it). With no
+// WithParent, the session bound to ctx becomes the parent only if it is a
+// service this process started; otherwise the service starts as a root
+// session, under the application's authority. An explicit WithParent naming
+// a task fails with the Coordinator's task_session_cannot_start_service.
+func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Service, error) {
+	if c.isClosed() {
+		return nil, ErrClosed
+	}
+	cfg := newSpawnConfig(opts)
+	if cfg.service.err != nil {
+		return nil, cfg.service.err
+	}
+	if cfg.ttl != 0 {
+		return nil, fmt.Errorf("%w: WithTTL does not apply to a service session: its life is the heartbeat lease", ErrInvalidRequest)
+	}
+	if cfg.parent == nil && !cfg.noParent {
+		if a, ok := FromContext(ctx); ok && !a.service {
+			opts = append(opts[:len(opts):len(opts)], WithoutParent())
+		}
+	}
+
+	sent := time.Now()
+	st, err := c.start(ctx, wire.LifecycleService, opts)
+	if err != nil {
+		return nil, err
+	}
+	ses := st.session
+	gen := int64(ses.LeaseGeneration)
+	deadline, leaseLen := startDeadline(ses, sent)
+	status := ses.Status
+	if st.replayed {
+		// A replayed start returns the generation and deadline of the
+		// original answer, stale if the session was attached since
+		// (PROTOCOL §4.2): take the lease over to learn the current ones.
+		sent = time.Now()
+		lr, lerr := c.coord.Lease(ctx, ses.AgentSessionID)
+		if lerr != nil {
+			c.retireOrphan(ctx, ses.AgentSessionID, gen)
+			return nil, fmt.Errorf("caracal: service %s: acquiring the lease after a replayed start: %w", ses.AgentSessionID, lerr)
+		}
+		gen = int64(lr.LeaseGeneration)
+		deadline = leaseDeadline(lr.HeartbeatDeadlineAt, sent, leaseLen)
+		status = lr.Status
+	}
+	if gen < 1 || deadline.IsZero() {
+		c.retireOrphan(ctx, ses.AgentSessionID, gen)
+		return nil, fmt.Errorf("caracal: service %s: the Coordinator's start answer has no lease (generation %d, deadline %q); is it a Caracal v1 Coordinator?",
+			ses.AgentSessionID, gen, deref(ses.HeartbeatDeadlineAt))
+	}
+	st.agent.service = true
+	return c.hand(ctx, c.newService(ctx, st.agent, cfg.service, gen, deadline, leaseLen, status))
+}
+
+// AttachService takes over a persisted service session by id (after a
+// restart, or from another process): it acquires the lease, which bumps the
+// generation and fences every older holder (their next heartbeat or retire
+// fails with ErrLeaseFenced). Only the service options HeartbeatInterval,
+// HeartbeatAuto and OnLeaseLost apply. A suspended session cannot be
+// attached (ErrSuspended): resume it first.
+//
+// The handle's agent carries no delegation edge: the Coordinator does not
+// return it; re-present it with AcceptDelegation if the service was
+// narrowed. ctx bounds the attach and the service's life, as for
+// SpawnService.
+func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...SpawnOption) (*Service, error) {
+	if c.isClosed() {
+		return nil, ErrClosed
+	}
+	if sessionID == "" {
+		return nil, fmt.Errorf("%w: AttachService needs the session id", ErrInvalidRequest)
+	}
+	cfg := newSpawnConfig(opts)
+	if cfg.service.err != nil {
+		return nil, cfg.service.err
+	}
+	if !serviceOnly(opts) {
+		return nil, fmt.Errorf("%w: AttachService accepts only HeartbeatInterval, HeartbeatAuto and OnLeaseLost", ErrInvalidRequest)
+	}
+	sent := time.Now()
+	lr, err := c.coord.Lease(ctx, sessionID)
+	if err != nil {
+		return nil, fmt.Errorf("caracal: attaching service %s: %w", sessionID, err)
+	}
+	deadline := leaseDeadline(lr.HeartbeatDeadlineAt, sent, 0)
+	gen := int64(lr.LeaseGeneration)
+	if gen < 1 || deadline.IsZero() {
+		return nil, fmt.Errorf("caracal: attaching service %s: the Coordinator's answer has no lease (generation %d, deadline %q)", sessionID, gen, lr.HeartbeatDeadlineAt)
+	}
+	agent := c.attachedAgent(ctx, sessionID)
+	return c.hand(ctx, c.newService(ctx, agent, cfg.service, gen, deadline, 0, lr.Status))
+}
+
+// hand starts s and registers it with the client, or, if the client closed
+// meanwhile, closes it again (retiring the session) and fails with ErrClosed.
+func (c *Client) hand(ctx context.Context, s *Service) (*Service, error) {
+	s.begin(ctx)
+	if err := c.track(s); err != nil {
+		s.shutdown(context.WithoutCancel(ctx), err)
+		return nil, err
+	}
+	return s, nil
+}
+
+func (c *Client) newService(ctx context.Context, agent *Agent, sc serviceConfig, gen int64, deadline time.Time, leaseLen time.Duration, status string) *Service {
+	s := &Service{
+		c:          c,
+		id:         agent.sessionID,
+		agent:      agent,
+		log:        c.log.With("service", agent.sessionID),
+		sc:         sc,
+		deadline:   deadline,
+		leaseLen:   leaseLen,
+		generation: gen,
+		status:     status,
+		done:       make(chan struct{}),
+		closed:     make(chan struct{}),
+	}
+	agent.done = s.done
+	s.ctx, s.cancel = context.WithCancelCause(NewContext(ctx, agent))
+	s.stop, s.halt = context.WithCancel(context.Background())
+	return s
+}
+
+// begin starts the deadline watch, the renewal goroutine (if any) and the
+// watch on the start context.
+func (s *Service) begin(ctx context.Context) {
+	s.mu.Lock()
+	s.expiry = time.AfterFunc(time.Until(s.deadline), s.expire)
+	s.mu.Unlock()
+	if s.sc.background {
+		s.loopDone = make(chan struct{})
+		go s.run()
+	}
+	s.unwatch = context.AfterFunc(ctx, func() {
+		s.shutdown(context.WithoutCancel(ctx), context.Cause(ctx))
+	})
+}
+
+// ID returns the service session id (agent_session_id); persist it to
+// AttachService after a restart.
+func (s *Service) ID() string { return s.id }
+
+// Agent returns the service's agent identity.
+func (s *Service) Agent() *Agent { return s.agent }
+
+// Context returns a context carrying the service's agent, derived from the
+// context the service was started with. It is cancelled when the service
+// ends; context.Cause tells why (see Service).
+func (s *Service) Context() context.Context { return s.ctx }
+
+// Deadline returns the current local lease deadline.
+func (s *Service) Deadline() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deadline
+}
+
+// Generation returns the lease generation this handle holds.
+func (s *Service) Generation() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.generation
+}
+
+// Status returns the session status last reported by the Coordinator
+// ("active" or "suspended"). Whether the handle is still live is told by
+// Done and Err.
+func (s *Service) Status() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+// Done returns a channel closed when the handle ends: the lease is lost, or
+// the service is closed or its start context cancelled.
+func (s *Service) Done() <-chan struct{} { return s.done }
+
+// Err returns nil while the handle is live, then why it ended: the same
+// error as context.Cause(s.Context()).
+func (s *Service) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *Service) current() Lease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Lease{Deadline: s.deadline, Generation: s.generation, Status: s.status}
+}
+
+// Heartbeat renews the lease once and returns it. It is how a service
+// started without a heartbeat option stays alive: call it well before
+// Deadline (a third of the lease is a good cadence). A transient failure is
+// returned as is and leaves the handle live; a final answer ends the handle
+// and returns the reason (see Service). After the handle ended, Heartbeat
+// returns Err without calling the Coordinator. Close cancels a Heartbeat in
+// flight.
+func (s *Service) Heartbeat(ctx context.Context) (Lease, error) {
+	return s.renew(ctx)
+}
+
+// renew sends one heartbeat, bounded by ctx, by the handle's end and by the
+// local lease deadline, and applies the answer.
+func (s *Service) renew(ctx context.Context) (Lease, error) {
+	s.mu.Lock()
+	if s.err != nil {
+		defer s.mu.Unlock()
+		return Lease{Deadline: s.deadline, Generation: s.generation, Status: s.status}, s.err
+	}
+	gen, remaining := s.generation, time.Until(s.deadline)
+	s.mu.Unlock()
+	if remaining <= 0 {
+		s.expire()
+		return s.current(), s.Err()
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, lease.CallTimeout(remaining))
+	defer cancel()
+	defer context.AfterFunc(s.stop, cancel)()
+	sent := time.Now()
+	resp, err := s.c.coord.Heartbeat(cctx, s.id, gen)
+	if err != nil {
+		return s.failed(ctx, err)
+	}
+
+	s.mu.Lock()
+	if s.err != nil { // ended while the heartbeat was in flight
+		defer s.mu.Unlock()
+		return Lease{Deadline: s.deadline, Generation: s.generation, Status: s.status}, s.err
+	}
+	if n := renewedLength(resp.Agent); n > 0 {
+		s.leaseLen = n
+	}
+	if s.leaseLen > 0 {
+		if d := sent.Add(s.leaseLen); d.After(s.deadline) {
+			s.deadline = d
+		}
+	} else if d := leaseDeadline(resp.Agent.HeartbeatDeadlineAt, sent, 0); d.After(s.deadline) {
+		s.deadline = d
+	}
+	if resp.Agent.Status != "" {
+		s.status = resp.Agent.Status
+	}
+	s.lastErr = nil
+	s.expiry.Reset(time.Until(s.deadline))
+	l := Lease{Deadline: s.deadline, Generation: s.generation, Status: s.status}
+	s.mu.Unlock()
+
+	if l.Status == wire.StatusSuspended {
+		cause := fmt.Errorf("%w: service %s (the Coordinator reports it suspended; resume it, then AttachService)", ErrSuspended, s.id)
+		s.lose(cause)
+		return l, cause
+	}
+	return l, nil
+}
+
+// failed applies a failed heartbeat: a final answer ends the handle; a
+// transient one is remembered as the reason in case the deadline passes.
+func (s *Service) failed(ctx context.Context, err error) (Lease, error) {
+	if s.stop.Err() != nil {
+		// The handle ended while the call was in flight; report why.
+		return s.current(), s.Err()
+	}
+	if ctx.Err() != nil {
+		// The caller of Heartbeat gave up: says nothing about the lease.
+		return s.current(), err
+	}
+	var cause error
+	switch lease.Classify(err) {
+	case lease.Fenced:
+		cause = fmt.Errorf("caracal: service %s: another holder attached (AttachService); this handle no longer owns the session: %w", s.id, err)
+	case lease.Gone:
+		cause = fmt.Errorf("caracal: service %s: the session is no longer live: %w", s.id, err)
+	case lease.Suspended:
+		cause = fmt.Errorf("caracal: service %s: the session is suspended; resume it, then AttachService: %w", s.id, err)
+	default:
+		s.mu.Lock()
+		s.lastErr = err
+		s.mu.Unlock()
+		if time.Until(s.Deadline()) <= 0 {
+			s.expire()
+		}
+		return s.current(), err
+	}
+	s.lose(cause)
+	return s.current(), cause
+}
+
+// run is the background renewal loop. Each wait is one call to the pure
+// cadence or backoff rule; the call itself is bounded by the deadline, and
+// the deadline watch declares loss on time whatever the Coordinator does.
+func (s *Service) run() {
+	defer close(s.loopDone)
+	timer := time.NewTimer(lease.RenewDelay(s.sc.interval, time.Until(s.Deadline()), rand.Float64()))
+	defer timer.Stop()
+	attempt := 0
+	for {
+		select {
+		case <-s.stop.Done():
+			return
+		case <-timer.C:
+		}
+		_, err := s.renew(s.stop)
+		if s.stop.Err() != nil {
+			return
+		}
+		remaining := time.Until(s.Deadline())
+		var d time.Duration
+		if err == nil {
+			attempt = 0
+			d = lease.RenewDelay(s.sc.interval, remaining, rand.Float64())
+		} else {
+			var ae *apierr.Error
+			var retryAfter time.Duration
+			if errors.As(err, &ae) {
+				retryAfter = ae.RetryAfter
+			}
+			d = lease.RetryDelay(attempt, retryAfter, remaining, rand.Float64())
+			attempt++
+			s.log.Warn("caracal: service lease renewal failed; retrying", "attempt", attempt, "retry_in", d, "lease_remaining", remaining, "error", err)
+		}
+		if d <= 0 {
+			s.expire()
+			return
+		}
+		timer.Reset(d)
+	}
+}
+
+// expire declares the lease lost if its local deadline has passed (the timer
+// may fire late, after a renewal moved the deadline).
+func (s *Service) expire() {
+	s.mu.Lock()
+	if s.err != nil || time.Until(s.deadline) > 0 {
+		s.mu.Unlock()
+		return
+	}
+	deadline, last := s.deadline, s.lastErr
+	s.mu.Unlock()
+	cause := fmt.Errorf("%w: service %s: no renewal succeeded before the lease deadline %s", ErrLeaseExpired, s.id, deadline.Format(time.RFC3339Nano))
+	if last != nil {
+		cause = fmt.Errorf("%w: service %s: no renewal succeeded before the lease deadline %s; last error: %w", ErrLeaseExpired, s.id, deadline.Format(time.RFC3339Nano), last)
+	}
+	s.lose(cause)
+}
+
+// lose ends the handle on a lease loss and runs the OnLeaseLost callback.
+func (s *Service) lose(cause error) {
+	if !s.end(cause) {
+		return
+	}
+	s.log.Error("caracal: service lease lost", "error", cause)
+	if f := s.sc.onLost; f != nil {
+		go f(cause)
+	}
+}
+
+// end records why the handle ended, stops renewal and cancels the context.
+// Only the first call counts; it reports whether it was that one.
+func (s *Service) end(cause error) bool {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return false
+	}
+	s.err = cause
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	s.mu.Unlock()
+	s.halt()
+	s.cancel(cause)
+	close(s.done)
+	return true
+}
+
+// Close stops renewing, waits for the renewal goroutine to exit and retires
+// the session with its lease generation, on a context detached from ctx's
+// cancellation and bounded to 10 s. It returns by ctx's deadline even while a
+// heartbeat is in flight (the heartbeat is cancelled); the retire then goes on
+// in the background for at most 10 s. Close is idempotent: every call
+// returns the outcome of the one close.
+//
+// A handle whose lease was fenced or whose session is gone is not retired
+// (it no longer owns anything); a suspended or expired one is, unless a newer
+// holder has attached meanwhile.
+func (s *Service) Close(ctx context.Context) error {
+	if s.claimClose() {
+		go s.closeSequence(context.WithoutCancel(ctx), ErrSessionClosed)
+	}
+	select {
+	case <-s.closed:
+		return s.closeErr
+	default:
+	}
+	select {
+	case <-s.closed:
+		return s.closeErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// shutdown is the start context's cancellation: close as Close would.
+func (s *Service) shutdown(detached context.Context, cause error) {
+	if s.claimClose() {
+		s.closeSequence(detached, cause)
+	}
+}
+
+// claimClose reports whether the caller is the one to run the close
+// sequence. (Not a sync.Once: a second Close must not block behind the first
+// one's retire, it must return by its own ctx's deadline.)
+func (s *Service) claimClose() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.closing = true
+	return true
+}
+
+func (s *Service) closeSequence(detached context.Context, cause error) {
+	defer close(s.closed)
+	defer s.c.untrack(s)
+	if s.unwatch != nil {
+		s.unwatch()
+	}
+	s.end(cause)
+	if s.loopDone != nil {
+		<-s.loopDone
+	}
+	s.mu.Lock()
+	reason, gen := s.err, s.generation
+	s.mu.Unlock()
+	if !retirable(reason) {
+		return
+	}
+	rctx, cancel := context.WithTimeout(detached, retireBound)
+	defer cancel()
+	err := s.c.coord.Retire(rctx, s.id, gen)
+	switch {
+	case err == nil:
+	case lease.Classify(err) == lease.Fenced:
+		// Another holder attached since this handle last renewed (it may
+		// have been suspended and resumed): the session is not this
+		// handle's to retire.
+		s.log.Info("caracal: service was taken over by a newer holder; not retired", "error", err)
+	default:
+		s.closeErr = fmt.Errorf("caracal: retiring service %s: %w", s.id, err)
+	}
+}
+
+// serviceOnly reports whether every option in opts is a service option: the
+// only ones an attach can honour (the Coordinator keeps the labels, parent and
+// grant of the original start). Each option is applied to an empty
+// configuration on its own, so that options added later are covered too.
+func serviceOnly(opts []SpawnOption) bool {
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		var probe spawnConfig
+		opt(&probe)
+		probe.service = serviceConfig{}
+		if !reflect.ValueOf(probe).IsZero() {
+			return false
+		}
+	}
+	return true
+}
+
+// retirable reports whether a handle that ended for reason still owns its
+// session and should retire it.
+func retirable(reason error) bool {
+	switch lease.Classify(reason) {
+	case lease.Fenced, lease.Gone:
+		return false
+	}
+	return true
+}
+
+// startDeadline derives the local deadline and the lease length from a
+// service start answer: the lease is heartbeat_deadline_at −
+// last_heartbeat_at (the Coordinator does not send it), counted from when
+// the request was sent so that clock skew cannot make it later than the
+// server's.
+func startDeadline(ses wire.Session, sent time.Time) (time.Time, time.Duration) {
+	if ses.HeartbeatDeadlineAt == nil {
+		return time.Time{}, 0
+	}
+	dl, err := wire.ParseTime(*ses.HeartbeatDeadlineAt)
+	if err != nil {
+		return time.Time{}, 0
+	}
+	if ses.LastHeartbeatAt != nil {
+		if last, err := wire.ParseTime(*ses.LastHeartbeatAt); err == nil && dl.After(last) {
+			n := dl.Sub(last)
+			return sent.Add(n), n
+		}
+	}
+	return leaseDeadline(*ses.HeartbeatDeadlineAt, sent, 0), 0
+}
+
+// renewedLength is the lease length a heartbeat answer implies, or 0.
+func renewedLength(a wire.HeartbeatAgent) time.Duration {
+	dl, err1 := wire.ParseTime(a.HeartbeatDeadlineAt)
+	last, err2 := wire.ParseTime(a.LastHeartbeatAt)
+	if err1 != nil || err2 != nil || !dl.After(last) {
+		return 0
+	}
+	return dl.Sub(last)
+}
+
+// leaseDeadline converts a Coordinator deadline to the local monotonic clock
+// when the answer carries no server time to measure the lease against (lease
+// acquire): it then trusts the wall clocks to agree, but never gives more than
+// leaseLen from sent when the lease length is known.
+func leaseDeadline(serverDeadline string, sent time.Time, leaseLen time.Duration) time.Time {
+	dl, err := wire.ParseTime(serverDeadline)
+	if err != nil {
+		return time.Time{}
+	}
+	now := time.Now()
+	local := now.Add(dl.Sub(now.Round(0)))
+	if leaseLen > 0 {
+		if limit := sent.Add(leaseLen); local.After(limit) {
+			local = limit
+		}
+	}
+	return local
+}
+
+// attachedAgent is the identity of an attached service: a root of a new
+// trace, without a delegation edge (the Coordinator does not return it).
+func (c *Client) attachedAgent(ctx context.Context, sessionID string) *Agent {
+	a := &Agent{
+		zoneID:        c.cfg.ZoneID,
+		applicationID: c.cfg.ApplicationID,
+		sessionID:     sessionID,
+		own:           true,
+		service:       true,
+	}
+	if p, ok := FromContext(ctx); ok && envelope.ValidTraceID(p.traceID) {
+		a.traceID, a.traceFlags, a.traceState = p.traceID, p.traceFlags, p.traceState
+		a.baggage = p.baggage
+	} else {
+		a.traceID = envelope.NewTraceID()
+	}
+	return a
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
