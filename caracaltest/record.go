@@ -58,24 +58,45 @@ type Request struct {
 	At time.Time
 }
 
-// recorder keeps the requests of one stack.
+// recorder keeps the requests of one stack. A request takes its place in
+// arrival order when it arrives and becomes visible when its outcome is
+// known, so a Gateway request is listed before the upstream request it
+// caused even though the upstream answers first.
 type recorder struct {
-	mu   sync.Mutex
-	reqs []Request
+	mu      sync.Mutex
+	entries []*recorded
 }
 
-func (rc *recorder) add(r Request) {
+type recorded struct {
+	req  Request
+	done bool
+}
+
+// reserve places a request in the record, still invisible.
+func (rc *recorder) reserve() *recorded {
+	e := &recorded{}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	rc.reqs = append(rc.reqs, r)
+	rc.entries = append(rc.entries, e)
+	return e
+}
+
+// complete makes a reserved request visible with its final content.
+func (rc *recorder) complete(e *recorded, r Request) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	e.req = r
+	e.done = true
 }
 
 func (rc *recorder) all() []Request {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	out := make([]Request, len(rc.reqs))
-	for i, r := range rc.reqs {
-		out[i] = r.clone()
+	out := make([]Request, 0, len(rc.entries))
+	for _, e := range rc.entries {
+		if e.done {
+			out = append(out, e.req.clone())
+		}
 	}
 	return out
 }
@@ -84,18 +105,20 @@ func (rc *recorder) count(pattern string) int {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	n := 0
-	for _, r := range rc.reqs {
-		if r.Pattern == pattern {
+	for _, e := range rc.entries {
+		if e.done && e.req.Pattern == pattern {
 			n++
 		}
 	}
 	return n
 }
 
+// reset forgets the record; requests still running when it is called are
+// not recorded.
 func (rc *recorder) reset() {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	rc.reqs = nil
+	rc.entries = nil
 }
 
 func (r Request) clone() Request {
@@ -132,6 +155,7 @@ func setRecordedPattern(ctx context.Context, pattern string) {
 func recordHandler(rc *recorder, clock Clock, service string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		at := clock.Now()
+		slot := rc.reserve()
 		body, err := peekBody(r)
 		e := &recEntry{}
 		r = r.WithContext(context.WithValue(r.Context(), recEntryKey{}, e))
@@ -155,7 +179,7 @@ func recordHandler(rc *recorder, clock Clock, service string, h http.Handler) ht
 		sw.onCommit = func(status int) {
 			rec.Pattern = e.pattern
 			rec.Status = status
-			rc.add(rec)
+			rc.complete(slot, rec)
 		}
 		if err != nil {
 			// The body could not be read (the client went away): answer as
