@@ -1123,3 +1123,34 @@ func TestLoadConfigDiscoveryIgnoresDanglingSymlink(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, cfg.Profile)
 }
+
+func TestLoadConfigDiscoveredProfileIsChecked(t *testing.T) {
+	root := t.TempDir()
+	path := writeFile(t, root, "xdg/caracal/caracal.toml", "zone_id = \"z\"\n", 0o666)
+	_, err := loadEnv(t, baseEnv().with("XDG_CONFIG_HOME", filepath.Join(root, "xdg")))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "caracal: "+path+" is writable by group or others (mode 0666)")
+
+	// A directory where the profile should be is an error, not a silent skip.
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "cch", "caracal.toml"), 0o700))
+	_, err = loadEnv(t, baseEnv().with("CARACAL_CONFIG_HOME", filepath.Join(root, "cch")))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is not a regular file")
+}
+
+func TestLoadConfigResourcesMerge(t *testing.T) {
+	dir := t.TempDir()
+	profile := writeFile(t, dir, "caracal.toml", `zone_id = "z"
+application_id = "a"
+app_client_secret = "x"
+[[credentials]]
+resource = " resource://p "
+[[optional_credentials]]
+resource = "resource://shared"
+`, 0o600)
+	cfg, err := loadEnv(t, env{"CARACAL_CONFIG": profile, "CARACAL_APP_RESOURCES": "resource://e,resource://shared"},
+		WithResources("resource://o", "resource://e"), WithResources("resource://o2"), WithBinding("resource://b", "http://b"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"resource://p", "resource://shared", "resource://e", "resource://o", "resource://o2"}, cfg.Resources)
+	assert.Equal(t, []string{"resource://p", "resource://shared", "resource://e", "resource://o", "resource://o2", "resource://b"}, cfg.audience())
+}

@@ -210,8 +210,9 @@ func (l *loader) load() (Config, error) {
 		creds []profileCredential
 	}{{"credentials", pd.Credentials}, {"optional_credentials", pd.OptionalCredentials}} {
 		for i, c := range list.creds {
+			c.Resource, c.UpstreamPrefix = strings.TrimSpace(c.Resource), strings.TrimSpace(c.UpstreamPrefix)
 			where := fmt.Sprintf("%s[%d]", list.name, i)
-			if strings.TrimSpace(c.Resource) == "" {
+			if c.Resource == "" {
 				l.failf("caracal: %s: %s: resource is empty (set it to the resource identifier)", p.path, where)
 				continue
 			}
