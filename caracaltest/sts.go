@@ -122,7 +122,7 @@ type tokenRequest struct {
 	subjectToken          string
 }
 
-// singleFields may appear at most once; only resource repeats.
+// unsupportedFields are refused outright (PROTOCOL §3.1).
 var unsupportedFields = []string{"actor_token", "client_assertion", "client_assertion_type"}
 
 // parseTokenRequest applies the envelope rules of PROTOCOL §3.1, in order, up
@@ -252,7 +252,6 @@ func (w *world) handleToken(rw http.ResponseWriter, r *http.Request) {
 		writeSTSFailure(rw, rid, f)
 		return
 	}
-	rw.Header().Set("Cache-Control", "no-store")
 	writeSTSJSON(rw, http.StatusOK, res.body())
 }
 
