@@ -25,7 +25,7 @@ const (
 	routeResume      = "PATCH /zones/{zone}/agents/{id}/resume"
 	routeHealth      = "GET /health"
 	routeReady       = "GET /ready"
-	routeCoordOther  = "/"
+	routeCoordOther  = "/{unknown...}"
 )
 
 // coordinatorRoutes returns the Coordinator's routes (PROTOCOL §4).
