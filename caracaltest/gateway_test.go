@@ -546,3 +546,39 @@ func FuzzGatewayRequest(f *testing.F) {
 		require.Equal(t, rec.Header().Get(wire.HeaderRequestID), m["requestId"])
 	})
 }
+
+// BenchmarkGovernedCall measures one governed call against the stack's
+// handlers without sockets: the client's mint plus the Gateway call (its
+// in-process exchange and the upstream).
+func BenchmarkGovernedCall(b *testing.B) {
+	cfg := exampleConfig()
+	cfg.Limits.MintPerMinute = 1 << 30
+	cfg.Resources[0].Upstream = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(rw, "ok")
+	})
+	w, err := newWorld(cfg)
+	require.NoError(b, err)
+	env := &stsEnv{w: w, clock: &testClock{t: time.Now()}}
+	_, child, e := env.readerEdge()
+	form := mintForm(child, e, "tickets:read").Encode()
+	gw := w.gatewayRoutes()[0].handler
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/oauth/2/token", strings.NewReader(form))
+		req.Header.Set("Content-Type", formType)
+		rec := httptest.NewRecorder()
+		w.handleToken(rec, req)
+		var tr wire.TokenResponse
+		if err := json.Unmarshal(rec.Body.Bytes(), &tr); err != nil || rec.Code != 200 {
+			b.Fatalf("mint: %d %s", rec.Code, rec.Body)
+		}
+		req = httptest.NewRequest(http.MethodGet, "/tickets/42", nil)
+		req.Header.Set("Authorization", "Bearer "+tr.AccessToken)
+		req.Header.Set(wire.HeaderResource, exResource)
+		rec = httptest.NewRecorder()
+		gw(rec, req)
+		if rec.Code != 200 {
+			b.Fatalf("gateway: %d %s", rec.Code, rec.Body)
+		}
+	}
+}

@@ -1064,3 +1064,24 @@ func FuzzTokenForm(f *testing.F) {
 		require.Equal(t, rec.Header().Get(wire.HeaderRequestID), m["requestId"])
 	})
 }
+
+// BenchmarkLifecycleToken measures one lifecycle exchange against the token
+// handler without sockets.
+func BenchmarkLifecycleToken(b *testing.B) {
+	cfg := exampleConfig()
+	cfg.Limits.MintPerMinute = 1 << 30
+	cfg.Resources[0].Upstream = http.NotFoundHandler()
+	w, err := newWorld(cfg)
+	require.NoError(b, err)
+	form := lifecycleForm().Encode()
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/oauth/2/token", strings.NewReader(form))
+		req.Header.Set("Content-Type", formType)
+		rec := httptest.NewRecorder()
+		w.handleToken(rec, req)
+		if rec.Code != 200 {
+			b.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+	}
+}
