@@ -203,12 +203,15 @@ func (w *world) handleApproval(rw http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	wait := time.Duration(0)
 	if s, ok := r.URL.Query()["wait"]; ok {
-		n, err := strconv.ParseUint(s[0], 10, 32)
+		n, err := strconv.ParseUint(s[0], 10, 64)
 		if err != nil {
 			writeSTSJSON(rw, http.StatusBadRequest, plainError{"invalid_token", "invalid wait"})
 			return
 		}
-		wait = min(time.Duration(n)*time.Second, approvalWaitMax)
+		wait = approvalWaitMax
+		if n < uint64(approvalWaitMax/time.Second) {
+			wait = time.Duration(n) * time.Second
+		}
 	}
 	notFound := plainError{"resource_not_found", "approval not found"}
 	if _, err := uuid.Parse(id); err != nil {

@@ -998,7 +998,7 @@ func TestApprovalLongPoll(t *testing.T) {
 		assert.Equal(t, "pending", state(rec))
 		assert.Equal(t, 10*time.Second, took)
 
-		rec, took = poll(t.Context(), "?wait=600")
+		rec, took = poll(t.Context(), "?wait=18446744073709551615")
 		assert.Equal(t, "pending", state(rec))
 		assert.Equal(t, 25*time.Second, took, "clamped to 25 s")
 
