@@ -1,0 +1,47 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestQuickstartOnTheEmbeddedStack(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), nil, nil, &out))
+
+	got := out.String()
+	for _, want := range []string{
+		`Connected to zone zone-test as application app-test \(embedded Caracal stack\)\.`,
+		`Spawned agent session [0-9a-f-]{36} labelled \[dispatcher\]\.`,
+		`Spawned narrowed child ([0-9a-f-]{36}) labelled \[reader\]: tickets:read on resource://tickets via delegation ([0-9a-f-]{36})\.`,
+		`resource server: GET /tickets/42 from session [0-9a-f-]{36} via delegation [0-9a-f-]{36} \(hop 1\)`,
+		`response: 200 OK \{"ticket":"42","status":"open"\}`,
+		`heartbeat 3: lease renewed for 2m0s, generation 1, status active\.`,
+		`Closed the service; closing the child and the root session\.`,
+	} {
+		require.Regexp(t, want, got)
+	}
+
+	// The resource server saw exactly the narrowed child and its delegation.
+	child := regexp.MustCompile(`narrowed child ([0-9a-f-]{36}) .* via delegation ([0-9a-f-]{36})`).FindStringSubmatch(got)
+	require.Len(t, child, 3)
+	require.Contains(t, got, "from session "+child[1]+" via delegation "+child[2])
+}
+
+func TestQuickstartFailsClearlyOnABadScope(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-scope", "tickets:write"}, nil, &out)
+	require.ErrorContains(t, err, "call the resource")
+	require.ErrorContains(t, err, "role_scope_mismatch")
+}
+
+func TestQuickstartRejectsABrokenDeploymentConfig(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), nil, []string{"CARACAL_CONFIG=/nonexistent/caracal.toml"}, &out)
+	require.ErrorContains(t, err, "/nonexistent/caracal.toml")
+	require.Empty(t, out.String())
+}
