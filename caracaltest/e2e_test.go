@@ -2,7 +2,9 @@ package caracaltest_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -256,4 +258,42 @@ func TestNewClientSpawnsInMemory(t *testing.T) {
 			assert.NotContains(t, string(r.Body), s.Application().Secret)
 		}
 	})
+}
+
+func TestResourcesWithTheirOwnUpstreams(t *testing.T) {
+	ext := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "wiki:"+r.URL.Path)
+	}))
+	defer ext.Close()
+	docs := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "docs:"+r.URL.Path)
+	})
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			s, hc := m.start(t,
+				caracaltest.WithResource(caracaltest.Resource{Identifier: "resource://docs", Scopes: []string{"docs:read"}, Upstream: docs}),
+				caracaltest.WithResource(caracaltest.Resource{Identifier: "resource://wiki", Scopes: []string{"wiki:read"}, UpstreamURL: ext.URL}),
+				caracaltest.WithGrant("resource://docs", "app-test", map[string][]string{"reader": {"docs:read"}}),
+				caracaltest.WithGrant("resource://wiki", "app-test", map[string][]string{"reader": {"wiki:read"}}),
+			)
+			assert.Equal(t, ext.URL, s.UpstreamURL("resource://wiki"))
+			w := wire{t: t, s: s, hc: hc}
+			tok := w.lifecycle()
+			for _, c := range []struct{ resource, scope, want string }{
+				{"resource://docs", "docs:read", "docs:/a/b"},
+				{"resource://wiki", "wiki:read", "wiki:/a/b"},
+			} {
+				_, child, edge := w.narrowedOn(tok, c.resource, "reader", c.scope)
+				m := w.mintOn(c.resource, child, edge, c.scope)
+				require.Equal(t, 200, m.status, m.raw)
+				r := w.do("GET", s.GatewayURL()+"/a/b", nil,
+					"Authorization", "Bearer "+m.body["access_token"].(string), "X-Caracal-Resource", c.resource)
+				require.Equal(t, 200, r.status, r.raw)
+				assert.Equal(t, c.want, r.raw)
+			}
+			// The harness serves an in-process upstream at its own URL too.
+			r := w.do("GET", s.UpstreamURL("resource://docs")+"/direct", nil)
+			assert.Equal(t, "docs:/direct", r.raw)
+		})
+	}
 }

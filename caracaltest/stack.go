@@ -243,8 +243,11 @@ type Stack struct {
 
 	servers   []*http.Server
 	serveDone sync.WaitGroup
-	sweeping  chan struct{} // closed when the sweeper loop ends; nil without one
-	unsweep   func()        // unregisters from a FakeClock
+	// upstreamNet carries the Gateway's calls to resources with their own
+	// UpstreamURL; Close drops its idle connections.
+	upstreamNet *http.Transport
+	sweeping    chan struct{} // closed when the sweeper loop ends; nil without one
+	unsweep     func()        // unregisters from a FakeClock
 
 	closeOnce sync.Once
 }
@@ -370,6 +373,10 @@ func (s *Stack) start() error {
 	}
 
 	policy := Policy{Grants: s.set.grants, Risk: s.set.risk, ApprovalTiers: s.set.tiers}
+	s.upstreamNet = &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		ResponseHeaderTimeout: 30 * time.Second, // the Gateway's UPSTREAM_TIMEOUT
+	}
 	w, err := newWorld(worldConfig{
 		Clock:     s.clock,
 		Issuer:    s.stsURL,
@@ -382,7 +389,7 @@ func (s *Stack) start() error {
 		UpstreamClient: &http.Client{
 			// In-process upstreams by URL stay in memory; anything else
 			// (a resource's own UpstreamURL) goes over the network.
-			Transport: &memTransport{stack: s.ctx, hosts: upHandlers, fallback: http.DefaultTransport},
+			Transport: &memTransport{stack: s.ctx, hosts: upHandlers, fallback: s.upstreamNet},
 			// The Gateway does not follow redirects (PROTOCOL §8.6).
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
@@ -539,6 +546,9 @@ func (s *Stack) Close() error {
 		s.serveDone.Wait()
 		if s.sweeping != nil {
 			<-s.sweeping
+		}
+		if s.upstreamNet != nil {
+			s.upstreamNet.CloseIdleConnections()
 		}
 		if s.unsweep != nil {
 			s.unsweep()

@@ -129,12 +129,18 @@ func (w wire) start(tok string, body map[string]any) string {
 // session id and the edge id.
 func (w wire) narrowed(tok, label string, scopes ...string) (root, child, edge string) {
 	w.t.Helper()
+	return w.narrowedOn(tok, tickets, label, scopes...)
+}
+
+// narrowedOn is narrowed for another resource.
+func (w wire) narrowedOn(tok, resource, label string, scopes ...string) (root, child, edge string) {
+	w.t.Helper()
 	root = w.start(tok, map[string]any{"labels": []string{"dispatcher"}, "parent_authority": "inherit"})
 	child = w.start(tok, map[string]any{"parent_id": root, "ttl_seconds": 600, "labels": []string{label}, "parent_authority": "none"})
 	r := w.coord("POST", "/delegations", tok, map[string]any{
 		"issuer_application_id": w.s.Application().ID, "source_session_id": root,
 		"target_session_id": child, "receiver_application_id": w.s.Application().ID,
-		"scopes": scopes, "resource_id": tickets, "ttl_seconds": 600,
+		"scopes": scopes, "resource_id": resource, "ttl_seconds": 600,
 	})
 	require.Equal(w.t, 201, r.status, r.raw)
 	return root, child, r.body["delegation_edge_id"].(string)
@@ -142,7 +148,12 @@ func (w wire) narrowed(tok, label string, scopes ...string) (root, child, edge s
 
 func (w wire) mint(child, edge, scope string, kv ...string) reply {
 	w.t.Helper()
-	return w.token(w.form(append([]string{"scope", scope, "resource", tickets,
+	return w.mintOn(tickets, child, edge, scope, kv...)
+}
+
+func (w wire) mintOn(resource, child, edge, scope string, kv ...string) reply {
+	w.t.Helper()
+	return w.token(w.form(append([]string{"scope", scope, "resource", resource,
 		"agent_session_id", child, "delegation_edge_id", edge}, kv...)...))
 }
 
