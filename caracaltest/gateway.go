@@ -91,6 +91,7 @@ type gatewayGrant struct {
 	token    string // use=resource
 	upstream upstream
 	expIn    int // seconds until the presented mandate's exp
+	mandate  *tokenClaims
 }
 
 // handleGateway serves every Gateway request: the checks of PROTOCOL §8.2 in
@@ -184,7 +185,7 @@ func (w *world) admit(r *http.Request) (*gatewayGrant, *gatewayFailure) {
 	if up.handler == nil && !addressable(up.url) {
 		return nil, gwFail(http.StatusBadGateway, "internal_error", "upstream not addressable")
 	}
-	return &gatewayGrant{token: tokR, upstream: up, expIn: int(exp.Sub(now) / time.Second)}, nil
+	return &gatewayGrant{token: tokR, upstream: up, expIn: int(exp.Sub(now) / time.Second), mandate: c}, nil
 }
 
 // rememberJTI records a used jti until its token expires, dropping expired
@@ -475,7 +476,7 @@ func (w *world) proxy(rw http.ResponseWriter, r *http.Request, rid string, g *ga
 	if g.upstream.handler != nil {
 		out.RequestURI = u.RequestURI()
 		out.RemoteAddr = "127.0.0.1:0"
-		uw := &upstreamWriter{rw: rw, rid: rid, expIn: g.expIn, header: http.Header{}}
+		uw := &upstreamWriter{rw: rw, body: w.revocationCut(rw, g.mandate), rid: rid, expIn: g.expIn, header: http.Header{}}
 		g.upstream.handler.ServeHTTP(uw, out)
 		uw.WriteHeader(http.StatusOK) // an upstream that wrote nothing answered 200
 		return
@@ -504,7 +505,53 @@ func (w *world) proxy(rw http.ResponseWriter, r *http.Request, rid string, g *ga
 	defer resp.Body.Close()
 	responseHeaders(rw.Header(), resp.Header, rid, g.expIn)
 	rw.WriteHeader(resp.StatusCode)
-	_, _ = io.Copy(rw, resp.Body)
+	_, _ = io.Copy(w.revocationCut(rw, g.mandate), resp.Body)
+}
+
+// revokedChunk is how often a response body re-checks the revocation cache.
+const revokedChunk = 4 << 10
+
+// errRevokedMidStream stops a response whose mandate was revoked while it
+// streamed.
+var errRevokedMidStream = errors.New("caracaltest: mandate revoked while the response streamed")
+
+// revocationCut returns the writer a response body goes through: it re-checks
+// the revocation cache before every 4 KiB chunk and, once the mandate's
+// session, edge or records are revoked, cuts the body and sets the
+// X-Caracal-Revoked trailer (PROTOCOL §8.4).
+func (w *world) revocationCut(rw http.ResponseWriter, c *tokenClaims) io.Writer {
+	return &cutWriter{w: w, rw: rw, c: c}
+}
+
+type cutWriter struct {
+	w   *world
+	rw  http.ResponseWriter
+	c   *tokenClaims
+	cut bool
+}
+
+func (cw *cutWriter) Write(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		if cw.cut {
+			return n, errRevokedMidStream
+		}
+		cw.w.mu.Lock()
+		cw.cut = cw.w.revoked(cw.c)
+		cw.w.mu.Unlock()
+		if cw.cut {
+			cw.rw.Header().Set("X-Caracal-Revoked", "true")
+			return n, errRevokedMidStream
+		}
+		k := min(len(b), revokedChunk)
+		m, err := cw.rw.Write(b[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		b = b[k:]
+	}
+	return n, nil
 }
 
 func isTimeout(err error) bool {
@@ -516,6 +563,7 @@ func isTimeout(err error) bool {
 // response filter.
 type upstreamWriter struct {
 	rw     http.ResponseWriter
+	body   io.Writer // rw behind the revocation re-check
 	rid    string
 	expIn  int
 	header http.Header
@@ -535,7 +583,7 @@ func (u *upstreamWriter) WriteHeader(code int) {
 
 func (u *upstreamWriter) Write(b []byte) (int, error) {
 	u.WriteHeader(http.StatusOK)
-	return u.rw.Write(b)
+	return u.body.Write(b)
 }
 
 // Flush lets streaming upstreams flush through the Gateway.

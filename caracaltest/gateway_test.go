@@ -582,3 +582,23 @@ func BenchmarkGovernedCall(b *testing.B) {
 		}
 	}
 }
+
+func TestGatewayRevokedMidStream(t *testing.T) {
+	env := newSTSEnv(t)
+	_, child, e := env.readerEdge()
+	var secondWrite error
+	env.reply = func(rw http.ResponseWriter, r *http.Request) {
+		_, err := rw.Write([]byte(strings.Repeat("a", 4096)))
+		require.NoError(t, err)
+		rw.(http.Flusher).Flush()
+		env.w.mu.Lock()
+		env.w.revokeEdge(e)
+		env.w.mu.Unlock()
+		_, secondWrite = rw.Write([]byte(strings.Repeat("b", 4096)))
+	}
+	resp := env.gateway(t, "GET", "/stream", env.mandate(t, child, e, "tickets:read"))
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, strings.Repeat("a", 4096), readBody(t, resp))
+	assert.Equal(t, "true", resp.Trailer.Get("X-Caracal-Revoked"))
+	assert.Error(t, secondWrite)
+}
