@@ -127,12 +127,14 @@ const (
 
 const redacted = "[redacted]"
 
-// Validate checks cfg as New would: zone and application set, exactly one
-// credential (a bootstrap token must pass the sanity checks of PROTOCOL §2.7),
-// absolute http/https STS and Coordinator URLs (the Gateway URL may be empty
-// when no binding needs it), https in production unless loopback or
-// AllowInsecureURLs, valid resources and bindings, and a DefaultTTL of zero or
-// at least one second. Errors name the Config field; all problems are
+// Validate checks cfg as NewFromConfig does (and New, after loading): zone
+// and application set, exactly one credential (a bootstrap token must pass
+// the sanity checks of PROTOCOL §2.7), absolute http/https STS and
+// Coordinator URLs (the Gateway URL may be empty when no binding needs it),
+// https in production unless loopback or AllowInsecureURLs, valid resources
+// and bindings, and a DefaultTTL of zero or at least one second. It also
+// reports the errors of options applied to cfg (an unreadable
+// WithClientSecretFile, say). Errors name the Config field; all problems are
 // reported together.
 func (cfg Config) Validate() error {
 	var errs []error
