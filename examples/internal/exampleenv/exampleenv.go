@@ -95,3 +95,16 @@ func (e *Env) Close(ctx context.Context) error {
 	}
 	return err
 }
+
+// NewClient returns a second, independent client of the same application,
+// as another process (or the same one after a restart) would have.
+func (e *Env) NewClient(environ []string) (*caracal.Client, error) {
+	if e.Stack != nil {
+		return e.Stack.NewClient()
+	}
+	env, err := connectDeployment(environ)
+	if err != nil {
+		return nil, err
+	}
+	return env.Client, nil
+}

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestWorkerRenewsThenIsFencedByTheAttachingProcess(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), nil, nil, &out))
+
+	got := out.String()
+	for _, want := range []string{
+		`Worker 1 started service session ([0-9a-f-]{36}), generation 1, renewing every 1s in the background\.`,
+		`worker 1: lease renewed in the background \(renewal 2\)\.`,
+		`Worker 2 attached to session [0-9a-f-]{36}: generation 2; every older holder is fenced\.`,
+		`worker 1: lease lost: .*session_lease_fenced`,
+		`worker 1: its context ended, fenced: true`,
+		`Worker 2 closed the service session\.`,
+	} {
+		require.Regexp(t, want, got)
+	}
+}
+
+func TestWorkerRefusesAnIntervalBelowOneSecond(t *testing.T) {
+	err := run(context.Background(), []string{"-interval", "10ms"}, nil, &bytes.Buffer{})
+	require.ErrorContains(t, err, "HeartbeatInterval")
+}
