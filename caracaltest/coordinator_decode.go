@@ -33,7 +33,6 @@ func newSchema(body any) *schema {
 		s.add("Required")
 	default:
 		s.add(fmt.Sprintf("Expected object, received %s", jsType(body)))
-		_ = t
 	}
 	return s
 }

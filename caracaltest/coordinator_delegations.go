@@ -521,16 +521,16 @@ func (w *world) inboundList(c *call) {
 		}
 		items = items[i+1:]
 	}
-	out := wire.InboundList{Items: []wire.Delegation{}}
-	rows := make([]edgeRow, 0, limit)
+	var next *string
+	rows := make([]edgeRow, 0, min(limit, len(items)))
 	for i, e := range items {
 		if i == limit {
-			out.NextCursor = ptr(rows[len(rows)-1].ID)
+			next = ptr(rows[len(rows)-1].ID)
 			break
 		}
 		rows = append(rows, w.edgeRow(e))
 	}
-	writeJSON(c.rw, http.StatusOK, map[string]any{"items": rows, "next_cursor": out.NextCursor})
+	writeJSON(c.rw, http.StatusOK, map[string]any{"items": rows, "next_cursor": next})
 }
 
 func (w *world) edgeRow(e *edge) edgeRow {

@@ -103,7 +103,7 @@ func fuzzSession(e *coordEnv, lifecycle string) string {
 	} else {
 		s.ttl = defaultTaskTTL
 	}
-	e.w.sessions[s.id] = s
+	e.w.addSession(s)
 	return s.id
 }
 

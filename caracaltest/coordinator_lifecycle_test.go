@@ -168,6 +168,7 @@ func TestRetire(t *testing.T) {
 		e.w.mu.Lock()
 		assert.Equal(t, 0, e.w.sessions[root].childCount)
 		assert.Equal(t, "requested", e.w.sessions[child].reason)
+		assert.Equal(t, "active", e.w.records[e.w.sessions[child].subjectRecordID].status, "application records survive a retire")
 		assert.Equal(t, "parent_terminated", e.w.sessions[grand].reason)
 		e.w.mu.Unlock()
 		// Application records are not revoked by retire.
@@ -175,6 +176,17 @@ func TestRetire(t *testing.T) {
 		got = e.do(req{method: "DELETE", path: startPath + "/" + child})
 		assert.Equal(t, 404, got.status)
 		assert.Equal(t, "session_not_found", got.code())
+	})
+	t.Run("a user anchor is revoked with its session", func(t *testing.T) {
+		e := newCoordEnv(t)
+		e.w.mu.Lock()
+		rec := e.w.addRecord("user", "alice", "", e.clock.Now().Add(time.Hour))
+		e.w.mu.Unlock()
+		id := e.task("", map[string]any{"subject_session_id": rec.id})
+		require.Equal(t, 204, e.do(req{method: "DELETE", path: startPath + "/" + id}).status)
+		e.w.mu.Lock()
+		assert.Equal(t, "revoked", rec.status)
+		e.w.mu.Unlock()
 	})
 	t.Run("reason query", func(t *testing.T) {
 		e := newCoordEnv(t)

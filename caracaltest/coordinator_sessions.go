@@ -63,7 +63,7 @@ func (w *world) startSession(c *call) {
 		return
 	}
 	zoneLive, appLive := 0, 0
-	for _, s := range w.sessions {
+	for _, s := range w.open {
 		if s.liveForCapacity(now) {
 			zoneLive++
 			if s.app == app.id {
@@ -153,10 +153,9 @@ func (w *world) startSession(c *call) {
 		}
 		s.ttl = time.Duration(ttl) * time.Second
 	}
-	w.sessions[s.id] = s
+	w.addSession(s)
 	if parent != nil {
 		parent.childCount++
-		w.children[parent.id] = append(w.children[parent.id], s.id)
 	}
 	var mirrorID string
 	if mirrorOf != nil {

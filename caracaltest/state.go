@@ -80,6 +80,7 @@ type world struct {
 
 	records   map[string]*authorityRecord // by id (JWT sid)
 	sessions  map[string]*session         // by agent_session_id
+	open      map[string]*session         // sessions still active or suspended (see addSession)
 	children  map[string][]string         // parent session id -> child ids, in start order
 	edges     map[string]*edge            // by delegation_edge_id
 	inbound   map[string][]string         // target session id -> edge ids, in creation order
@@ -330,6 +331,7 @@ func newWorld(cfg worldConfig) (*world, error) {
 		resByID:    map[string]*resource{},
 		records:    map[string]*authorityRecord{},
 		sessions:   map[string]*session{},
+		open:       map[string]*session{},
 		children:   map[string][]string{},
 		edges:      map[string]*edge{},
 		inbound:    map[string][]string{},
@@ -540,6 +542,18 @@ func (w *world) sessionMintable(s *session) bool {
 	return true
 }
 
+// addSession stores a new session; always add sessions through it so the
+// capacity checks, which only look at open sessions, see it.
+func (w *world) addSession(s *session) {
+	w.sessions[s.id] = s
+	if s.nonTerminal() {
+		w.open[s.id] = s
+	}
+	if s.parentID != "" {
+		w.children[s.parentID] = append(w.children[s.parentID], s.id)
+	}
+}
+
 // subtree returns id and all its descendants (by parent_id), root first.
 func (w *world) subtree(id string) []*session {
 	var out []*session
@@ -589,7 +603,8 @@ func (w *world) resumeSubtree(id string) int {
 // endSubtree ends the non-terminal sessions of the subtree rooted at id: the
 // root gets rootStatus (terminated or expired) and reason, descendants
 // terminated/parent_terminated; the parent's child count drops; every active
-// edge touching an ended session is revoked. It returns the ended sessions.
+// edge touching an ended session is revoked, and so is a user authority
+// record an ended session is anchored to. It returns the ended sessions.
 func (w *world) endSubtree(id, rootStatus, reason string) []*session {
 	now := w.now()
 	var ended []*session
@@ -606,10 +621,16 @@ func (w *world) endSubtree(id, rootStatus, reason string) []*session {
 			s.status, s.reason = wire.StatusTerminated, "parent_terminated"
 		}
 		s.terminatedAt = now
+		delete(w.open, s.id)
 		ended = append(ended, s)
 	}
 	for _, s := range ended {
 		w.revokeSessionEdges(s.id)
+		// The revocation events skip application-type records, so only a
+		// user anchor is revoked here.
+		if rec := w.records[s.subjectRecordID]; rec != nil && rec.sessionType != "application" {
+			w.revokeRecord(rec.id, s.reason)
+		}
 	}
 	return ended
 }
