@@ -1,0 +1,699 @@
+package caracal_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+func newStack(t *testing.T, opts ...caracaltest.Option) (*caracaltest.Stack, *caracal.Client) {
+	t.Helper()
+	st := caracaltest.Start(t, opts...)
+	c, hc := newClient(t, st)
+	_ = hc
+	return st, c
+}
+
+// newClient returns a client of st over its own HTTP transport, closed (with
+// its idle connections, so that the stack's shutdown need not wait for
+// them) when the test ends.
+func newClient(tb testing.TB, st *caracaltest.Stack, opts ...caracal.Option) (*caracal.Client, *http.Client) {
+	tb.Helper()
+	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	if len(st.ClientOptions()) > 0 { // in memory: keep the stack's transport
+		hc = st.HTTPClient()
+	}
+	c, err := st.NewClient(append([]caracal.Option{caracal.WithHTTPClient(hc)}, opts...)...)
+	require.NoError(tb, err)
+	tb.Cleanup(func() {
+		_ = c.Close(context.Background())
+		hc.CloseIdleConnections()
+	})
+	return c, hc
+}
+
+// startsOf returns the recorded session-start requests.
+func startsOf(st *caracaltest.Stack) []caracaltest.Request {
+	var out []caracaltest.Request
+	for _, r := range st.Requests() {
+		if r.Pattern == caracaltest.RouteStart {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func TestSpawnRootAndClose(t *testing.T) {
+	st, c := newStack(t)
+	before := time.Now()
+	s, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"), caracal.WithMetadata(map[string]any{"task": "triage"}))
+	require.NoError(t, err)
+
+	info, ok := st.SessionInfo(s.ID())
+	require.True(t, ok)
+	assert.Equal(t, "active", info.Status)
+	assert.Equal(t, "task", info.Lifecycle)
+	assert.Equal(t, []string{"dispatcher"}, info.Labels)
+	assert.Empty(t, info.ParentID)
+	assert.Equal(t, []string{"dispatcher"}, s.Labels())
+	assert.WithinRange(t, s.ExpiresAt(), before.Add(time.Hour), time.Now().Add(time.Hour))
+
+	a, ok := caracal.FromContext(s.Context())
+	require.True(t, ok)
+	assert.Same(t, s.Agent(), a)
+	assert.Equal(t, s.ID(), a.SessionID())
+	assert.Equal(t, st.Zone(), a.ZoneID())
+	assert.Equal(t, st.Application().ID, a.ApplicationID())
+	assert.Empty(t, a.DelegationID())
+	assert.Zero(t, a.Hop())
+	assert.Regexp(t, `^[0-9a-f]{32}$`, a.TraceID())
+	assert.Equal(t, info.SubjectRecordID, a.SubjectRecordID())
+
+	starts := startsOf(st)
+	require.Len(t, starts, 1)
+	assert.Regexp(t, `^[0-9a-f]{32}$`, starts[0].Header.Get("Idempotency-Key"))
+	assert.Equal(t, "generated", starts[0].Header.Get("Idempotency-Key-Kind"))
+	assert.Contains(t, starts[0].Header.Get("Traceparent"), a.TraceID())
+	assert.Contains(t, string(starts[0].Body), `"parent_authority":"inherit"`)
+	assert.NotContains(t, string(starts[0].Body), `"ttl_seconds"`, "no TTL: the server default applies")
+
+	require.NoError(t, s.Close(t.Context()))
+	info, _ = st.SessionInfo(s.ID())
+	assert.Equal(t, "terminated", info.Status)
+	assert.ErrorIs(t, context.Cause(s.Context()), caracal.ErrSessionClosed)
+	require.NoError(t, s.Close(t.Context()), "Close is idempotent")
+	assert.Equal(t, 1, st.Count(caracaltest.RouteRetire))
+	for _, r := range st.Requests() {
+		if r.Pattern == caracaltest.RouteRetire {
+			assert.Empty(t, r.Body, "a task retire has no body")
+			assert.Empty(t, r.Header.Values("Content-Type"))
+		}
+	}
+}
+
+func TestSpawnChildInheritsFromBoundParent(t *testing.T) {
+	st, c := newStack(t)
+	root, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"), caracal.WithTTL(10*time.Minute))
+	require.NoError(t, err)
+	child, err := c.Spawn(root.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+
+	info, _ := st.SessionInfo(child.ID())
+	assert.Equal(t, root.ID(), info.ParentID)
+	assert.Equal(t, 1, info.Depth)
+	assert.Equal(t, root.Agent().TraceID(), child.Agent().TraceID(), "the trace continues")
+	assert.Empty(t, child.Agent().DelegationID(), "a root has no edge to mirror")
+	assert.Zero(t, child.Agent().Hop())
+	assert.Contains(t, string(startsOf(st)[0].Body), `"ttl_seconds":600`)
+
+	// Closing the parent ends the child; the child's own Close then finds
+	// it gone, which counts as retired.
+	require.NoError(t, root.Close(t.Context()))
+	info, _ = st.SessionInfo(child.ID())
+	assert.Equal(t, "terminated", info.Status)
+	require.NoError(t, child.Close(t.Context()))
+}
+
+func TestSpawnParentSelection(t *testing.T) {
+	st, c := newStack(t)
+	a, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	b, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+
+	child, err := c.Spawn(t.Context(), caracal.WithParent(b.Agent()))
+	require.NoError(t, err)
+	info, _ := st.SessionInfo(child.ID())
+	assert.Equal(t, b.ID(), info.ParentID)
+
+	_, err = c.Spawn(a.Context(), caracal.WithParent(b.Agent()))
+	assert.ErrorIs(t, err, caracal.ErrInvalidRequest)
+
+	rootAgain, err := c.Spawn(a.Context(), caracal.WithoutParent())
+	require.NoError(t, err)
+	info, _ = st.SessionInfo(rootAgain.ID())
+	assert.Empty(t, info.ParentID)
+}
+
+func TestSpawnDefaultTTLFromConfig(t *testing.T) {
+	st := caracaltest.Start(t)
+	c, _ := newClient(t, st, caracal.WithDefaultTTL(90*time.Second))
+	s, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	assert.Contains(t, string(startsOf(st)[0].Body), `"ttl_seconds":90`)
+	assert.WithinDuration(t, time.Now().Add(90*time.Second), s.ExpiresAt(), 5*time.Second)
+}
+
+// narrowReader spawns root → child narrowed to tickets:read on the default
+// resource, with the given child labels.
+func narrowReader(t *testing.T, c *caracal.Client, k caracal.Constraints, labels ...string) (root, child *caracal.Session) {
+	t.Helper()
+	root, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	child, err = c.Spawn(root.Context(), caracal.WithLabels(labels...), caracal.WithTTL(10*time.Minute),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", k, 5*time.Minute)))
+	require.NoError(t, err)
+	return root, child
+}
+
+func TestNarrowedChildWithMatchingLabel(t *testing.T) {
+	st, c := newStack(t)
+	root, child := narrowReader(t, c, caracal.Constraints{}, "reader")
+
+	a := child.Agent()
+	require.NotEmpty(t, a.DelegationID())
+	assert.Equal(t, 1, a.Hop())
+	assert.Empty(t, a.ParentDelegationID())
+	edge, ok := st.EdgeInfo(a.DelegationID())
+	require.True(t, ok)
+	assert.Equal(t, root.ID(), edge.Source)
+	assert.Equal(t, child.ID(), edge.Target)
+	assert.Equal(t, "resource://tickets", edge.Resource)
+	assert.Equal(t, []string{"tickets:read"}, edge.Scopes)
+	assert.Equal(t, "active", edge.Status)
+	assert.WithinDuration(t, time.Now().Add(5*time.Minute), edge.ExpiresAt, 5*time.Second)
+
+	starts := startsOf(st)
+	require.Len(t, starts, 2)
+	assert.Contains(t, string(starts[1].Body), `"parent_authority":"none"`, "no mirrored edge alongside the narrowed one")
+
+	use, err := caracal.MintUse(child.Context(), c, "resource://tickets", "tickets:read")
+	require.NoError(t, err)
+	assert.Equal(t, "gateway", use)
+
+	// The narrowing holds: a wider scope is refused at the STS.
+	_, err = caracal.MintUse(child.Context(), c, "resource://tickets", "tickets:write")
+	assert.ErrorIs(t, err, caracal.ErrAccessDenied)
+
+	// Retiring the child revokes its edge.
+	require.NoError(t, child.Close(t.Context()))
+	edge, _ = st.EdgeInfo(a.DelegationID())
+	assert.Equal(t, "revoked", edge.Status)
+}
+
+func TestNarrowedChildWithoutMatchingLabel(t *testing.T) {
+	_, c := newStack(t)
+	_, child := narrowReader(t, c, caracal.Constraints{}, "auditor")
+	require.NotEmpty(t, child.Agent().DelegationID(), "the delegation itself is created")
+	_, err := caracal.MintUse(child.Context(), c, "resource://tickets", "tickets:read")
+	var e *caracal.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, 403, e.StatusCode)
+	assert.Equal(t, "access_denied", e.Code)
+	assert.Contains(t, e.Description, "policy denied")
+
+	// No labels at all: same refusal.
+	_, bare := narrowReader(t, c, caracal.Constraints{})
+	_, err = caracal.MintUse(bare.Context(), c, "resource://tickets", "tickets:read")
+	assert.ErrorIs(t, err, caracal.ErrAccessDenied)
+}
+
+func TestNarrowingWiderThanParentIsRefusedLocally(t *testing.T) {
+	st, c := newStack(t)
+	_, child := narrowReader(t, c, caracal.Constraints{MaxHops: 3}, "reader")
+	st.ResetRecord()
+
+	for name, g := range map[string]caracal.Authority{
+		"scope":    caracal.Grant.Narrow([]string{"tickets:write"}, "resource://tickets", caracal.Constraints{}, time.Minute),
+		"resource": caracal.Grant.Narrow([]string{"tickets:read"}, "resource://other", caracal.Constraints{}, time.Minute),
+		"ttl":      caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, time.Hour),
+		"hops":     caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{MaxHops: 3}, time.Minute),
+	} {
+		_, err := c.Spawn(child.Context(), caracal.WithGrant(g))
+		assert.ErrorIs(t, err, caracal.ErrInvalidGrant, name)
+	}
+	assert.Empty(t, st.Requests(), "refused before any call")
+
+	// Within the parent's slice it works, and the edge chains to the parent's.
+	gc, err := c.Spawn(child.Context(), caracal.WithLabels("reader"),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: 2}, time.Minute)))
+	require.NoError(t, err)
+	assert.Equal(t, 2, gc.Agent().Hop())
+	assert.Equal(t, child.Agent().DelegationID(), gc.Agent().ParentDelegationID())
+	edge, ok := st.EdgeInfo(gc.Agent().DelegationID())
+	require.True(t, ok)
+	assert.Equal(t, child.Agent().DelegationID(), edge.ParentEdge)
+	use, err := caracal.MintUse(gc.Context(), c, "resource://tickets", "tickets:read")
+	require.NoError(t, err)
+	assert.Equal(t, "gateway", use)
+}
+
+func TestNarrowingRefusedByServerRetiresChild(t *testing.T) {
+	st, c := newStack(t)
+	root, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	// tickets:admin is not a declared scope of the resource: only the
+	// Coordinator knows that.
+	_, err = c.Spawn(root.Context(), caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:admin"}, "resource://tickets", caracal.Constraints{}, time.Minute)))
+	var e *caracal.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "coordinator", e.Service)
+	assert.Equal(t, "delegation_scopes_exceed_resource", e.Code)
+	assert.ErrorIs(t, err, caracal.ErrAccessDenied)
+
+	starts := startsOf(st)
+	require.Len(t, starts, 2)
+	var childID string
+	for _, r := range st.Requests() {
+		if r.Pattern == caracaltest.RouteRetire {
+			childID = r.Path[strings.LastIndex(r.Path, "/")+1:]
+		}
+	}
+	require.NotEmpty(t, childID, "the child was retired")
+	info, ok := st.SessionInfo(childID)
+	require.True(t, ok)
+	assert.Equal(t, "terminated", info.Status, "never an orphan")
+	assert.Equal(t, root.ID(), info.ParentID)
+}
+
+func TestNarrowingWiderThanUnknownParentRefusedByServer(t *testing.T) {
+	st, c := newStack(t)
+	root, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	giver, err := c.Spawn(root.Context(), caracal.WithLabels("reader"),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{MaxHops: 3}, 5*time.Minute)))
+	require.NoError(t, err)
+	peer, err := c.Spawn(root.Context(), caracal.WithLabels("reader"), caracal.WithGrant(caracal.Grant.None()))
+	require.NoError(t, err)
+
+	d, err := c.Delegate(giver.Context(), peer.ID(),
+		caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{MaxHops: 2}, 2*time.Minute))
+	require.NoError(t, err)
+	assert.Same(t, giver.Agent(), mustAgent(t, giver.Context()), "Delegate does not rebind the caller")
+	ctx, err := c.AcceptDelegation(peer.Context(), d.ID)
+	require.NoError(t, err)
+
+	// The peer's process does not know the accepted edge's limits: the
+	// Coordinator refuses the wider child, and the child is retired.
+	_, err = c.Spawn(ctx, caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:write"}, "resource://tickets", caracal.Constraints{}, time.Minute)))
+	var e *caracal.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "delegation_exceeds_parent_authority", e.Code)
+	assert.Equal(t, 1, st.Count(caracaltest.RouteRetire))
+}
+
+func mustAgent(t *testing.T, ctx context.Context) *caracal.Agent {
+	t.Helper()
+	a, ok := caracal.FromContext(ctx)
+	require.True(t, ok)
+	return a
+}
+
+func TestGrantRefusalsBeforeAnyCall(t *testing.T) {
+	st, c := newStack(t)
+	_, err := c.Spawn(t.Context(), caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{}, time.Minute)))
+	assert.ErrorIs(t, err, caracal.ErrNarrowNeedsParent)
+	assert.Empty(t, st.Requests())
+
+	root, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	st.ResetRecord()
+	_, err = c.Spawn(root.Context(), caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{Budget: 5}, time.Minute)))
+	assert.ErrorIs(t, err, caracal.ErrBudgetUnsupported)
+	_, err = c.Spawn(root.Context(), caracal.WithGrant(caracal.Grant.Narrow(nil, "", caracal.Constraints{}, time.Minute)))
+	assert.ErrorIs(t, err, caracal.ErrInvalidGrant)
+	assert.Empty(t, st.Requests())
+}
+
+func TestGrantNone(t *testing.T) {
+	st, c := newStack(t)
+	_, child := narrowReader(t, c, caracal.Constraints{}, "reader")
+	none, err := c.Spawn(child.Context(), caracal.WithLabels("reader"), caracal.WithGrant(caracal.Grant.None()))
+	require.NoError(t, err)
+	assert.Empty(t, none.Agent().DelegationID())
+	assert.Equal(t, 1, none.Agent().Hop())
+	assert.Contains(t, string(startsOf(st)[2].Body), `"parent_authority":"none"`)
+	_, err = caracal.MintUse(none.Context(), c, "resource://tickets", "tickets:read")
+	assert.Error(t, err, "no inherited authority")
+}
+
+func TestInheritUnderNarrowedParentMirrorsEdge(t *testing.T) {
+	st, c := newStack(t)
+	_, child := narrowReader(t, c, caracal.Constraints{MaxHops: 2}, "reader")
+	gc, err := c.Spawn(child.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	a := gc.Agent()
+	require.NotEmpty(t, a.DelegationID(), "the server mirrored the parent's edge")
+	assert.NotEqual(t, child.Agent().DelegationID(), a.DelegationID())
+	assert.Equal(t, child.Agent().DelegationID(), a.ParentDelegationID())
+	assert.Equal(t, 2, a.Hop())
+	edge, _ := st.EdgeInfo(a.DelegationID())
+	assert.Equal(t, []string{"tickets:read"}, edge.Scopes)
+	scopes, hops, ok := caracal.KnownEdge(a)
+	require.True(t, ok)
+	assert.Equal(t, []string{"tickets:read"}, scopes)
+	assert.Equal(t, 2, hops)
+	use, err := caracal.MintUse(gc.Context(), c, "resource://tickets", "tickets:read")
+	require.NoError(t, err, "MaxHops 2 on the root edge lets the mirror mint")
+	assert.Equal(t, "gateway", use)
+}
+
+func TestCloseAfterContextCancel(t *testing.T) {
+	st, c := newStack(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	s, err := c.Spawn(ctx)
+	require.NoError(t, err)
+	cancel()
+	assert.ErrorIs(t, s.Context().Err(), context.Canceled, "the session context derives from ctx")
+	_ = s.Close(ctx) // returns at once: ctx is done; the retire goes on
+	// A second Close with a live context waits for the one retire.
+	require.NoError(t, s.Close(t.Context()))
+	info, _ := st.SessionInfo(s.ID())
+	assert.Equal(t, "terminated", info.Status)
+	assert.Equal(t, 1, st.Count(caracaltest.RouteRetire))
+}
+
+func TestClientCloseRetiresOpenSessions(t *testing.T) {
+	st, c := newStack(t)
+	var ids []string
+	for range 3 {
+		s, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		ids = append(ids, s.ID())
+	}
+	closed, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	require.NoError(t, closed.Close(t.Context()))
+
+	require.NoError(t, c.Close(t.Context()))
+	for _, id := range ids {
+		info, _ := st.SessionInfo(id)
+		assert.Equal(t, "terminated", info.Status)
+	}
+	assert.Equal(t, 4, st.Count(caracaltest.RouteRetire), "each session retired once")
+	_, err = c.Spawn(t.Context())
+	assert.ErrorIs(t, err, caracal.ErrClosed)
+	_, err = c.Headers(t.Context(), caracal.AsApplication())
+	assert.ErrorIs(t, err, caracal.ErrClosed)
+}
+
+func TestConcurrentSpawnsShareOneToken(t *testing.T) {
+	for round := range 5 {
+		st, c := newStack(t)
+		const n = 24
+		var wg sync.WaitGroup
+		sessions := make([]*caracal.Session, n)
+		for i := range n {
+			wg.Go(func() {
+				s, err := c.Spawn(t.Context(), caracal.WithLabels("reader"))
+				assert.NoError(t, err)
+				sessions[i] = s
+			})
+		}
+		wg.Wait()
+		assert.Equal(t, 1, st.Count(caracaltest.RouteToken), "round %d: one exchange serves every start", round)
+		assert.Equal(t, n, st.Count(caracaltest.RouteStart))
+		seen := map[string]bool{}
+		for _, s := range sessions {
+			require.NotNil(t, s)
+			assert.False(t, seen[s.ID()])
+			seen[s.ID()] = true
+		}
+		require.NoError(t, c.Close(t.Context()))
+		assert.Equal(t, 1, st.Count(caracaltest.RouteToken))
+	}
+}
+
+func TestSTSDown(t *testing.T) {
+	st, c := newStack(t)
+	st.Inject(caracaltest.RouteToken, caracaltest.Fault{Status: 503})
+	_, err := c.Spawn(t.Context())
+	var e *caracal.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "sts", e.Service)
+	assert.Equal(t, 503, e.StatusCode)
+	assert.ErrorIs(t, err, caracal.ErrUnavailable)
+	assert.Zero(t, st.Count(caracaltest.RouteStart), "nothing is started without a token")
+	assert.Equal(t, 1, st.Count(caracaltest.RouteToken), "an exchange is never retried")
+
+	// A refused secret.
+	st.ClearFaults()
+	st.Inject(caracaltest.RouteToken, caracaltest.Fault{Status: 401, Code: "access_denied", Description: "invalid client credentials", Times: 1})
+	_, err = c.Spawn(t.Context())
+	assert.ErrorIs(t, err, caracal.ErrCredentials)
+	assert.NotContains(t, err.Error(), st.Application().Secret)
+
+	// And recovered.
+	_, err = c.Spawn(t.Context())
+	require.NoError(t, err)
+
+	// Nothing listening at all.
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	cfg := st.Config()
+	cfg.STSURL = dead.URL
+	c2, err := caracal.NewFromConfig(cfg, st.ClientOptions()...)
+	require.NoError(t, err)
+	defer c2.Close(context.Background())
+	_, err = c2.Spawn(t.Context())
+	assert.ErrorIs(t, err, caracal.ErrUnavailable)
+	assert.NotContains(t, err.Error(), st.Application().Secret)
+}
+
+func TestCoordinator401RefreshesTokenAndRetries(t *testing.T) {
+	st, c := newStack(t)
+	_, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Count(caracaltest.RouteToken))
+
+	st.Inject(caracaltest.RouteStart, caracaltest.Fault{Status: 401, Code: "identity_revoked", Times: 1})
+	s, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, 2, st.Count(caracaltest.RouteToken), "the refused token was replaced")
+	assert.Equal(t, 3, st.Count(caracaltest.RouteStart))
+	info, _ := st.SessionInfo(s.ID())
+	starts := startsOf(st)
+	assert.Equal(t, starts[1].Header.Get("Idempotency-Key"), starts[2].Header.Get("Idempotency-Key"))
+	assert.Equal(t, info.SubjectRecordID, s.Agent().SubjectRecordID())
+
+	// A second 401 after the refresh is returned, not looped on.
+	st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Status: 401, Code: "invalid_token", Times: 2})
+	err = s.Close(t.Context())
+	assert.ErrorIs(t, err, caracal.ErrUnauthorized)
+	assert.Equal(t, 2, st.Count(caracaltest.RouteRetire))
+}
+
+func TestRevokeDelegationThenSpawnStillWorks(t *testing.T) {
+	// Revoking a delegation revokes the authority record of the lifecycle
+	// token the target was started with (PROTOCOL §3.4): the next call
+	// must recover through the 401 refresh.
+	st, c := newStack(t)
+	root, child := narrowReader(t, c, caracal.Constraints{}, "reader")
+	require.NoError(t, c.RevokeDelegation(t.Context(), child.Agent().DelegationID()))
+	edge, _ := st.EdgeInfo(child.Agent().DelegationID())
+	assert.Equal(t, "revoked", edge.Status)
+	info, _ := st.SessionInfo(child.ID())
+	assert.Equal(t, "terminated", info.Status)
+
+	s, err := c.Spawn(root.Context())
+	require.NoError(t, err)
+	assert.NotEmpty(t, s.ID())
+	require.NoError(t, child.Close(t.Context()), "already gone counts as retired")
+
+	err = c.RevokeDelegation(t.Context(), "no-such-edge")
+	assert.ErrorIs(t, err, caracal.ErrNotFound)
+}
+
+func TestTransientStartFailuresAreRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, _ := newClient(t, st)
+		_, err := c.Spawn(t.Context()) // warm the token
+		require.NoError(t, err)
+		st.ResetRecord()
+
+		st.Inject(caracaltest.RouteStart, caracaltest.Fault{Status: 503, Times: 2})
+		s, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		starts := startsOf(st)
+		require.Len(t, starts, 3)
+		assert.Equal(t, starts[0].Header.Get("Idempotency-Key"), starts[2].Header.Get("Idempotency-Key"))
+		assert.Equal(t, string(starts[0].Body), string(starts[2].Body))
+		// Backoff 250 ms × (n+1) plus up to 100 ms of jitter.
+		for i, want := range []time.Duration{250 * time.Millisecond, 500 * time.Millisecond} {
+			gap := starts[i+1].At.Sub(starts[i].At)
+			assert.GreaterOrEqual(t, gap, want, "retry %d", i+1)
+			assert.Less(t, gap, want+100*time.Millisecond, "retry %d", i+1)
+		}
+		info, _ := st.SessionInfo(s.ID())
+		assert.Equal(t, "active", info.Status)
+
+		st.Inject(caracaltest.RouteStart, caracaltest.Fault{Status: 503})
+		_, err = c.Spawn(t.Context())
+		assert.ErrorIs(t, err, caracal.ErrUnavailable)
+		assert.Len(t, startsOf(st), 6, "two retries, then the error")
+
+		// A Retry-After (which no Caracal service sends, but a proxy may)
+		// wins over the schedule.
+		st.ClearFaults()
+		st.ResetRecord()
+		st.Inject(caracaltest.RouteStart, caracaltest.Fault{Status: 429, RetryAfter: 3 * time.Second, Times: 1})
+		_, err = c.Spawn(t.Context())
+		require.NoError(t, err)
+		starts = startsOf(st)
+		require.Len(t, starts, 2)
+		gap := starts[1].At.Sub(starts[0].At)
+		assert.GreaterOrEqual(t, gap, 3*time.Second)
+		assert.Less(t, gap, 3*time.Second+100*time.Millisecond)
+	})
+}
+
+func TestReceiptLimitFallsBackToKeylessStart(t *testing.T) {
+	st, c := newStack(t, caracaltest.WithLimits(caracaltest.Limits{ReceiptsPerScope: 100}))
+	for range 100 {
+		s, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		require.NoError(t, s.Close(t.Context()))
+	}
+	st.ResetRecord()
+	s, err := c.Spawn(t.Context())
+	require.NoError(t, err, "the receipt limit never stops the application's agents")
+	starts := startsOf(st)
+	require.Len(t, starts, 2)
+	assert.Equal(t, 429, starts[0].Status)
+	assert.NotEmpty(t, starts[0].Header.Get("Idempotency-Key"))
+	assert.Equal(t, 201, starts[1].Status)
+	assert.Empty(t, starts[1].Header.Values("Idempotency-Key"))
+	info, _ := st.SessionInfo(s.ID())
+	assert.Equal(t, "active", info.Status)
+
+	// A caller's own key is never dropped.
+	_, err = c.Spawn(t.Context(), caracal.WithIdempotencyKey("order-42"))
+	var e *caracal.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "idempotency_receipt_limit_exceeded", e.Code)
+}
+
+func TestIdempotentSpawnReplays(t *testing.T) {
+	st, c := newStack(t)
+	a, err := c.Spawn(t.Context(), caracal.WithIdempotencyKey("job-7"), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	b, err := c.Spawn(t.Context(), caracal.WithIdempotencyKey("job-7"), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	assert.Equal(t, a.ID(), b.ID())
+	assert.Equal(t, "job-7", startsOf(st)[1].Header.Get("Idempotency-Key"))
+	assert.Empty(t, startsOf(st)[1].Header.Values("Idempotency-Key-Kind"))
+}
+
+func TestHeaders(t *testing.T) {
+	st, c := newStack(t)
+	_, err := c.Headers(t.Context())
+	assert.ErrorIs(t, err, caracal.ErrNoSession)
+
+	h, err := c.Headers(t.Context(), caracal.AsApplication())
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(h.Get("Authorization"), "Bearer ey"))
+	assert.Regexp(t, `^00-[0-9a-f]{32}-[0-9a-f]{16}-01$`, h.Get("Traceparent"))
+	assert.Empty(t, h.Values("Baggage"))
+
+	_, child := narrowReader(t, c, caracal.Constraints{}, "reader")
+	h, err = c.Headers(child.Context())
+	require.NoError(t, err)
+	a := child.Agent()
+	assert.Contains(t, h.Get("Traceparent"), a.TraceID())
+	bag := h.Get("Baggage")
+	assert.Contains(t, bag, "caracal.agent_session="+a.SessionID())
+	assert.Contains(t, bag, "caracal.delegation_edge="+a.DelegationID())
+	assert.Contains(t, bag, "caracal.hop=1")
+	assert.True(t, strings.HasPrefix(h.Get("Authorization"), "Bearer ey"))
+	assert.Equal(t, 1, st.Count(caracaltest.RouteToken), "Headers reuses the cached lifecycle token")
+
+	// The bearer is a lifecycle token the Coordinator accepts.
+	req, _ := http.NewRequestWithContext(t.Context(), "DELETE", st.CoordinatorURL()+"/zones/"+st.Zone()+"/agents/"+child.ID(), nil)
+	req.Header = h
+	resp, err := st.HTTPClient().Do(req)
+	if err == nil {
+		resp.Body.Close()
+		assert.Equal(t, 204, resp.StatusCode)
+	}
+}
+
+func TestTokenRefreshBeforeExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		defer c.Close(context.Background())
+
+		s, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		require.NoError(t, s.Close(t.Context()))
+		require.Equal(t, 1, st.Count(caracaltest.RouteToken))
+
+		// 900 s tokens are served until 60 s before expiry.
+		time.Sleep(839 * time.Second)
+		s, err = c.Spawn(t.Context())
+		require.NoError(t, err)
+		require.NoError(t, s.Close(t.Context()))
+		assert.Equal(t, 1, st.Count(caracaltest.RouteToken))
+
+		time.Sleep(2 * time.Second)
+		s, err = c.Spawn(t.Context())
+		require.NoError(t, err)
+		assert.Equal(t, 2, st.Count(caracaltest.RouteToken), "refreshed inside the margin")
+		for _, r := range st.Requests() {
+			assert.NotEqual(t, 401, r.Status, "no call was made with an expired token")
+		}
+		require.NoError(t, s.Close(t.Context()))
+	})
+}
+
+// skewClock is the stack's clock running ahead of the client's by off.
+type skewClock struct{ off atomic.Int64 }
+
+func (c *skewClock) Now() time.Time { return time.Now().Add(time.Duration(c.off.Load())) }
+
+func TestExpiredTokenRecoversThrough401(t *testing.T) {
+	// The servers' clock runs ahead of the client's, so the cached token
+	// is already expired where it counts: the Coordinator refuses it, and
+	// the client exchanges once more and retries.
+	clk := &skewClock{}
+	st, c := newStack(t, caracaltest.WithClock(clk))
+	_, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	clk.off.Store(int64(901 * time.Second))
+
+	s, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, 2, st.Count(caracaltest.RouteToken))
+	starts := startsOf(st)
+	require.Len(t, starts, 3)
+	assert.Equal(t, 401, starts[1].Status)
+	assert.Equal(t, 201, starts[2].Status)
+	require.NoError(t, s.Close(t.Context()))
+}
+
+func TestSessionCloseBoundedWhenCoordinatorHangs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		s, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Delay: time.Hour})
+
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		start := time.Now()
+		err = s.Close(ctx)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, time.Second, time.Since(start), "Close returns by its ctx's deadline")
+
+		// The detached retire gives up after 10 s; Client.Close waits for it.
+		err = c.Close(context.Background())
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, 10*time.Second, time.Since(start))
+	})
+}
