@@ -39,7 +39,7 @@ func (c *coordClock) advance(d time.Duration) {
 // coordEnv is a world with only the Coordinator mounted on a loopback
 // server, plus token minting the way the STS does it.
 type coordEnv struct {
-	t     *testing.T
+	t     testing.TB
 	w     *world
 	clock *coordClock
 	url   string
@@ -59,7 +59,7 @@ func withApps(apps ...App) coordOpt {
 // newCoordEnv builds the §10 setup: zone-acme, app-reporter, resource
 // resource://tickets (res-tickets) with tickets:read (plus tickets:write and
 // a second resource for narrowing tests).
-func newCoordEnv(t *testing.T, opts ...coordOpt) *coordEnv {
+func newCoordEnv(t testing.TB, opts ...coordOpt) *coordEnv {
 	t.Helper()
 	clock := &coordClock{now: coordT0}
 	cfg := worldConfig{
@@ -185,7 +185,7 @@ func (e *coordEnv) do(r req) resp {
 func tok(s string) *string { return &s }
 
 // mustJSONString encodes v for a request body.
-func mustJSONString(t *testing.T, v any) string {
+func mustJSONString(t testing.TB, v any) string {
 	b, err := json.Marshal(v)
 	require.NoError(t, err)
 	return string(b)

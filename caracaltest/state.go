@@ -312,6 +312,7 @@ type upstream struct {
 // nowFunc adapts a function to Clock.
 type nowFunc func() time.Time
 
+// Now returns f().
 func (f nowFunc) Now() time.Time { return f() }
 
 // newWorld builds the world of one stack: defaults, the zone signing key,
