@@ -21,7 +21,10 @@ func (systemClock) Now() time.Time { return time.Now() }
 // A FakeClock is safe for concurrent use and may be shared by several stacks.
 // It does not move the time package's clock: timers in the code under test
 // (retry backoff, heartbeat cadence) keep real time, or the bubble's time
-// inside testing/synctest.
+// inside testing/synctest. Code that compares a token's expiry with its own
+// clock (the SDK's token cache does) sees the stack's times as skewed by
+// the difference, so start a FakeClock at time.Now() unless the test is
+// about skew.
 type FakeClock struct {
 	mu       sync.Mutex
 	now      time.Time

@@ -411,3 +411,9 @@ func TestEveryRouteConstantIsMounted(t *testing.T) {
 		assert.Equal(t, service, s.patterns[pattern], pattern)
 	}
 }
+
+func TestCountUnknownPatternPanics(t *testing.T) {
+	s := Start(t, InMemory())
+	assert.Panics(t, func() { s.Count("POST /oauth2/token") })
+	assert.NotPanics(t, func() { s.Count("") })
+}

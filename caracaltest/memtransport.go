@@ -376,6 +376,11 @@ func (p *memPipe) write(b []byte) (int, error) {
 
 func (p *memPipe) read(ctx context.Context, b []byte) (int, error) {
 	for {
+		// Like net/http, a cancelled request's body fails to read, even if
+		// the handler has already finished writing it.
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
 		p.mu.Lock()
 		if p.rclosed {
 			p.mu.Unlock()

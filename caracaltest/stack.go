@@ -686,15 +686,21 @@ func (s *Stack) Issuer() string { return s.stsURL }
 // Times or For runs out. An unknown pattern panics: a typo would otherwise
 // make the fault silently never happen.
 func (s *Stack) Inject(pattern string, f Fault) {
-	if _, ok := s.patterns[pattern]; !ok {
-		known := make([]string, 0, len(s.patterns))
-		for p := range s.patterns {
-			known = append(known, fmt.Sprintf("%q", p))
-		}
-		slices.Sort(known)
-		panic(fmt.Sprintf("caracaltest: Inject: no route %q (routes: %s)", pattern, strings.Join(known, ", ")))
-	}
+	s.mustKnow("Inject", pattern)
 	s.faults.add(pattern, f)
+}
+
+// mustKnow panics unless pattern is a route of the stack.
+func (s *Stack) mustKnow(caller, pattern string) {
+	if _, ok := s.patterns[pattern]; ok {
+		return
+	}
+	known := make([]string, 0, len(s.patterns))
+	for p := range s.patterns {
+		known = append(known, fmt.Sprintf("%q", p))
+	}
+	slices.Sort(known)
+	panic(fmt.Sprintf("caracaltest: %s: no route %q (routes: %s)", caller, pattern, strings.Join(known, ", ")))
 }
 
 // ClearFaults removes every installed fault.
@@ -704,8 +710,16 @@ func (s *Stack) ClearFaults() { s.faults.clear() }
 // last ResetRecord, in arrival order.
 func (s *Stack) Requests() []Request { return s.rec.all() }
 
-// Count returns how many recorded requests a route served, by its pattern.
-func (s *Stack) Count(pattern string) int { return s.rec.count(pattern) }
+// Count returns how many recorded requests a route served, by its pattern
+// (one of the Route constants; "" counts upstream requests and requests no
+// route matched). An unknown pattern panics, as in Inject, so that a typo
+// cannot make a "no such request" assertion pass.
+func (s *Stack) Count(pattern string) int {
+	if pattern != "" {
+		s.mustKnow("Count", pattern)
+	}
+	return s.rec.count(pattern)
+}
 
 // ResetRecord forgets the recorded requests.
 func (s *Stack) ResetRecord() { s.rec.reset() }
