@@ -3,6 +3,7 @@ package caracaltest
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -539,6 +540,21 @@ func TestSweep(t *testing.T) {
 		assert.Equal(t, "ttl", e.w.sessions[root].reason)
 		e.w.mu.Unlock()
 	})
+	t.Run("edges past their expiry are marked expired", func(t *testing.T) {
+		e := newCoordEnv(t)
+		long := map[string]any{"ttl_seconds": 7200}
+		root := e.task("", long)
+		edge := e.edge(root, e.task(root, long), map[string]any{"ttl_seconds": 60})
+		e.clock.advance(59 * time.Second)
+		e.w.sweep()
+		assert.Equal(t, "active", e.edgeStatus(edge))
+		e.clock.advance(time.Second)
+		epoch := e.w.epoch
+		e.w.sweep()
+		assert.Equal(t, "expired", e.edgeStatus(edge))
+		assert.Equal(t, epoch+1, e.w.epoch)
+		assert.Equal(t, "delegation_not_found", e.do(req{method: "PATCH", path: delegationsPath + "/" + edge + "/revoke"}).code())
+	})
 	t.Run("suspended tasks expire too", func(t *testing.T) {
 		e := newCoordEnv(t)
 		svc := e.service("")
@@ -549,4 +565,27 @@ func TestSweep(t *testing.T) {
 		assert.Equal(t, "expired", e.session(child).Status)
 		assert.Equal(t, "suspended", e.session(svc).Status)
 	})
+}
+
+func TestConcurrentLeaseAcquire(t *testing.T) {
+	e := newCoordEnv(t)
+	id := e.service("")
+	const n = 16
+	gens := make(chan float64, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			r := e.do(req{method: "POST", path: startPath + "/" + id + "/lease"})
+			gens <- r.body["lease_generation"].(float64)
+		})
+	}
+	wg.Wait()
+	close(gens)
+	seen := map[float64]bool{}
+	for g := range gens {
+		assert.False(t, seen[g], "generation %v handed out twice", g)
+		seen[g] = true
+	}
+	assert.Len(t, seen, n)
+	assert.Equal(t, int64(n+1), e.session(id).Generation)
 }

@@ -803,8 +803,8 @@ func (w *world) edgeInfo(id string) (EdgeInfo, bool) {
 	return info, true
 }
 
-// sweep runs the Coordinator's service-lease and TTL sweepers once
-// (PROTOCOL §5.6). It takes w.mu.
+// sweep runs the Coordinator's service-lease and TTL sweepers once, and the
+// retention cleaner's edge expiry (PROTOCOL §5.6). It takes w.mu.
 func (w *world) sweep() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -833,6 +833,15 @@ func (w *world) sweep() {
 	for _, s := range overdue {
 		if s.nonTerminal() {
 			w.endSubtree(s.id, wire.StatusExpired, "ttl")
+		}
+	}
+	// Retention cleaner, edge part: active edges past expires_at are marked
+	// expired. Every validity check already compares expires_at, so this
+	// only changes what listings and EdgeInfo show.
+	for _, e := range w.edges {
+		if e.status == wire.StatusActive && !e.expiresAt.After(now) {
+			e.status = wire.StatusExpired
+			w.bumpEpoch()
 		}
 	}
 }
