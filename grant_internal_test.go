@@ -1,6 +1,7 @@
 package caracal
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -194,4 +195,90 @@ func TestHeadersInboundAgent(t *testing.T) {
 	assert.Empty(t, h.Values("Authorization"))
 	assert.Empty(t, h.Values("Baggage"))
 	assert.NotEmpty(t, h.Get("Traceparent"))
+}
+
+// FuzzNarrowNeverWidens checks the local narrowing rules: whatever the
+// parent's known edge and the requested grant, a plan that passes is inside
+// the parent's edge (scopes, resources, hops, TTL, expiry).
+func FuzzNarrowNeverWidens(f *testing.F) {
+	f.Add("tickets:read tickets:write", "resource://tickets", 3, 600, 900, "tickets:read", "", 2, 300, 0, true)
+	f.Add("tickets:read", "resource://tickets", 1, 600, 900, "tickets:read", "resource://tickets", 0, 0, 0, true)
+	f.Add("a b c", "r1 r2", 5, 0, 60, "c b", "r2", 4, 0, 120, false)
+	f.Add("a", "r", 2, 30, 3600, "a", "r", 1, 0, 0, false)
+	f.Add("a", "", 10, 0, 0, "a z", "q", 9, 86400, 0, true)
+	f.Fuzz(func(t *testing.T, parentScopes, parentRes string, parentHops, parentTTL, parentLife int,
+		scopes, res string, hops, ttl, expiresIn int, childDefaultTTL bool) {
+		c := planClient("r")
+		now := time.Now()
+		e := &edgeGrant{
+			scopes:    wire.NormalizeScopes(splitFields(parentScopes)),
+			resources: splitFields(parentRes),
+			maxHops:   parentHops,
+			ttl:       time.Duration(parentTTL) * time.Second,
+		}
+		if parentLife > 0 {
+			e.expiresAt = now.Add(time.Duration(parentLife) * time.Second)
+		}
+		parent := &Agent{zoneID: "z", applicationID: "app", sessionID: "P", delegationID: "E", edge: e}
+		k := Constraints{MaxHops: hops}
+		if expiresIn > 0 {
+			k.ExpiresAt = now.Add(time.Duration(expiresIn) * time.Second)
+		}
+		defTTL := time.Duration(0)
+		if childDefaultTTL {
+			defTTL = time.Hour
+		}
+		p, err := c.planNarrow(Grant.Narrow(splitFields(scopes), res, k, time.Duration(ttl)*time.Second), parent, defTTL)
+		if err != nil {
+			return
+		}
+		for _, s := range p.scopes {
+			if !contains(e.scopes, s) {
+				t.Fatalf("scope %q outside parent %v", s, e.scopes)
+			}
+		}
+		if len(e.resources) > 0 {
+			for _, r := range p.resources {
+				if !contains(e.resources, r) {
+					t.Fatalf("resource %q outside parent %v", r, e.resources)
+				}
+			}
+		}
+		if max(p.constraints.MaxHops, 1) > max(e.maxHops, 1)-1 {
+			t.Fatalf("hops %d not below parent %d", p.constraints.MaxHops, e.maxHops)
+		}
+		life := time.Duration(p.ttlSeconds) * time.Second
+		if e.ttl > 0 && (p.ttlSeconds == 0 || life > e.ttl) {
+			t.Fatalf("ttl %v exceeds parent ttl %v", life, e.ttl)
+		}
+		if !e.expiresAt.IsZero() {
+			end := now.Add(life)
+			if !p.constraints.ExpiresAt.IsZero() {
+				end = p.constraints.ExpiresAt
+			}
+			if p.ttlSeconds == 0 && p.constraints.ExpiresAt.IsZero() {
+				t.Fatal("no expiry under an expiring parent")
+			}
+			if end.After(e.expiresAt.Add(time.Second)) {
+				t.Fatalf("expiry %v after parent's %v", end, e.expiresAt)
+			}
+		}
+	})
+}
+
+func splitFields(s string) []string {
+	var out []string
+	for _, f := range strings.Fields(s) {
+		out = append(out, f)
+	}
+	return out
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
 }

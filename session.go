@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -497,7 +498,18 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 			}
 		}
 	case grantNarrow:
-		d, err := c.coord.Delegate(ctx, plan.request(parent, ses.AgentSessionID, c.cfg.ApplicationID), "")
+		var d wire.Delegation
+		found := false
+		if ses.Replayed {
+			// The start was a replay of an earlier one (same idempotency
+			// key), which may have narrowed the session already: a second
+			// edge would leave it two inbound edges, and its own
+			// delegations ambiguous.
+			d, found, err = c.narrowedBefore(ctx, ses.AgentSessionID, parent, plan)
+		}
+		if err == nil && !found {
+			d, err = c.coord.Delegate(ctx, plan.request(parent, ses.AgentSessionID, c.cfg.ApplicationID), "")
+		}
 		if err != nil {
 			c.retireOrphan(ctx, ses.AgentSessionID, int64(ses.LeaseGeneration))
 			return started{}, fmt.Errorf("caracal: narrowing the new session %s (retired again): %w", ses.AgentSessionID, err)
@@ -508,6 +520,25 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 		st.delegation = &d
 	}
 	return st, nil
+}
+
+// narrowedBefore finds an active edge from parent to the session child that
+// matches plan, as an earlier start with the same key would have created.
+func (c *Client) narrowedBefore(ctx context.Context, child string, parent *Agent, plan *narrowPlan) (wire.Delegation, bool, error) {
+	edges, err := c.coord.InboundEdges(ctx, child)
+	if err != nil {
+		return wire.Delegation{}, false, err
+	}
+	now := time.Now()
+	for _, e := range edges {
+		exp, err := wire.ParseTime(e.ExpiresAt)
+		if e.Status == wire.StatusActive && err == nil && exp.After(now) &&
+			e.SourceSessionID == parent.sessionID && e.IssuerApplicationID == parent.applicationID &&
+			slices.Equal(wire.NormalizeScopes(e.Scopes), plan.scopes) {
+			return e, true, nil
+		}
+	}
+	return wire.Delegation{}, false, nil
 }
 
 // resolveParent picks the parent: WithParent, else the agent bound to ctx,

@@ -697,3 +697,47 @@ func TestSessionCloseBoundedWhenCoordinatorHangs(t *testing.T) {
 		assert.Equal(t, 10*time.Second, time.Since(start))
 	})
 }
+
+func TestConcurrentCloseRetiresOnce(t *testing.T) {
+	for range 3 {
+		st, c := newStack(t)
+		const n = 12
+		sessions := make([]*caracal.Session, n)
+		for i := range sessions {
+			s, err := c.Spawn(t.Context())
+			require.NoError(t, err)
+			sessions[i] = s
+		}
+		var wg sync.WaitGroup
+		for _, s := range sessions {
+			for range 3 {
+				wg.Go(func() { assert.NoError(t, s.Close(t.Context())) })
+			}
+		}
+		wg.Go(func() { assert.NoError(t, c.Close(t.Context())) })
+		wg.Wait()
+		assert.Equal(t, n, st.Count(caracaltest.RouteRetire), "one retire per session")
+		for _, s := range sessions {
+			info, _ := st.SessionInfo(s.ID())
+			assert.Equal(t, "terminated", info.Status)
+			assert.ErrorIs(t, context.Cause(s.Context()), caracal.ErrSessionClosed)
+		}
+	}
+}
+
+func TestIdempotentNarrowedSpawnReusesEdge(t *testing.T) {
+	st, c := newStack(t)
+	root, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	opts := []caracal.SpawnOption{caracal.WithIdempotencyKey("job-9"), caracal.WithLabels("reader"),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 5*time.Minute))}
+	a, err := c.Spawn(root.Context(), opts...)
+	require.NoError(t, err)
+	b, err := c.Spawn(root.Context(), opts...)
+	require.NoError(t, err)
+	assert.Equal(t, a.ID(), b.ID(), "the start was replayed")
+	assert.Equal(t, a.Agent().DelegationID(), b.Agent().DelegationID(), "and its narrowing reused")
+	assert.Equal(t, 1, st.Count(caracaltest.RouteDelegate))
+	_, err = caracal.MintUse(b.Context(), c, "resource://tickets", "tickets:read")
+	require.NoError(t, err)
+}

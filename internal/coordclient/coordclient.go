@@ -285,6 +285,29 @@ func (c *Client) InboundEdge(ctx context.Context, sessionID, edgeID string) (wir
 	}
 }
 
+// InboundEdges lists the delegation edges into sessionID that the caller's
+// application issued or receives, newest first, all statuses (the first
+// page of up to 100). A read, so a transient failure is retried ReadRetries
+// times.
+func (c *Client) InboundEdges(ctx context.Context, sessionID string) ([]wire.Delegation, error) {
+	path := "/zones/" + c.zone + "/delegations/inbound/" + url.PathEscape(sessionID)
+	for retries := 0; ; retries++ {
+		var r wire.InboundList
+		out := c.do(ctx, http.MethodGet, path, nil, nil, &r) // default page: 100
+		if out.err == nil || !out.retryable || retries >= ReadRetries {
+			for i := range r.Items {
+				if r.Items[i].DelegationEdgeID == "" {
+					r.Items[i].DelegationEdgeID = r.Items[i].ID
+				}
+			}
+			return r.Items, out.err
+		}
+		if err := c.pause(ctx, retries, out); err != nil {
+			return nil, gaveUp(out.err, err)
+		}
+	}
+}
+
 // outcome is the result of one logical call (including its 401 retry).
 type outcome struct {
 	header http.Header

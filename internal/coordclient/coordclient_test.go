@@ -529,3 +529,17 @@ func TestIdempotencyKeys(t *testing.T) {
 		seen[k] = true
 	}
 }
+
+func TestInboundEdges(t *testing.T) {
+	h := newHarness(t, answer(200, `{"items":[{"id":"E2","source_session_id":"P","target_session_id":"S","status":"active","scopes":["a"]},
+		{"id":"E1","status":"revoked"}],"next_cursor":null}`))
+	edges, err := h.c.InboundEdges(t.Context(), "S")
+	require.NoError(t, err)
+	require.Len(t, edges, 2)
+	assert.Equal(t, "E2", edges[0].DelegationEdgeID)
+	assert.Equal(t, "P", edges[0].SourceSessionID)
+	assert.Equal(t, "revoked", edges[1].Status)
+	r := h.coord.requests()[0]
+	assert.Equal(t, "GET", r.Method)
+	assert.Equal(t, "/zones/zone-test/delegations/inbound/S", r.Path)
+}
