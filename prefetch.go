@@ -26,6 +26,10 @@ const (
 	// prefetchMaxGated bounds the remembered approval-gated keys; past it no
 	// new pool is created, which is the safe side.
 	prefetchMaxGated = 1024
+	// prefetchWaitInflight bounds how long a request with an empty pool
+	// waits for the refill in flight before minting itself: a mint takes a
+	// few milliseconds, so a refill that is not done by then is stuck.
+	prefetchWaitInflight = 50 * time.Millisecond
 	// prefetchMintTimeout bounds one background mint.
 	prefetchMintTimeout = 30 * time.Second
 	// prefetchBackoffMin and prefetchBackoffMax bound the wait after a
@@ -70,6 +74,7 @@ type pool struct {
 	tokens   []stsclient.Token // oldest first; guarded by prefetcher.mu
 	lastTake time.Time         // guarded by prefetcher.mu
 	wake     chan struct{}     // capacity 1: "a mandate was taken"
+	inflight chan struct{}     // closed when the running refill ends; guarded by prefetcher.mu
 	session  <-chan struct{}   // closed when the session closes; may be nil
 }
 
@@ -102,23 +107,24 @@ func (p *prefetcher) take(ctx context.Context, a *Agent, r stsclient.MintRequest
 	key := poolKey{session: r.AgentSessionID, delegation: r.DelegationEdgeID, resource: r.Resource, scopes: scopes}
 	gk := gateKey{resource: r.Resource, scopes: scopes}
 
-	p.mu.Lock()
-	if pl := p.pools[key]; pl != nil {
-		now := p.now()
-		pl.lastTake = now
-		for len(pl.tokens) > 0 {
-			tok := pl.tokens[0]
-			pl.tokens[0] = stsclient.Token{}
-			pl.tokens = pl.tokens[1:]
-			if tok.ExpiresAt.Sub(now) >= prefetchMinLife {
-				pl.signal()
-				p.mu.Unlock()
-				return tok, nil
-			}
-		}
-		pl.signal()
+	tok, ok, inflight := p.pop(key)
+	if ok {
+		return tok, nil
 	}
-	p.mu.Unlock()
+	if inflight != nil {
+		// The refill already under way is closer to done than a new mint
+		// would be; wait for it a little.
+		t := time.NewTimer(prefetchWaitInflight)
+		select {
+		case <-inflight:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		if tok, ok, _ = p.pop(key); ok {
+			return tok, nil
+		}
+	}
 
 	tok, err := p.mint(ctx, r)
 	if err != nil {
@@ -130,6 +136,30 @@ func (p *prefetcher) take(ctx context.Context, a *Agent, r stsclient.MintRequest
 	}
 	p.start(key, gk, r, a.done)
 	return tok, nil
+}
+
+// pop takes the oldest usable mandate of key's pool, discarding those too
+// close to expiry, and wakes the pool's worker to refill. Without one, it
+// returns the channel of the refill in flight, if any.
+func (p *prefetcher) pop(key poolKey) (tok stsclient.Token, ok bool, inflight <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pl := p.pools[key]
+	if pl == nil {
+		return stsclient.Token{}, false, nil
+	}
+	now := p.now()
+	pl.lastTake = now
+	defer pl.signal()
+	for len(pl.tokens) > 0 {
+		tok = pl.tokens[0]
+		pl.tokens[0] = stsclient.Token{}
+		pl.tokens = pl.tokens[1:]
+		if tok.ExpiresAt.Sub(now) >= prefetchMinLife {
+			return tok, true, nil
+		}
+	}
+	return stsclient.Token{}, false, pl.inflight
 }
 
 // signal wakes the pool's worker without blocking.
@@ -199,10 +229,12 @@ func (p *prefetcher) worker(pl *pool) {
 	for {
 		if p.needs(pl) {
 			tok, err := p.mintOne(pl)
+			kept := err == nil && p.put(pl, tok)
+			p.settle(pl)
 			switch {
 			case err == nil:
 				backoff = 0
-				if !p.put(pl, tok) {
+				if !kept {
 					return
 				}
 				continue
@@ -255,10 +287,27 @@ func (p *prefetcher) needs(pl *pool) bool {
 	return !p.closed && p.pools[pl.key] == pl && len(pl.tokens) < p.depth && !isDone(pl.session)
 }
 
+// mintOne mints for pl; requests waiting on pl.inflight are released when
+// the result is in the pool (put) or the attempt failed.
 func (p *prefetcher) mintOne(pl *pool) (stsclient.Token, error) {
+	ch := make(chan struct{})
+	p.mu.Lock()
+	pl.inflight = ch
+	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(p.ctx, prefetchMintTimeout)
 	defer cancel()
 	return p.mint(ctx, pl.req)
+}
+
+// settle ends pl's refill in flight.
+func (p *prefetcher) settle(pl *pool) {
+	p.mu.Lock()
+	ch := pl.inflight
+	pl.inflight = nil
+	p.mu.Unlock()
+	if ch != nil {
+		close(ch)
+	}
 }
 
 // put adds tok to pl; false means the worker should stop (pl was dropped,

@@ -295,3 +295,49 @@ func TestPrefetchStopsWithTheClient(t *testing.T) {
 		// The bubble ends only if the worker exited.
 	})
 }
+
+func TestPrefetchWaitsForTheRefillInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeMint{}
+		p := newPrefetcherFunc(slowMint(f, 5*time.Millisecond), time.Now, 1, nil)
+		defer func() { require.NoError(t, p.Close(context.Background())) }()
+		a := agentWithDone(nil)
+		_, err := p.take(context.Background(), a, readReq)
+		require.NoError(t, err)
+
+		time.Sleep(3 * time.Millisecond) // the refill has 2 ms to go
+		start := time.Now()
+		tok, err := p.take(context.Background(), a, readReq)
+		require.NoError(t, err)
+		assert.Equal(t, 2*time.Millisecond, time.Since(start))
+		assert.Equal(t, "mandate-2", tok.Value, "the refill's mandate, not a new mint")
+		assert.Equal(t, 2, f.count())
+	})
+}
+
+func TestPrefetchFailedRefillFallsBackToMinting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		calls := 0
+		f := &fakeMint{err: func(stsclient.MintRequest) error {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if calls == 2 {
+				return &apierr.Error{Service: "sts", StatusCode: 503, Code: "sts_unavailable"}
+			}
+			return nil
+		}}
+		p := newPrefetcherFunc(slowMint(f, 5*time.Millisecond), time.Now, 1, nil)
+		defer func() { require.NoError(t, p.Close(context.Background())) }()
+		a := agentWithDone(nil)
+		_, err := p.take(context.Background(), a, readReq)
+		require.NoError(t, err)
+		time.Sleep(time.Millisecond)
+		start := time.Now()
+		tok, err := p.take(context.Background(), a, readReq)
+		require.NoError(t, err)
+		assert.Equal(t, 4*time.Millisecond+5*time.Millisecond, time.Since(start), "waited for the failed refill, then minted")
+		assert.Equal(t, "mandate-2", tok.Value)
+	})
+}
