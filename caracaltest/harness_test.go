@@ -256,6 +256,8 @@ func TestFaultDrop(t *testing.T) {
 func TestInjectUnknownPatternPanics(t *testing.T) {
 	s, _ := harnessModes[1].start(t)
 	assert.Panics(t, func() { s.Inject("POST /zones/{zone}/agent", Fault{Status: 500}) })
+	assert.Panics(t, func() { s.Inject(RouteStart, Fault{Status: 500, Times: -1}) })
+	assert.Panics(t, func() { s.Inject(RouteStart, Fault{Status: 5000}) })
 }
 
 func TestRecordRedactsSecrets(t *testing.T) {

@@ -685,8 +685,17 @@ func (s *Stack) Issuer() string { return s.stsURL }
 // constants). Faults on one route apply in Inject order, each until its
 // Times or For runs out. An unknown pattern panics: a typo would otherwise
 // make the fault silently never happen.
+//
+// A negative Times, For, Delay or RetryAfter, or a Status outside 100-599,
+// panics too.
 func (s *Stack) Inject(pattern string, f Fault) {
 	s.mustKnow("Inject", pattern)
+	if f.Times < 0 || f.For < 0 || f.Delay < 0 || f.RetryAfter < 0 {
+		panic(fmt.Sprintf("caracaltest: Inject(%q): negative Times, For, Delay or RetryAfter", pattern))
+	}
+	if f.Status != 0 && (f.Status < 100 || f.Status > 599) {
+		panic(fmt.Sprintf("caracaltest: Inject(%q): invalid Status %d", pattern, f.Status))
+	}
 	s.faults.add(pattern, f)
 }
 
