@@ -46,6 +46,8 @@ func (w *world) coordinatorRoutes() []route {
 		r(RouteInbound, w.inboundEdge),
 		r(routeInboundList, w.inboundList),
 		r(routeGetSession, w.getSession),
+		r(routeListSessions, w.listSessions),
+		r(routeListChildren, w.listChildren),
 		r(routeSuspend, w.suspendRoute),
 		r(routeResume, w.resumeRoute),
 		{service: "coordinator", pattern: routeHealth, handler: health},

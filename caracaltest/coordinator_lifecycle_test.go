@@ -589,3 +589,49 @@ func TestConcurrentLeaseAcquire(t *testing.T) {
 	assert.Len(t, seen, n)
 	assert.Equal(t, int64(n+1), e.session(id).Generation)
 }
+
+func TestListSessions(t *testing.T) {
+	e := newCoordEnv(t)
+	root := e.task("", map[string]any{"labels": []string{"dispatcher"}})
+	e.clock.advance(time.Second)
+	svc := e.service("")
+	e.clock.advance(time.Second)
+	c1 := e.task(root)
+	e.clock.advance(time.Second)
+	c2 := e.task(root, map[string]any{"labels": []string{"reader"}})
+	require.NoError(t, e.w.terminate(c1))
+	other := e.do(req{method: "POST", path: startPath, body: `{"application_id":"app-other"}`, token: tok(e.token("app-other"))}).str("agent_session_id")
+
+	ids := func(r resp) []string {
+		require.Equal(t, 200, r.status, r.raw)
+		var out []string
+		for _, it := range r.body["items"].([]any) {
+			out = append(out, it.(map[string]any)["agent_session_id"].(string))
+		}
+		return out
+	}
+	list := func(q string) resp { return e.do(req{method: "GET", path: startPath + q}) }
+	assert.Equal(t, []string{other, c2, c1, svc, root}, ids(list("")), "newest first, every application")
+	assert.Equal(t, []string{c2, svc, root}, ids(list("?status=active&application_id=app-reporter")))
+	assert.Equal(t, []string{svc}, ids(list("?lifecycle=service")))
+	assert.Equal(t, []string{c2}, ids(list("?label=reader")))
+	page := list("?limit=2")
+	assert.Equal(t, []string{other, c2}, ids(page))
+	assert.Equal(t, c2, page.body["next_cursor"])
+	page = list("?limit=2&cursor=" + c2)
+	assert.Equal(t, []string{c1, svc}, ids(page))
+	page = list("?limit=2&cursor=" + svc)
+	assert.Equal(t, []string{root}, ids(page))
+	assert.Nil(t, page.body["next_cursor"])
+	assert.Equal(t, "1", list("?lifecycle=service").body["items"].([]any)[0].(map[string]any)["lease_generation"])
+	for _, q := range []string{"?limit=0", "?limit=x", "?status=gone", "?lifecycle=daemon", "?label="} {
+		assert.Equal(t, "invalid_query", list(q).code(), q)
+	}
+	assert.Equal(t, "invalid_cursor", list("?cursor=nope").code())
+
+	children := func(id, q string) resp { return e.do(req{method: "GET", path: startPath + "/" + id + "/children" + q}) }
+	assert.Equal(t, []string{c2, c1}, ids(children(root, "")))
+	assert.Equal(t, []string{c2}, ids(children(root, "?limit=1")))
+	assert.Empty(t, ids(children(svc, "")))
+	assert.Equal(t, "session_not_found", children("nope", "").code())
+}

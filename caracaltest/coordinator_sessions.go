@@ -519,31 +519,7 @@ func (w *world) getSession(c *call) {
 		c.fail(http.StatusNotFound, "session_not_found")
 		return
 	}
-	wv := w.sessionWire(s, "")
-	row := sessionRow{
-		AgentSessionID:           s.id,
-		ZoneID:                   w.zone,
-		ApplicationID:            s.app,
-		ParentID:                 wv.ParentID,
-		SubjectAuthorityRecordID: s.subjectRecordID,
-		Lifecycle:                s.lifecycle,
-		Labels:                   wv.Labels,
-		Status:                   s.status,
-		Depth:                    s.depth,
-		TTLSeconds:               wv.TTLSeconds,
-		Metadata:                 rawJSON(s.metadata),
-		StartedAt:                wv.StartedAt,
-		TerminatedAt:             timeOrNil(s.terminatedAt),
-		LastHeartbeatAt:          timeOrNil(s.lastHeartbeatAt),
-		LeaseGeneration:          strconv.FormatInt(s.generation, 10),
-	}
-	if s.isService() {
-		row.HeartbeatDeadlineAt = timeOrNil(s.deadline)
-	}
-	if s.reason != "" {
-		row.TerminationReason = ptr(s.reason)
-	}
-	writeJSON(c.rw, http.StatusOK, row)
+	writeJSON(c.rw, http.StatusOK, w.sessionRow(s))
 }
 
 // suspendRoute is PATCH /zones/{zone}/agents/{id}/suspend.
@@ -572,4 +548,33 @@ func (w *world) resumeRoute(c *call) {
 		return
 	}
 	writeJSON(c.rw, http.StatusOK, map[string]int{"resumed": w.resumeSubtree(s.id)})
+}
+
+// sessionRow is the read-route form of a session.
+func (w *world) sessionRow(s *session) sessionRow {
+	wv := w.sessionWire(s, "")
+	row := sessionRow{
+		AgentSessionID:           s.id,
+		ZoneID:                   w.zone,
+		ApplicationID:            s.app,
+		ParentID:                 wv.ParentID,
+		SubjectAuthorityRecordID: s.subjectRecordID,
+		Lifecycle:                s.lifecycle,
+		Labels:                   wv.Labels,
+		Status:                   s.status,
+		Depth:                    s.depth,
+		TTLSeconds:               wv.TTLSeconds,
+		Metadata:                 rawJSON(s.metadata),
+		StartedAt:                wv.StartedAt,
+		TerminatedAt:             timeOrNil(s.terminatedAt),
+		LastHeartbeatAt:          timeOrNil(s.lastHeartbeatAt),
+		LeaseGeneration:          strconv.FormatInt(s.generation, 10),
+	}
+	if s.isService() {
+		row.HeartbeatDeadlineAt = timeOrNil(s.deadline)
+	}
+	if s.reason != "" {
+		row.TerminationReason = ptr(s.reason)
+	}
+	return row
 }
