@@ -419,3 +419,35 @@ func TestCountUnknownPatternPanics(t *testing.T) {
 	assert.Panics(t, func() { s.Count("POST /oauth2/token") })
 	assert.NotPanics(t, func() { s.Count("") })
 }
+
+func TestConcurrentRequestsAreAllRecorded(t *testing.T) {
+	for _, m := range harnessModes {
+		t.Run(m.name, func(t *testing.T) {
+			s, hc := m.start(t)
+			s.Inject(testCoordRoute, Fault{Status: 503, Times: 10})
+			const n = 40
+			statuses := make(chan int, n)
+			for range n {
+				go func() {
+					resp, err := hc.Post(s.CoordinatorURL()+"/test/coordinator", "application/json", strings.NewReader("{}"))
+					if !assert.NoError(t, err) {
+						statuses <- 0
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					statuses <- resp.StatusCode
+				}()
+			}
+			faulted := 0
+			for range n {
+				if <-statuses == 503 {
+					faulted++
+				}
+			}
+			assert.Equal(t, 10, faulted, "Times is exact under concurrency")
+			assert.Equal(t, n, s.Count(testCoordRoute))
+			assert.Len(t, s.Requests(), n)
+		})
+	}
+}
