@@ -361,6 +361,7 @@ func loopback(host string) bool {
 // tokenVerifier adapts jwks.Verifier to Verifier.
 type tokenVerifier struct{ v *jwks.Verifier }
 
+// Verify implements Verifier.
 func (t tokenVerifier) Verify(ctx context.Context, token string) (Claims, error) {
 	c, err := t.v.Verify(ctx, token)
 	if err != nil {

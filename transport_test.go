@@ -382,3 +382,34 @@ func TestMiddlewareBehindTheGateway(t *testing.T) {
 	_ = resp2.Body.Close()
 	assert.Equal(t, http.StatusUnauthorized, resp2.StatusCode)
 }
+
+// With prefetch against the stack: every request succeeds with its own
+// mandate, and once the client has stopped at most the pool depth of
+// mandates were minted and never presented.
+func TestGovernedPrefetch(t *testing.T) {
+	g := startGoverned(t)
+	hc := g.c.HTTPClient(caracal.WithScopes("tickets:read"), caracal.WithPrefetch(1))
+	mints := g.st.Count(caracaltest.RouteToken)
+	const n = 8
+	for range n {
+		resp, err := get(t, hc, g.reader.Context(), g.url(tickets, "/tickets/3"))
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+	}
+	require.NoError(t, g.reader.Close(context.Background()))
+	require.NoError(t, g.c.Close(context.Background()))
+
+	bearers := map[string]bool{}
+	for _, r := range g.st.Requests() {
+		if r.Service == "gateway" {
+			a := r.Header.Get("Authorization")
+			require.False(t, bearers[a], "a pooled mandate is used once")
+			bearers[a] = true
+		}
+	}
+	require.Len(t, bearers, n)
+	minted := g.st.Count(caracaltest.RouteToken) - mints
+	assert.GreaterOrEqual(t, minted, n)
+	assert.LessOrEqual(t, minted, n+1, "at most the pool's depth is wasted")
+}

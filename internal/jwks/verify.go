@@ -41,6 +41,7 @@ type Error struct {
 	Err         error
 }
 
+// Error implements error.
 func (e *Error) Error() string { return "caracal: " + e.Code + ": " + e.Description }
 
 // Unwrap returns the cause, if any.
