@@ -292,8 +292,12 @@ func (c *Client) Spawn(ctx context.Context, opts ...SpawnOption) (*Session, erro
 		ttl = time.Duration(*st.session.TTLSeconds) * time.Second
 	}
 	// Counted from when the start was sent, on the local clock, so that it
-	// is never later than the Coordinator's own expiry.
+	// is never later than the Coordinator's own expiry; a replayed start
+	// began earlier, as its started_at says.
 	s.expiresAt = sent.Add(ttl)
+	if began, err := wire.ParseTime(st.session.StartedAt); err == nil && began.Add(ttl).Before(s.expiresAt) {
+		s.expiresAt = began.Add(ttl)
+	}
 	st.agent.done = s.done
 	s.ctx, s.cancel = context.WithCancelCause(NewContext(ctx, st.agent))
 	if err := c.track(s); err != nil {

@@ -741,3 +741,36 @@ func TestIdempotentNarrowedSpawnReusesEdge(t *testing.T) {
 	_, err = caracal.MintUse(b.Context(), c, "resource://tickets", "tickets:read")
 	require.NoError(t, err)
 }
+
+func TestBootstrapTokenMode(t *testing.T) {
+	st, c := newStack(t)
+	h, err := c.Headers(t.Context(), caracal.AsApplication())
+	require.NoError(t, err)
+	tok := strings.TrimPrefix(h.Get("Authorization"), "Bearer ")
+
+	cfg := st.Config()
+	cfg.ClientSecret = ""
+	cfg.BootstrapToken = tok
+	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	defer hc.CloseIdleConnections()
+	static, err := caracal.NewFromConfig(cfg, caracal.WithHTTPClient(hc))
+	require.NoError(t, err)
+	defer static.Close(context.Background())
+	st.ResetRecord()
+
+	root, err := static.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	child, err := static.Spawn(root.Context(), caracal.WithLabels("reader"),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{}, time.Minute)))
+	require.NoError(t, err)
+	assert.NotEmpty(t, child.Agent().DelegationID())
+	assert.Zero(t, st.Count(caracaltest.RouteToken), "the bootstrap token is used as is")
+	_, err = caracal.MintUse(child.Context(), static, "resource://tickets", "tickets:read")
+	assert.ErrorIs(t, err, caracal.ErrStaticToken)
+	h, err = static.Headers(child.Context())
+	require.NoError(t, err)
+	assert.Equal(t, "Bearer "+tok, h.Get("Authorization"))
+	require.NoError(t, static.Close(t.Context()))
+	info, _ := st.SessionInfo(root.ID())
+	assert.Equal(t, "terminated", info.Status)
+}
