@@ -162,7 +162,7 @@ func (c *call) parseBody(raw []byte) bool {
 		return false
 	}
 	switch {
-	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+	case mt == "application/json":
 		if len(bytes.TrimSpace(raw)) == 0 {
 			c.internal(http.StatusBadRequest)
 			return false
