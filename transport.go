@@ -66,7 +66,9 @@ func WithPropagation(p Propagation) TransportOption {
 // minting runs one refill at a time per pool (at most 256 pools per
 // transport) and stops when the client closes. Each prefetched mandate counts
 // against the STS mint budget (1,000 per minute per application and
-// resource) like any other: an idle pool costs one mint.
+// resource) like any other: an idle pool costs one mint. The pools belong to
+// the transport and live until the client closes, so build one prefetching
+// transport (or HTTPClient) and share it rather than one per request.
 func WithPrefetch(depth int) TransportOption {
 	if depth < 1 {
 		depth = 1
