@@ -250,7 +250,15 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 	out.Header.Set("Authorization", "Bearer "+bearer)
 	out.Header.Set(wire.HeaderResource, d.resource)
 	envelope.Inject(out.Header, transportEnvelope(a), true)
-	return t.base.RoundTrip(out)
+	resp, err := t.base.RoundTrip(out)
+	if resp != nil {
+		// The response must not hand the mandate back to the caller (who
+		// may log resp.Request): it points at the request the caller sent,
+		// which also makes Response.Location resolve against the caller's
+		// URL rather than the Gateway's.
+		resp.Request = req
+	}
+	return resp, err
 }
 
 // mandate mints (or takes from the pool) a single-use gateway mandate.

@@ -290,6 +290,7 @@ func TestTransportGovernedRequest(t *testing.T) {
 		resp, err := tr.RoundTrip(req)
 		require.NoError(t, err)
 		_ = resp.Body.Close()
+		assert.Same(t, req, resp.Request, "the mandate is not handed back through resp.Request")
 	}
 	assert.Equal(t, before, snapshot(req), "the caller's request is unchanged")
 
