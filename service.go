@@ -34,7 +34,7 @@ type Lease struct {
 // set (see checkTask).
 type serviceConfig struct {
 	set        bool          // a service-only option was given
-	background bool          // renew from a background goroutine
+	background bool          // renew in the background
 	interval   time.Duration // > 0: fixed cadence; 0: derived from the lease
 	onLost     func(error)
 	err        error // an invalid option value, reported by SpawnService
@@ -50,9 +50,8 @@ func (sc *serviceConfig) checkTask() error {
 	return nil
 }
 
-// HeartbeatInterval renews the service lease from a background goroutine
-// every d, so that the lease stays current while the caller's code is busy.
-// Whatever d is, a renewal is due before two thirds of the remaining lease
+// HeartbeatInterval renews the service lease in the background every d, so
+// that the lease stays current while the caller's code is busy. Whatever d is, a renewal is due before two thirds of the remaining lease
 // have passed, so an interval longer than the lease cannot let it lapse.
 // d must be at least one second. The last of HeartbeatInterval and
 // HeartbeatAuto given wins. Without either, the lease is renewed only by
@@ -69,9 +68,9 @@ func HeartbeatInterval(d time.Duration) SpawnOption {
 	}
 }
 
-// HeartbeatAuto renews the service lease from a background goroutine at a
-// cadence derived from the lease: about a third of the remaining lease
-// (clamped to [1s, 5min]) with ±10% jitter, so about every 40 s for the
+// HeartbeatAuto renews the service lease in the background at a cadence
+// derived from the lease: about a third of the remaining lease (clamped to
+// [1s, 5min]) with ±10% jitter, so about every 40 s for the
 // Coordinator's default 120 s lease. The last of HeartbeatInterval and
 // HeartbeatAuto given wins.
 func HeartbeatAuto() SpawnOption {
@@ -133,9 +132,8 @@ type Service struct {
 	// cancels any in-flight heartbeat.
 	stop context.Context
 	halt context.CancelFunc
-	// loopDone is closed when the renewal goroutine returns; nil in manual
-	// mode.
-	loopDone chan struct{}
+	// ticking counts a background renewal step in progress (fire).
+	ticking sync.WaitGroup
 	// unwatch unregisters the cancellation watch on the start context.
 	unwatch func() bool
 
@@ -147,6 +145,8 @@ type Service struct {
 	err        error // why the handle ended; nil while live
 	done       chan struct{}
 	expiry     *time.Timer // fires at deadline: declares local loss
+	tick       *time.Timer // background renewal (fire); nil in manual mode
+	attempt    int         // consecutive failed background renewals
 	lastErr    error       // last transient renewal failure, for the loss reason
 
 	closing  bool          // the close sequence was claimed (under mu)
@@ -291,16 +291,15 @@ func (c *Client) newService(ctx context.Context, agent *Agent, sc serviceConfig,
 	return s
 }
 
-// begin starts the deadline watch, the renewal goroutine (if any) and the
-// watch on the start context.
+// begin starts the deadline timer, the renewal timer (if any) and the watch
+// on the start context.
 func (s *Service) begin(ctx context.Context) {
 	s.mu.Lock()
 	s.expiry = time.AfterFunc(time.Until(s.deadline), s.expire)
-	s.mu.Unlock()
 	if s.sc.background {
-		s.loopDone = make(chan struct{})
-		go s.run()
+		s.tick = time.AfterFunc(lease.RenewDelay(s.sc.interval, time.Until(s.deadline), rand.Float64()), s.fire)
 	}
+	s.mu.Unlock()
 	s.unwatch = context.AfterFunc(ctx, func() {
 		s.shutdown(context.WithoutCancel(ctx), context.Cause(ctx))
 	})
@@ -457,44 +456,54 @@ func (s *Service) failed(ctx context.Context, err error) (Lease, error) {
 	return s.current(), cause
 }
 
-// run is the background renewal loop. Each wait is one call to the pure
-// cadence or backoff rule; the call itself is bounded by the deadline, and
-// the deadline watch declares loss on time whatever the Coordinator does.
-func (s *Service) run() {
-	defer close(s.loopDone)
-	timer := time.NewTimer(lease.RenewDelay(s.sc.interval, time.Until(s.Deadline()), rand.Float64()))
-	defer timer.Stop()
-	attempt := 0
-	for {
-		select {
-		case <-s.stop.Done():
-			return
-		case <-timer.C:
+// fire is one step of the background renewal: it runs on the renewal timer
+// (so no goroutine waits between renewals, which matters with thousands of
+// services in one process), renews once and re-arms the timer with the delay
+// of the pure cadence or backoff rule. The call itself is bounded by the
+// lease deadline, and the deadline timer declares loss on time whatever the
+// Coordinator does. Steps never overlap: the timer is re-armed only at the
+// end of a step. end stops the timer and closeSequence waits for a step in
+// progress.
+func (s *Service) fire() {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.ticking.Add(1)
+	s.mu.Unlock()
+	defer s.ticking.Done()
+
+	_, err := s.renew(s.stop)
+
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	remaining := time.Until(s.deadline)
+	var d time.Duration
+	if err == nil {
+		s.attempt = 0
+		d = lease.RenewDelay(s.sc.interval, remaining, rand.Float64())
+	} else {
+		var ae *apierr.Error
+		var retryAfter time.Duration
+		if errors.As(err, &ae) {
+			retryAfter = ae.RetryAfter
 		}
-		_, err := s.renew(s.stop)
-		if s.stop.Err() != nil {
-			return
-		}
-		remaining := time.Until(s.Deadline())
-		var d time.Duration
-		if err == nil {
-			attempt = 0
-			d = lease.RenewDelay(s.sc.interval, remaining, rand.Float64())
-		} else {
-			var ae *apierr.Error
-			var retryAfter time.Duration
-			if errors.As(err, &ae) {
-				retryAfter = ae.RetryAfter
-			}
-			d = lease.RetryDelay(attempt, retryAfter, remaining, rand.Float64())
-			attempt++
-			s.log.Warn("caracal: service lease renewal failed; retrying", "attempt", attempt, "retry_in", d, "lease_remaining", remaining, "error", err)
-		}
-		if d <= 0 {
-			s.expire()
-			return
-		}
-		timer.Reset(d)
+		d = lease.RetryDelay(s.attempt, retryAfter, remaining, rand.Float64())
+		s.attempt++
+	}
+	// d ≤ 0 only once the deadline has passed, where the deadline timer
+	// declares the loss; d never reaches past the deadline otherwise.
+	if d > 0 {
+		s.tick.Reset(d)
+	}
+	attempt := s.attempt
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Warn("caracal: service lease renewal failed; retrying", "attempt", attempt, "retry_in", d, "lease_remaining", remaining, "error", err)
 	}
 }
 
@@ -538,6 +547,9 @@ func (s *Service) end(cause error) bool {
 	if s.expiry != nil {
 		s.expiry.Stop()
 	}
+	if s.tick != nil {
+		s.tick.Stop()
+	}
 	s.mu.Unlock()
 	s.halt()
 	s.cancel(cause)
@@ -545,7 +557,7 @@ func (s *Service) end(cause error) bool {
 	return true
 }
 
-// Close stops renewing, waits for the renewal goroutine to exit and retires
+// Close stops renewing, waits for a renewal in progress to stop and retires
 // the session with its lease generation, on a context detached from ctx's
 // cancellation and bounded to 10 s. It returns by ctx's deadline even while a
 // heartbeat is in flight (the heartbeat is cancelled); the retire then goes on
@@ -599,9 +611,9 @@ func (s *Service) closeSequence(detached context.Context, cause error) {
 		s.unwatch()
 	}
 	s.end(cause)
-	if s.loopDone != nil {
-		<-s.loopDone
-	}
+	// No renewal step starts once the handle ended; wait for one in
+	// progress (end cancelled its call).
+	s.ticking.Wait()
 	s.mu.Lock()
 	reason, gen := s.err, s.generation
 	s.mu.Unlock()

@@ -766,3 +766,58 @@ func TestServiceStress(t *testing.T) {
 		}
 	})
 }
+
+func TestServiceCloseCancelsManualHeartbeat(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t)
+		svc, err := c.SpawnService(t.Context())
+		require.NoError(t, err)
+		st.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Delay: time.Hour})
+		hbErr := make(chan error, 1)
+		go func() {
+			_, err := svc.Heartbeat(t.Context())
+			hbErr <- err
+		}()
+		time.Sleep(time.Second)
+		synctest.Wait()
+
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		require.NoError(t, svc.Close(ctx))
+		assert.ErrorIs(t, <-hbErr, caracal.ErrSessionClosed)
+		assert.Zero(t, time.Since(start), "Close cancels the heartbeat in flight")
+		assert.Equal(t, 1, st.Count(caracaltest.RouteRetire))
+	})
+}
+
+func TestServiceOnLeaseLostNeverBlocks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t)
+		release := make(chan struct{})
+		var svc *caracal.Service
+		ready := make(chan struct{})
+		closedFromCallback := make(chan error, 1)
+		svc, err := c.SpawnService(t.Context(), caracal.HeartbeatInterval(10*time.Second),
+			caracal.OnLeaseLost(func(error) {
+				<-ready
+				<-release // a slow callback
+				closedFromCallback <- svc.Close(context.Background())
+			}))
+		require.NoError(t, err)
+		close(ready)
+		st.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Status: http.StatusConflict, Code: "session_lease_fenced"})
+		<-svc.Done()
+
+		// The handle ended and Close completes while the callback is stuck.
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		require.NoError(t, svc.Close(ctx))
+		assert.NoError(t, ctx.Err())
+
+		// The callback may close the handle itself.
+		close(release)
+		assert.NoError(t, <-closedFromCallback)
+		assert.Zero(t, st.Count(caracaltest.RouteRetire), "a fenced handle retires nothing")
+	})
+}
