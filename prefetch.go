@@ -177,9 +177,9 @@ func (p *prefetcher) gate(gk gateKey) {
 	if len(p.gated) < prefetchMaxGated {
 		p.gated[gk] = struct{}{}
 	}
-	for k := range p.pools {
+	for k, pl := range p.pools {
 		if k.resource == gk.resource && k.scopes == gk.scopes {
-			delete(p.pools, k)
+			p.dropLocked(pl)
 		}
 	}
 }
@@ -227,7 +227,11 @@ func (p *prefetcher) worker(pl *pool) {
 	defer idle.Stop()
 	backoff := time.Duration(0)
 	for {
-		if p.needs(pl) {
+		live, need := p.state(pl)
+		if !live {
+			return
+		}
+		if need {
 			tok, err := p.mintOne(pl)
 			kept := err == nil && p.put(pl, tok)
 			p.settle(pl)
@@ -280,11 +284,12 @@ func isApproval(err error) bool {
 	return errors.As(err, &ae)
 }
 
-// needs reports whether pl is live and below depth.
-func (p *prefetcher) needs(pl *pool) bool {
+// state reports whether pl is still in use, and whether it is below depth.
+func (p *prefetcher) state(pl *pool) (live, need bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return !p.closed && p.pools[pl.key] == pl && len(pl.tokens) < p.depth && !isDone(pl.session)
+	live = !p.closed && p.pools[pl.key] == pl
+	return live, live && len(pl.tokens) < p.depth && !isDone(pl.session)
 }
 
 // mintOne mints for pl; requests waiting on pl.inflight are released when
@@ -351,11 +356,13 @@ func (p *prefetcher) drop(pl *pool) {
 	p.dropLocked(pl)
 }
 
+// dropLocked forgets pl and wakes its worker so that it exits.
 func (p *prefetcher) dropLocked(pl *pool) {
 	if p.pools[pl.key] == pl {
 		delete(p.pools, pl.key)
 	}
 	pl.tokens = nil
+	pl.signal()
 }
 
 // closeNow stops background minting and drops every pool without waiting.

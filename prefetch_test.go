@@ -341,3 +341,49 @@ func TestPrefetchFailedRefillFallsBackToMinting(t *testing.T) {
 		assert.Equal(t, "mandate-2", tok.Value)
 	})
 }
+
+func TestPrefetchGatingStopsOtherSessionsWorkers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		gated := false
+		f := &fakeMint{err: func(stsclient.MintRequest) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if gated {
+				return approvalErr()
+			}
+			return nil
+		}}
+		p := newPrefetcherFunc(f.Mint, time.Now, 1, nil)
+		other := readReq
+		other.AgentSessionID = "sess-2"
+		_, err := p.take(context.Background(), agentWithDone(nil), readReq)
+		require.NoError(t, err)
+		_, err = p.take(context.Background(), agentWithDone(nil), other)
+		require.NoError(t, err)
+		synctest.Wait()
+
+		// The policy now gates the scope: a hold drops every pool for it,
+		// and their workers exit at once.
+		mu.Lock()
+		gated = true
+		mu.Unlock()
+		// Drain sess-1's pooled mandate so that its next request mints.
+		_, err = p.take(context.Background(), agentWithDone(nil), readReq)
+		require.NoError(t, err)
+		synctest.Wait() // its worker's refill hit the hold
+		_, ok := p.pooled(readKey())
+		assert.False(t, ok)
+		k2 := readKey()
+		k2.session = "sess-2"
+		_, ok = p.pooled(k2)
+		assert.False(t, ok, "the other session's pool for the gated scopes is gone too")
+		p.mu.Lock()
+		assert.Empty(t, p.pools)
+		p.mu.Unlock()
+		start := time.Now()
+		p.wg.Wait() // without a wake-up, this would wait for the 1 min idle timer
+		assert.Zero(t, time.Since(start), "the dropped pools' workers exited at once")
+		p.closeNow()
+	})
+}
