@@ -164,14 +164,18 @@ type Service struct {
 // ctx bounds the start and the service's life: when it is cancelled the
 // service stops renewing and is retired, as by Close. Pass a context that
 // lives as long as the service should (for example the one from
-// signal.NotifyContext), not a request's.
+// signal.NotifyContext), not a request's. A service started from another
+// service's Context is that service's child and ends with it, as the
+// Coordinator ends a session's subtree.
 //
 // Parent: a service is never the child of a task session (the Coordinator
 // refuses it, and a task's end would terminate the service with it). With no
 // WithParent, the session bound to ctx becomes the parent only if it is a
 // service this process started; otherwise the service starts as a root
 // session, under the application's authority. An explicit WithParent naming
-// a task fails with the Coordinator's task_session_cannot_start_service.
+// a task fails with the Coordinator's task_session_cannot_start_service, and
+// Grant.Narrow with only a task bound to ctx fails with ErrInvalidGrant
+// before any call (a narrowing needs a parent).
 func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Service, error) {
 	if c.isClosed() {
 		return nil, ErrClosed
@@ -185,6 +189,10 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 	}
 	if cfg.parent == nil && !cfg.noParent {
 		if a, ok := FromContext(ctx); ok && !a.service {
+			if cfg.grant != nil && cfg.grant.mode == grantNarrow {
+				return nil, fmt.Errorf("%w: Grant.Narrow needs a parent, and the session bound to the context (%s) is not a service this process holds; a task cannot parent a service (its end would end the service). Spawn the service from a service's Context, or name a service parent with WithParent",
+					ErrInvalidGrant, a.sessionID)
+			}
 			opts = append(opts[:len(opts):len(opts)], WithoutParent())
 		}
 	}

@@ -821,3 +821,49 @@ func TestServiceOnLeaseLostNeverBlocks(t *testing.T) {
 		assert.Zero(t, st.Count(caracaltest.RouteRetire), "a fenced handle retires nothing")
 	})
 }
+
+func TestServiceNarrowedUnderService(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t)
+		parent, err := c.SpawnService(t.Context(), caracal.WithLabels("reader"), caracal.HeartbeatAuto())
+		require.NoError(t, err)
+		child, err := c.SpawnService(parent.Context(), caracal.WithLabels("reader"), caracal.HeartbeatAuto(),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 0)))
+		require.NoError(t, err)
+		edgeID := child.Agent().DelegationID()
+		require.NotEmpty(t, edgeID)
+		edge, ok := st.EdgeInfo(edgeID)
+		require.True(t, ok)
+		assert.Equal(t, parent.ID(), edge.Source)
+		assert.Equal(t, child.ID(), edge.Target)
+		assert.Equal(t, []string{"tickets:read"}, edge.Scopes)
+		assert.Equal(t, "active", edge.Status)
+		info, _ := st.SessionInfo(child.ID())
+		assert.Equal(t, parent.ID(), info.ParentID)
+
+		// The edge outlives many leases.
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		require.NoError(t, parent.Err())
+		require.NoError(t, child.Err())
+		edge, _ = st.EdgeInfo(edgeID)
+		assert.Equal(t, "active", edge.Status)
+
+		require.NoError(t, child.Close(t.Context()))
+		require.NoError(t, parent.Close(t.Context()))
+	})
+}
+
+func TestServiceNarrowInsideTaskIsRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t)
+		task, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		defer task.Close(context.Background())
+		n := st.Count(caracaltest.RouteStart)
+		_, err = c.SpawnService(task.Context(),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 0)))
+		assert.ErrorIs(t, err, caracal.ErrInvalidGrant)
+		assert.Equal(t, n, st.Count(caracaltest.RouteStart), "refused before any call")
+	})
+}
