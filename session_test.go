@@ -774,3 +774,60 @@ func TestBootstrapTokenMode(t *testing.T) {
 	info, _ := st.SessionInfo(root.ID())
 	assert.Equal(t, "terminated", info.Status)
 }
+
+func TestDelegateAndAccept(t *testing.T) {
+	st, c := newStack(t)
+	root, giver := narrowReader(t, c, caracal.Constraints{MaxHops: 3}, "reader")
+	peer, err := c.Spawn(root.Context(), caracal.WithLabels("reader"), caracal.WithGrant(caracal.Grant.None()))
+	require.NoError(t, err)
+	st.ResetRecord()
+
+	_, err = c.Delegate(t.Context(), peer.ID(), caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{}, time.Minute))
+	assert.ErrorIs(t, err, caracal.ErrNoSession)
+	_, err = c.Delegate(giver.Context(), peer.ID(), caracal.Grant.None())
+	assert.ErrorIs(t, err, caracal.ErrInvalidGrant)
+	_, err = c.Delegate(giver.Context(), giver.ID(), caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{}, time.Minute))
+	assert.ErrorIs(t, err, caracal.ErrInvalidGrant)
+	_, err = c.Delegate(giver.Context(), peer.ID(), caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{}, 0))
+	assert.ErrorContains(t, err, "needs a TTL")
+	_, err = c.Delegate(giver.Context(), peer.ID(), caracal.Grant.Narrow([]string{"tickets:write"}, "", caracal.Constraints{}, time.Minute))
+	assert.ErrorIs(t, err, caracal.ErrInvalidGrant, "wider than the giver's own edge")
+	assert.Zero(t, st.Count(caracaltest.RouteDelegate))
+
+	d, err := c.Delegate(giver.Context(), peer.ID(), caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: 2}, time.Minute))
+	require.NoError(t, err)
+	assert.NotEmpty(t, d.ID)
+	assert.Equal(t, []string{"tickets:read"}, d.Scopes)
+	assert.Equal(t, "resource://tickets", d.Resource)
+	assert.Equal(t, peer.ID(), d.TargetSessionID)
+	assert.WithinDuration(t, time.Now().Add(time.Minute), d.ExpiresAt, 5*time.Second)
+	for _, r := range st.Requests() {
+		if r.Pattern == caracaltest.RouteDelegate {
+			assert.Regexp(t, `^[0-9a-f]{32}$`, r.Header.Get("Idempotency-Key"))
+			assert.Contains(t, string(r.Body), `"parent_edge_id":"`+giver.Agent().DelegationID()+`"`)
+		}
+	}
+
+	_, err = c.AcceptDelegation(peer.Context(), "no-such-edge")
+	assert.ErrorIs(t, err, caracal.ErrNotFound)
+	ctx, err := c.AcceptDelegation(peer.Context(), "no-such-edge", caracal.SkipInboundCheck())
+	require.NoError(t, err, "bound without asking")
+	assert.Equal(t, "no-such-edge", mustAgent(t, ctx).DelegationID())
+
+	ctx, err = c.AcceptDelegation(peer.Context(), d.ID)
+	require.NoError(t, err)
+	a := mustAgent(t, ctx)
+	assert.Equal(t, d.ID, a.DelegationID())
+	assert.Equal(t, peer.ID(), a.SessionID())
+	assert.Equal(t, peer.Agent().Hop()+1, a.Hop())
+	assert.Empty(t, peer.Agent().DelegationID(), "the peer's own agent is unchanged")
+	use, err := caracal.MintUse(ctx, c, "resource://tickets", "tickets:read")
+	require.NoError(t, err)
+	assert.Equal(t, "gateway", use)
+
+	require.NoError(t, c.RevokeDelegation(t.Context(), d.ID))
+	edge, _ := st.EdgeInfo(d.ID)
+	assert.Equal(t, "revoked", edge.Status)
+	_, err = c.AcceptDelegation(peer.Context(), d.ID)
+	assert.Error(t, err)
+}
