@@ -134,8 +134,6 @@ type Service struct {
 	halt context.CancelFunc
 	// ticking counts a background renewal step in progress (fire).
 	ticking sync.WaitGroup
-	// unwatch unregisters the cancellation watch on the start context.
-	unwatch func() bool
 
 	mu         sync.Mutex
 	deadline   time.Time     // local lease deadline (monotonic clock)
@@ -146,6 +144,7 @@ type Service struct {
 	done       chan struct{}
 	expiry     *time.Timer // fires at deadline: declares local loss
 	tick       *time.Timer // background renewal (fire); nil in manual mode
+	unwatch    func() bool // unregisters the watch on the start context
 	attempt    int         // consecutive failed background renewals
 	lastErr    error       // last transient renewal failure, for the loss reason
 
@@ -268,14 +267,23 @@ func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...Sp
 	return c.hand(ctx, c.newService(ctx, agent, cfg.service, gen, deadline, 0, lr.Status))
 }
 
-// hand starts s and registers it with the client, or, if the client closed
-// meanwhile, closes it again (retiring the session) and fails with ErrClosed.
+// hand registers s with the client and starts it. If the client closed or
+// ctx ended meanwhile, it ends s, retires the session and fails instead.
+// Registering first means Client.Close can never miss a running handle; a
+// handle it closes before begin simply never starts its timers.
 func (c *Client) hand(ctx context.Context, s *Service) (*Service, error) {
-	s.begin(ctx)
-	if err := c.track(s); err != nil {
-		s.shutdown(context.WithoutCancel(ctx), err)
+	err := ctx.Err()
+	if err == nil {
+		err = c.track(s)
+	} else {
+		err = context.Cause(ctx)
+	}
+	if err != nil {
+		s.end(err)
+		c.retireOrphan(ctx, s.id, s.generation)
 		return nil, err
 	}
+	s.begin(ctx)
 	return s, nil
 }
 
@@ -303,11 +311,15 @@ func (c *Client) newService(ctx context.Context, agent *Agent, sc serviceConfig,
 // on the start context.
 func (s *Service) begin(ctx context.Context) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return // Client.Close got here first
+	}
 	s.expiry = time.AfterFunc(time.Until(s.deadline), s.expire)
 	if s.sc.background {
 		s.tick = time.AfterFunc(lease.RenewDelay(s.sc.interval, time.Until(s.deadline), rand.Float64()), s.fire)
 	}
-	s.mu.Unlock()
+	// AfterFunc runs the shutdown in its own goroutine, never under s.mu.
 	s.unwatch = context.AfterFunc(ctx, func() {
 		s.shutdown(context.WithoutCancel(ctx), context.Cause(ctx))
 	})
@@ -615,10 +627,13 @@ func (s *Service) claimClose() bool {
 func (s *Service) closeSequence(detached context.Context, cause error) {
 	defer close(s.closed)
 	defer s.c.untrack(s)
-	if s.unwatch != nil {
-		s.unwatch()
-	}
 	s.end(cause)
+	s.mu.Lock()
+	unwatch := s.unwatch
+	s.mu.Unlock()
+	if unwatch != nil {
+		unwatch()
+	}
 	// No renewal step starts once the handle ended; wait for one in
 	// progress (end cancelled its call).
 	s.ticking.Wait()

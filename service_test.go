@@ -867,3 +867,46 @@ func TestServiceNarrowInsideTaskIsRefused(t *testing.T) {
 		assert.Equal(t, n, st.Count(caracaltest.RouteStart), "refused before any call")
 	})
 }
+
+// TestServiceSpawnRacesClientClose starts services while the client closes:
+// every session that was started is retired, whether its SpawnService
+// returned it or failed with ErrClosed.
+func TestServiceSpawnRacesClientClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t, caracaltest.WithLimits(caracaltest.Limits{SessionsPerZone: 1000, SessionsPerApp: 1000}))
+		var wg sync.WaitGroup
+		var returned, refused atomic.Int32
+		for i := range 20 {
+			wg.Go(func() {
+				for {
+					s, err := c.SpawnService(t.Context(), caracal.HeartbeatInterval(time.Duration(1+i%3)*time.Second))
+					if err != nil {
+						assert.ErrorIs(t, err, caracal.ErrClosed)
+						refused.Add(1)
+						return
+					}
+					returned.Add(1)
+					time.Sleep(time.Duration(1+i%4) * time.Millisecond)
+					_ = s
+				}
+			})
+		}
+		time.Sleep(5 * time.Millisecond)
+		require.NoError(t, c.Close(t.Context()))
+		wg.Wait()
+		synctest.Wait()
+		assert.Positive(t, returned.Load())
+		assert.Equal(t, int32(20), refused.Load())
+		started, retired := 0, 0
+		for _, r := range st.Requests() {
+			switch {
+			case r.Pattern == caracaltest.RouteStart && r.Status == http.StatusCreated:
+				started++
+			case r.Pattern == caracaltest.RouteRetire && r.Status == http.StatusNoContent:
+				retired++
+			}
+		}
+		assert.Equal(t, started, retired, "every started service was retired")
+		assert.Positive(t, started)
+	})
+}
