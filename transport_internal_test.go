@@ -453,6 +453,8 @@ func TestTransportRedirects(t *testing.T) {
 			return redirect(r, "http://other.test/landing")
 		case r.URL.Host == "gateway.test:8081" && r.URL.Path == "/to-bound":
 			return redirect(r, testUpstream+"/landing")
+		case r.URL.Host == "elsewhere.test" && r.URL.Path == "/hop":
+			return redirect(r, "http://elsewhere.test/landed")
 		}
 		return nil
 	}}
@@ -468,6 +470,16 @@ func TestTransportRedirects(t *testing.T) {
 	_ = resp.Body.Close()
 	assert.Equal(t, http.StatusFound, resp.StatusCode)
 	require.Len(t, rec.all(), 1)
+
+	// Other redirects are followed as usual.
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, "http://elsewhere.test/hop", nil)
+	resp, err = hc.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Len(t, rec.all(), 3)
+	assert.Equal(t, "/landed", rec.all()[2].URL.Path)
+	rec.reqs, rec.bodies = rec.reqs[:1], rec.bodies[:1]
 
 	// A client that follows redirects anyway never carries the bearer to
 	// another host, and a redirect back into a binding mints afresh.
