@@ -549,7 +549,7 @@ func (s *Service) lose(cause error) {
 	if !s.end(cause) {
 		return
 	}
-	s.log.Error("caracal: service lease lost", "error", cause)
+	s.log.Warn("caracal: service lease lost", "error", cause)
 	if f := s.sc.onLost; f != nil {
 		go f(cause)
 	}
