@@ -218,6 +218,12 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 			writeAuthError(w, http.StatusUnauthorized, "missing_token", "missing bearer token")
 			return
 		}
+		if len(env.Token) > jwks.MaxTokenBytes {
+			// The Gateway's cap: a bigger bearer is no Caracal token, and
+			// binding it would carry it onwards.
+			writeAuthError(w, http.StatusUnauthorized, jwks.CodeInvalidToken, "bearer token too large")
+			return
+		}
 		a := &Agent{
 			token:      env.Token,
 			traceID:    env.TraceID,

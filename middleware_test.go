@@ -298,6 +298,8 @@ func TestMiddlewareTrustedPropagation(t *testing.T) {
 	}
 	rec = serve(h, http.Header{"Baggage": {"caracal.agent_session=sess-1"}})
 	assert.Equal(t, http.StatusUnauthorized, rec.Code)
+	rec = serve(h, http.Header{"Authorization": {"Bearer " + strings.Repeat("x", 4097)}})
+	assert.Equal(t, http.StatusUnauthorized, rec.Code, "the bearer is size-capped without verification too")
 }
 
 func TestMiddlewareConstruction(t *testing.T) {
