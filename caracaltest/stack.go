@@ -535,13 +535,10 @@ func (s *Stack) Close() error {
 		s.cancel()
 		s.gate.close()
 		for _, srv := range s.servers {
-			// Every handler has returned: Shutdown only has idle
-			// connections left to close.
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if srv.Shutdown(ctx) != nil {
-				_ = srv.Close()
-			}
-			cancel()
+			// Every handler has returned, so only idle connections are
+			// left. Close rather than Shutdown: Shutdown waits up to 5 s
+			// for connections that were opened but never sent a request.
+			_ = srv.Close()
 		}
 		s.serveDone.Wait()
 		if s.sweeping != nil {
