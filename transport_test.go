@@ -57,9 +57,6 @@ func startGoverned(t testing.TB, opts ...caracaltest.Option) *governed {
 			Operations: map[string]string{"GET /ledger/entries": "ledger:read"}}),
 	}
 	g.st = caracaltest.Start(t, append(base, opts...)...)
-	// Connections the client dialled but never used count as active for
-	// http.Server.Shutdown for 5 s; closing them keeps Stack.Close fast.
-	t.Cleanup(http.DefaultTransport.(*http.Transport).CloseIdleConnections)
 	g.st.Config()
 	var err error
 	g.c, err = g.st.NewClient()
