@@ -241,7 +241,7 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 	}
 
 	// Clone copies the header map and the URL; the body is shared, so the
-	// base transport closes it and GetBody keeps working for its retries.
+	// base transport closes it, and the caller's GetBody keeps working.
 	out := req.Clone(ctx)
 	if d.target != nil {
 		out.URL = d.target
@@ -250,6 +250,7 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 	out.Header.Set("Authorization", "Bearer "+bearer)
 	out.Header.Set(wire.HeaderResource, d.resource)
 	envelope.Inject(out.Header, transportEnvelope(a), true)
+	unreplayable(out)
 	resp, err := t.base.RoundTrip(out)
 	if resp != nil {
 		// The response must not hand the mandate back to the caller (who
@@ -260,6 +261,41 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 	}
 	return resp, err
 }
+
+// unreplayable keeps the base transport from re-sending out by itself.
+// net/http silently re-sends a request whose pooled connection broke before
+// the response when the request is replayable: an idempotent method or an
+// Idempotency-Key header, and a body it can rewind (none, or GetBody set).
+// The re-send would present the same single-use mandate, which the Gateway
+// refuses as a replay, so a governed request gets a body net/http cannot
+// rewind. A body of a GET, HEAD, DELETE or OPTIONS request that reads empty
+// is still sent as no body at all.
+func unreplayable(out *http.Request) {
+	out.GetBody = nil
+	if out.Body == nil || out.Body == http.NoBody {
+		if !replayableWithoutBody(out) {
+			return
+		}
+		out.Body = emptyBody{}
+	}
+}
+
+// replayableWithoutBody reports whether net/http would re-send a bodiless r.
+func replayableWithoutBody(r *http.Request) bool {
+	switch r.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, key := r.Header["Idempotency-Key"]
+	_, xkey := r.Header["X-Idempotency-Key"]
+	return key || xkey
+}
+
+// emptyBody is an empty request body net/http cannot rewind.
+type emptyBody struct{}
+
+func (emptyBody) Read([]byte) (int, error) { return 0, io.EOF }
+func (emptyBody) Close() error             { return nil }
 
 // mandate mints (or takes from the pool) a single-use gateway mandate.
 func (t *transport) mandate(ctx context.Context, a *Agent, resource string, scopes []string) (stsclient.Token, error) {

@@ -339,8 +339,9 @@ func TestTransportBodies(t *testing.T) {
 	_ = resp.Body.Close()
 	out := rec.all()[0]
 	assert.Equal(t, payload, rec.bodies[0])
-	require.NotNil(t, out.GetBody, "GetBody survives the rewrite")
-	again, err := out.GetBody()
+	require.Nil(t, out.GetBody, "the base transport cannot rewind and re-send a governed request")
+	require.NotNil(t, req.GetBody, "the caller's GetBody survives the rewrite")
+	again, err := req.GetBody()
 	require.NoError(t, err)
 	b, _ := io.ReadAll(again)
 	assert.Equal(t, payload, string(b))
