@@ -423,7 +423,15 @@ func (s *Stack) start() error {
 			s.patterns[rt.pattern] = svc.name
 			mux.Handle(rt.pattern, s.routeHandler(svc.name, rt.pattern, rt.handler))
 		}
-		h := s.serve(recordHandler(s.rec, s.clock, svc.name, mux))
+		var routed http.Handler = mux
+		if len(svc.routes) == 1 && svc.routes[0].pattern == RouteGateway {
+			// The Gateway judges every path itself, traversal included;
+			// a ServeMux would clean "/a/../b" and "//" paths and answer
+			// with a redirect before the Gateway saw them.
+			rt := svc.routes[0]
+			routed = s.routeHandler(svc.name, rt.pattern, rt.handler)
+		}
+		h := s.serve(recordHandler(s.rec, s.clock, svc.name, routed))
 		if s.set.inMemory {
 			s.mem.hosts[svc.host] = h
 		} else {
