@@ -1,0 +1,66 @@
+package caracal_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/caracal-go/caracal"
+)
+
+func ExampleClient_SpawnService() {
+	st, c := exampleStack()
+	defer st.Close()
+	ctx := context.Background()
+	defer c.Close(ctx)
+
+	// Renewal is manual unless HeartbeatInterval or HeartbeatAuto is given.
+	svc, err := c.SpawnService(ctx, caracal.WithLabels("billing-worker"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer svc.Close(ctx)
+
+	lease, err := svc.Heartbeat(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("status:", lease.Status)
+	fmt.Println("generation:", lease.Generation)
+	fmt.Println("renewed for about:", time.Until(lease.Deadline).Round(time.Minute))
+	// Output:
+	// status: active
+	// generation: 1
+	// renewed for about: 2m0s
+}
+
+func ExampleClient_AttachService() {
+	st, c := exampleStack()
+	defer st.Close()
+	ctx := context.Background()
+	defer c.Close(ctx)
+
+	first, err := c.SpawnService(ctx, caracal.WithLabels("billing-worker"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// After a restart, a process attaches to the persisted session id;
+	// every older holder is fenced.
+	attached, err := c.AttachService(ctx, first.ID())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer attached.Close(ctx)
+	fmt.Println("generation:", attached.Generation())
+
+	_, err = first.Heartbeat(ctx)
+	fmt.Println("old holder fenced:", errors.Is(err, caracal.ErrLeaseFenced))
+	<-first.Done()
+	fmt.Println("its context ended:", errors.Is(context.Cause(first.Context()), caracal.ErrLeaseFenced))
+	// Output:
+	// generation: 2
+	// old holder fenced: true
+	// its context ended: true
+}
