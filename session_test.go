@@ -614,10 +614,9 @@ func TestHeaders(t *testing.T) {
 	req, _ := http.NewRequestWithContext(t.Context(), "DELETE", st.CoordinatorURL()+"/zones/"+st.Zone()+"/agents/"+child.ID(), nil)
 	req.Header = h
 	resp, err := st.HTTPClient().Do(req)
-	if err == nil {
-		resp.Body.Close()
-		assert.Equal(t, 204, resp.StatusCode)
-	}
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 204, resp.StatusCode)
 }
 
 func TestTokenRefreshBeforeExpiry(t *testing.T) {
