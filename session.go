@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -78,6 +80,23 @@ func (a *Agent) TraceID() string { return a.traceID }
 
 // Hop returns the delegation hop count (0 for a root session).
 func (a *Agent) Hop() int { return a.hop }
+
+// String describes the agent by its ids. The bearer an inbound agent carries
+// is never shown.
+func (a Agent) String() string {
+	return fmt.Sprintf("caracal.Agent{zone=%s app=%s session=%s delegation=%s hop=%d}",
+		a.zoneID, a.applicationID, a.sessionID, a.delegationID, a.hop)
+}
+
+// Format makes every fmt verb print String, so that no verb (%+v, %#v, %x,
+// ...) reaches the bearer by reflection.
+func (a Agent) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		_, _ = io.WriteString(f, strconv.Quote(a.String()))
+		return
+	}
+	_, _ = io.WriteString(f, a.String())
+}
 
 type agentKey struct{}
 
