@@ -315,6 +315,76 @@ func TestKeysMaxAgeAndStaleGrace(t *testing.T) {
 	require.NotErrorIs(t, err, ErrUnknownKey)
 }
 
+// TestKeysAgedSetDuringOutage: once the set has aged and the STS is down,
+// requests keep using the key within the grace at one fetch per cooldown,
+// not one fetch per request.
+func TestKeysAgedSetDuringOutage(t *testing.T) {
+	f := newFixture(t, Expect{})
+	ctx := context.Background()
+	_, err := f.keys.Key(ctx, "kid-1")
+	require.NoError(t, err)
+
+	f.srv.set(true)
+	f.clock.Add(DefaultMaxAge)
+	for range 20 {
+		_, err = f.keys.Key(ctx, "kid-1")
+		require.NoError(t, err)
+	}
+	assert.Equal(t, int32(2), f.srv.fetches.Load(), "one failed refetch, then the cooldown")
+
+	f.clock.Add(DefaultCooldown)
+	for range 20 {
+		_, err = f.keys.Key(ctx, "kid-1")
+		require.NoError(t, err)
+	}
+	assert.Equal(t, int32(3), f.srv.fetches.Load())
+
+	// An unknown kid in the cooldown reports the failed fetch, not a
+	// missing key.
+	_, err = f.keys.Key(ctx, "kid-new")
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrUnknownKey)
+}
+
+// TestKeysAgedKeyDoesNotWaitForRefetch: while one caller refetches an aged
+// set, the others verify with the aged key instead of queueing behind the
+// fetch.
+func TestKeysAgedKeyDoesNotWaitForRefetch(t *testing.T) {
+	f := newFixture(t, Expect{})
+	ctx := context.Background()
+	_, err := f.keys.Key(ctx, "kid-1")
+	require.NoError(t, err)
+
+	entered, release := make(chan struct{}), make(chan struct{})
+	f.keys.hc = handlerClient(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+		f.srv.ServeHTTP(w, r)
+	}))
+	f.clock.Add(DefaultMaxAge)
+	refetched := make(chan error, 1)
+	go func() {
+		_, err := f.keys.Key(ctx, "kid-1")
+		refetched <- err
+	}()
+	<-entered
+
+	got := make(chan error, 1)
+	go func() {
+		_, err := f.keys.Key(ctx, "kid-1")
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a lookup of an aged key waited for the refetch in flight")
+	}
+	close(release)
+	require.NoError(t, <-refetched)
+	assert.Equal(t, int32(2), f.srv.fetches.Load())
+}
+
 func TestKeysConcurrentColdStartFetchesOnce(t *testing.T) {
 	f := newFixture(t, Expect{})
 	tok := f.s.sign(t, validClaims(f.clock.Now()))

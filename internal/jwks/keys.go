@@ -70,9 +70,10 @@ type Keys struct {
 	keys    map[string]*ecdsa.PublicKey
 	fetched time.Time // last successful fetch; zero before the first
 
-	// fetchMu serialises fetches; lastTry is guarded by it.
+	// fetchMu serialises fetches; lastTry and lastErr are guarded by it.
 	fetchMu sync.Mutex
 	lastTry time.Time
+	lastErr error // outcome of the fetch at lastTry
 }
 
 // NewKeys returns an empty cache; the first lookup fetches.
@@ -104,48 +105,60 @@ func NewKeys(cfg KeysConfig) *Keys {
 }
 
 // Key returns the public key with id kid. A fresh cache answers from memory;
-// a stale one, or an unknown kid outside the cooldown, refetches first.
+// a stale one, or an unknown kid, refetches first, at most once per cooldown.
+// A key that aged but is inside the stale grace is returned without waiting
+// while another caller refetches, and without refetching again when the last
+// attempt failed within the cooldown: an STS outage then costs one fetch per
+// cooldown, not one per request queued behind the fetch timeout.
 func (k *Keys) Key(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
 	now := k.now()
-	k.mu.RLock()
-	key, ok := k.keys[kid]
-	fresh := !k.fetched.IsZero() && now.Sub(k.fetched) < k.maxAge
-	k.mu.RUnlock()
-	if ok && fresh {
+	key, ok, fetched := k.lookup(kid)
+	if ok && now.Sub(fetched) < k.maxAge {
 		return key, nil
 	}
-	return k.slow(ctx, kid, ok)
+	if ok && now.Sub(fetched) < k.maxAge+staleGrace {
+		if !k.fetchMu.TryLock() {
+			return key, nil // a refetch is in flight
+		}
+	} else {
+		k.fetchMu.Lock()
+	}
+	defer k.fetchMu.Unlock()
+	return k.slow(ctx, kid)
 }
 
-func (k *Keys) slow(ctx context.Context, kid string, known bool) (*ecdsa.PublicKey, error) {
-	k.fetchMu.Lock()
-	defer k.fetchMu.Unlock()
-
-	// Another caller may have fetched while this one waited for the lock.
-	now := k.now()
+// lookup reads kid and the time of the last successful fetch.
+func (k *Keys) lookup(kid string) (*ecdsa.PublicKey, bool, time.Time) {
 	k.mu.RLock()
 	key, ok := k.keys[kid]
 	fetched := k.fetched
 	k.mu.RUnlock()
-	fresh := !fetched.IsZero() && now.Sub(fetched) < k.maxAge
-	if ok && fresh {
+	return key, ok, fetched
+}
+
+// slow runs with fetchMu held.
+func (k *Keys) slow(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
+	// Another caller may have fetched while this one waited for the lock.
+	now := k.now()
+	key, ok, fetched := k.lookup(kid)
+	if ok && now.Sub(fetched) < k.maxAge {
 		return key, nil
 	}
-
-	// A known key that merely aged refetches at once; an unknown kid waits
-	// out the cooldown after any fetch attempt.
-	if !known && !k.lastTry.IsZero() && now.Sub(k.lastTry) < k.cooldown {
-		if ok && now.Sub(fetched) < k.maxAge+staleGrace {
+	// Every fetch attempt starts a cooldown in which neither an unknown kid
+	// nor an aged set refetches.
+	if !k.lastTry.IsZero() && now.Sub(k.lastTry) < k.cooldown {
+		switch {
+		case ok && now.Sub(fetched) < k.maxAge+staleGrace:
 			return key, nil
+		case k.lastErr != nil:
+			return nil, k.lastErr
 		}
 		return nil, ErrUnknownKey
 	}
 	k.lastTry = now
 	err := k.fetch(ctx)
-	k.mu.RLock()
-	key, ok = k.keys[kid]
-	fetched = k.fetched
-	k.mu.RUnlock()
+	k.lastErr = err
+	key, ok, fetched = k.lookup(kid)
 	switch {
 	case ok && (err == nil || k.now().Sub(fetched) < k.maxAge+staleGrace):
 		return key, nil
