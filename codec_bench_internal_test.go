@@ -17,16 +17,16 @@ func BenchmarkHeaderCodec(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			h := http.Header{"Accept": {"application/json"}}
-			envelope.Inject(h, transportEnvelope(a), true)
+			envelope.Inject(h, agentEnvelope(a), true)
 		}
 	})
 	out := http.Header{"Authorization": {"Bearer x.y.z"}}
-	envelope.Inject(out, transportEnvelope(a), true)
+	envelope.Inject(out, agentEnvelope(a), true)
 	b.Run("extract", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			env, _ := envelope.Extract(out)
-			_ = &Agent{token: env.Token, traceID: env.TraceID, sessionID: env.SessionID, baggage: inboundBaggage(env.Baggage)}
+			_ = &Agent{token: env.Token, traceID: env.TraceID, sessionID: env.SessionID, baggage: env.Baggage}
 		}
 	})
 }

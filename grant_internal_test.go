@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/caracal-go/caracal/internal/envelope"
 	"github.com/caracal-go/caracal/internal/wire"
 )
 
@@ -181,7 +182,7 @@ func TestHeadersInboundAgent(t *testing.T) {
 
 	a := &Agent{sessionID: "S", delegationID: "E", parentDelegationID: "E0", subjectRecordID: "R", hop: 2,
 		traceID: "5f1c2b3a4d5e6f708192a3b4c5d6e7f8", traceFlags: "00", traceState: "k=v",
-		baggage: []baggageMember{{"tenant", "acme corp"}}, token: "inbound-token"}
+		baggage: []envelope.Member{{Key: "tenant", Value: "acme corp"}}, token: "inbound-token"}
 	h, err := c.Headers(NewContext(t.Context(), a))
 	require.NoError(t, err)
 	assert.Equal(t, "Bearer inbound-token", h.Get("Authorization"))

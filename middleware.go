@@ -229,7 +229,7 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 			traceID:    env.TraceID,
 			traceFlags: env.TraceFlags,
 			traceState: env.TraceState,
-			baggage:    inboundBaggage(env.Baggage),
+			baggage:    env.Baggage,
 		}
 		switch m.mode {
 		case modeVerified:
@@ -287,17 +287,6 @@ func (m *middleware) warn(p envelope.Problems) {
 			return
 		}
 	}
-}
-
-func inboundBaggage(ms []envelope.Member) []baggageMember {
-	if len(ms) == 0 {
-		return nil
-	}
-	out := make([]baggageMember, len(ms))
-	for i, m := range ms {
-		out[i] = baggageMember{Key: m.Key, Value: m.Value}
-	}
-	return out
 }
 
 // writeAuthError answers with the resource-server adapters' error body.

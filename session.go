@@ -31,7 +31,7 @@ type Agent struct {
 	traceID            string // 32 lowercase hex
 	traceFlags         string // 2 hex
 	traceState         string
-	baggage            []baggageMember // non-caracal members, in order
+	baggage            []envelope.Member // non-caracal members, in order; shared, never modified
 	hop                int
 
 	// token is the pinned bearer of an inbound context (middleware); empty
@@ -50,11 +50,6 @@ type Agent struct {
 	// (set when this process created or mirrored the edge), so that a
 	// narrowing that is knowably wider is refused before any call.
 	edge *edgeGrant
-}
-
-// baggageMember is one non-Caracal W3C baggage member.
-type baggageMember struct {
-	Key, Value string
 }
 
 // ZoneID returns the zone.
@@ -468,7 +463,7 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 	}
 
 	traceID, flags, state := cfg.traceID, "", ""
-	var baggage []baggageMember
+	var baggage []envelope.Member
 	if parent != nil {
 		if traceID == "" {
 			traceID = parent.traceID
@@ -684,9 +679,10 @@ func (c *Client) Headers(ctx context.Context, opts ...HeadersOption) (http.Heade
 	return h, nil
 }
 
-// agentEnvelope is the propagated part of a.
+// agentEnvelope is the propagated part of a, for Headers and the transport.
+// It shares a's baggage: Inject only reads it, and an Agent never changes.
 func agentEnvelope(a *Agent) envelope.Envelope {
-	e := envelope.Envelope{
+	return envelope.Envelope{
 		TraceID:            a.traceID,
 		TraceFlags:         a.traceFlags,
 		TraceState:         a.traceState,
@@ -695,12 +691,6 @@ func agentEnvelope(a *Agent) envelope.Envelope {
 		ParentDelegationID: a.parentDelegationID,
 		SubjectRecordID:    a.subjectRecordID,
 		Hop:                a.hop,
+		Baggage:            a.baggage,
 	}
-	if len(a.baggage) > 0 {
-		e.Baggage = make([]envelope.Member, len(a.baggage))
-		for i, m := range a.baggage {
-			e.Baggage[i] = envelope.Member{Key: m.Key, Value: m.Value}
-		}
-	}
-	return e
 }

@@ -202,7 +202,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return t.base.RoundTrip(req)
 		}
 		out := req.Clone(req.Context())
-		envelope.Inject(out.Header, transportEnvelope(a), true)
+		envelope.Inject(out.Header, agentEnvelope(a), true)
 		return t.base.RoundTrip(out)
 	}
 	return t.governed(req, d)
@@ -249,7 +249,7 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 	out.Host = out.URL.Host
 	out.Header.Set("Authorization", "Bearer "+bearer)
 	out.Header.Set(wire.HeaderResource, d.resource)
-	envelope.Inject(out.Header, transportEnvelope(a), true)
+	envelope.Inject(out.Header, agentEnvelope(a), true)
 	unreplayable(out)
 	resp, err := t.base.RoundTrip(out)
 	if resp != nil {
@@ -367,27 +367,6 @@ func jwtUse(tok string) string {
 		return ""
 	}
 	return c.Use
-}
-
-// transportEnvelope is the envelope an outgoing request carries for a.
-func transportEnvelope(a *Agent) envelope.Envelope {
-	e := envelope.Envelope{
-		TraceID:            a.traceID,
-		TraceFlags:         a.traceFlags,
-		TraceState:         a.traceState,
-		SessionID:          a.sessionID,
-		DelegationID:       a.delegationID,
-		ParentDelegationID: a.parentDelegationID,
-		SubjectRecordID:    a.subjectRecordID,
-		Hop:                a.hop,
-	}
-	if len(a.baggage) > 0 {
-		e.Baggage = make([]envelope.Member, len(a.baggage))
-		for i, m := range a.baggage {
-			e.Baggage[i] = envelope.Member{Key: m.Key, Value: m.Value}
-		}
-	}
-	return e
 }
 
 // closeBody honours the RoundTripper contract on an early error.

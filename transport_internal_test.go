@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/caracal-go/caracal/internal/apierr"
+	"github.com/caracal-go/caracal/internal/envelope"
 	"github.com/caracal-go/caracal/internal/stsclient"
 	"github.com/caracal-go/caracal/internal/wire"
 )
@@ -59,7 +60,7 @@ func unitAgent() *Agent {
 		zoneID: "zone-test", applicationID: "app-test",
 		sessionID: "sess-1", delegationID: "edge-1", parentDelegationID: "edge-0",
 		traceID: "5f1c2b3a4d5e6f708192a3b4c5d6e7f8", traceFlags: "01", hop: 1, own: true,
-		baggage: []baggageMember{{Key: "tenant", Value: "acme"}},
+		baggage: []envelope.Member{{Key: "tenant", Value: "acme"}},
 	}
 }
 
