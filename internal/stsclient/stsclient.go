@@ -94,10 +94,10 @@ type exchange struct {
 	done chan struct{}
 	tok  Token
 	err  error
-	// ctx is the leader's context; a follower that sees the exchange fail
-	// because this ctx ended retries on its own instead of inheriting the
-	// leader's cancellation.
-	ctx context.Context
+	// abandoned: the exchange failed because the leader's own ctx ended,
+	// not because of the STS. A follower then tries again on its own
+	// instead of inheriting the leader's cancellation.
+	abandoned bool
 }
 
 // New returns a Client.
@@ -148,13 +148,12 @@ func (c *Client) Lifecycle(ctx context.Context) (Token, error) {
 			case <-ctx.Done():
 				return Token{}, context.Cause(ctx)
 			}
-			if x.err != nil && x.ctx.Err() != nil && ctx.Err() == nil {
-				// The leader gave up, not the STS: try again ourselves.
+			if x.abandoned && ctx.Err() == nil {
 				continue
 			}
 			return x.tok, x.err
 		}
-		x := &exchange{done: make(chan struct{}), ctx: ctx}
+		x := &exchange{done: make(chan struct{})}
 		c.inflight = x
 		c.mu.Unlock()
 
@@ -168,7 +167,7 @@ func (c *Client) Lifecycle(ctx context.Context) (Token, error) {
 			c.refresh = issued.Add(time.Duration(expiresIn)*time.Second - margin(expiresIn))
 		}
 		c.mu.Unlock()
-		x.tok, x.err = tok, err
+		x.tok, x.err, x.abandoned = tok, err, err != nil && ctx.Err() != nil
 		close(x.done)
 		return tok, err
 	}
