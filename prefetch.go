@@ -247,6 +247,16 @@ func (p *prefetcher) worker(pl *pool) {
 				return
 			case p.ctx.Err() != nil:
 				return
+			case !temporary(err):
+				// A refusal (an edge revoked, the mint budget spent) does
+				// not pass by retrying in the background. The request
+				// path mints again and re-creates the pool after its next
+				// success.
+				p.drop(pl)
+				return
+			case p.dropIfIdle(pl):
+				// Nobody takes from the pool: not worth retrying for.
+				return
 			default:
 				backoff = min(max(2*backoff, prefetchBackoffMin), prefetchBackoffMax)
 				if !p.sleep(pl, backoff) {
@@ -258,13 +268,7 @@ func (p *prefetcher) worker(pl *pool) {
 		select {
 		case <-pl.wake:
 		case <-idle.C:
-			p.mu.Lock()
-			quiet := p.now().Sub(pl.lastTake) >= prefetchIdle
-			if quiet {
-				p.dropLocked(pl)
-			}
-			p.mu.Unlock()
-			if quiet {
+			if p.dropIfIdle(pl) {
 				return
 			}
 			idle.Reset(prefetchIdle)
@@ -277,6 +281,24 @@ func (p *prefetcher) worker(pl *pool) {
 			return
 		}
 	}
+}
+
+// dropIfIdle drops pl if nobody took from it for prefetchIdle.
+func (p *prefetcher) dropIfIdle(pl *pool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.now().Sub(pl.lastTake) < prefetchIdle {
+		return false
+	}
+	p.dropLocked(pl)
+	return true
+}
+
+// temporary reports whether a failed background mint may succeed if
+// retried: a network failure, a timeout, or an STS answer that says so.
+func temporary(err error) bool {
+	var e *apierr.Error
+	return !errors.As(err, &e) || e.Temporary()
 }
 
 func isApproval(err error) bool {

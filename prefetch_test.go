@@ -235,6 +235,50 @@ func TestPrefetchBacksOffOnErrors(t *testing.T) {
 	})
 }
 
+// TestPrefetchFailingWorkerStops: a worker whose mints keep failing
+// stops instead of retrying for the rest of the client's life: at once on a
+// refusal, and once the pool idles on a transient failure.
+func TestPrefetchFailingWorkerStops(t *testing.T) {
+	for name, failure := range map[string]error{
+		"refused":   &apierr.Error{Service: "sts", StatusCode: 403, Code: "access_denied"},
+		"transient": &apierr.Error{Service: "sts", StatusCode: 503, Code: "sts_unavailable"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				calls := 0
+				f := &fakeMint{err: func(stsclient.MintRequest) error {
+					mu.Lock()
+					defer mu.Unlock()
+					calls++
+					if calls > 1 {
+						return failure
+					}
+					return nil
+				}}
+				p := newPrefetcherFunc(f.Mint, time.Now, 1, nil)
+				defer func() { require.NoError(t, p.Close(context.Background())) }()
+				_, err := p.take(context.Background(), agentWithDone(nil), readReq)
+				require.NoError(t, err)
+				time.Sleep(prefetchIdle + prefetchBackoffMax)
+				synctest.Wait()
+				_, ok := p.pooled(readKey())
+				assert.False(t, ok)
+				mu.Lock()
+				n := calls
+				mu.Unlock()
+				if name == "refused" {
+					assert.Equal(t, 2, n, "no background retry after a refusal")
+				}
+				time.Sleep(24 * time.Hour)
+				mu.Lock()
+				assert.Equal(t, n, calls, "the worker stopped")
+				mu.Unlock()
+			})
+		})
+	}
+}
+
 func TestPrefetchIdlePoolDropped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeMint{}
