@@ -69,8 +69,9 @@ type Config struct {
 	// Bindings route upstream URLs through the Gateway, longest prefix first.
 	Bindings []ResourceBinding
 
-	// DefaultTTL is the TTL of task sessions spawned without one; zero leaves
-	// it to the server (3600 s). It is sent in whole seconds.
+	// DefaultTTL is the TTL of task sessions spawned without one, at most
+	// 24 h; zero leaves it to the server (3600 s). It is sent in whole
+	// seconds.
 	DefaultTTL time.Duration
 
 	// Production enables production gating (CARACAL_ENV=production): the
@@ -189,10 +190,11 @@ func (cfg Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// checkTTL accepts zero (server default) or a duration of at least a second.
+// checkTTL accepts zero (server default) or a duration from a second to the
+// Coordinator's limit of a day: a longer default would fail every Spawn.
 func checkTTL(name string, d time.Duration) error {
-	if d < 0 || (d > 0 && d < time.Second) {
-		return fmt.Errorf("caracal: %s is %v; want 0 (the server default) or at least 1s", name, d)
+	if d < 0 || (d > 0 && d < time.Second) || d > maxTTL {
+		return fmt.Errorf("caracal: %s is %v; want 0 (the server default) or 1s to %v (the Coordinator's limit)", name, d, maxTTL)
 	}
 	return nil
 }
@@ -423,7 +425,7 @@ func (cfg Config) LogValue() slog.Value {
 // (comma-separated resource identifiers), CARACAL_RESOURCES
 // ("resource=upstream_prefix,..."), CARACAL_RESOURCES_FILE (a JSON object
 // {"resource": "prefix"} or an array of {"resource_id", "upstream_prefix"}
-// objects), CARACAL_DEFAULT_TTL_SECONDS (a positive integer), CARACAL_ENV and
+// objects), CARACAL_DEFAULT_TTL_SECONDS (1 to 86400), CARACAL_ENV and
 // CARACAL_ALLOW_INSECURE_CONFIG_URLS. Values are trimmed; an empty variable
 // counts as unset. Seed-era variables that are no longer read
 // (CARACAL_SUBJECT_TOKEN, CARACAL_ZONE_URL, ...) get a warning.
@@ -592,7 +594,7 @@ func WithBinding(resourceID, upstreamPrefix string) Option {
 
 // WithDefaultTTL sets the TTL of task sessions spawned without one
 // (overrides CARACAL_DEFAULT_TTL_SECONDS and default_ttl_seconds). Zero
-// leaves it to the server; otherwise it must be at least a second.
+// leaves it to the server; otherwise it must be from a second to 24 h.
 func WithDefaultTTL(d time.Duration) Option {
 	if err := checkTTL("WithDefaultTTL", d); err != nil {
 		return optErr(err)

@@ -777,6 +777,9 @@ func TestLoadConfigDefaultTTL(t *testing.T) {
 		{"env zero", baseEnv().with("CARACAL_DEFAULT_TTL_SECONDS", "0"), 0, "CARACAL_DEFAULT_TTL_SECONDS is \"0\""},
 		{"env negative", baseEnv().with("CARACAL_DEFAULT_TTL_SECONDS", "-3"), 0, "CARACAL_DEFAULT_TTL_SECONDS is \"-3\""},
 		{"env too large", baseEnv().with("CARACAL_DEFAULT_TTL_SECONDS", "9223372036854775807"), 0, "too large"},
+		{"env at the Coordinator's limit", baseEnv().with("CARACAL_DEFAULT_TTL_SECONDS", "86400"), 24 * time.Hour, ""},
+		{"env over the Coordinator's limit", baseEnv().with("CARACAL_DEFAULT_TTL_SECONDS", "86401"), 0, "CARACAL_DEFAULT_TTL_SECONDS is 86401 seconds"},
+		{"profile over the Coordinator's limit", env{"CARACAL_CONFIG": profileTTL("90000")}, 0, "default_ttl_seconds is 90000 seconds"},
 		{"profile", env{"CARACAL_CONFIG": profileTTL("30")}, 30 * time.Second, ""},
 		{"profile zero is unset", env{"CARACAL_CONFIG": profileTTL("0")}, 0, ""},
 		{"profile zero falls back to env", env{"CARACAL_CONFIG": profileTTL("0"), "CARACAL_DEFAULT_TTL_SECONDS": "7"}, 7 * time.Second, ""},
@@ -795,7 +798,7 @@ func TestLoadConfigDefaultTTL(t *testing.T) {
 		})
 	}
 
-	for _, d := range []time.Duration{-time.Second, time.Millisecond} {
+	for _, d := range []time.Duration{-time.Second, time.Millisecond, 25 * time.Hour} {
 		_, err := loadEnv(t, baseEnv(), WithDefaultTTL(d))
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "caracal: WithDefaultTTL is ")
@@ -942,6 +945,7 @@ func TestValidate(t *testing.T) {
 		{"bad resource", func(c *Config) { c.Resources = []string{"a", ""} }, "caracal: Config.Resources[1] is empty"},
 		{"negative ttl", func(c *Config) { c.DefaultTTL = -time.Second }, "caracal: Config.DefaultTTL is -1s"},
 		{"sub-second ttl", func(c *Config) { c.DefaultTTL = time.Millisecond }, "Config.DefaultTTL is 1ms"},
+		{"ttl over a day", func(c *Config) { c.DefaultTTL = 48 * time.Hour }, "Config.DefaultTTL is 48h0m0s"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -429,8 +428,8 @@ func (l *loader) defaultTTL(ov Config) time.Duration {
 }
 
 func (l *loader) seconds(from string, n int64) time.Duration {
-	if n > math.MaxInt64/int64(time.Second) {
-		l.failf("caracal: %s is %d seconds, which is too large", from, n)
+	if limit := int64(maxTTL / time.Second); n > limit {
+		l.failf("caracal: %s is %d seconds, which is too large; the Coordinator accepts at most %d (24 h)", from, n, limit)
 		return 0
 	}
 	return time.Duration(n) * time.Second
