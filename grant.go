@@ -424,8 +424,11 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 	}
 	if !ac.skipCheck {
 		st, err := c.coord.InboundEdge(ctx, a.sessionID, edgeID)
-		if err != nil {
-			return nil, fmt.Errorf("caracal: delegation %s is not an active delegation to session %s: %w", edgeID, a.sessionID, err)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return nil, fmt.Errorf("caracal: delegation %s is not an active delegation to session %s of this application: %w", edgeID, a.sessionID, err)
+		case err != nil:
+			return nil, fmt.Errorf("caracal: checking delegation %s with the Coordinator failed (try again, or pass SkipInboundCheck to leave the check to the STS): %w", edgeID, err)
 		}
 		if st.Status != "" && st.Status != wire.StatusActive {
 			return nil, fmt.Errorf("caracal: delegation %s is %s, not active: %w", edgeID, st.Status, ErrNotFound)

@@ -809,6 +809,12 @@ func TestDelegateAndAccept(t *testing.T) {
 
 	_, err = c.AcceptDelegation(peer.Context(), "no-such-edge")
 	assert.ErrorIs(t, err, caracal.ErrNotFound)
+	assert.ErrorContains(t, err, "is not an active delegation")
+	st.Inject(caracaltest.RouteInbound, caracaltest.Fault{Status: 503, Times: 2})
+	_, err = c.AcceptDelegation(peer.Context(), "no-such-edge")
+	assert.ErrorIs(t, err, caracal.ErrUnavailable)
+	assert.NotContains(t, err.Error(), "is not an active delegation", "an outage says nothing about the edge")
+	assert.ErrorContains(t, err, "SkipInboundCheck")
 	ctx, err := c.AcceptDelegation(peer.Context(), "no-such-edge", caracal.SkipInboundCheck())
 	require.NoError(t, err, "bound without asking")
 	assert.Equal(t, "no-such-edge", mustAgent(t, ctx).DelegationID())
