@@ -2,8 +2,8 @@ package caracal
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -290,7 +290,8 @@ func (m *middleware) warn(p envelope.Problems) {
 }
 
 // writeAuthError answers with the resource-server adapters' error body.
-// code and desc are fixed strings of this package, never request text.
+// code and desc never carry the token, but desc may quote a verified claim
+// (a token class), so it is JSON-encoded, not Go-quoted.
 func writeAuthError(w http.ResponseWriter, status int, code, desc string) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -299,7 +300,7 @@ func writeAuthError(w http.ResponseWriter, status int, code, desc string) {
 		h.Set("WWW-Authenticate", `Bearer realm="caracal", error="invalid_token"`)
 	}
 	w.WriteHeader(status)
-	_, _ = fmt.Fprintf(w, `{"error":%q,"error_description":%q}`+"\n", code, desc)
+	_ = json.NewEncoder(w).Encode(wire.ErrorBody{Error: code, ErrorDescription: desc})
 }
 
 // builtinVerifier builds the VerifyTokens verifier.

@@ -184,6 +184,7 @@ func TestMiddlewareVerifiesResourceTokens(t *testing.T) {
 		"wrong audience":  {[]string{"Bearer " + forge(func(c jwt.MapClaims) { c["aud"] = []string{"resource://billing"} })}, 401, "invalid_token"},
 		"use gateway":     {[]string{"Bearer " + forge(func(c jwt.MapClaims) { c["use"] = "gateway" })}, 401, "invalid_token"},
 		"use session":     {[]string{"Bearer " + forge(func(c jwt.MapClaims) { c["use"] = "session" })}, 401, "invalid_token"},
+		"use unprintable": {[]string{"Bearer " + forge(func(c jwt.MapClaims) { c["use"] = "x\x00\v\xff" })}, 401, "invalid_token"},
 		"alg none":        {[]string{"Bearer " + none()}, 401, "invalid_token"},
 		"unknown key":     {[]string{"Bearer " + other.sign(t, resourceClaims())}, 401, "invalid_token"},
 		"too many hops":   {[]string{"Bearer " + forge(func(c jwt.MapClaims) { c["hop_count"] = 11 })}, 403, "hop_count_exceeded"},
