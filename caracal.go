@@ -3,7 +3,6 @@ package caracal
 import (
 	"context"
 	"errors"
-
 	"log/slog"
 	"net/http"
 	"sync"
@@ -111,7 +110,7 @@ func newClient(cfg Config, o *options) (*Client, error) {
 	}
 	log := o.logger
 	if log == nil {
-		log = slog.New(discardHandler{})
+		log = slog.New(slog.DiscardHandler)
 	}
 	sts := stsclient.New(stsclient.Config{
 		BaseURL:        cfg.STSURL,
@@ -202,11 +201,3 @@ func (c *Client) isClosed() bool {
 		return false
 	}
 }
-
-// discardHandler is a slog.Handler that drops every record.
-type discardHandler struct{}
-
-func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
-func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
-func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
-func (d discardHandler) WithGroup(string) slog.Handler           { return d }
