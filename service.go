@@ -581,8 +581,9 @@ func (s *Service) end(cause error) bool {
 // the session with its lease generation, on a context detached from ctx's
 // cancellation and bounded to 10 s. It returns by ctx's deadline even while a
 // heartbeat is in flight (the heartbeat is cancelled); the retire then goes on
-// in the background for at most 10 s. Close is idempotent: every call
-// returns the outcome of the one close.
+// in the background for at most 10 s, and the error wraps ctx's cause. Close
+// is idempotent: every call that waits to the end returns the outcome of the
+// one close.
 //
 // A handle whose lease was fenced or whose session is gone is not retired
 // (it no longer owns anything); a suspended or expired one is, unless a newer
@@ -600,7 +601,7 @@ func (s *Service) Close(ctx context.Context) error {
 	case <-s.closed:
 		return s.closeErr
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("caracal: service %s: renewal stopped; the retire continues in the background for at most %v: %w", s.id, retireBound, context.Cause(ctx))
 	}
 }
 

@@ -560,6 +560,7 @@ func TestServiceCloseHonoursDeadlineWhenRetireHangs(t *testing.T) {
 		start := time.Now()
 		err = svc.Close(ctx)
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Contains(t, err.Error(), "continues in the background", "the error says the retire is still under way")
 		assert.Equal(t, 100*time.Millisecond, time.Since(start))
 
 		// The retire goes on, detached, for at most 10 s; a later Close
