@@ -411,26 +411,21 @@ func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
 	if approvalID == "" {
 		return errors.New("caracal: WaitApproval needs an approval id")
 	}
-	for {
-		st, err := c.sts.WaitApproval(ctx, approvalID)
-		if err != nil {
-			return err
-		}
-		switch st.State {
-		case wire.ApprovalApproved:
-			return nil
-		case wire.ApprovalRejected:
-			return fmt.Errorf("approval %s: %w", approvalID, ErrApprovalRejected)
-		case wire.ApprovalExpired:
-			return fmt.Errorf("caracal: approval %s expired; send the request again to raise a new one", approvalID)
-		case wire.ApprovalConsumed:
-			return fmt.Errorf("caracal: approval %s was already used by another request; send the request again to raise a new one", approvalID)
-		case wire.ApprovalPending:
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("caracal: approval %s is in unknown state %q", approvalID, st.State)
-		}
+	// stsclient.WaitApproval long-polls until the approval leaves pending
+	// or ctx ends, so one call is the whole wait.
+	st, err := c.sts.WaitApproval(ctx, approvalID)
+	if err != nil {
+		return err
 	}
+	switch st.State {
+	case wire.ApprovalApproved:
+		return nil
+	case wire.ApprovalRejected:
+		return fmt.Errorf("%w: %s", ErrApprovalRejected, approvalID)
+	case wire.ApprovalExpired:
+		return fmt.Errorf("caracal: approval %s expired; send the request again to raise a new one", approvalID)
+	case wire.ApprovalConsumed:
+		return fmt.Errorf("caracal: approval %s was already used by another request; send the request again to raise a new one", approvalID)
+	}
+	return fmt.Errorf("caracal: approval %s is in unknown state %q", approvalID, st.State)
 }
