@@ -64,12 +64,17 @@ func printable(b []byte, n int) string {
 func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
 
 // Transport wraps a failure to get an answer at all (connection refused,
-// reset, timeout) from service for method path. When ctx (the call's own
-// context) ended, the error wraps ctx's cause; otherwise it wraps both
-// ErrUnavailable and err.
-func Transport(ctx context.Context, service, method, path string, err error) error {
+// reset, timeout) from service for method path. ctx is the caller's context
+// and call the call's own, which bounds it to limit. When ctx ended, the
+// error wraps ctx's cause: the caller gave up. Otherwise the service is
+// unavailable: the error wraps ErrUnavailable and err, or, when the call ran
+// out of its limit, context.DeadlineExceeded.
+func Transport(ctx, call context.Context, limit time.Duration, service, method, path string, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("caracal: %s %s %s: %w", service, method, path, context.Cause(ctx))
+	}
+	if call.Err() != nil {
+		err = fmt.Errorf("no answer within %s: %w", limit, context.DeadlineExceeded)
 	}
 	return fmt.Errorf("caracal: %s %s %s: %w: %w", service, method, path, ErrUnavailable, err)
 }

@@ -45,7 +45,7 @@ func TestFromResponse(t *testing.T) {
 
 func TestTransport(t *testing.T) {
 	cause := errors.New("connection refused")
-	err := Transport(context.Background(), "sts", "POST", "/oauth/2/token", cause)
+	err := Transport(context.Background(), context.Background(), time.Second, "sts", "POST", "/oauth/2/token", cause)
 	assert.ErrorIs(t, err, ErrUnavailable)
 	assert.ErrorIs(t, err, cause)
 	assert.Equal(t, "caracal: sts POST /oauth/2/token: caracal: service unavailable: connection refused", err.Error())
@@ -53,9 +53,17 @@ func TestTransport(t *testing.T) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	stop := errors.New("shutting down")
 	cancel(stop)
-	err = Transport(ctx, "coordinator", "GET", "/x", cause)
+	err = Transport(ctx, ctx, time.Second, "coordinator", "GET", "/x", cause)
 	assert.ErrorIs(t, err, stop)
 	assert.NotErrorIs(t, err, ErrUnavailable)
+
+	// The call's own limit ran out: the service did not answer in time.
+	call, cancelCall := context.WithTimeout(context.Background(), 0)
+	defer cancelCall()
+	err = Transport(context.Background(), call, 10*time.Second, "coordinator", "GET", "/x", context.DeadlineExceeded)
+	assert.ErrorIs(t, err, ErrUnavailable)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, "caracal: coordinator GET /x: caracal: service unavailable: no answer within 10s: context deadline exceeded", err.Error())
 }
 
 func TestApproval(t *testing.T) {

@@ -386,12 +386,12 @@ func (c *Client) send(ctx context.Context, tok stsclient.Token, method, path str
 	}
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
-		return c.netFailure(ctx, callCtx, method, path, err)
+		return netFailure(ctx, callCtx, method, path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return c.netFailure(ctx, callCtx, method, path, err)
+		return netFailure(ctx, callCtx, method, path, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e, _ := apierr.FromResponse("coordinator", method, path, resp, raw)
@@ -414,18 +414,12 @@ func (c *Client) send(ctx context.Context, tok stsclient.Token, method, path str
 // netFailure classifies a request that got no answer. The caller's own
 // cancellation is final; the per-call timeout or a connection failure may
 // be retried (and may have executed).
-func (c *Client) netFailure(ctx, callCtx context.Context, method, path string, err error) outcome {
+func netFailure(ctx, callCtx context.Context, method, path string, err error) outcome {
+	err = apierr.Transport(ctx, callCtx, Timeout, "coordinator", method, path, err)
 	if ctx.Err() != nil {
-		return outcome{err: apierr.Transport(ctx, "coordinator", method, path, err)}
+		return outcome{err: err}
 	}
-	if callCtx.Err() != nil {
-		err = fmt.Errorf("no answer within %s: %w", Timeout, context.DeadlineExceeded)
-	}
-	return outcome{
-		err:       fmt.Errorf("caracal: coordinator %s %s: %w: %w", method, path, apierr.ErrUnavailable, err),
-		retryable: true,
-		ambiguous: true,
-	}
+	return outcome{err: err, retryable: true, ambiguous: true}
 }
 
 // gaveUp reports the last failure together with the reason for not

@@ -234,9 +234,9 @@ func (c *Client) Mint(ctx context.Context, r MintRequest) (Token, error) {
 // post performs one token exchange. mint, when non-nil, describes a mandate
 // request so that a hold can name what it holds.
 func (c *Client) post(ctx context.Context, tr wire.TokenRequest, mint *MintRequest) (Token, int, error) {
-	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	call, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, strings.NewReader(tr.Form().Encode()))
+	req, err := http.NewRequestWithContext(call, http.MethodPost, c.endpoint, strings.NewReader(tr.Form().Encode()))
 	if err != nil {
 		return Token{}, 0, fmt.Errorf("caracal: STS URL %q: %w", c.cfg.BaseURL, err)
 	}
@@ -245,12 +245,12 @@ func (c *Client) post(ctx context.Context, tr wire.TokenRequest, mint *MintReque
 	issued := c.cfg.Now()
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
-		return Token{}, 0, apierr.Transport(ctx, "sts", http.MethodPost, tokenPath, err)
+		return Token{}, 0, apierr.Transport(ctx, call, Timeout, "sts", http.MethodPost, tokenPath, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return Token{}, 0, apierr.Transport(ctx, "sts", http.MethodPost, tokenPath, err)
+		return Token{}, 0, apierr.Transport(ctx, call, Timeout, "sts", http.MethodPost, tokenPath, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		e, eb := apierr.FromResponse("sts", http.MethodPost, tokenPath, resp, body)
@@ -371,22 +371,23 @@ func waitFor(remaining time.Duration) time.Duration {
 func (c *Client) poll(ctx context.Context, path string, wait time.Duration) (wire.ApprovalStatus, error) {
 	// The server may hold the request for the whole wait; give it that
 	// plus the usual exchange budget.
-	ctx, cancel := context.WithTimeout(ctx, wait+Timeout)
+	limit := wait + Timeout
+	call, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	u := strings.TrimRight(c.cfg.BaseURL, "/") + path + "?wait=" + strconv.Itoa(int(wait/time.Second))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(call, http.MethodGet, u, nil)
 	if err != nil {
 		return wire.ApprovalStatus{}, fmt.Errorf("caracal: STS URL %q: %w", c.cfg.BaseURL, err)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
-		return wire.ApprovalStatus{}, apierr.Transport(ctx, "sts", http.MethodGet, path, err)
+		return wire.ApprovalStatus{}, apierr.Transport(ctx, call, limit, "sts", http.MethodGet, path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return wire.ApprovalStatus{}, apierr.Transport(ctx, "sts", http.MethodGet, path, err)
+		return wire.ApprovalStatus{}, apierr.Transport(ctx, call, limit, "sts", http.MethodGet, path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		e, _ := apierr.FromResponse("sts", http.MethodGet, path, resp, body)

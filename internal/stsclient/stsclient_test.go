@@ -285,6 +285,7 @@ func TestExchangeTimeout(t *testing.T) {
 		start := time.Now()
 		_, err := c.Lifecycle(t.Context())
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.ErrorIs(t, err, apierr.ErrUnavailable, "the STS did not answer in time")
 		assert.Equal(t, Timeout, time.Since(start))
 
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
@@ -292,6 +293,7 @@ func TestExchangeTimeout(t *testing.T) {
 		start = time.Now()
 		_, err = c.Mint(ctx, MintRequest{Resource: "r", Scopes: []string{"s"}})
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.NotErrorIs(t, err, apierr.ErrUnavailable, "the caller gave up")
 		assert.Equal(t, 2*time.Second, time.Since(start), "a shorter caller deadline wins")
 	})
 }
