@@ -236,28 +236,26 @@ func (c *Client) Delegate(ctx context.Context, req wire.CreateDelegationRequest,
 		return wire.Delegation{}, err
 	}
 	hdr := http.Header{}
+	retries := 0 // without a key a resend could create a second edge
 	if idempotencyKey != "" {
 		hdr.Set(wire.HeaderIdempotencyKey, idempotencyKey)
+		retries = DelegateRetries
 	}
-	for retries := 0; ; retries++ {
-		var d wire.Delegation
-		out := c.do(ctx, http.MethodPost, path, hdr, func(stsclient.Token) ([]byte, error) { return b, nil }, &d)
-		if out.err == nil {
-			if d.DelegationEdgeID == "" {
-				d.DelegationEdgeID = d.ID
-			}
-			if d.DelegationEdgeID == "" {
-				return wire.Delegation{}, invalid(http.MethodPost, path, "no delegation_edge_id")
-			}
-			return d, nil
-		}
-		if idempotencyKey == "" || !out.retryable || retries >= DelegateRetries {
-			return wire.Delegation{}, out.err
-		}
-		if err := c.pause(ctx, retries, out); err != nil {
-			return wire.Delegation{}, gaveUp(out.err, err)
-		}
+	var d wire.Delegation
+	err = c.retrying(ctx, retries, func() outcome {
+		d = wire.Delegation{}
+		return c.do(ctx, http.MethodPost, path, hdr, func(stsclient.Token) ([]byte, error) { return b, nil }, &d)
+	})
+	if err != nil {
+		return wire.Delegation{}, err
 	}
+	if d.DelegationEdgeID == "" {
+		d.DelegationEdgeID = d.ID
+	}
+	if d.DelegationEdgeID == "" {
+		return wire.Delegation{}, invalid(http.MethodPost, path, "no delegation_edge_id")
+	}
+	return d, nil
 }
 
 // RevokeDelegation revokes an edge and its downstream edges.
@@ -273,16 +271,12 @@ func (c *Client) RevokeDelegation(ctx context.Context, id string) (wire.RevokeRe
 // retried ReadRetries times.
 func (c *Client) InboundEdge(ctx context.Context, sessionID, edgeID string) (wire.InboundEdgeStatus, error) {
 	path := "/zones/" + c.zone + "/delegations/inbound/" + url.PathEscape(sessionID) + "/" + url.PathEscape(edgeID)
-	for retries := 0; ; retries++ {
-		var r wire.InboundEdgeStatus
-		out := c.do(ctx, http.MethodGet, path, nil, nil, &r)
-		if out.err == nil || !out.retryable || retries >= ReadRetries {
-			return r, out.err
-		}
-		if err := c.pause(ctx, retries, out); err != nil {
-			return r, gaveUp(out.err, err)
-		}
-	}
+	var r wire.InboundEdgeStatus
+	err := c.retrying(ctx, ReadRetries, func() outcome {
+		r = wire.InboundEdgeStatus{}
+		return c.do(ctx, http.MethodGet, path, nil, nil, &r)
+	})
+	return r, err
 }
 
 // InboundEdges lists the delegation edges into sessionID that the caller's
@@ -291,21 +285,20 @@ func (c *Client) InboundEdge(ctx context.Context, sessionID, edgeID string) (wir
 // times.
 func (c *Client) InboundEdges(ctx context.Context, sessionID string) ([]wire.Delegation, error) {
 	path := "/zones/" + c.zone + "/delegations/inbound/" + url.PathEscape(sessionID)
-	for retries := 0; ; retries++ {
-		var r wire.InboundList
-		out := c.do(ctx, http.MethodGet, path, nil, nil, &r) // default page: 100
-		if out.err == nil || !out.retryable || retries >= ReadRetries {
-			for i := range r.Items {
-				if r.Items[i].DelegationEdgeID == "" {
-					r.Items[i].DelegationEdgeID = r.Items[i].ID
-				}
-			}
-			return r.Items, out.err
-		}
-		if err := c.pause(ctx, retries, out); err != nil {
-			return nil, gaveUp(out.err, err)
+	var r wire.InboundList
+	err := c.retrying(ctx, ReadRetries, func() outcome {
+		r = wire.InboundList{}
+		return c.do(ctx, http.MethodGet, path, nil, nil, &r) // default page: 100
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range r.Items {
+		if r.Items[i].DelegationEdgeID == "" {
+			r.Items[i].DelegationEdgeID = r.Items[i].ID
 		}
 	}
+	return r.Items, nil
 }
 
 // outcome is the result of one logical call (including its 401 retry).
@@ -319,6 +312,20 @@ type outcome struct {
 	// ambiguous: the request may have executed although no success came
 	// back (5xx or a network failure after sending).
 	ambiguous bool
+}
+
+// retrying makes call, and makes it again up to retries times while it fails
+// transiently, pausing in between; call must be safe to repeat.
+func (c *Client) retrying(ctx context.Context, retries int, call func() outcome) error {
+	for n := 0; ; n++ {
+		out := call()
+		if out.err == nil || !out.retryable || n >= retries {
+			return out.err
+		}
+		if err := c.pause(ctx, n, out); err != nil {
+			return gaveUp(out.err, err)
+		}
+	}
 }
 
 // pause sleeps before retry number retries; it fails when ctx ends first.
