@@ -52,12 +52,12 @@ type gateKey struct {
 // prefetcher keeps the mandate pools of one transport. It is registered with
 // the client, whose Close stops and waits for its workers.
 type prefetcher struct {
-	mint    func(context.Context, stsclient.MintRequest) (stsclient.Token, error)
-	now     func() time.Time
-	depth   int
-	clientD <-chan struct{} // the client's done
+	mint  func(context.Context, stsclient.MintRequest) (stsclient.Token, error)
+	depth int
 
-	ctx    context.Context // background minting; cancelled by close
+	// ctx scopes background minting; cancelled by closeNow, which the
+	// client's Close reaches through Close.
+	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -79,7 +79,7 @@ type pool struct {
 }
 
 func newPrefetcher(c *Client, mint func(context.Context, stsclient.MintRequest) (stsclient.Token, error), depth int) *prefetcher {
-	p := newPrefetcherFunc(mint, time.Now, depth, c.done)
+	p := newPrefetcherFunc(mint, depth)
 	if err := c.track(p); err != nil {
 		// The client is closed: no background work may start.
 		p.closeNow()
@@ -87,17 +87,15 @@ func newPrefetcher(c *Client, mint func(context.Context, stsclient.MintRequest) 
 	return p
 }
 
-func newPrefetcherFunc(mint func(context.Context, stsclient.MintRequest) (stsclient.Token, error), now func() time.Time, depth int, clientDone <-chan struct{}) *prefetcher {
+func newPrefetcherFunc(mint func(context.Context, stsclient.MintRequest) (stsclient.Token, error), depth int) *prefetcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &prefetcher{
-		mint:    mint,
-		now:     now,
-		depth:   depth,
-		clientD: clientDone,
-		ctx:     ctx,
-		cancel:  cancel,
-		pools:   make(map[poolKey]*pool),
-		gated:   make(map[gateKey]struct{}),
+		mint:   mint,
+		depth:  depth,
+		ctx:    ctx,
+		cancel: cancel,
+		pools:  make(map[poolKey]*pool),
+		gated:  make(map[gateKey]struct{}),
 	}
 }
 
@@ -148,7 +146,7 @@ func (p *prefetcher) pop(key poolKey) (tok stsclient.Token, ok bool, inflight <-
 	if pl == nil {
 		return stsclient.Token{}, false, nil
 	}
-	now := p.now()
+	now := time.Now()
 	pl.lastTake = now
 	defer pl.signal()
 	for len(pl.tokens) > 0 {
@@ -201,7 +199,7 @@ func (p *prefetcher) start(key poolKey, gk gateKey, r stsclient.MintRequest, ses
 	}
 	r.Scopes = append([]string(nil), r.Scopes...)
 	r.ApprovalID = ""
-	pl := &pool{key: key, req: r, lastTake: p.now(), wake: make(chan struct{}, 1), session: session}
+	pl := &pool{key: key, req: r, lastTake: time.Now(), wake: make(chan struct{}, 1), session: session}
 	p.pools[key] = pl
 	p.wg.Add(1)
 	go p.worker(pl)
@@ -277,8 +275,6 @@ func (p *prefetcher) worker(pl *pool) {
 			return
 		case <-p.ctx.Done():
 			return
-		case <-p.clientD:
-			return
 		}
 	}
 }
@@ -287,7 +283,7 @@ func (p *prefetcher) worker(pl *pool) {
 func (p *prefetcher) dropIfIdle(pl *pool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.now().Sub(pl.lastTake) < prefetchIdle {
+	if time.Now().Sub(pl.lastTake) < prefetchIdle {
 		return false
 	}
 	p.dropLocked(pl)
@@ -345,7 +341,7 @@ func (p *prefetcher) put(pl *pool, tok stsclient.Token) bool {
 	if p.closed || p.pools[pl.key] != pl {
 		return false
 	}
-	if tok.ExpiresAt.Sub(p.now()) < 2*prefetchMinLife {
+	if tok.ExpiresAt.Sub(time.Now()) < 2*prefetchMinLife {
 		// The edge is about to expire: pooled mandates would be discarded
 		// before use. Stop prefetching this key.
 		p.dropLocked(pl)
@@ -366,8 +362,6 @@ func (p *prefetcher) sleep(pl *pool, d time.Duration) bool {
 		p.drop(pl)
 		return false
 	case <-p.ctx.Done():
-		return false
-	case <-p.clientD:
 		return false
 	}
 }

@@ -45,7 +45,7 @@ func agentWithDone(done <-chan struct{}) *Agent {
 func TestPrefetchSteadyCallerTakesPooledMandates(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeMint{}
-		p := newPrefetcherFunc(slowMint(f, 5*time.Millisecond), time.Now, 1, nil)
+		p := newPrefetcherFunc(slowMint(f, 5*time.Millisecond), 1)
 		defer func() { require.NoError(t, p.Close(context.Background())) }()
 		a := agentWithDone(make(chan struct{}))
 		ctx := context.Background()
@@ -80,7 +80,7 @@ func TestPrefetchSteadyCallerTakesPooledMandates(t *testing.T) {
 func TestPrefetchDiscardsMandatesNearExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeMint{life: 100 * time.Second}
-		p := newPrefetcherFunc(f.Mint, time.Now, 1, nil)
+		p := newPrefetcherFunc(f.Mint, 1)
 		defer func() { require.NoError(t, p.Close(context.Background())) }()
 		a := agentWithDone(nil)
 		_, err := p.take(context.Background(), a, readReq)
@@ -104,7 +104,7 @@ func TestPrefetchDiscardsMandatesNearExpiry(t *testing.T) {
 func TestPrefetchShortEdgeStopsPooling(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeMint{life: 60 * time.Second}
-		p := newPrefetcherFunc(f.Mint, time.Now, 1, nil)
+		p := newPrefetcherFunc(f.Mint, 1)
 		defer func() { require.NoError(t, p.Close(context.Background())) }()
 		_, err := p.take(context.Background(), agentWithDone(nil), readReq)
 		require.NoError(t, err)
@@ -118,7 +118,7 @@ func TestPrefetchShortEdgeStopsPooling(t *testing.T) {
 func TestPrefetchPoolDroppedWhenSessionCloses(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeMint{}
-		p := newPrefetcherFunc(f.Mint, time.Now, 2, nil)
+		p := newPrefetcherFunc(f.Mint, 2)
 		defer func() { require.NoError(t, p.Close(context.Background())) }()
 		done := make(chan struct{})
 		a := agentWithDone(done)
@@ -159,7 +159,7 @@ func TestPrefetchNeverPrefetchesApprovalGatedScopes(t *testing.T) {
 			}
 			return nil
 		}}
-		p := newPrefetcherFunc(f.Mint, time.Now, 1, nil)
+		p := newPrefetcherFunc(f.Mint, 1)
 		defer func() { require.NoError(t, p.Close(context.Background())) }()
 		del := readReq
 		del.Scopes = []string{"tickets:delete"}
@@ -197,7 +197,7 @@ func TestPrefetchWorkerStopsOnApproval(t *testing.T) {
 			}
 			return nil
 		}}
-		p := newPrefetcherFunc(f.Mint, time.Now, 1, nil)
+		p := newPrefetcherFunc(f.Mint, 1)
 		defer func() { require.NoError(t, p.Close(context.Background())) }()
 		_, err := p.take(context.Background(), agentWithDone(nil), readReq)
 		require.NoError(t, err)
@@ -222,7 +222,7 @@ func TestPrefetchBacksOffOnErrors(t *testing.T) {
 			}
 			return nil
 		}}
-		p := newPrefetcherFunc(f.Mint, time.Now, 1, nil)
+		p := newPrefetcherFunc(f.Mint, 1)
 		defer func() { require.NoError(t, p.Close(context.Background())) }()
 		_, err := p.take(context.Background(), agentWithDone(nil), readReq)
 		require.NoError(t, err)
@@ -256,7 +256,7 @@ func TestPrefetchFailingWorkerStops(t *testing.T) {
 					}
 					return nil
 				}}
-				p := newPrefetcherFunc(f.Mint, time.Now, 1, nil)
+				p := newPrefetcherFunc(f.Mint, 1)
 				defer func() { require.NoError(t, p.Close(context.Background())) }()
 				_, err := p.take(context.Background(), agentWithDone(nil), readReq)
 				require.NoError(t, err)
@@ -282,7 +282,7 @@ func TestPrefetchFailingWorkerStops(t *testing.T) {
 func TestPrefetchIdlePoolDropped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeMint{}
-		p := newPrefetcherFunc(f.Mint, time.Now, 1, nil)
+		p := newPrefetcherFunc(f.Mint, 1)
 		defer func() { require.NoError(t, p.Close(context.Background())) }()
 		_, err := p.take(context.Background(), agentWithDone(nil), readReq)
 		require.NoError(t, err)
@@ -295,7 +295,7 @@ func TestPrefetchIdlePoolDropped(t *testing.T) {
 
 func TestPrefetchConcurrentTakesAreSingleUse(t *testing.T) {
 	f := &fakeMint{}
-	p := newPrefetcherFunc(f.Mint, time.Now, 4, nil)
+	p := newPrefetcherFunc(f.Mint, 4)
 	defer func() { require.NoError(t, p.Close(context.Background())) }()
 	var mu sync.Mutex
 	seen := map[string]bool{}
@@ -346,7 +346,7 @@ func TestPrefetchStopsWithTheClient(t *testing.T) {
 func TestPrefetchWaitsForTheRefillInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeMint{}
-		p := newPrefetcherFunc(slowMint(f, 5*time.Millisecond), time.Now, 1, nil)
+		p := newPrefetcherFunc(slowMint(f, 5*time.Millisecond), 1)
 		defer func() { require.NoError(t, p.Close(context.Background())) }()
 		a := agentWithDone(nil)
 		_, err := p.take(context.Background(), a, readReq)
@@ -375,7 +375,7 @@ func TestPrefetchFailedRefillFallsBackToMinting(t *testing.T) {
 			}
 			return nil
 		}}
-		p := newPrefetcherFunc(slowMint(f, 5*time.Millisecond), time.Now, 1, nil)
+		p := newPrefetcherFunc(slowMint(f, 5*time.Millisecond), 1)
 		defer func() { require.NoError(t, p.Close(context.Background())) }()
 		a := agentWithDone(nil)
 		_, err := p.take(context.Background(), a, readReq)
@@ -401,7 +401,7 @@ func TestPrefetchGatingStopsOtherSessionsWorkers(t *testing.T) {
 			}
 			return nil
 		}}
-		p := newPrefetcherFunc(f.Mint, time.Now, 1, nil)
+		p := newPrefetcherFunc(f.Mint, 1)
 		other := readReq
 		other.AgentSessionID = "sess-2"
 		_, err := p.take(context.Background(), agentWithDone(nil), readReq)
