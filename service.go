@@ -2,7 +2,6 @@ package caracal
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -10,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/caracal-go/caracal/internal/apierr"
 	"github.com/caracal-go/caracal/internal/envelope"
 	"github.com/caracal-go/caracal/internal/lease"
 	"github.com/caracal-go/caracal/internal/wire"
@@ -389,194 +387,6 @@ func (s *Service) Heartbeat(ctx context.Context) (Lease, error) {
 	return s.renew(ctx)
 }
 
-// renew sends one heartbeat, bounded by ctx, by the handle's end and by the
-// local lease deadline, and applies the answer.
-func (s *Service) renew(ctx context.Context) (Lease, error) {
-	s.mu.Lock()
-	if s.err != nil {
-		defer s.mu.Unlock()
-		return Lease{Deadline: s.deadline, Generation: s.generation, Status: s.status}, s.err
-	}
-	gen, remaining := s.generation, time.Until(s.deadline)
-	s.mu.Unlock()
-	if remaining <= 0 {
-		s.expire()
-		return s.current(), s.Err()
-	}
-
-	cctx, cancel := context.WithTimeout(ctx, lease.CallTimeout(remaining))
-	defer cancel()
-	defer context.AfterFunc(s.stop, cancel)()
-	sent := time.Now()
-	resp, err := s.c.coord.Heartbeat(cctx, s.id, gen)
-	if err != nil {
-		return s.failed(ctx, err)
-	}
-
-	s.mu.Lock()
-	if s.err != nil { // ended while the heartbeat was in flight
-		defer s.mu.Unlock()
-		return Lease{Deadline: s.deadline, Generation: s.generation, Status: s.status}, s.err
-	}
-	if n := renewedLength(resp.Agent); n > 0 {
-		s.leaseLen = n
-	}
-	if s.leaseLen > 0 {
-		if d := sent.Add(s.leaseLen); d.After(s.deadline) {
-			s.deadline = d
-		}
-	} else if d := leaseDeadline(resp.Agent.HeartbeatDeadlineAt, sent, 0); d.After(s.deadline) {
-		s.deadline = d
-	}
-	if resp.Agent.Status != "" {
-		s.status = resp.Agent.Status
-	}
-	s.lastErr = nil
-	s.expiry.Reset(time.Until(s.deadline))
-	l := Lease{Deadline: s.deadline, Generation: s.generation, Status: s.status}
-	s.mu.Unlock()
-
-	if l.Status == wire.StatusSuspended {
-		cause := fmt.Errorf("%w: service %s (the Coordinator reports it suspended; resume it, then AttachService)", ErrSuspended, s.id)
-		s.lose(cause)
-		return l, cause
-	}
-	return l, nil
-}
-
-// failed applies a failed heartbeat: a final answer ends the handle; a
-// transient one is remembered as the reason in case the deadline passes.
-func (s *Service) failed(ctx context.Context, err error) (Lease, error) {
-	if s.stop.Err() != nil {
-		// The handle ended while the call was in flight; report why.
-		return s.current(), s.Err()
-	}
-	if ctx.Err() != nil {
-		// The caller of Heartbeat gave up: says nothing about the lease.
-		return s.current(), err
-	}
-	var cause error
-	switch lease.Classify(err) {
-	case lease.Fenced:
-		cause = fmt.Errorf("caracal: service %s: another holder attached (AttachService); this handle no longer owns the session: %w", s.id, err)
-	case lease.Gone:
-		cause = fmt.Errorf("caracal: service %s: the session is no longer live: %w", s.id, err)
-	case lease.Suspended:
-		cause = fmt.Errorf("caracal: service %s: the session is suspended; resume it, then AttachService: %w", s.id, err)
-	default:
-		s.mu.Lock()
-		s.lastErr = err
-		s.mu.Unlock()
-		if time.Until(s.Deadline()) <= 0 {
-			s.expire()
-		}
-		return s.current(), err
-	}
-	s.lose(cause)
-	return s.current(), cause
-}
-
-// fire is one step of the background renewal: it runs on the renewal timer
-// (so no goroutine waits between renewals, which matters with thousands of
-// services in one process), renews once and re-arms the timer with the delay
-// of the pure cadence or backoff rule. The call itself is bounded by the
-// lease deadline, and the deadline timer declares loss on time whatever the
-// Coordinator does. Steps never overlap: the timer is re-armed only at the
-// end of a step. end stops the timer and closeSequence waits for a step in
-// progress.
-func (s *Service) fire() {
-	s.mu.Lock()
-	if s.err != nil {
-		s.mu.Unlock()
-		return
-	}
-	s.ticking.Add(1)
-	s.mu.Unlock()
-	defer s.ticking.Done()
-
-	_, err := s.renew(s.stop)
-
-	s.mu.Lock()
-	if s.err != nil {
-		s.mu.Unlock()
-		return
-	}
-	remaining := time.Until(s.deadline)
-	var d time.Duration
-	if err == nil {
-		s.attempt = 0
-		d = lease.RenewDelay(s.sc.interval, remaining, rand.Float64())
-	} else {
-		var ae *apierr.Error
-		var retryAfter time.Duration
-		if errors.As(err, &ae) {
-			retryAfter = ae.RetryAfter
-		}
-		d = lease.RetryDelay(s.attempt, retryAfter, remaining, rand.Float64())
-		s.attempt++
-	}
-	// d ≤ 0 only once the deadline has passed, where the deadline timer
-	// declares the loss; d never reaches past the deadline otherwise.
-	if d > 0 {
-		s.tick.Reset(d)
-	}
-	attempt := s.attempt
-	s.mu.Unlock()
-	if err != nil {
-		s.log.Warn("caracal: service lease renewal failed; retrying", "attempt", attempt, "retry_in", d, "lease_remaining", remaining, "error", err)
-	}
-}
-
-// expire declares the lease lost if its local deadline has passed (the timer
-// may fire late, after a renewal moved the deadline).
-func (s *Service) expire() {
-	s.mu.Lock()
-	if s.err != nil || time.Until(s.deadline) > 0 {
-		s.mu.Unlock()
-		return
-	}
-	deadline, last := s.deadline, s.lastErr
-	s.mu.Unlock()
-	cause := fmt.Errorf("%w: service %s: no renewal succeeded before the lease deadline %s", ErrLeaseExpired, s.id, deadline.Format(time.RFC3339Nano))
-	if last != nil {
-		cause = fmt.Errorf("%w: service %s: no renewal succeeded before the lease deadline %s; last error: %w", ErrLeaseExpired, s.id, deadline.Format(time.RFC3339Nano), last)
-	}
-	s.lose(cause)
-}
-
-// lose ends the handle on a lease loss and runs the OnLeaseLost callback.
-func (s *Service) lose(cause error) {
-	if !s.end(cause) {
-		return
-	}
-	s.log.Warn("caracal: service lease lost", "error", cause)
-	if f := s.sc.onLost; f != nil {
-		go f(cause)
-	}
-}
-
-// end records why the handle ended, stops renewal and cancels the context.
-// Only the first call counts; it reports whether it was that one.
-func (s *Service) end(cause error) bool {
-	s.mu.Lock()
-	if s.err != nil {
-		s.mu.Unlock()
-		return false
-	}
-	s.err = cause
-	if s.expiry != nil {
-		s.expiry.Stop()
-	}
-	if s.tick != nil {
-		s.tick.Stop()
-	}
-	s.mu.Unlock()
-	s.halt()
-	s.cancel(cause)
-	close(s.done)
-	return true
-}
-
 // Close stops renewing, waits for a renewal in progress to stop and retires
 // the session with its lease generation, on a context detached from ctx's
 // cancellation and bounded to 10 s. It returns by ctx's deadline even while a
@@ -686,57 +496,6 @@ func retirable(reason error) bool {
 		return false
 	}
 	return true
-}
-
-// startDeadline derives the local deadline and the lease length from a
-// service start answer: the lease is heartbeat_deadline_at −
-// last_heartbeat_at (the Coordinator does not send it), counted from when
-// the request was sent so that clock skew cannot make it later than the
-// server's.
-func startDeadline(ses wire.Session, sent time.Time) (time.Time, time.Duration) {
-	if ses.HeartbeatDeadlineAt == nil {
-		return time.Time{}, 0
-	}
-	dl, err := wire.ParseTime(*ses.HeartbeatDeadlineAt)
-	if err != nil {
-		return time.Time{}, 0
-	}
-	if ses.LastHeartbeatAt != nil {
-		if last, err := wire.ParseTime(*ses.LastHeartbeatAt); err == nil && dl.After(last) {
-			n := dl.Sub(last)
-			return sent.Add(n), n
-		}
-	}
-	return leaseDeadline(*ses.HeartbeatDeadlineAt, sent, 0), 0
-}
-
-// renewedLength is the lease length a heartbeat answer implies, or 0.
-func renewedLength(a wire.HeartbeatAgent) time.Duration {
-	dl, err1 := wire.ParseTime(a.HeartbeatDeadlineAt)
-	last, err2 := wire.ParseTime(a.LastHeartbeatAt)
-	if err1 != nil || err2 != nil || !dl.After(last) {
-		return 0
-	}
-	return dl.Sub(last)
-}
-
-// leaseDeadline converts a Coordinator deadline to the local monotonic clock
-// when the answer carries no server time to measure the lease against (lease
-// acquire): it then trusts the wall clocks to agree, but never gives more than
-// leaseLen from sent when the lease length is known.
-func leaseDeadline(serverDeadline string, sent time.Time, leaseLen time.Duration) time.Time {
-	dl, err := wire.ParseTime(serverDeadline)
-	if err != nil {
-		return time.Time{}
-	}
-	now := time.Now()
-	local := now.Add(dl.Sub(now.Round(0)))
-	if leaseLen > 0 {
-		if limit := sent.Add(leaseLen); local.After(limit) {
-			local = limit
-		}
-	}
-	return local
 }
 
 // attachedAgent is the identity of an attached service: a root of a new
