@@ -203,7 +203,7 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 	gen := int64(ses.LeaseGeneration)
 	deadline, leaseLen := startDeadline(ses, sent)
 	status := ses.Status
-	if st.replayed {
+	if ses.Replayed {
 		// A replayed start returns the generation and deadline of the
 		// original answer, stale if the session was attached since
 		// (PROTOCOL §4.2): take the lease over to learn the current ones.

@@ -382,14 +382,9 @@ func (s *Session) retire(detached context.Context) {
 
 // started is what start hands Spawn and SpawnService.
 type started struct {
-	session  wire.Session
-	agent    *Agent
-	replayed bool
-	labels   []string
-	// grant is the authority applied; delegation is the narrowing edge
-	// created for a Grant.Narrow (nil otherwise).
-	grant      Authority
-	delegation *wire.Delegation
+	session wire.Session // Replayed marks an idempotent replay
+	agent   *Agent
+	labels  []string // as the Coordinator stored them
 }
 
 // start starts a session of the given lifecycle and applies its grant. It
@@ -501,9 +496,9 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 			agent.subjectRecordID = parent.subjectRecordID
 		}
 	}
-	st := started{session: ses, agent: agent, replayed: ses.Replayed, labels: append([]string(nil), ses.Labels...), grant: grant}
+	st := started{session: ses, agent: agent, labels: ses.Labels}
 	if st.labels == nil {
-		st.labels = append([]string(nil), req.Labels...)
+		st.labels = req.Labels
 	}
 
 	switch grant.mode {
@@ -535,7 +530,6 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 		agent.delegationID = d.DelegationEdgeID
 		agent.hop++
 		agent.edge = plan.granted(d)
-		st.delegation = &d
 	}
 	return st, nil
 }

@@ -117,7 +117,6 @@ func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o Star
 	pinnable := req.SubjectSessionID == ""
 	executed := false // an earlier attempt may have committed
 	keyless := false
-	req.Labels = append([]string(nil), req.Labels...)
 
 	for retries := 0; ; {
 		hdr := http.Header{}
