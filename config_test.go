@@ -626,6 +626,9 @@ func TestParseResources(t *testing.T) {
 			`entry 6 "r3": upstream prefix "/relative" is not an absolute http or https URL`,
 			`entry 7 "r4": upstream prefix "http://" is not an absolute`,
 		}},
+		{"prefix without a resource, password hidden", "https://svc:hunter2@up.internal/api", nil, []string{
+			`entry 1 "https://svc:xxxxx@up.internal/api": want resource=upstream_prefix`,
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -680,7 +680,8 @@ func parseResources(from, v string) ([]ResourceBinding, error) {
 		}
 		eq := strings.IndexByte(entry, '=')
 		if eq <= 0 {
-			errs = append(errs, fmt.Errorf("caracal: %s: entry %d %q: want resource=upstream_prefix", from, i+1, entry))
+			// The entry may be a bare upstream URL with a password in it.
+			errs = append(errs, fmt.Errorf("caracal: %s: entry %d %s: want resource=upstream_prefix", from, i+1, showURL(entry)))
 			continue
 		}
 		rid, prefix := strings.TrimSpace(entry[:eq]), strings.TrimSpace(entry[eq+1:])
