@@ -49,11 +49,11 @@ func (sc *serviceConfig) checkTask() error {
 }
 
 // HeartbeatInterval renews the service lease in the background every d, so
-// that the lease stays current while the caller's code is busy. Whatever d is, a renewal is due before two thirds of the remaining lease
-// have passed, so an interval longer than the lease cannot let it lapse.
-// d must be at least one second. The last of HeartbeatInterval and
-// HeartbeatAuto given wins. Without either, the lease is renewed only by
-// Service.Heartbeat.
+// that the lease stays current while the caller's code is busy. Whatever d
+// is, a renewal is due before two thirds of the remaining lease have passed,
+// so an interval longer than the lease cannot let it lapse. d must be at
+// least one second. The last of HeartbeatInterval and HeartbeatAuto given
+// wins. Without either, the lease is renewed only by Service.Heartbeat.
 func HeartbeatInterval(d time.Duration) SpawnOption {
 	return func(c *spawnConfig) {
 		c.service.set = true
@@ -370,9 +370,14 @@ func (s *Service) Err() error {
 	return s.err
 }
 
+// current returns the lease as the handle knows it.
 func (s *Service) current() Lease {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.leaseLocked()
+}
+
+func (s *Service) leaseLocked() Lease {
 	return Lease{Deadline: s.deadline, Generation: s.generation, Status: s.status}
 }
 

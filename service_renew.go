@@ -24,7 +24,7 @@ func (s *Service) renew(ctx context.Context) (Lease, error) {
 	s.mu.Lock()
 	if s.err != nil {
 		defer s.mu.Unlock()
-		return Lease{Deadline: s.deadline, Generation: s.generation, Status: s.status}, s.err
+		return s.leaseLocked(), s.err
 	}
 	gen, remaining := s.generation, time.Until(s.deadline)
 	s.mu.Unlock()
@@ -45,7 +45,7 @@ func (s *Service) renew(ctx context.Context) (Lease, error) {
 	s.mu.Lock()
 	if s.err != nil { // ended while the heartbeat was in flight
 		defer s.mu.Unlock()
-		return Lease{Deadline: s.deadline, Generation: s.generation, Status: s.status}, s.err
+		return s.leaseLocked(), s.err
 	}
 	if n := renewedLength(resp.Agent); n > 0 {
 		s.leaseLen = n
@@ -62,7 +62,7 @@ func (s *Service) renew(ctx context.Context) (Lease, error) {
 	}
 	s.lastErr = nil
 	s.expiry.Reset(time.Until(s.deadline))
-	l := Lease{Deadline: s.deadline, Generation: s.generation, Status: s.status}
+	l := s.leaseLocked()
 	s.mu.Unlock()
 
 	if l.Status == wire.StatusSuspended {
