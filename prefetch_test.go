@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -143,6 +144,25 @@ func TestPrefetchPoolDroppedWhenSessionCloses(t *testing.T) {
 	})
 }
 
+// failingMint is a fakeMint whose n-th mint (counting from 1) fails with err
+// when fail(n).
+func failingMint(fail func(n int) bool, err error) *fakeMint {
+	var n atomic.Int32
+	return &fakeMint{err: func(stsclient.MintRequest) error {
+		if fail(int(n.Add(1))) {
+			return err
+		}
+		return nil
+	}}
+}
+
+// calls is the number of mints asked for, failed ones included.
+func (f *fakeMint) calls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.reqs)
+}
+
 func approvalErr() error {
 	return &apierr.ApprovalRequiredError{Err: &apierr.Error{Service: "sts", StatusCode: 401, Code: "interaction_required"}, ApprovalID: "ap-1", State: "pending"}
 }
@@ -180,23 +200,13 @@ func TestPrefetchNeverPrefetchesApprovalGatedScopes(t *testing.T) {
 		synctest.Wait()
 		_, ok := p.pooled(key)
 		assert.False(t, ok)
-		assert.Len(t, f.reqs, 4, "every mint of a gated scope is on the request path")
+		assert.Equal(t, 4, f.calls(), "every mint of a gated scope is on the request path")
 	})
 }
 
 func TestPrefetchWorkerStopsOnApproval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex
-		calls := 0
-		f := &fakeMint{err: func(stsclient.MintRequest) error {
-			mu.Lock()
-			defer mu.Unlock()
-			calls++
-			if calls > 1 {
-				return approvalErr()
-			}
-			return nil
-		}}
+		f := failingMint(func(n int) bool { return n > 1 }, approvalErr())
 		p := newPrefetcherFunc(f.Mint, 1)
 		defer func() { require.NoError(t, p.Close(context.Background())) }()
 		_, err := p.take(context.Background(), agentWithDone(nil), readReq)
@@ -205,23 +215,13 @@ func TestPrefetchWorkerStopsOnApproval(t *testing.T) {
 		_, ok := p.pooled(readKey())
 		assert.False(t, ok)
 		time.Sleep(time.Hour)
-		assert.Len(t, f.reqs, 2, "no retry after a hold")
+		assert.Equal(t, 2, f.calls(), "no retry after a hold")
 	})
 }
 
 func TestPrefetchBacksOffOnErrors(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex
-		calls := 0
-		f := &fakeMint{err: func(stsclient.MintRequest) error {
-			mu.Lock()
-			defer mu.Unlock()
-			calls++
-			if calls > 1 {
-				return &apierr.Error{Service: "sts", StatusCode: 503, Code: "sts_unavailable"}
-			}
-			return nil
-		}}
+		f := failingMint(func(n int) bool { return n > 1 }, &apierr.Error{Service: "sts", StatusCode: 503, Code: "sts_unavailable"})
 		p := newPrefetcherFunc(f.Mint, 1)
 		defer func() { require.NoError(t, p.Close(context.Background())) }()
 		_, err := p.take(context.Background(), agentWithDone(nil), readReq)
@@ -229,9 +229,7 @@ func TestPrefetchBacksOffOnErrors(t *testing.T) {
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
 		// Background attempts at 0, 1, 3 and 7 s.
-		mu.Lock()
-		assert.Equal(t, 5, calls)
-		mu.Unlock()
+		assert.Equal(t, 5, f.calls())
 	})
 }
 
@@ -245,17 +243,7 @@ func TestPrefetchFailingWorkerStops(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				var mu sync.Mutex
-				calls := 0
-				f := &fakeMint{err: func(stsclient.MintRequest) error {
-					mu.Lock()
-					defer mu.Unlock()
-					calls++
-					if calls > 1 {
-						return failure
-					}
-					return nil
-				}}
+				f := failingMint(func(n int) bool { return n > 1 }, failure)
 				p := newPrefetcherFunc(f.Mint, 1)
 				defer func() { require.NoError(t, p.Close(context.Background())) }()
 				_, err := p.take(context.Background(), agentWithDone(nil), readReq)
@@ -264,16 +252,12 @@ func TestPrefetchFailingWorkerStops(t *testing.T) {
 				synctest.Wait()
 				_, ok := p.pooled(readKey())
 				assert.False(t, ok)
-				mu.Lock()
-				n := calls
-				mu.Unlock()
+				n := f.calls()
 				if name == "refused" {
 					assert.Equal(t, 2, n, "no background retry after a refusal")
 				}
 				time.Sleep(24 * time.Hour)
-				mu.Lock()
-				assert.Equal(t, n, calls, "the worker stopped")
-				mu.Unlock()
+				assert.Equal(t, n, f.calls(), "the worker stopped")
 			})
 		})
 	}
@@ -364,17 +348,7 @@ func TestPrefetchWaitsForTheRefillInFlight(t *testing.T) {
 
 func TestPrefetchFailedRefillFallsBackToMinting(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex
-		calls := 0
-		f := &fakeMint{err: func(stsclient.MintRequest) error {
-			mu.Lock()
-			defer mu.Unlock()
-			calls++
-			if calls == 2 {
-				return &apierr.Error{Service: "sts", StatusCode: 503, Code: "sts_unavailable"}
-			}
-			return nil
-		}}
+		f := failingMint(func(n int) bool { return n == 2 }, &apierr.Error{Service: "sts", StatusCode: 503, Code: "sts_unavailable"})
 		p := newPrefetcherFunc(slowMint(f, 5*time.Millisecond), 1)
 		defer func() { require.NoError(t, p.Close(context.Background())) }()
 		a := agentWithDone(nil)
