@@ -482,21 +482,24 @@ func optErr(err error) Option {
 	}
 }
 
+// nonEmpty is the Option named name that sets key k to v with set, or
+// reports that v (the option's what) is empty.
+func nonEmpty(name, what, v string, k keyMask, set func(*Config)) Option {
+	if strings.TrimSpace(v) == "" {
+		return optErr(fmt.Errorf("caracal: %s: the %s is empty", name, what))
+	}
+	return override(k, set)
+}
+
 // WithZone sets the zone id (overrides CARACAL_ZONE_ID and zone_id).
 func WithZone(id string) Option {
-	if strings.TrimSpace(id) == "" {
-		return optErr(errors.New("caracal: WithZone: the zone id is empty"))
-	}
-	return override(keyZone, func(c *Config) { c.ZoneID = id })
+	return nonEmpty("WithZone", "zone id", id, keyZone, func(c *Config) { c.ZoneID = id })
 }
 
 // WithApplication sets the application id (overrides CARACAL_APPLICATION_ID
 // and application_id).
 func WithApplication(id string) Option {
-	if strings.TrimSpace(id) == "" {
-		return optErr(errors.New("caracal: WithApplication: the application id is empty"))
-	}
-	return override(keyApp, func(c *Config) { c.ApplicationID = id })
+	return nonEmpty("WithApplication", "application id", id, keyApp, func(c *Config) { c.ApplicationID = id })
 }
 
 // WithClientSecret sets the client secret. It replaces any credential from
@@ -547,26 +550,17 @@ func WithBootstrapToken(token string) Option {
 
 // WithSTSURL sets the STS base URL.
 func WithSTSURL(u string) Option {
-	if strings.TrimSpace(u) == "" {
-		return optErr(errors.New("caracal: WithSTSURL: the URL is empty"))
-	}
-	return override(keySTS, func(c *Config) { c.STSURL = u })
+	return nonEmpty("WithSTSURL", "URL", u, keySTS, func(c *Config) { c.STSURL = u })
 }
 
 // WithCoordinatorURL sets the Coordinator base URL.
 func WithCoordinatorURL(u string) Option {
-	if strings.TrimSpace(u) == "" {
-		return optErr(errors.New("caracal: WithCoordinatorURL: the URL is empty"))
-	}
-	return override(keyCoord, func(c *Config) { c.CoordinatorURL = u })
+	return nonEmpty("WithCoordinatorURL", "URL", u, keyCoord, func(c *Config) { c.CoordinatorURL = u })
 }
 
 // WithGatewayURL sets the Gateway base URL.
 func WithGatewayURL(u string) Option {
-	if strings.TrimSpace(u) == "" {
-		return optErr(errors.New("caracal: WithGatewayURL: the URL is empty"))
-	}
-	return override(keyGateway, func(c *Config) { c.GatewayURL = u })
+	return nonEmpty("WithGatewayURL", "URL", u, keyGateway, func(c *Config) { c.GatewayURL = u })
 }
 
 // WithResources adds resource identifiers to the lifecycle token's audience,
