@@ -3,6 +3,7 @@ package caracal_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"net/http"
@@ -137,12 +138,12 @@ func ExampleGrant_narrow() {
 	// A wider child is refused before anything is started.
 	_, err = c.Spawn(reader.Context(), caracal.WithGrant(caracal.Grant.Narrow(
 		[]string{"tickets:write"}, "resource://tickets", caracal.Constraints{}, time.Minute)))
-	fmt.Println(err != nil)
+	fmt.Println("wider child refused:", errors.Is(err, caracal.ErrInvalidGrant))
 	// Output:
 	// delegated: [tickets:read] on resource://tickets
 	// hop: 1
 	// 200 GET /tickets/42 as tickets:read
-	// true
+	// wider child refused: true
 }
 
 func ExampleClient_Headers() {
@@ -175,7 +176,7 @@ func ExampleClient_Headers() {
 	// Without a bound agent, Headers refuses unless asked for the
 	// application's own identity.
 	_, err = c.Headers(ctx)
-	fmt.Println(err == caracal.ErrNoSession)
+	fmt.Println(errors.Is(err, caracal.ErrNoSession))
 	// Output:
 	// [Authorization Baggage Traceparent]
 	// caracal.agent_session
