@@ -407,17 +407,7 @@ func (s *Service) Close(ctx context.Context) error {
 	if s.claimClose() {
 		go s.closeSequence(context.WithoutCancel(ctx), ErrSessionClosed)
 	}
-	select {
-	case <-s.closed:
-		return s.closeErr
-	default:
-	}
-	select {
-	case <-s.closed:
-		return s.closeErr
-	case <-ctx.Done():
-		return fmt.Errorf("caracal: service %s: renewal stopped; the retire continues in the background for at most %v: %w", s.id, retireBound, context.Cause(ctx))
-	}
+	return waitClosed(ctx, s.closed, &s.closeErr, "service "+s.id)
 }
 
 // shutdown is the start context's cancellation: close as Close would.

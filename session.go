@@ -357,16 +357,24 @@ func (s *Session) Close(ctx context.Context) error {
 		close(s.done)
 		go s.retire(context.WithoutCancel(ctx))
 	}
+	return waitClosed(ctx, s.closed, &s.closeErr, "session "+s.id)
+}
+
+// waitClosed returns the outcome of a close sequence that stores *outcome
+// and then closes closed, preferring a finished close over an ended ctx;
+// when ctx ends first it says that the retire of what goes on in the
+// background, and for how long at most.
+func waitClosed(ctx context.Context, closed <-chan struct{}, outcome *error, what string) error {
 	select {
-	case <-s.closed:
-		return s.closeErr
+	case <-closed:
+		return *outcome
 	default:
 	}
 	select {
-	case <-s.closed:
-		return s.closeErr
+	case <-closed:
+		return *outcome
 	case <-ctx.Done():
-		return fmt.Errorf("caracal: session %s: the retire continues in the background: %w", s.id, context.Cause(ctx))
+		return fmt.Errorf("caracal: %s: the retire continues in the background for at most %v: %w", what, retireBound, context.Cause(ctx))
 	}
 }
 
