@@ -3,6 +3,7 @@ package caracal
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -26,9 +27,13 @@ type Client struct {
 	// leases, mandate prefetch) stops on it.
 	done chan struct{}
 
-	mu     sync.Mutex
-	closed bool
-	open   map[closer]struct{} // sessions and services to retire on Close
+	mu   sync.Mutex
+	open map[closer]struct{} // sessions and services to retire on Close
+
+	// closed is closed when the first Close has closed every handle;
+	// closeErr is that outcome, which every Close returns.
+	closed   chan struct{}
+	closeErr error
 }
 
 // closer is a session or service handle the client retires on Close.
@@ -134,8 +139,9 @@ func newClient(cfg Config, o *options) (*Client, error) {
 			Tokens:     sts,
 			Logger:     log,
 		}),
-		done: make(chan struct{}),
-		open: make(map[closer]struct{}),
+		done:   make(chan struct{}),
+		open:   make(map[closer]struct{}),
+		closed: make(chan struct{}),
 	}
 	return c, nil
 }
@@ -145,40 +151,46 @@ func (c *Client) Config() Config { return c.cfg.clone() }
 
 // Close retires every session and service the client started and has not
 // closed yet, stops background work, and makes further calls fail with
-// ErrClosed. It is idempotent and returns by ctx's deadline.
+// ErrClosed. It is idempotent: a later Close waits for the first one and
+// returns its outcome. Every Close returns by its ctx's deadline.
 func (c *Client) Close(ctx context.Context) error {
 	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil
+	first := !c.isClosed()
+	var open []closer
+	if first {
+		close(c.done)
+		open = make([]closer, 0, len(c.open))
+		for h := range c.open {
+			open = append(open, h)
+		}
+		c.open = nil
 	}
-	c.closed = true
-	close(c.done)
-	open := make([]closer, 0, len(c.open))
-	for h := range c.open {
-		open = append(open, h)
-	}
-	c.open = nil
 	c.mu.Unlock()
 
-	errs := make([]error, len(open))
-	var wg sync.WaitGroup
-	for i, h := range open {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = h.Close(ctx)
-		}()
+	if first {
+		errs := make([]error, len(open))
+		var wg sync.WaitGroup
+		for i, h := range open {
+			wg.Go(func() { errs[i] = h.Close(ctx) })
+		}
+		wg.Wait()
+		c.closeErr = errors.Join(errs...)
+		close(c.closed)
+		return c.closeErr
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	select {
+	case <-c.closed:
+		return c.closeErr
+	case <-ctx.Done():
+		return fmt.Errorf("caracal: the client is still closing: %w", context.Cause(ctx))
+	}
 }
 
 // track registers h to be closed by Close; it fails once the client is closed.
 func (c *Client) track(h closer) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	if c.isClosed() {
 		return ErrClosed
 	}
 	c.open[h] = struct{}{}

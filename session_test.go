@@ -697,6 +697,35 @@ func TestSessionCloseBoundedWhenCoordinatorHangs(t *testing.T) {
 	})
 }
 
+func TestClientCloseTwiceWaitsForTheFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		_, err = c.Spawn(t.Context())
+		require.NoError(t, err)
+		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Delay: time.Hour})
+
+		start := time.Now()
+		first := make(chan error, 1)
+		go func() { first <- c.Close(context.Background()) }()
+		synctest.Wait() // the first Close waits for the hanging retire
+
+		// A second Close returns by its own ctx's deadline...
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		assert.ErrorIs(t, c.Close(ctx), context.DeadlineExceeded)
+		assert.Equal(t, time.Second, time.Since(start))
+
+		// ...and otherwise reports the outcome of the first once it is
+		// known, instead of claiming success while the retire still runs.
+		err = c.Close(context.Background())
+		assert.ErrorContains(t, err, "retiring session")
+		assert.Equal(t, 10*time.Second, time.Since(start))
+		assert.Equal(t, err, <-first)
+	})
+}
+
 func TestConcurrentCloseRetiresOnce(t *testing.T) {
 	for range 3 {
 		st, c := newStack(t)
