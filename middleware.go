@@ -153,6 +153,9 @@ type middleware struct {
 	mode     middlewareMode
 	verifier Verifier
 	warned   atomic.Uint32 // envelope.Problems bits already logged
+	// keysDown is set while the built-in verifier cannot fetch the signing
+	// keys, so that the outage is logged once, not per request.
+	keysDown atomic.Bool
 }
 
 // Middleware returns HTTP middleware that binds the inbound agent envelope
@@ -235,6 +238,7 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 		case modeVerified:
 			cl, err := m.verifier.Verify(r.Context(), env.Token)
 			if err != nil {
+				m.keysFailed(err)
 				status, code, desc := http.StatusUnauthorized, jwks.CodeInvalidToken, "invalid bearer token"
 				var ve *jwks.Error
 				if errors.As(err, &ve) {
@@ -254,6 +258,9 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 				writeAuthError(w, http.StatusForbidden, jwks.CodeHopCountExceeded, "delegation hop count exceeds the maximum")
 				return
 			}
+			if m.keysDown.Load() {
+				m.keysDown.Store(false) // the keys are back; log the next outage
+			}
 			a.zoneID, a.applicationID = cl.ZoneID, cl.ApplicationID
 			a.sessionID, a.delegationID, a.parentDelegationID = cl.SessionID, cl.DelegationID, cl.ParentDelegationID
 			a.subjectRecordID, a.hop = cl.SubjectRecordID, cl.Hop
@@ -272,6 +279,15 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), a)))
 	})
+}
+
+// keysFailed logs, once per outage, that the signing keys cannot be
+// fetched: every bearer is then refused with a 401 that does not tell the
+// client why, and only the server's operator can fix it.
+func (m *middleware) keysFailed(err error) {
+	if errors.Is(err, jwks.ErrKeysUnavailable) && m.keysDown.CompareAndSwap(false, true) {
+		m.c.log.Warn("caracal: Middleware cannot fetch the STS signing keys, so every bearer is refused; check the STS URL (or VerifyJWKSURL) and that the STS is reachable", "error", err)
+	}
 }
 
 // warn logs each kind of envelope problem the first time it is seen.

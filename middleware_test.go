@@ -353,6 +353,29 @@ func TestMiddlewareLogsParseProblemsOnce(t *testing.T) {
 	assert.Equal(t, int32(21), got.calls.Load(), "trace problems do not refuse the request")
 }
 
+// TestMiddlewareLogsKeyOutageOnce: when the signing keys cannot be fetched,
+// every bearer is refused and the operator learns why from one log line per
+// outage, not one per request.
+func TestMiddlewareLogsKeyOutageOnce(t *testing.T) {
+	s := newMWSigner(t, "kid-1")
+	hc := &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+		return nil, errors.New("connection refused")
+	})}
+	var records atomic.Int32
+	c := mwClient(t, hc, caracal.WithLogger(slog.New(countHandler{&records})))
+	mw, err := c.Middleware(caracal.VerifyTokens(mwResource))
+	require.NoError(t, err)
+	var got seen
+	h := mw(got.handler())
+	tok := s.sign(t, resourceClaims())
+	for range 5 {
+		rec := serve(h, http.Header{"Authorization": {"Bearer " + tok}})
+		assert.Equal(t, http.StatusUnauthorized, rec.Code)
+	}
+	assert.Equal(t, int32(1), records.Load(), "the outage is logged once")
+	assert.Zero(t, got.calls.Load())
+}
+
 type countHandler struct{ n *atomic.Int32 }
 
 func (h countHandler) Enabled(context.Context, slog.Level) bool  { return true }

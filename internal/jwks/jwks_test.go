@@ -212,7 +212,7 @@ func TestVerifyRefusals(t *testing.T) {
 		{name: "known kid, other key", token: func(t *testing.T, f *fixture, c jwt.MapClaims) string {
 			return signer{kid: f.s.kid, key: other.key}.sign(t, c)
 		}, desc: "bad signature or algorithm"},
-		{name: "no kid", token: func(t *testing.T, f *fixture, c jwt.MapClaims) string { return signer{key: f.s.key}.sign(t, c) }, desc: "signing key unavailable"},
+		{name: "no kid", token: func(t *testing.T, f *fixture, c jwt.MapClaims) string { return signer{key: f.s.key}.sign(t, c) }, desc: "token has no key id"},
 		{name: "garbage", token: func(*testing.T, *fixture, jwt.MapClaims) string { return "a.b.c" }, desc: "malformed token"},
 		{name: "too large", token: func(*testing.T, *fixture, jwt.MapClaims) string { return string(make([]byte, MaxTokenBytes+1)) }, desc: "bearer token too large"},
 	}

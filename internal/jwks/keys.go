@@ -45,6 +45,11 @@ const (
 // set, even after a refetch (or while the refetch cooldown runs).
 var ErrUnknownKey = errors.New("signing key not found")
 
+// ErrKeysUnavailable wraps a failure to fetch or read the key set: a
+// problem of the deployment (the JWKS URL, the network, the STS), not of the
+// token being verified.
+var ErrKeysUnavailable = errors.New("signing keys unavailable")
+
 // KeysConfig configures a Keys cache.
 type KeysConfig struct {
 	// URL is the complete JWKS URL, zone_id query included.
@@ -157,6 +162,9 @@ func (k *Keys) slow(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
 	}
 	k.lastTry = now
 	err := k.fetch(ctx)
+	if err != nil {
+		err = fmt.Errorf("%w from %s: %w", ErrKeysUnavailable, k.url, err)
+	}
 	k.lastErr = err
 	key, ok, fetched = k.lookup(kid)
 	switch {

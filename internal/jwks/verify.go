@@ -207,7 +207,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		return nil, fail(CodeInvalidToken, "bad signature or algorithm", nil)
 	}
 	if h.Kid == "" {
-		return nil, fail(CodeInvalidToken, "signing key unavailable", errors.New("token has no key id"))
+		return nil, fail(CodeInvalidToken, "token has no key id", nil)
 	}
 	key, err := v.keys.Key(ctx, h.Kid)
 	if err != nil {
