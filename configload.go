@@ -2,7 +2,6 @@ package caracal
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/caracal-go/caracal/internal/wire"
 )
 
 // Size caps for the files the loader reads: they are small text files, and a
@@ -629,14 +630,10 @@ func readSecretFile(from, path string) (string, error) {
 // alg "none" and must not be expired. Opaque tokens, and JWT-shaped ones whose
 // parts do not decode, are accepted: the Coordinator has the last word.
 func checkBootstrapToken(from, token string, now time.Time) error {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil
-	}
 	var header struct {
 		Alg any `json:"alg"`
 	}
-	if b, err := decodeSegment(parts[0]); err == nil && json.Unmarshal(b, &header) == nil {
+	if b, ok := wire.JWTPart(token, 0); ok && json.Unmarshal(b, &header) == nil {
 		if alg, ok := header.Alg.(string); ok && strings.EqualFold(alg, "none") {
 			return fmt.Errorf("caracal: %s: the token is unsigned (alg none) and is refused (use a signed lifecycle token from the STS)", from)
 		}
@@ -644,7 +641,7 @@ func checkBootstrapToken(from, token string, now time.Time) error {
 	var claims struct {
 		Exp any `json:"exp"`
 	}
-	if b, err := decodeSegment(parts[1]); err == nil {
+	if b, ok := wire.JWTPart(token, 1); ok {
 		d := json.NewDecoder(bytes.NewReader(b))
 		d.UseNumber()
 		if d.Decode(&claims) == nil {
@@ -660,11 +657,6 @@ func checkBootstrapToken(from, token string, now time.Time) error {
 		}
 	}
 	return nil
-}
-
-// decodeSegment decodes a JWT segment (base64url, padding optional).
-func decodeSegment(s string) ([]byte, error) {
-	return base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
 }
 
 // parseResources parses CARACAL_RESOURCES: comma-separated

@@ -2,7 +2,6 @@ package caracal
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -353,12 +352,8 @@ func gatewayContextToken(a *Agent) (string, error) {
 // token's holder here, and only wants to avoid sending a token the Gateway
 // will refuse.
 func jwtUse(tok string) string {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return ""
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
+	payload, ok := wire.JWTPart(tok, 1)
+	if !ok {
 		return ""
 	}
 	var c struct {

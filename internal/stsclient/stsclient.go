@@ -5,7 +5,6 @@ package stsclient
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -305,12 +304,8 @@ func decodeToken(contentType string, body []byte) (Token, int, error) {
 // is not a JWT is kept as an opaque value.
 func parseToken(value string) Token {
 	tok := Token{Value: value}
-	parts := strings.Split(value, ".")
-	if len(parts) != 3 {
-		return tok
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
+	raw, ok := wire.JWTPart(value, 1)
+	if !ok {
 		return tok
 	}
 	var claims struct {

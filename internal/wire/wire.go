@@ -6,6 +6,7 @@
 package wire
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/url"
 	"sort"
@@ -402,4 +403,22 @@ func STSTime(t time.Time) string {
 // ParseTime parses either timestamp form.
 func ParseTime(s string) (time.Time, error) {
 	return time.Parse(time.RFC3339Nano, s)
+}
+
+// JWTPart decodes part i (0 the header, 1 the payload) of a compact JWT
+// without verifying anything: the SDK reads claims of tokens it holds, never
+// to trust them. ok is false when token does not have three dot-separated
+// parts or part i is not base64url (padding is tolerated).
+func JWTPart(token string, i int) (b []byte, ok bool) {
+	if strings.Count(token, ".") != 2 || i < 0 || i > 2 {
+		return nil, false
+	}
+	for range i {
+		token = token[strings.IndexByte(token, '.')+1:]
+	}
+	if end := strings.IndexByte(token, '.'); end >= 0 {
+		token = token[:end]
+	}
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(token, "="))
+	return b, err == nil
 }

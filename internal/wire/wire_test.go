@@ -1,0 +1,33 @@
+package wire
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestJWTPart(t *testing.T) {
+	// {"alg":"ES256"} . {"use":"session"} . sig
+	const tok = "eyJhbGciOiJFUzI1NiJ9.eyJ1c2UiOiJzZXNzaW9uIn0.c2ln"
+	for _, tc := range []struct {
+		tok  string
+		i    int
+		want string
+		ok   bool
+	}{
+		{tok, 0, `{"alg":"ES256"}`, true},
+		{tok, 1, `{"use":"session"}`, true},
+		{tok, 2, "sig", true},
+		{"eyJhbGciOiJFUzI1NiJ9.eyJ1c2UiOiJzZXNzaW9uIn0=.c2ln", 1, `{"use":"session"}`, true}, // padded
+		{tok, 3, "", false},
+		{tok, -1, "", false},
+		{"opaque-token", 0, "", false},
+		{"a.b", 1, "", false},
+		{"a.b.c.d", 1, "", false},
+		{"eyJhbGciOiJFUzI1NiJ9.not*base64.c2ln", 1, "", false},
+	} {
+		b, ok := JWTPart(tc.tok, tc.i)
+		assert.Equal(t, tc.ok, ok, "%s %d", tc.tok, tc.i)
+		assert.Equal(t, tc.want, string(b), "%s %d", tc.tok, tc.i)
+	}
+}
