@@ -119,21 +119,6 @@ const (
 	Suspended
 )
 
-// String names the class for logs.
-func (c Class) String() string {
-	switch c {
-	case Transient:
-		return "transient"
-	case Gone:
-		return "gone"
-	case Fenced:
-		return "fenced"
-	case Suspended:
-		return "suspended"
-	}
-	return "unknown"
-}
-
 // Classify sorts a heartbeat or lease-acquire error (PROTOCOL §4.5, §4.6,
 // §5.7). Only Coordinator answers can be final; everything else, including
 // STS failures while fetching a lifecycle token, is Transient.

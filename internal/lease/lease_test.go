@@ -158,11 +158,3 @@ func TestClassify(t *testing.T) {
 		})
 	}
 }
-
-func TestClassString(t *testing.T) {
-	assert.Equal(t, "transient", Transient.String())
-	assert.Equal(t, "gone", Gone.String())
-	assert.Equal(t, "fenced", Fenced.String())
-	assert.Equal(t, "suspended", Suspended.String())
-	assert.Equal(t, "unknown", Class(99).String())
-}
