@@ -1,0 +1,86 @@
+package caracaltest
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Inject installs a fault on a route, given by its pattern (one of the Route
+// constants). Faults on one route apply in Inject order, each until its
+// Times or For runs out. An unknown pattern panics: a typo would otherwise
+// make the fault silently never happen.
+//
+// A negative Times, For, Delay or RetryAfter, or a Status outside 100-599,
+// panics too.
+func (s *Stack) Inject(pattern string, f Fault) {
+	s.mustKnow("Inject", pattern)
+	if f.Times < 0 || f.For < 0 || f.Delay < 0 || f.RetryAfter < 0 {
+		panic(fmt.Sprintf("caracaltest: Inject(%q): negative Times, For, Delay or RetryAfter", pattern))
+	}
+	if f.Status != 0 && (f.Status < 100 || f.Status > 599) {
+		panic(fmt.Sprintf("caracaltest: Inject(%q): invalid Status %d", pattern, f.Status))
+	}
+	s.faults.add(pattern, f)
+}
+
+// mustKnow panics unless pattern is a route of the stack.
+func (s *Stack) mustKnow(caller, pattern string) {
+	if _, ok := s.patterns[pattern]; ok {
+		return
+	}
+	known := make([]string, 0, len(s.patterns))
+	for p := range s.patterns {
+		known = append(known, fmt.Sprintf("%q", p))
+	}
+	slices.Sort(known)
+	panic(fmt.Sprintf("caracaltest: %s: no route %q (routes: %s)", caller, pattern, strings.Join(known, ", ")))
+}
+
+// ClearFaults removes every installed fault.
+func (s *Stack) ClearFaults() { s.faults.clear() }
+
+// Requests returns a copy of every request recorded since the start or the
+// last ResetRecord, in arrival order.
+func (s *Stack) Requests() []Request { return s.rec.all() }
+
+// Count returns how many recorded requests a route served, by its pattern
+// (one of the Route constants; "" counts upstream requests and requests no
+// route matched). An unknown pattern panics, as in Inject, so that a typo
+// cannot make a "no such request" assertion pass.
+func (s *Stack) Count(pattern string) int {
+	if pattern != "" {
+		s.mustKnow("Count", pattern)
+	}
+	return s.rec.count(pattern)
+}
+
+// ResetRecord forgets the recorded requests.
+func (s *Stack) ResetRecord() { s.rec.reset() }
+
+// Approve approves a pending approval hold, as an operator would.
+func (s *Stack) Approve(approvalID string) error { return s.w.decideApproval(approvalID, true) }
+
+// Reject rejects a pending approval hold.
+func (s *Stack) Reject(approvalID string) error { return s.w.decideApproval(approvalID, false) }
+
+// Approvals lists the approval holds.
+func (s *Stack) Approvals() []ApprovalInfo { return s.w.approvalList() }
+
+// Sweep runs the Coordinator's lease and TTL sweepers now.
+func (s *Stack) Sweep() { s.w.sweep() }
+
+// Suspend suspends a session and its subtree, as an operator would.
+func (s *Stack) Suspend(sessionID string) error { return s.w.suspend(sessionID) }
+
+// Resume resumes a suspended session and its subtree.
+func (s *Stack) Resume(sessionID string) error { return s.w.resume(sessionID) }
+
+// Terminate ends a session and its subtree, revoking their edges.
+func (s *Stack) Terminate(sessionID string) error { return s.w.terminate(sessionID) }
+
+// SessionInfo returns the Coordinator's view of a session.
+func (s *Stack) SessionInfo(id string) (SessionInfo, bool) { return s.w.sessionInfo(id) }
+
+// EdgeInfo returns the Coordinator's view of a delegation edge.
+func (s *Stack) EdgeInfo(id string) (EdgeInfo, bool) { return s.w.edgeInfo(id) }
