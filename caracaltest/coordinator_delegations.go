@@ -4,37 +4,14 @@ import (
 	"net/http"
 	"slices"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/caracal-go/caracal/internal/wire"
 )
 
-// delegationCreated is the 201 body of a delegation create (PROTOCOL §4.7).
-type delegationCreated struct {
-	DelegationEdgeID      string                  `json:"delegation_edge_id"`
-	ZoneID                string                  `json:"zone_id"`
-	SourceSessionID       string                  `json:"source_session_id"`
-	TargetSessionID       string                  `json:"target_session_id"`
-	IssuerApplicationID   string                  `json:"issuer_application_id"`
-	ReceiverApplicationID string                  `json:"receiver_application_id"`
-	ParentEdgeID          *string                 `json:"parent_edge_id"`
-	ResourceID            *string                 `json:"resource_id"`
-	Scopes                []string                `json:"scopes"`
-	ConstraintsJSON       wire.Constraints        `json:"constraints_json"`
-	Status                string                  `json:"status"`
-	ExpiresAt             string                  `json:"expires_at"`
-	EdgeVersion           int64                   `json:"edge_version"`
-	RevokedAt             *string                 `json:"revoked_at"`
-	CreatedAt             string                  `json:"created_at"`
-	Warnings              []string                `json:"warnings"`
-	AllowReason           []string                `json:"allow_reason"`
-	EffectiveAuthority    wire.EffectiveAuthority `json:"effective_authority"`
-}
-
-// edgeRow is an edge as the inbound listing returns it.
-type edgeRow struct {
-	ID                    string           `json:"id"`
+// edgeFields are the columns of an edge row that every edge body carries
+// after its id.
+type edgeFields struct {
 	ZoneID                string           `json:"zone_id"`
 	SourceSessionID       string           `json:"source_session_id"`
 	TargetSessionID       string           `json:"target_session_id"`
@@ -49,6 +26,21 @@ type edgeRow struct {
 	EdgeVersion           int64            `json:"edge_version"`
 	RevokedAt             *string          `json:"revoked_at"`
 	CreatedAt             string           `json:"created_at"`
+}
+
+// delegationCreated is the 201 body of a delegation create (PROTOCOL §4.7).
+type delegationCreated struct {
+	DelegationEdgeID string `json:"delegation_edge_id"`
+	edgeFields
+	Warnings           []string                `json:"warnings"`
+	AllowReason        []string                `json:"allow_reason"`
+	EffectiveAuthority wire.EffectiveAuthority `json:"effective_authority"`
+}
+
+// edgeRow is an edge as the inbound listing returns it.
+type edgeRow struct {
+	ID string `json:"id"`
+	edgeFields
 }
 
 func strOrNil(s string) *string {
@@ -235,22 +227,10 @@ func (w *world) createDelegation(c *call) {
 		identifiers = append(identifiers, r.identifier)
 	}
 	out := delegationCreated{
-		DelegationEdgeID:      e.id,
-		ZoneID:                w.zone,
-		SourceSessionID:       e.source,
-		TargetSessionID:       e.target,
-		IssuerApplicationID:   e.issuer,
-		ReceiverApplicationID: e.receiver,
-		ParentEdgeID:          strOrNil(e.parentEdge),
-		ResourceID:            strOrNil(e.resourceID),
-		Scopes:                slices.Clone(e.scopes),
-		ConstraintsJSON:       e.constraints,
-		Status:                e.status,
-		ExpiresAt:             wire.CoordinatorTime(e.expiresAt),
-		EdgeVersion:           e.version,
-		CreatedAt:             wire.CoordinatorTime(e.createdAt),
-		Warnings:              []string{},
-		AllowReason:           []string{"same_zone_endpoints_active", "resource_scope_checked", "source_authority_root", "typed_constraints_validated"},
+		DelegationEdgeID: e.id,
+		edgeFields:       w.edgeFields(e),
+		Warnings:         []string{},
+		AllowReason:      []string{"same_zone_endpoints_active", "resource_scope_checked", "source_authority_root", "typed_constraints_validated"},
 		EffectiveAuthority: wire.EffectiveAuthority{
 			SourceSessionID:       e.source,
 			TargetSessionID:       e.target,
@@ -477,15 +457,10 @@ func (w *world) inboundEdge(c *call) {
 
 // inboundList is GET /zones/{zone}/delegations/inbound/{sid} (§4.9).
 func (w *world) inboundList(c *call) {
-	q := c.r.URL.Query()
-	limit := 100
-	if q.Has("limit") {
-		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || n < 1 || n > 500 {
-			c.fail(http.StatusBadRequest, "invalid_query")
-			return
-		}
-		limit = n
+	limit, ok := listLimit(c.r.URL.Query())
+	if !ok {
+		c.fail(http.StatusBadRequest, "invalid_query")
+		return
 	}
 	sid := c.r.PathValue("sid")
 	s := w.sessions[sid]
@@ -500,46 +475,13 @@ func (w *world) inboundList(c *call) {
 			items = append(items, e)
 		}
 	}
-	// Newest first; UUIDv7 ids break ties in creation order.
-	slices.SortStableFunc(items, func(a, b *edge) int {
-		if d := b.createdAt.Compare(a.createdAt); d != 0 {
-			return d
-		}
-		switch {
-		case a.id > b.id:
-			return -1
-		case a.id < b.id:
-			return 1
-		}
-		return 0
-	})
-	if cur := q.Get("cursor"); q.Has("cursor") {
-		i := slices.IndexFunc(items, func(e *edge) bool { return e.id == cur })
-		if i < 0 {
-			c.fail(http.StatusBadRequest, "invalid_cursor")
-			return
-		}
-		items = items[i+1:]
-	}
-	var next *string
-	rows := make([]edgeRow, 0, min(limit, len(items)))
-	for i, e := range items {
-		if i == limit {
-			next = ptr(rows[len(rows)-1].ID)
-			break
-		}
-		rows = append(rows, w.edgeRow(e))
-	}
-	writeJSON(c.rw, http.StatusOK, map[string]any{"items": rows, "next_cursor": next})
+	writePage(c, items, limit, func(e *edge) (time.Time, string) { return e.createdAt, e.id },
+		func(e *edge) edgeRow { return edgeRow{ID: e.id, edgeFields: w.edgeFields(e)} })
 }
 
-func (w *world) edgeRow(e *edge) edgeRow {
-	var revokedAt *string
-	if !e.revokedAt.IsZero() {
-		revokedAt = ptr(wire.CoordinatorTime(e.revokedAt))
-	}
-	return edgeRow{
-		ID:                    e.id,
+// edgeFields is the row of e after its id.
+func (w *world) edgeFields(e *edge) edgeFields {
+	return edgeFields{
 		ZoneID:                w.zone,
 		SourceSessionID:       e.source,
 		TargetSessionID:       e.target,
@@ -552,7 +494,7 @@ func (w *world) edgeRow(e *edge) edgeRow {
 		Status:                e.status,
 		ExpiresAt:             wire.CoordinatorTime(e.expiresAt),
 		EdgeVersion:           e.version,
-		RevokedAt:             revokedAt,
+		RevokedAt:             timeOrNil(e.revokedAt),
 		CreatedAt:             wire.CoordinatorTime(e.createdAt),
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/caracal-go/caracal/internal/wire"
 )
@@ -46,7 +48,7 @@ func (w *world) listSessions(c *call) {
 			items = append(items, s)
 		}
 	}
-	w.writeSessionPage(c, items, limit)
+	writePage(c, items, limit, sessionKey, w.sessionRow)
 }
 
 // listChildren is GET /zones/{zone}/agents/{id}/children.
@@ -66,28 +68,23 @@ func (w *world) listChildren(c *call) {
 	for _, cid := range w.children[id] {
 		items = append(items, w.sessions[cid])
 	}
-	w.writeSessionPage(c, items, limit)
+	writePage(c, items, limit, sessionKey, w.sessionRow)
 }
 
-// writeSessionPage sorts sessions newest first (UUIDv7 ids break ties),
-// applies the cursor (a session id) and writes one page.
-func (w *world) writeSessionPage(c *call, items []*session, limit int) {
-	slices.SortFunc(items, func(a, b *session) int {
-		if d := b.startedAt.Compare(a.startedAt); d != 0 {
+// writePage sorts items newest first (UUIDv7 ids break ties), applies the
+// cursor (an item id) and writes one page of rows.
+func writePage[T, R any](c *call, items []T, limit int, key func(T) (time.Time, string), row func(T) R) {
+	slices.SortStableFunc(items, func(a, b T) int {
+		at, aid := key(a)
+		bt, bid := key(b)
+		if d := bt.Compare(at); d != 0 {
 			return d
 		}
-		switch {
-		case a.id > b.id:
-			return -1
-		case a.id < b.id:
-			return 1
-		}
-		return 0
+		return strings.Compare(bid, aid)
 	})
-	q := c.r.URL.Query()
-	if q.Has("cursor") {
+	if q := c.r.URL.Query(); q.Has("cursor") {
 		cur := q.Get("cursor")
-		i := slices.IndexFunc(items, func(s *session) bool { return s.id == cur })
+		i := slices.IndexFunc(items, func(v T) bool { _, id := key(v); return id == cur })
 		if i < 0 {
 			c.fail(http.StatusBadRequest, "invalid_cursor")
 			return
@@ -95,13 +92,17 @@ func (w *world) writeSessionPage(c *call, items []*session, limit int) {
 		items = items[i+1:]
 	}
 	var next *string
-	rows := make([]sessionRow, 0, min(limit, len(items)))
-	for i, s := range items {
+	rows := make([]R, 0, min(limit, len(items)))
+	for i, v := range items {
 		if i == limit {
-			next = ptr(rows[len(rows)-1].AgentSessionID)
+			_, id := key(items[i-1])
+			next = ptr(id)
 			break
 		}
-		rows = append(rows, w.sessionRow(s))
+		rows = append(rows, row(v))
 	}
 	writeJSON(c.rw, http.StatusOK, map[string]any{"items": rows, "next_cursor": next})
 }
+
+// sessionKey orders sessions for writePage.
+func sessionKey(s *session) (time.Time, string) { return s.startedAt, s.id }
