@@ -37,12 +37,6 @@ type delegationCreated struct {
 	EffectiveAuthority wire.EffectiveAuthority `json:"effective_authority"`
 }
 
-// edgeRow is an edge as the inbound listing returns it.
-type edgeRow struct {
-	ID string `json:"id"`
-	edgeFields
-}
-
 func strOrNil(s string) *string {
 	if s == "" {
 		return nil
@@ -443,40 +437,6 @@ func (w *world) revokeDelegation(c *call) {
 		AffectedSessions:   len(records),
 		TerminatedSessions: terminated,
 	})
-}
-
-// inboundEdge is GET /zones/{zone}/delegations/inbound/{sid}/{id} (§4.9).
-func (w *world) inboundEdge(c *call) {
-	e := w.edges[c.r.PathValue("id")]
-	if e == nil || e.target != c.r.PathValue("sid") || !e.live(w.now()) || e.receiver != c.p.clientID {
-		c.fail(http.StatusNotFound, "delegation_not_found")
-		return
-	}
-	writeJSON(c.rw, http.StatusOK, wire.InboundEdgeStatus{ID: e.id, Status: e.status})
-}
-
-// inboundList is GET /zones/{zone}/delegations/inbound/{sid} (§4.9).
-func (w *world) inboundList(c *call) {
-	limit, ok := listLimit(c.r.URL.Query())
-	if !ok {
-		c.fail(http.StatusBadRequest, "invalid_query")
-		return
-	}
-	sid := c.r.PathValue("sid")
-	s := w.sessions[sid]
-	if s == nil || s.app != c.p.clientID {
-		c.fail(http.StatusNotFound, "session_not_found")
-		return
-	}
-	var items []*edge
-	for _, id := range w.inbound[sid] {
-		e := w.edges[id]
-		if e.issuer == c.p.clientID || e.receiver == c.p.clientID {
-			items = append(items, e)
-		}
-	}
-	writePage(c, items, limit, func(e *edge) (time.Time, string) { return e.createdAt, e.id },
-		func(e *edge) edgeRow { return edgeRow{ID: e.id, edgeFields: w.edgeFields(e)} })
 }
 
 // edgeFields is the row of e after its id.
