@@ -141,12 +141,12 @@ func TestCreateDelegationRows(t *testing.T) {
 		}, 404, "delegation_endpoint_not_found"},
 		{"source ttl elapsed", func(d dw) (map[string]any, *string) {
 			short := d.task("", map[string]any{"ttl_seconds": 5})
-			d.clock.advance(6 * time.Second)
+			d.clock.Advance(6 * time.Second)
 			return d.body(map[string]any{"source_session_id": short}), nil
 		}, 404, "delegation_endpoint_not_found"},
 		{"service lease elapsed", func(d dw) (map[string]any, *string) {
 			svc := d.service("")
-			d.clock.advance(121 * time.Second)
+			d.clock.Advance(121 * time.Second)
 			return d.body(map[string]any{"source_session_id": svc}), nil
 		}, 404, "delegation_endpoint_not_found"},
 		// row 11
@@ -259,7 +259,7 @@ func TestCreateDelegationRows(t *testing.T) {
 // withParentTTLElapsing moves the clock so that a 200 s child outlives its
 // 300 s parent edge, and returns nil (the default token).
 func withParentTTLElapsing(d delegationWorld) *string {
-	d.clock.advance(150 * time.Second)
+	d.clock.Advance(150 * time.Second)
 	return nil
 }
 
@@ -273,7 +273,7 @@ func encodeBody(t *testing.T, body map[string]any) string { return mustJSONStrin
 func TestCreateDelegationSuccess(t *testing.T) {
 	t.Run("A3 shape", func(t *testing.T) {
 		d := newDelegationWorld(t)
-		d.clock.advance(2400 * time.Millisecond)
+		d.clock.Advance(2400 * time.Millisecond)
 		before := d.w.epoch
 		got := d.delegate(d.body(nil))
 		require.Equal(t, 201, got.status, got.raw)
@@ -436,7 +436,7 @@ func TestInboundLookups(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		src := d.task("", map[string]any{"ttl_seconds": 7200})
 		ids = append(ids, d.edge(src, d.a, nil))
-		d.clock.advance(time.Second)
+		d.clock.Advance(time.Second)
 	}
 	list := func(q string, token *string) resp {
 		return d.do(req{method: "GET", path: delegationsPath + "/inbound/" + d.a + q, token: token})
@@ -469,7 +469,7 @@ func TestInboundLookups(t *testing.T) {
 	assert.Equal(t, "delegation_not_found", one(d.b, ids[0], nil).code(), "wrong target")
 	assert.Equal(t, "delegation_not_found", one(d.a, ids[0], tok(d.token("app-other"))).code(), "not the receiver")
 	assert.Equal(t, "delegation_not_found", one(d.a, "nope", nil).code())
-	d.clock.advance(10 * time.Minute)
+	d.clock.Advance(10 * time.Minute)
 	d.tok = d.token("app-reporter")
 	got = one(d.a, ids[0], nil)
 	assert.Equal(t, 404, got.status, "expired")

@@ -17,9 +17,7 @@ func newExampleEnv(t *testing.T) *coordEnv {
 
 // at sets the clock to 10:00:00 + d.
 func (e *coordEnv) at(d time.Duration) {
-	e.clock.mu.Lock()
-	e.clock.now = coordT0.Add(d)
-	e.clock.mu.Unlock()
+	e.clock.Set(exStart.Add(d))
 }
 
 func TestExampleA(t *testing.T) {

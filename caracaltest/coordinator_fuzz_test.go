@@ -58,7 +58,7 @@ func fuzzCoordinator(f *testing.F, seeds []string, setup func(e *coordEnv) (stri
 func newFuzzEnv(f *testing.F) *coordEnv {
 	var env *coordEnv
 	f.Helper()
-	clock := &coordClock{now: coordT0}
+	clock := NewFakeClock(exStart)
 	w, err := newWorld(worldConfig{
 		Clock: clock, Issuer: "http://sts:8080", Zone: "zone-acme",
 		Apps:      []App{{ID: "app-reporter"}},

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,33 +14,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// coordT0 is the worked examples' clock start (PROTOCOL §10).
-var coordT0 = time.Date(2026, 8, 22, 10, 0, 0, 0, time.UTC)
-
-// coordClock is a settable clock for Coordinator tests.
-type coordClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *coordClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *coordClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // coordEnv is a world with only the Coordinator mounted on a loopback
 // server, plus token minting the way the STS does it.
 type coordEnv struct {
 	t     testing.TB
 	w     *world
-	clock *coordClock
+	clock *FakeClock
 	url   string
 	tok   string // a lifecycle token of app-reporter
 }
@@ -61,12 +39,12 @@ func withApps(apps ...App) coordOpt {
 // a second resource for narrowing tests).
 func newCoordEnv(t testing.TB, opts ...coordOpt) *coordEnv {
 	t.Helper()
-	clock := &coordClock{now: coordT0}
+	clock := NewFakeClock(exStart)
 	cfg := worldConfig{
 		Clock:  clock,
-		Issuer: "http://sts:8080",
-		Zone:   "zone-acme",
-		Apps:   []App{{ID: "app-reporter", Secret: "s3cr3t"}, {ID: "app-other", Secret: "x"}},
+		Issuer: exIssuer,
+		Zone:   exZone,
+		Apps:   []App{{ID: exApp, Secret: exSecret}, {ID: "app-other", Secret: "x"}},
 		Resources: []Resource{
 			{Identifier: "resource://tickets", ID: "res-tickets", Scopes: []string{"tickets:read", "tickets:write"}},
 			{Identifier: "resource://docs", Scopes: []string{"docs:read"}},

@@ -83,7 +83,7 @@ func TestIdempotentStart(t *testing.T) {
 		e := newCoordEnv(t)
 		require.Equal(t, 201, e.do(keyed("gen", "generated")).status)
 		require.Equal(t, 201, e.do(keyed("own")).status)
-		e.clock.advance(24*time.Hour + time.Second)
+		e.clock.Advance(24*time.Hour + time.Second)
 		e.tok = e.token("app-reporter")
 		// The sessions are long dead; a kept receipt says so, a dropped one
 		// executes again (and the new token's sid makes a new digest).
@@ -91,7 +91,7 @@ func TestIdempotentStart(t *testing.T) {
 		assert.Equal(t, 201, got.status)
 		assert.Empty(t, got.header.Get("Idempotency-Replayed"))
 		assert.Equal(t, 409, e.do(keyed("own")).status)
-		e.clock.advance(6 * 24 * time.Hour)
+		e.clock.Advance(6 * 24 * time.Hour)
 		e.tok = e.token("app-reporter")
 		assert.Equal(t, 201, e.do(keyed("own")).status)
 	})
@@ -105,7 +105,7 @@ func TestIdempotentStart(t *testing.T) {
 		assert.Len(t, e.w.sessions, 2, "the 429 executes nothing")
 		assert.Equal(t, 201, e.do(req{method: "POST", path: startPath, body: body}).status, "unkeyed starts still work")
 		assert.Equal(t, "true", e.do(keyed("a")).header.Get("Idempotency-Replayed"), "existing keys still replay")
-		e.clock.advance(7*24*time.Hour + time.Second)
+		e.clock.Advance(7*24*time.Hour + time.Second)
 		e.tok = e.token("app-reporter")
 		assert.Equal(t, 201, e.do(keyed("c")).status, "expired receipts free the scope")
 	})
@@ -246,11 +246,11 @@ func TestRetire(t *testing.T) {
 	t.Run("an elapsed task can still be retired before the sweep", func(t *testing.T) {
 		e := newCoordEnv(t)
 		id := e.task("", map[string]any{"ttl_seconds": 10})
-		e.clock.advance(time.Minute)
+		e.clock.Advance(time.Minute)
 		e.tok = e.token("app-reporter")
 		assert.Equal(t, 204, e.do(req{method: "DELETE", path: startPath + "/" + id}).status)
 		id = e.task("", map[string]any{"ttl_seconds": 10})
-		e.clock.advance(time.Minute)
+		e.clock.Advance(time.Minute)
 		e.w.sweep()
 		e.tok = e.token("app-reporter")
 		assert.Equal(t, 404, e.do(req{method: "DELETE", path: startPath + "/" + id}).status)
@@ -264,7 +264,7 @@ func TestHeartbeat(t *testing.T) {
 	t.Run("renews", func(t *testing.T) {
 		e := newCoordEnv(t)
 		id := e.service("")
-		e.clock.advance(40*time.Second + 10*time.Millisecond)
+		e.clock.Advance(40*time.Second + 10*time.Millisecond)
 		got := e.do(req{method: "POST", path: heartbeatPath(id), body: `{"lease_generation":1,"active_invocations":3}`})
 		require.Equal(t, 200, got.status, got.raw)
 		agent := got.body["agent"].(map[string]any)
@@ -331,7 +331,7 @@ func TestHeartbeat(t *testing.T) {
 		}, status: 409, code: "session_lease_fenced"},
 		{name: "fenced beats expired", setup: func(e *coordEnv) (string, string, *string) {
 			id := e.service("")
-			e.clock.advance(121 * time.Second)
+			e.clock.Advance(121 * time.Second)
 			e.tok = e.token("app-reporter")
 			return id, hb(2), nil
 		}, status: 409, code: "session_lease_fenced", after: func(t *testing.T, e *coordEnv, id string) {
@@ -340,7 +340,7 @@ func TestHeartbeat(t *testing.T) {
 		{name: "expired suspends the subtree", setup: func(e *coordEnv) (string, string, *string) {
 			id := e.service("")
 			e.service(id)
-			e.clock.advance(120 * time.Second)
+			e.clock.Advance(120 * time.Second)
 			e.tok = e.token("app-reporter")
 			return id, hb(1), nil
 		}, status: 409, code: "session_lease_expired", after: func(t *testing.T, e *coordEnv, id string) {
@@ -381,12 +381,12 @@ func TestHeartbeat(t *testing.T) {
 		e := newCoordEnv(t)
 		id := e.service("")
 		require.NoError(t, e.w.suspend(id))
-		e.clock.advance(5 * time.Minute)
+		e.clock.Advance(5 * time.Minute)
 		e.tok = e.token("app-reporter")
 		got := e.do(req{method: "POST", path: heartbeatPath(id), body: hb(1)})
 		require.Equal(t, 200, got.status, got.raw)
 		assert.Equal(t, "suspended", got.body["agent"].(map[string]any)["status"])
-		assert.Equal(t, coordT0.Add(7*time.Minute), e.session(id).Deadline)
+		assert.Equal(t, exStart.Add(7*time.Minute), e.session(id).Deadline)
 	})
 }
 
@@ -395,7 +395,7 @@ func TestAcquireLease(t *testing.T) {
 	t.Run("bumps the generation and fences the old holder", func(t *testing.T) {
 		e := newCoordEnv(t)
 		id := e.service("")
-		e.clock.advance(24 * time.Second)
+		e.clock.Advance(24 * time.Second)
 		got := e.do(lease(id))
 		require.Equal(t, 200, got.status)
 		assert.Equal(t, map[string]any{"status": "active", "heartbeat_deadline_at": "2026-08-22T10:02:24.000Z", "lease_generation": float64(2)}, got.body)
@@ -425,7 +425,7 @@ func TestAcquireLease(t *testing.T) {
 		}, 409, "session_not_live", nil},
 		{"expired", func(e *coordEnv) (string, *string) {
 			id := e.service("")
-			e.clock.advance(3 * time.Minute)
+			e.clock.Advance(3 * time.Minute)
 			e.tok = e.token("app-reporter")
 			return id, nil
 		}, 409, "session_lease_expired", func(t *testing.T, e *coordEnv, id string) {
@@ -475,21 +475,21 @@ func TestGetSuspendResume(t *testing.T) {
 	}
 	assert.Equal(t, "application_ownership_required", patch(svc, "suspend", tok(e.token("app-other"))).code())
 	assert.Equal(t, "session_not_found_or_not_suspended", patch(svc, "resume", nil).code())
-	e.clock.advance(time.Minute)
+	e.clock.Advance(time.Minute)
 	got = patch(svc, "suspend", nil)
 	require.Equal(t, 200, got.status)
 	assert.Equal(t, map[string]any{"suspended": float64(2)}, got.body)
 	assert.Equal(t, "suspended", e.session(child).Status)
 	assert.Equal(t, "session_not_found_or_not_active", patch(svc, "suspend", nil).code())
 	assert.Equal(t, 409, patch("nope", "suspend", nil).status)
-	e.clock.advance(5 * time.Minute)
+	e.clock.Advance(5 * time.Minute)
 	got = patch(svc, "resume", nil)
 	require.Equal(t, 200, got.status)
 	assert.Equal(t, map[string]any{"resumed": float64(2)}, got.body)
 	info := e.session(svc)
 	assert.Equal(t, "active", info.Status)
 	assert.Equal(t, int64(2), info.Generation, "resume keeps the generation")
-	assert.Equal(t, coordT0.Add(8*time.Minute), info.Deadline)
+	assert.Equal(t, exStart.Add(8*time.Minute), info.Deadline)
 
 	require.NoError(t, e.w.terminate(svc))
 	got = e.do(req{method: "GET", path: startPath + "/" + child})
@@ -512,12 +512,12 @@ func TestSweep(t *testing.T) {
 		child := e.task(svc)
 		fresh := e.service("")
 		edge := e.edge(svc, child, nil)
-		e.clock.advance(100 * time.Second)
+		e.clock.Advance(100 * time.Second)
 		require.Equal(t, 200, e.do(req{method: "POST", path: heartbeatPath(fresh), body: `{"lease_generation":1}`}).status)
-		e.clock.advance(20 * time.Second)
+		e.clock.Advance(20 * time.Second)
 		e.w.sweep()
 		assert.Equal(t, "active", e.session(svc).Status, "deadline == now is not yet past")
-		e.clock.advance(time.Millisecond)
+		e.clock.Advance(time.Millisecond)
 		e.w.sweep()
 		assert.Equal(t, "suspended", e.session(svc).Status)
 		assert.Equal(t, "suspended", e.session(child).Status)
@@ -530,7 +530,7 @@ func TestSweep(t *testing.T) {
 		child := e.task(root, map[string]any{"ttl_seconds": 600})
 		keep := e.task("", map[string]any{"ttl_seconds": 600})
 		edge := e.edge(root, child, nil)
-		e.clock.advance(61 * time.Second)
+		e.clock.Advance(61 * time.Second)
 		e.w.sweep()
 		assert.Equal(t, "expired", e.session(root).Status)
 		assert.Equal(t, "terminated", e.session(child).Status)
@@ -545,10 +545,10 @@ func TestSweep(t *testing.T) {
 		long := map[string]any{"ttl_seconds": 7200}
 		root := e.task("", long)
 		edge := e.edge(root, e.task(root, long), map[string]any{"ttl_seconds": 60})
-		e.clock.advance(59 * time.Second)
+		e.clock.Advance(59 * time.Second)
 		e.w.sweep()
 		assert.Equal(t, "active", e.edgeStatus(edge))
-		e.clock.advance(time.Second)
+		e.clock.Advance(time.Second)
 		epoch := e.w.epoch
 		e.w.sweep()
 		assert.Equal(t, "expired", e.edgeStatus(edge))
@@ -560,7 +560,7 @@ func TestSweep(t *testing.T) {
 		svc := e.service("")
 		child := e.task(svc, map[string]any{"ttl_seconds": 30})
 		require.NoError(t, e.w.suspend(svc))
-		e.clock.advance(31 * time.Second)
+		e.clock.Advance(31 * time.Second)
 		e.w.sweep()
 		assert.Equal(t, "expired", e.session(child).Status)
 		assert.Equal(t, "suspended", e.session(svc).Status)
@@ -593,11 +593,11 @@ func TestConcurrentLeaseAcquire(t *testing.T) {
 func TestListSessions(t *testing.T) {
 	e := newCoordEnv(t)
 	root := e.task("", map[string]any{"labels": []string{"dispatcher"}})
-	e.clock.advance(time.Second)
+	e.clock.Advance(time.Second)
 	svc := e.service("")
-	e.clock.advance(time.Second)
+	e.clock.Advance(time.Second)
 	c1 := e.task(root)
-	e.clock.advance(time.Second)
+	e.clock.Advance(time.Second)
 	c2 := e.task(root, map[string]any{"labels": []string{"reader"}})
 	require.NoError(t, e.w.terminate(c1))
 	other := e.do(req{method: "POST", path: startPath, body: `{"application_id":"app-other"}`, token: tok(e.token("app-other"))}).str("agent_session_id")

@@ -46,9 +46,9 @@ func TestCoordinatorAuthentication(t *testing.T) {
 		{name: "unknown kid", token: tok(e.sign(e.claims("app-reporter"), "nope", e.w.keys[0].private)), status: 401, code: "invalid_token"},
 		{name: "wrong iss", token: claims(func(c jwt.MapClaims) { c["iss"] = "http://evil" }), status: 401, code: "invalid_token"},
 		{name: "wrong aud", token: claims(func(c jwt.MapClaims) { c["aud"] = []string{"http://gw"} }), status: 401, code: "invalid_token"},
-		{name: "expired past leeway", token: claims(func(c jwt.MapClaims) { c["exp"] = coordT0.Add(-61 * time.Second).Unix() }), status: 401, code: "invalid_token"},
-		{name: "expired within leeway", token: claims(func(c jwt.MapClaims) { c["exp"] = coordT0.Add(-59 * time.Second).Unix() }), status: 201},
-		{name: "nbf in future", token: claims(func(c jwt.MapClaims) { c["nbf"] = coordT0.Add(2 * time.Minute).Unix() }), status: 401, code: "invalid_token"},
+		{name: "expired past leeway", token: claims(func(c jwt.MapClaims) { c["exp"] = exStart.Add(-61 * time.Second).Unix() }), status: 401, code: "invalid_token"},
+		{name: "expired within leeway", token: claims(func(c jwt.MapClaims) { c["exp"] = exStart.Add(-59 * time.Second).Unix() }), status: 201},
+		{name: "nbf in future", token: claims(func(c jwt.MapClaims) { c["nbf"] = exStart.Add(2 * time.Minute).Unix() }), status: 401, code: "invalid_token"},
 		{name: "gateway mandate", token: claims(func(c jwt.MapClaims) { c["use"] = "gateway" }), status: 401, code: "invalid_token"},
 		{name: "resource token", token: claims(func(c jwt.MapClaims) { c["use"] = "resource" }), status: 401, code: "invalid_token"},
 		{name: "no sub", token: claims(func(c jwt.MapClaims) { delete(c, "sub") }), status: 401, code: "invalid_token"},
@@ -79,8 +79,8 @@ func TestCoordinatorAuthentication(t *testing.T) {
 
 	t.Run("record expiry ends the token at exp", func(t *testing.T) {
 		tk := e.token("app-reporter")
-		e.clock.advance(900 * time.Second)
-		defer e.clock.advance(-900 * time.Second)
+		defer e.clock.Set(e.clock.Now())
+		e.clock.Advance(900 * time.Second)
 		got := e.do(req{method: "POST", path: startPath, body: `{"application_id":"app-reporter"}`, token: &tk})
 		assert.Equal(t, 401, got.status)
 		assert.Equal(t, "identity_revoked", got.code())
@@ -322,7 +322,7 @@ func TestStartSessionRules(t *testing.T) {
 			root := e.task("", map[string]any{"ttl_seconds": 7200})
 			p := e.task(root, map[string]any{"ttl_seconds": 7200})
 			e.edge(root, p, map[string]any{"ttl_seconds": 60})
-			e.clock.advance(61 * time.Second)
+			e.clock.Advance(61 * time.Second)
 			e.tok = e.token("app-reporter")
 			return map[string]any{"parent_id": p}, nil
 		}, status: 409, code: "inherit_parent_edge_not_active"},
@@ -430,7 +430,7 @@ func TestStartSessionSuccess(t *testing.T) {
 	t.Run("expired tasks free capacity", func(t *testing.T) {
 		e := newCoordEnv(t, withLimits(Limits{SessionsPerApp: 1}))
 		e.task("", map[string]any{"ttl_seconds": 5})
-		e.clock.advance(6 * time.Second)
+		e.clock.Advance(6 * time.Second)
 		e.task("")
 	})
 }

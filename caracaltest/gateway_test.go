@@ -558,7 +558,7 @@ func BenchmarkGovernedCall(b *testing.B) {
 	})
 	w, err := newWorld(cfg)
 	require.NoError(b, err)
-	env := &stsEnv{w: w, clock: &testClock{t: time.Now()}}
+	env := &stsEnv{w: w, clock: NewFakeClock(time.Now())}
 	_, child, e := env.readerEdge()
 	form := mintForm(child, e, "tickets:read").Encode()
 	gw := w.gatewayRoutes()[0].handler

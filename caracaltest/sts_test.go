@@ -968,7 +968,7 @@ func TestApprovalLongPoll(t *testing.T) {
 		cfg.Resources[0].Upstream = http.NotFoundHandler()
 		w, err := newWorld(cfg)
 		require.NoError(t, err)
-		env := &stsEnv{w: w, clock: &testClock{t: time.Now()}}
+		env := &stsEnv{w: w, clock: NewFakeClock(time.Now())}
 		root, child := env.session(exApp), env.session(exApp, "writer")
 		e := env.edge(root, child, nil, []string{"tickets:write"}, wire.Constraints{Resources: []string{exResource}}, time.Hour)
 		rec := httptest.NewRecorder()

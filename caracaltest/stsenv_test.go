@@ -30,24 +30,6 @@ const (
 // exStart is 2026-08-22T10:00:00Z, the examples' clock start.
 var exStart = time.Unix(1787392800, 0).UTC()
 
-// testClock is a settable clock.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // seenRequest is what the in-process upstream received.
 type seenRequest struct {
 	Method, Path, RawQuery, Host string
@@ -59,7 +41,7 @@ type seenRequest struct {
 // sessions and edges created directly in the world's tables.
 type stsEnv struct {
 	w     *world
-	clock *testClock
+	clock *FakeClock
 	sts   *httptest.Server
 	gw    *httptest.Server
 
@@ -97,7 +79,7 @@ func exampleConfig() worldConfig {
 
 func newSTSEnv(t *testing.T, mutate ...func(*worldConfig)) *stsEnv {
 	t.Helper()
-	env := &stsEnv{clock: &testClock{t: exStart}}
+	env := &stsEnv{clock: NewFakeClock(exStart)}
 	cfg := exampleConfig()
 	cfg.Clock = env.clock
 	cfg.Resources[0].Upstream = http.HandlerFunc(env.upstream)
