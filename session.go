@@ -602,15 +602,6 @@ func (c *Client) retireOrphan(ctx context.Context, id string, generation int64) 
 	}
 }
 
-// lifecycleToken returns the application's current lifecycle token.
-func (c *Client) lifecycleToken(ctx context.Context) (string, error) {
-	tok, err := c.sts.Lifecycle(ctx)
-	if err != nil {
-		return "", err
-	}
-	return tok.Value, nil
-}
-
 func ceilSeconds(d time.Duration) int {
 	return int((d + time.Second - 1) / time.Second)
 }
@@ -653,30 +644,29 @@ func (c *Client) Headers(ctx context.Context, opts ...HeadersOption) (http.Heade
 			o(&hc)
 		}
 	}
-	h := make(http.Header, 4)
 	a, ok := FromContext(ctx)
-	if !ok {
-		if !hc.asApplication {
-			return nil, ErrNoSession
-		}
-		tok, err := c.lifecycleToken(ctx)
+	if !ok && !hc.asApplication {
+		return nil, ErrNoSession
+	}
+	var bearer string
+	switch {
+	case !ok || a.own:
+		tok, err := c.sts.Lifecycle(ctx)
 		if err != nil {
 			return nil, err
 		}
-		envelope.Inject(h, envelope.Envelope{}, false)
-		h["Authorization"] = []string{"Bearer " + tok}
-		return h, nil
+		bearer = tok.Bearer()
+	case a.token != "":
+		bearer = "Bearer " + a.token
 	}
-	token := a.token
-	if a.own {
-		var err error
-		if token, err = c.lifecycleToken(ctx); err != nil {
-			return nil, err
-		}
+	var e envelope.Envelope // the application's own: a fresh traceparent only
+	if ok {
+		e = agentEnvelope(a)
 	}
-	envelope.Inject(h, agentEnvelope(a), false)
-	if token != "" {
-		h["Authorization"] = []string{"Bearer " + token}
+	h := make(http.Header, 4)
+	envelope.Inject(h, e, false)
+	if bearer != "" {
+		h["Authorization"] = []string{bearer}
 	}
 	return h, nil
 }

@@ -383,7 +383,7 @@ func (c *Client) send(ctx context.Context, tok stsclient.Token, method, path str
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
-	req.Header.Set("Authorization", "Bearer "+tok.Value)
+	req.Header.Set("Authorization", tok.Bearer())
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		// Only with a body: the Coordinator refuses an empty body declared

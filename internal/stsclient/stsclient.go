@@ -56,6 +56,18 @@ type Token struct {
 	ExpiresAt time.Time
 	SID       string // authority record id
 	Use       string
+
+	// bearer is "Bearer " + Value, built once for a token that is served
+	// many times (the cached lifecycle token, the static one).
+	bearer string
+}
+
+// Bearer returns the token as an Authorization header value.
+func (t Token) Bearer() string {
+	if t.bearer != "" {
+		return t.bearer
+	}
+	return "Bearer " + t.Value
 }
 
 // String hides the token value.
@@ -114,6 +126,7 @@ func New(cfg Config) *Client {
 	c := &Client{cfg: cfg, endpoint: strings.TrimRight(cfg.BaseURL, "/") + tokenPath}
 	if cfg.ClientSecret == "" && cfg.BootstrapToken != "" {
 		c.static = parseToken(cfg.BootstrapToken)
+		c.static.bearer = "Bearer " + c.static.Value
 	}
 	return c
 }
@@ -162,6 +175,7 @@ func (c *Client) Lifecycle(ctx context.Context) (Token, error) {
 		c.mu.Lock()
 		c.inflight = nil
 		if err == nil {
+			tok.bearer = "Bearer " + tok.Value
 			c.cached = tok
 			c.refresh = issued.Add(time.Duration(expiresIn)*time.Second - margin(expiresIn))
 		}

@@ -100,6 +100,8 @@ func TestLifecycleExchange(t *testing.T) {
 	assert.Equal(t, time.Unix(1787393700, 0), tok.ExpiresAt)
 	assert.NotContains(t, tok.String(), tok.Value)
 	assert.NotContains(t, fmt.Sprintf("%#v", tok), tok.Value)
+	assert.Equal(t, "Bearer "+tok.Value, tok.Bearer())
+	assert.Equal(t, "Bearer x", Token{Value: "x"}.Bearer())
 
 	f := sts.lastForm()
 	assert.Equal(t, wire.GrantTypeTokenExchange, f.Get("grant_type"))
@@ -411,6 +413,7 @@ func TestStaticMode(t *testing.T) {
 	tok, err := c.Lifecycle(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, static, tok.Value)
+	assert.Equal(t, "Bearer "+static, tok.Bearer())
 	assert.Equal(t, "rec-static", tok.SID)
 	c.Invalidate(static) // a static token cannot be replaced
 	tok, err = c.Lifecycle(t.Context())
