@@ -3,6 +3,7 @@ package caracal
 import (
 	"context"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -325,6 +326,31 @@ func TestPrefetchStopsWithTheClient(t *testing.T) {
 		assert.False(t, ok)
 		// The bubble ends only if the worker exited.
 	})
+}
+
+// TestPrefetchDroppedTransportUnregisters: a prefetching transport that is
+// dropped without closing the client stops its workers and no longer stays
+// registered with the client.
+func TestPrefetchDroppedTransportUnregisters(t *testing.T) {
+	c := unitClient(t)
+	tracked := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.open)
+	}
+	f := &fakeMint{}
+	func() {
+		tr := c.newTransport(&recorder{}, []TransportOption{WithScopes("tickets:read"), WithPrefetch(1)}, f.Mint)
+		req, _ := http.NewRequestWithContext(NewContext(context.Background(), unitAgent()), http.MethodGet, testUpstream+"/t", nil)
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+	}()
+	require.Equal(t, 1, tracked())
+	require.Eventually(t, func() bool {
+		runtime.GC()
+		return tracked() == 0
+	}, 10*time.Second, time.Millisecond, "the dropped transport's prefetcher is unregistered")
 }
 
 func TestPrefetchWaitsForTheRefillInFlight(t *testing.T) {

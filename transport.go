@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 
 	"github.com/caracal-go/caracal/internal/apierr"
@@ -62,13 +63,13 @@ func WithPropagation(p Propagation) TransportOption {
 // pool is created only after a mint for its key succeeded on the request
 // path, is dropped when its session closes, after a minute without use or
 // when the STS refuses a background mint, and is never kept for scopes that
-// needed a human approval. Background
-// minting runs one refill at a time per pool (at most 256 pools per
-// transport) and stops when the client closes. Each prefetched mandate counts
-// against the STS mint budget (1,000 per minute per application and
-// resource) like any other: an idle pool costs one mint. The pools belong to
-// the transport and live until the client closes, so build one prefetching
-// transport (or HTTPClient) and share it rather than one per request.
+// needed a human approval. Background minting runs one refill at a time per
+// pool (at most 256 pools per transport) and stops when the client closes or
+// the transport is garbage collected. Each prefetched mandate counts against
+// the STS mint budget (1,000 per minute per application and resource) like
+// any other: an idle pool costs one mint. The pools belong to the transport,
+// so build one prefetching transport (or HTTPClient) and share it rather
+// than one per request, whose pooled mandates would be wasted.
 func WithPrefetch(depth int) TransportOption {
 	if depth < 1 {
 		depth = 1
@@ -162,6 +163,19 @@ func (c *Client) newTransport(base http.RoundTripper, opts []TransportOption, mi
 	}
 	if cfg.prefetch > 0 {
 		t.pool = newPrefetcher(c, t.mint, cfg.prefetch)
+		// A transport dropped before the client closes must not leave its
+		// prefetcher registered with the client (one per Transport call)
+		// and its workers minting until then. The prefetcher does not
+		// refer to t, so t can become unreachable. It stays registered
+		// until its workers have exited, so Client.Close still waits for
+		// them; the cleanup itself must not block.
+		runtime.AddCleanup(t, func(p *prefetcher) {
+			p.closeNow()
+			go func() {
+				p.wg.Wait()
+				c.untrack(p)
+			}()
+		}, t.pool)
 	}
 	return t
 }
