@@ -85,10 +85,15 @@ func New(opts ...Option) (*Client, error) {
 	return newClient(cfg, &o)
 }
 
-// NewFromConfig returns a Client for a configuration built in code. Options
-// other than the HTTP client and the logger still apply on top of cfg.
+// NewFromConfig returns a Client for a configuration built in code. The
+// options that set configuration keys (WithZone, WithClientSecret, ...)
+// apply on top of cfg; no environment or profile is read, so WithConfigFile
+// and WithStrictConfig are refused (use New for them).
 func NewFromConfig(cfg Config, opts ...Option) (*Client, error) {
 	o := collect(opts)
+	if o.configFile != "" || o.strict {
+		return nil, errors.New("caracal: NewFromConfig reads no profile, so WithConfigFile and WithStrictConfig have no effect there; load the profile with New (or LoadConfig) instead")
+	}
 	for _, set := range o.overrides {
 		set(&cfg)
 	}

@@ -979,6 +979,12 @@ func TestNewFromConfigAppliesOptions(t *testing.T) {
 	_, err = NewFromConfig(cfg, WithClientSecretFile(filepath.Join(t.TempDir(), "missing")))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "caracal: WithClientSecretFile: secret file")
+
+	// Profile options would be silently ignored: they are refused.
+	for _, opt := range []Option{WithConfigFile("caracal.toml"), WithStrictConfig()} {
+		_, err = NewFromConfig(cfg, WithClientSecret(testSecret), opt)
+		assert.ErrorContains(t, err, "load the profile with New")
+	}
 }
 
 func TestNewLoadsConfig(t *testing.T) {
