@@ -328,11 +328,15 @@ func (s *Stack) sweepLoop() {
 // Close stops the stack: running requests see their context cancelled, the
 // servers and the sweeper stop, and Close returns once every goroutine the
 // stack started has ended. In-process upstream handlers must return when
-// their request's context is done. Close is idempotent.
+// their request's context is done; over loopback, connections whose
+// handlers are still running a second later are closed. Close is
+// idempotent.
 func (s *Stack) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
-		s.gate.close()
+		if idle := s.gate.shut(); idle != nil {
+			s.awaitHandlers(idle)
+		}
 		for _, srv := range s.servers {
 			// Every handler has returned, so only idle connections are
 			// left. Close rather than Shutdown: Shutdown waits up to 5 s
@@ -351,6 +355,29 @@ func (s *Stack) Close() error {
 		}
 	})
 	return nil
+}
+
+// closeGrace is how long Close lets running handlers finish their answers
+// before it closes their connections.
+const closeGrace = time.Second
+
+// awaitHandlers waits for the running handlers to return. A handler blocked
+// writing to a client that stopped reading ignores its cancelled context,
+// so past closeGrace the servers are closed, which fails such writes.
+// In memory no write can block past the stack's context.
+func (s *Stack) awaitHandlers(idle <-chan struct{}) {
+	if len(s.servers) > 0 {
+		t := time.NewTimer(closeGrace)
+		select {
+		case <-idle:
+		case <-t.C:
+			for _, srv := range s.servers {
+				_ = srv.Close()
+			}
+		}
+		t.Stop()
+	}
+	<-idle
 }
 
 // gate counts running handlers and refuses new ones once closed.
@@ -388,18 +415,19 @@ func (g *gate) running() int {
 	return g.n
 }
 
-// close refuses new handlers and waits for the running ones.
-func (g *gate) close() {
+// shut refuses new handlers. It returns a channel closed once the running
+// ones have returned, or nil when none is running.
+func (g *gate) shut() <-chan struct{} {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	g.closed = true
 	if g.n == 0 {
-		g.mu.Unlock()
-		return
+		return nil
 	}
-	idle := make(chan struct{})
-	g.idle = idle
-	g.mu.Unlock()
-	<-idle
+	if g.idle == nil {
+		g.idle = make(chan struct{})
+	}
+	return g.idle
 }
 
 // STSURL returns the STS base URL.

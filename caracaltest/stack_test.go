@@ -439,3 +439,48 @@ func parkRequest(t *testing.T, s *caracaltest.Stack, rt http.RoundTripper) <-cha
 	}()
 	return done
 }
+
+// TestCloseDoesNotWaitForAStalledReader: a client that took a response's
+// headers and stopped reading leaves its handler blocked in a socket write,
+// which no context cancellation ends. Close must still return.
+func TestCloseDoesNotWaitForAStalledReader(t *testing.T) {
+	wrote := make(chan struct{})
+	var once sync.Once
+	s, err := caracaltest.New(caracaltest.WithResource(caracaltest.Resource{
+		Identifier: "resource://firehose", ID: "res-firehose", Scopes: []string{"firehose:read"},
+		Upstream: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			chunk := make([]byte, 64<<10)
+			for i := 0; ; i++ {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+				if i == 16 {
+					once.Do(func() { close(wrote) })
+				}
+			}
+		}),
+	}))
+	require.NoError(t, err)
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := tr.RoundTrip(mustGet(t, s.UpstreamURL("resource://firehose")+"/"))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	<-wrote // the handler is streaming; the client reads nothing more
+
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close hangs on a handler blocked writing to a client that stopped reading")
+	}
+}
+
+func mustGet(t *testing.T, u string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	require.NoError(t, err)
+	return req
+}
