@@ -88,6 +88,17 @@ func WithRequestScopes(ctx context.Context, scopes ...string) context.Context {
 // errNoScopes is returned for a Gateway request with no scopes to mint for.
 var errNoScopes = errors.New("caracal: a Gateway request needs a per-request mandate: give the transport scopes (WithScopes, or WithRequestScopes per request); the session's own token is refused by the Gateway")
 
+// noAgentError is returned for a Gateway request whose context carries no
+// agent. It matches ErrNoSession, whose own advice (AsApplication) does not
+// apply to the transport.
+type noAgentError struct{ resource string }
+
+func (e noAgentError) Error() string {
+	return "caracal: a Gateway request for " + e.resource + " needs an agent bound to the request's context: create the request with the Context of a Session or Service (or of a request bound by Middleware)"
+}
+
+func (noAgentError) Is(target error) bool { return target == ErrNoSession }
+
 // errNoDelegation is returned when the bound session holds no delegation edge.
 var errNoDelegation = errors.New("caracal: the bound session holds no delegation edge, so the STS would refuse its mandate (policy denied, no_rule_matched); call resources from a child spawned with Grant.Narrow")
 
@@ -227,7 +238,7 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 	a, ok := FromContext(ctx)
 	if !ok {
 		closeBody(req)
-		return nil, ErrNoSession
+		return nil, noAgentError{d.resource}
 	}
 	if t.c.isClosed() {
 		closeBody(req)

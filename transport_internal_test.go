@@ -384,7 +384,10 @@ func TestTransportErrorsCloseTheBody(t *testing.T) {
 		url  string
 		want func(t *testing.T, err error)
 	}{
-		{"no agent", scoped, context.Background(), testUpstream + "/x", func(t *testing.T, err error) { require.ErrorIs(t, err, ErrNoSession) }},
+		{"no agent", scoped, context.Background(), testUpstream + "/x", func(t *testing.T, err error) {
+			require.ErrorIs(t, err, ErrNoSession)
+			assert.NotContains(t, err.Error(), "AsApplication", "Headers' advice does not apply to the transport")
+		}},
 		{"no scopes", unscoped, NewContext(context.Background(), unitAgent()), testUpstream + "/x", func(t *testing.T, err error) { require.ErrorIs(t, err, errNoScopes) }},
 		{"root session", scoped, NewContext(context.Background(), root), testUpstream + "/x", func(t *testing.T, err error) { require.ErrorIs(t, err, errNoDelegation) }},
 		{"mint denied", scoped, WithRequestScopes(NewContext(context.Background(), unitAgent()), "tickets:admin"), testUpstream + "/x", func(t *testing.T, err error) {
