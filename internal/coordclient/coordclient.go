@@ -327,13 +327,17 @@ func (c *Client) retrying(ctx context.Context, retries int, call func() outcome)
 	}
 }
 
-// pause sleeps before retry number retries; it fails when ctx ends first.
+// pause sleeps before retry number retries; it fails when ctx ends first,
+// and at once when the retry would start after ctx's deadline.
 func (c *Client) pause(ctx context.Context, retries int, out outcome) error {
 	var after time.Duration
 	if out.api != nil {
 		after = out.api.RetryAfter
 	}
 	d := retry.Backoff(retries, after, retry.Jitter())
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+		return fmt.Errorf("the next attempt is due in %v, after the deadline: %w", d, context.DeadlineExceeded)
+	}
 	c.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "caracal: retrying coordinator call",
 		slog.Int("retry", retries+1), slog.Duration("after", d), slog.String("error", out.err.Error()))
 	return c.cfg.Sleep(ctx, d)

@@ -520,6 +520,26 @@ func TestBackoffStopsWithCallerContext(t *testing.T) {
 	})
 }
 
+func TestBackoffPastDeadlineFailsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls int
+		hc := &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+			calls++
+			return &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"4"}},
+				Body: io.NopCloser(strings.NewReader(`{"error":"rate_limited"}`))}, nil
+		})}
+		c := New(Config{BaseURL: "http://coord.invalid", ZoneID: "z", HTTPClient: hc, Tokens: &tokens{}})
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := c.Start(ctx, wire.StartSessionRequest{ApplicationID: "a"}, StartOptions{})
+		assert.ErrorIs(t, err, apierr.ErrRateLimited)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Zero(t, time.Since(start), "waiting 2 s for a retry due in 4 s only burns the caller's time")
+		assert.Equal(t, 1, calls)
+	})
+}
+
 func TestIdempotencyKeys(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {
