@@ -129,13 +129,17 @@ type transport struct {
 // other request is sent as it is: it never gets a Caracal bearer, and gets
 // the envelope only with PropagateAlways.
 //
-// A mandate is never cached, reused or resent: a retry or a redirect of a
-// Gateway request mints again. Redirects answered by the Gateway should be
-// returned to the caller rather than followed; HTTPClient does that, and a
-// caller building its own http.Client around this transport should set
-// CheckRedirect likewise. Either way, the bearer is only ever placed on the
-// request the transport itself sends to the Gateway, so a redirect to another
-// host never carries it.
+// A minted mandate is presented once: a retry or a redirect of a Gateway
+// request mints again (WithPrefetch mints ahead of use, still one mandate per
+// request). Without scopes, a request whose context was bound from an
+// inbound use=gateway mandate presents that mandate, which the Gateway
+// accepts only once; give the transport scopes to make more than one call.
+// Redirects answered by the Gateway should be returned to the caller rather
+// than followed; HTTPClient does that, and a caller building its own
+// http.Client around this transport should set CheckRedirect likewise.
+// Either way, the bearer is only ever placed on the request the transport
+// itself sends to the Gateway, so a redirect to another host never carries
+// it.
 //
 // When minting needs a human approval the request fails with an
 // *ApprovalRequiredError; wait with WaitApproval and send the request again.
