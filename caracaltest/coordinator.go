@@ -91,10 +91,7 @@ type jsonNull struct{}
 // parsing, path parameter validation. The whole request runs under w.mu.
 func (w *world) coordinatorHandler(h func(*call)) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		c := &call{rw: rw, r: r, reqID: r.Header.Get(wire.HeaderRequestID)}
-		if !idPattern.MatchString(c.reqID) {
-			c.reqID = uuid.NewString()
-		}
+		c := &call{rw: rw, r: r, reqID: coordinatorRequestID(r)}
 		// Read the body before taking the lock so a slow client cannot stall
 		// the world.
 		raw, readErr := readLimited(r.Body, coordinatorBodyLimit)
@@ -127,6 +124,15 @@ func (w *world) coordinatorHandler(h func(*call)) http.HandlerFunc {
 		}
 		h(c)
 	}
+}
+
+// coordinatorRequestID adopts an X-Request-Id that matches the id pattern,
+// else makes a UUIDv4 (PROTOCOL §4.1).
+func coordinatorRequestID(r *http.Request) string {
+	if id := r.Header.Get(wire.HeaderRequestID); idPattern.MatchString(id) {
+		return id
+	}
+	return uuid.NewString()
 }
 
 var errBodyTooLarge = errors.New("body too large")

@@ -1,13 +1,12 @@
 package caracaltest
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/caracal-go/caracal/internal/wire"
 )
 
 // Fault is a scripted misbehaviour of one route, installed with Stack.Inject.
@@ -167,26 +166,26 @@ func writeFault(w http.ResponseWriter, r *http.Request, service, pattern string,
 	if desc == "" {
 		desc = "injected fault"
 	}
-	var body map[string]string
+	var body any
 	switch {
 	case service == svcCoordinator && code == "internal_error":
-		body = map[string]string{
-			"error":             code,
-			"error_description": "The service failed to process the request",
-			"requestId":         uuid.NewString(),
+		body = wire.ErrorBody{
+			Error:            code,
+			ErrorDescription: "The service failed to process the request",
+			RequestID:        coordinatorRequestID(r),
 		}
 	case service == svcCoordinator:
-		body = map[string]string{"error": code}
+		body = wire.ErrorBody{Error: code}
 	case service == svcSTS && pattern != RouteToken:
 		// Approvals and JWKS carry no request id.
-		body = map[string]string{"error": code, "error_description": desc}
+		body = plainError{Error: code, Description: desc}
 	default:
-		rid := r.Header.Get("X-Request-Id")
-		if rid == "" {
-			rid = newRequestID(service)
+		rid := stsRequestID(r)
+		if service != svcSTS {
+			rid = gatewayRequestID(r)
 		}
-		w.Header().Set("X-Request-Id", rid)
-		body = map[string]string{"error": code, "error_description": desc, "requestId": rid}
+		w.Header().Set(wire.HeaderRequestID, rid)
+		body = stsErrorBody{Error: code, Description: desc, RequestID: rid}
 	}
 	if f.RetryAfter > 0 {
 		secs := int64((f.RetryAfter + time.Second - 1) / time.Second)
@@ -195,20 +194,11 @@ func writeFault(w http.ResponseWriter, r *http.Request, service, pattern string,
 	if service != svcCoordinator && f.Status == http.StatusUnauthorized && code == "interaction_required" {
 		w.Header().Set("WWW-Authenticate", `Bearer error="interaction_required"`)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(f.Status)
-	_ = json.NewEncoder(w).Encode(body)
-}
-
-// newRequestID generates a request id the way the service does: UUIDv7 at
-// the STS, UUIDv4 at the Gateway and Coordinator.
-func newRequestID(service string) string {
-	if service == svcSTS {
-		if id, err := uuid.NewV7(); err == nil {
-			return id.String()
-		}
+	if service == svcCoordinator {
+		writeJSON(w, f.Status, body)
+		return
 	}
-	return uuid.NewString()
+	writeSTSJSON(w, f.Status, body)
 }
 
 // defaultFaultCode is the error code the service answers status with.
