@@ -300,6 +300,21 @@ func TestRecordRedactsSecrets(t *testing.T) {
 			}
 			assert.True(t, strings.HasPrefix(string(r.Body), "grant_type=x&client_secret=%5Bredacted%5D&"), "field order is kept: %s", r.Body)
 
+			// A form the STS refuses for its content type still holds the
+			// secret: it is redacted all the same.
+			s.ResetRecord()
+			resp = doReq(t, hc, "POST", s.STSURL()+"/oauth/2/token", "text/plain", "grant_type=x&client_secret=hunter2")
+			require.Equal(t, 415, resp.StatusCode)
+			r = s.Requests()[0]
+			assert.NotContains(t, string(r.Body), "hunter2")
+			assert.Equal(t, "grant_type=x&client_secret=%5Bredacted%5D", string(r.Body))
+			assert.Nil(t, r.Form, "Form is the parsed body of form requests only")
+			s.ResetRecord()
+			resp = doReq(t, hc, "POST", s.STSURL()+"/test/sts", "application/x-www-form-urlencoded", form,
+				"Authorization", "Bearer "+tok, "X-Request-Id", "rid-1")
+			require.Equal(t, 200, resp.StatusCode)
+			reqs = s.Requests()
+
 			// Requests returns copies.
 			reqs[0].Header.Set("Authorization", "changed")
 			assert.Equal(t, "Bearer <use=gateway jti=jti-1>", s.Requests()[0].Header.Get("Authorization"))

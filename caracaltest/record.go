@@ -170,9 +170,14 @@ func recordHandler(rc *recorder, clock Clock, service string, h http.Handler) ht
 		if len(rec.Query) == 0 {
 			rec.Query = nil
 		}
-		if isForm(r.Header) {
+		switch {
+		case isForm(r.Header):
 			rec.Form, rec.Body = redactForm(body)
-		} else if len(body) > 0 {
+		case service == svcSTS && len(body) > 0:
+			// Every STS body is a form in intent, whatever its declared
+			// type: a client_secret in it is redacted all the same.
+			_, rec.Body = redactForm(body)
+		case len(body) > 0:
 			rec.Body = body
 		}
 		sw := &statusWriter{ResponseWriter: w}
