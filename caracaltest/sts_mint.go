@@ -79,42 +79,63 @@ func subset(a, b []string) bool {
 	return true
 }
 
-// bootstrap issues a lifecycle (use=session) token (PROTOCOL §3.6).
-func (w *world) bootstrap(req *tokenRequest, app *application, now time.Time) (*tokenResult, *stsFailure) {
+// judgeResources judges each requested resource on its own (PROTOCOL §3.6
+// rules 1-6, §3.7 rows 18-22): unknown resources, scopes the resource cannot
+// mint, resources outside the edge (inside, when given) and mints over the
+// rate limit are skipped; deny names the policy reason a resource is refused
+// for, "" allowing it. It returns the allowed identifiers, sorted, or the
+// policy denial of the last refusal.
+func (w *world) judgeResources(req *tokenRequest, app *application, now time.Time,
+	inside func(*resource) bool, deny func(*resource) string,
+) ([]string, *stsFailure) {
 	var allowed []string
 	reason := ""
 	for _, id := range req.resources {
 		r := w.resolveResource(id)
-		if r == nil || !w.mintable(r, req.scopes) || !w.takeMint(r, app.id, now) {
+		if r == nil || !w.mintable(r, req.scopes) || (inside != nil && !inside(r)) || !w.takeMint(r, app.id, now) {
 			continue
 		}
 		if r.identifier == controlAudience {
 			return nil, denied("the control resource is mintable only by a control key")
 		}
-		switch {
-		case len(req.scopes) != 1 || req.scopes[0] != wire.ScopeLifecycle || req.agentSessionID != "":
-			reason = "no_rule_matched"
-		case !w.owns(r, app.id):
-			reason = "resource_not_granted"
-		default:
-			if !slices.Contains(allowed, r.identifier) {
-				allowed = append(allowed, r.identifier)
-			}
+		if reason = deny(r); reason == "" && !slices.Contains(allowed, r.identifier) {
+			allowed = append(allowed, r.identifier)
 		}
 	}
 	if len(allowed) == 0 {
 		return nil, policyDenied(reason)
 	}
 	sort.Strings(allowed)
+	return allowed, nil
+}
+
+// applicationClaims are the claims of a token issued to app itself.
+func (w *world) applicationClaims(app *application, scope, use string, targets []string) *tokenClaims {
+	c := &tokenClaims{ClientID: app.id, Scope: scope, Use: use, SubType: "application", Target: targets}
+	c.Subject = app.id
+	c.Audience = []string{w.issuer}
+	return c
+}
+
+// bootstrap issues a lifecycle (use=session) token (PROTOCOL §3.6).
+func (w *world) bootstrap(req *tokenRequest, app *application, now time.Time) (*tokenResult, *stsFailure) {
+	allowed, f := w.judgeResources(req, app, now, nil, func(r *resource) string {
+		switch {
+		case len(req.scopes) != 1 || req.scopes[0] != wire.ScopeLifecycle || req.agentSessionID != "":
+			return "no_rule_matched"
+		case !w.owns(r, app.id):
+			return "resource_not_granted"
+		}
+		return ""
+	})
+	if f != nil {
+		return nil, f
+	}
 	life, f := tokenLifetime(req.ttl, tokenTTLCap)
 	if f != nil {
 		return nil, f
 	}
-	c := &tokenClaims{
-		ClientID: app.id, Scope: req.scope, Use: wire.UseSession, SubType: "application", Target: allowed,
-	}
-	c.Subject = app.id
-	c.Audience = []string{w.issuer}
+	c := w.applicationClaims(app, req.scope, wire.UseSession, allowed)
 	res, _, f := w.finish(c, recordSpec{sessionType: "application", subjectID: app.id}, now, life)
 	return res, f
 }
@@ -291,37 +312,24 @@ func (w *world) mint(req *tokenRequest, app *application, binding string, held *
 	if f := w.checkLineage(d); f != nil {
 		return nil, f
 	}
-	var allowed []string
-	reason := ""
-	for _, id := range req.resources {
-		r := w.resolveResource(id)
-		if r == nil || !w.mintable(r, req.scopes) || !d.insideEdge(r) || !w.takeMint(r, app.id, now) {
-			continue
-		}
-		if r.identifier == controlAudience {
-			return nil, denied("the control resource is mintable only by a control key")
-		}
+	allowed, f := w.judgeResources(req, app, now, d.insideEdge, func(r *resource) string {
 		switch {
 		case len(req.scopes) == 0 || slices.Contains(req.scopes, wire.ScopeLifecycle):
-			reason = "no_rule_matched"
+			return "no_rule_matched"
 		case !subset(req.scopes, d.edge.scopes):
-			reason = "delegation_scope_exceeded"
+			return "delegation_scope_exceeded"
 		case w.policyData() != "":
-			reason = w.policyData()
+			return w.policyData()
 		case !w.owns(r, app.id):
-			reason = "resource_not_granted"
+			return "resource_not_granted"
 		case !w.rolesCover(r, d.target.labels, req.scopes):
-			reason = "role_scope_mismatch"
-		default:
-			if !slices.Contains(allowed, r.identifier) {
-				allowed = append(allowed, r.identifier)
-			}
+			return "role_scope_mismatch"
 		}
+		return ""
+	})
+	if f != nil {
+		return nil, f
 	}
-	if len(allowed) == 0 {
-		return nil, policyDenied(reason)
-	}
-	sort.Strings(allowed)
 	if held == nil {
 		var f *stsFailure
 		held, f = w.gate(req, app.id, binding, allowed, now)
@@ -333,11 +341,7 @@ func (w *world) mint(req *tokenRequest, app *application, binding string, held *
 	if f != nil {
 		return nil, f
 	}
-	c := &tokenClaims{
-		ClientID: app.id, Scope: req.scope, Use: wire.UseGateway, SubType: "application", Target: allowed,
-	}
-	c.Subject = app.id
-	c.Audience = []string{w.issuer}
+	c := w.applicationClaims(app, req.scope, wire.UseGateway, allowed)
 	c.setDelegation(d.path, w.epoch)
 	res, rec, f := w.finish(c, recordSpec{sessionType: "application", subjectID: app.id}, now, life)
 	if f != nil {
