@@ -484,3 +484,19 @@ func mustGet(t *testing.T, u string) *http.Request {
 	require.NoError(t, err)
 	return req
 }
+
+func TestSTSHealthAndReady(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			s, hc := m.start(t)
+			w := wire{t: t, s: s, hc: hc}
+			r := w.do("GET", s.STSURL()+"/health", nil)
+			assert.Equal(t, 200, r.status)
+			assert.Empty(t, r.raw)
+			r = w.do("GET", s.STSURL()+"/ready", nil)
+			assert.Equal(t, 200, r.status)
+			assert.JSONEq(t, `{"ok":true,"ready":true}`, r.raw)
+			assert.Equal(t, "application/json", r.header.Get("Content-Type"))
+		})
+	}
+}

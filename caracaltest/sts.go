@@ -45,6 +45,13 @@ func (w *world) stsRoutes() []route {
 		{service: "sts", pattern: "POST /oauth/2/token", handler: w.handleToken},
 		{service: "sts", pattern: "GET /approvals/{id}", handler: w.handleApproval},
 		{service: "sts", pattern: "GET /.well-known/jwks.json", handler: w.handleJWKS},
+		// PROTOCOL §3.9: an empty 200, and the readiness body.
+		{service: "sts", pattern: "GET /health", handler: func(rw http.ResponseWriter, _ *http.Request) {
+			rw.WriteHeader(http.StatusOK)
+		}},
+		{service: "sts", pattern: "GET /ready", handler: func(rw http.ResponseWriter, _ *http.Request) {
+			writeSTSJSON(rw, http.StatusOK, map[string]bool{"ok": true, "ready": true})
+		}},
 	}
 }
 
