@@ -3,8 +3,6 @@ package caracal
 import (
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
@@ -125,8 +123,6 @@ const (
 	defaultCoordinatorURL = "http://localhost:4000"
 	defaultGatewayURL     = "http://localhost:8081"
 )
-
-const redacted = "[redacted]"
 
 // Validate checks cfg as NewFromConfig does (and New, after loading): zone
 // and application set, exactly one credential (a bootstrap token must pass
@@ -289,107 +285,6 @@ func (cfg Config) clone() Config {
 	cfg.Bindings = append([]ResourceBinding(nil), cfg.Bindings...)
 	cfg.opt = optState{}
 	return cfg
-}
-
-// secretState shows a secret field: "[redacted]" when set, "" when not.
-func secretState(s string) string {
-	if s == "" {
-		return ""
-	}
-	return redacted
-}
-
-// redactURL hides a password in a URL's userinfo.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	switch {
-	case err == nil && u.User != nil:
-		return u.Redacted()
-	case err == nil && u.Opaque == "":
-		return raw
-	}
-	// Unparseable or opaque: still hide anything that looks like userinfo.
-	if at := strings.LastIndexByte(raw, '@'); at >= 0 {
-		start := strings.Index(raw, "://") + 3
-		if start < 3 || start > at {
-			start = 0
-		}
-		return raw[:start] + "xxxxx" + raw[at:]
-	}
-	return raw
-}
-
-// String describes cfg without its secrets.
-func (cfg Config) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Config{ZoneID: %q, ApplicationID: %q, ClientSecret: %q, BootstrapToken: %q, ",
-		cfg.ZoneID, cfg.ApplicationID, secretState(cfg.ClientSecret), secretState(cfg.BootstrapToken))
-	fmt.Fprintf(&b, "STSURL: %q, CoordinatorURL: %q, GatewayURL: %q, Resources: %q, Bindings: [",
-		redactURL(cfg.STSURL), redactURL(cfg.CoordinatorURL), redactURL(cfg.GatewayURL), cfg.Resources)
-	for i, bd := range cfg.Bindings {
-		if i > 0 {
-			b.WriteString(" ")
-		}
-		fmt.Fprintf(&b, "%s=%s", bd.ResourceID, redactURL(bd.UpstreamPrefix))
-	}
-	fmt.Fprintf(&b, "], DefaultTTL: %v, Production: %t, AllowInsecureURLs: %t, Profile: %q}",
-		cfg.DefaultTTL, cfg.Production, cfg.AllowInsecureURLs, cfg.Profile)
-	return b.String()
-}
-
-// GoString is the %#v form: Go syntax with the secrets replaced by
-// "[redacted]".
-func (cfg Config) GoString() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "caracal.Config{ZoneID:%q, ApplicationID:%q, ClientSecret:%q, BootstrapToken:%q, ",
-		cfg.ZoneID, cfg.ApplicationID, secretState(cfg.ClientSecret), secretState(cfg.BootstrapToken))
-	fmt.Fprintf(&b, "STSURL:%q, CoordinatorURL:%q, GatewayURL:%q, Resources:%#v, Bindings:[]caracal.ResourceBinding{",
-		redactURL(cfg.STSURL), redactURL(cfg.CoordinatorURL), redactURL(cfg.GatewayURL), cfg.Resources)
-	for i, bd := range cfg.Bindings {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "caracal.ResourceBinding{ResourceID:%q, UpstreamPrefix:%q}", bd.ResourceID, redactURL(bd.UpstreamPrefix))
-	}
-	fmt.Fprintf(&b, "}, DefaultTTL:%d, Production:%t, AllowInsecureURLs:%t, Profile:%q}",
-		int64(cfg.DefaultTTL), cfg.Production, cfg.AllowInsecureURLs, cfg.Profile)
-	return b.String()
-}
-
-// Format makes every fmt verb (%v, %+v, %s, %q, %d, %x, ...) print String,
-// and %#v print GoString, so that no verb reaches the secret fields.
-func (cfg Config) Format(f fmt.State, verb rune) {
-	switch {
-	case verb == 'v' && f.Flag('#'):
-		_, _ = io.WriteString(f, cfg.GoString())
-	case verb == 'q':
-		_, _ = io.WriteString(f, strconv.Quote(cfg.String()))
-	default:
-		_, _ = io.WriteString(f, cfg.String())
-	}
-}
-
-// LogValue is cfg as a slog group, secrets shown as "[redacted]" when set.
-func (cfg Config) LogValue() slog.Value {
-	bindings := make([]string, len(cfg.Bindings))
-	for i, b := range cfg.Bindings {
-		bindings[i] = b.ResourceID + "=" + redactURL(b.UpstreamPrefix)
-	}
-	return slog.GroupValue(
-		slog.String("zone_id", cfg.ZoneID),
-		slog.String("application_id", cfg.ApplicationID),
-		slog.String("client_secret", secretState(cfg.ClientSecret)),
-		slog.String("bootstrap_token", secretState(cfg.BootstrapToken)),
-		slog.String("sts_url", redactURL(cfg.STSURL)),
-		slog.String("coordinator_url", redactURL(cfg.CoordinatorURL)),
-		slog.String("gateway_url", redactURL(cfg.GatewayURL)),
-		slog.Any("resources", append([]string(nil), cfg.Resources...)),
-		slog.Any("bindings", bindings),
-		slog.Duration("default_ttl", cfg.DefaultTTL),
-		slog.Bool("production", cfg.Production),
-		slog.Bool("allow_insecure_urls", cfg.AllowInsecureURLs),
-		slog.String("profile", cfg.Profile),
-	)
 }
 
 // LoadConfig loads the configuration New would use, without creating a
@@ -594,19 +489,4 @@ func WithDefaultTTL(d time.Duration) Option {
 		return optErr(err)
 	}
 	return override(keyTTL, func(c *Config) { c.DefaultTTL = d })
-}
-
-// Format prints a Client as its redacted configuration under every fmt
-// verb. Without it, fmt would print the unexported cfg field by reflection,
-// client secret included.
-func (c *Client) Format(f fmt.State, verb rune) {
-	if c == nil {
-		_, _ = io.WriteString(f, "<nil>")
-		return
-	}
-	if verb == 'v' && f.Flag('#') {
-		_, _ = io.WriteString(f, "&caracal.Client{cfg:"+c.cfg.GoString()+"}")
-		return
-	}
-	_, _ = io.WriteString(f, "&caracal.Client{"+c.cfg.String()+"}")
 }
