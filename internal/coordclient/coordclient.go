@@ -358,7 +358,7 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, b
 	}
 	c.cfg.Tokens.Invalidate(tok.Value)
 	if err := c.cfg.Sleep(ctx, retry.RefreshPause()); err != nil {
-		return outcome{err: fmt.Errorf("caracal: coordinator %s %s: %w", method, path, err)}
+		return outcome{err: gaveUp(res.err, err)}
 	}
 	tok, err = c.cfg.Tokens.Lifecycle(ctx)
 	if err != nil {

@@ -365,6 +365,16 @@ func TestRetire401RetriesOnce(t *testing.T) {
 	assert.Equal(t, "Bearer tok-2", reqs[1].Header.Get("Authorization"))
 }
 
+func TestRefreshPauseCutShortKeeps401(t *testing.T) {
+	h := newHarness(t, answer(401, `{"error":"identity_revoked"}`))
+	stop := errors.New("caller gave up")
+	h.c.cfg.Sleep = func(context.Context, time.Duration) error { return stop }
+	err := h.c.Retire(t.Context(), "S", 0)
+	assert.ErrorIs(t, err, stop)
+	assert.ErrorIs(t, err, apierr.ErrUnauthorized, "the answer that was not retried is reported")
+	assert.Len(t, h.coord.requests(), 1)
+}
+
 func TestHeartbeatAndLease(t *testing.T) {
 	h := newHarness(t,
 		answer(200, `{"agent":{"id":"S","status":"active","heartbeat_deadline_at":"2026-08-22T10:02:41.000Z","lease_generation":2},"service":null,"active_invocations":0}`),
