@@ -81,16 +81,10 @@ func (w *world) createDelegation(c *call) {
 			cons.BroadReason = "resource_null_delegation"
 		}
 	}
-	key, ok := c.idemKey() // row 9
-	if !ok {
+	key, dig, done := w.idempotency(c, opDelegationCreate, req.issuer, // row 9
+		func() any { return delegationDigest(c.p, req, cons) }, w.edgeLiveForReplay)
+	if done {
 		return
-	}
-	var dig string
-	if key != "" {
-		dig = digest(delegationDigest(c.p, req, cons))
-		if w.idemOutcome(c, opDelegationCreate, req.issuer, key, dig, w.edgeLiveForReplay) {
-			return
-		}
 	}
 	now := w.now()
 	src, dst := w.sessions[req.source], w.sessions[req.target]

@@ -44,6 +44,22 @@ func (c *call) idemKey() (string, bool) {
 	return key, true
 }
 
+// idempotency validates the request's Idempotency-Key and applies the
+// receipt outcomes of §4.2. It returns the key ("" when absent) and the
+// digest of the normalized request, or done when the request has been
+// answered (bad key, replay, conflict, inactive result, receipt limit).
+func (w *world) idempotency(c *call, op, scopeID string, normalized func() any, live func(id string) bool) (key, dig string, done bool) {
+	key, ok := c.idemKey()
+	if !ok {
+		return "", "", true
+	}
+	if key == "" {
+		return "", "", false
+	}
+	dig = digest(normalized())
+	return key, dig, w.idemOutcome(c, op, scopeID, key, dig, live)
+}
+
 // digest is the SHA-256 of the canonical JSON (sorted keys) of v.
 func digest(v any) string {
 	raw := mustJSON(v)

@@ -29,18 +29,12 @@ func (w *world) startSession(c *call) {
 		c.fail(http.StatusForbidden, "application_ownership_required")
 		return
 	}
-	key, ok := c.idemKey()
-	if !ok {
+	key, dig, done := w.idempotency(c, opSessionStart, req.applicationID,
+		func() any { return startDigest(c.p, req, subject) }, w.sessionLiveForReplay)
+	if done {
 		return
 	}
 	generated := c.r.Header.Get(wire.HeaderIdempotencyKind) == "generated"
-	var dig string
-	if key != "" {
-		dig = digest(startDigest(c.p, req, subject))
-		if w.idemOutcome(c, opSessionStart, req.applicationID, key, dig, w.sessionLiveForReplay) {
-			return
-		}
-	}
 	now := w.now()
 	app := w.apps[req.applicationID]
 	if app == nil || app.expired {
