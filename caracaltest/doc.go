@@ -96,4 +96,28 @@
 //
 // Approve, Reject, Suspend, Resume, Terminate, SessionInfo and EdgeInfo act
 // on and look into the shared state, as an operator's console would.
+//
+// # What the stack leaves out
+//
+// The stack implements what a client of the three services can observe on
+// the SDK's routes. It leaves out what needs infrastructure a test does not
+// have, or what only operators use:
+//
+//   - Identity federation: there are no subject issuers, so a subject_token
+//     exchange is refused (401 invalid_token) and no session is anchored to
+//     a user record.
+//   - The Gateway's exchange runs in process: no HMAC (signature headers
+//     sent by a client are refused), no revocation snapshot age (§8.2 row
+//     0), no STS circuit breaker (row 13), no provider credential modes
+//     (every upstream gets the use=resource token as a Bearer), no upstream
+//     host allowlist. Inject a fault to simulate an outage.
+//   - The Coordinator's per-IP rate limit (600 requests a minute), which
+//     would only slow tests down; inject a 429 to test a client's handling.
+//   - Policy restrictions, label confinement and policy-set versions: the
+//     policy is the grants, risk tiers and approval tiers given as options.
+//   - One signing key per zone, never rotated.
+//   - Operator routes (effective authority, outbound and active edge lists,
+//     traverse, impact, service registrations, invocations, /v1/verify) and
+//     the federated approval decision route; the Stack's methods take their
+//     place.
 package caracaltest
