@@ -269,10 +269,9 @@ type Session struct {
 	cancel    context.CancelCauseFunc
 	done      chan struct{} // closed when Close begins (Agent.done)
 
-	mu       sync.Mutex
-	closing  bool
-	closed   chan struct{} // closed when the retire finished
-	closeErr error
+	closeOnce sync.Once     // starts the retire
+	closed    chan struct{} // closed when the retire finished
+	closeErr  error
 }
 
 // Spawn starts a task session and returns it. The session bound to ctx (see
@@ -348,15 +347,11 @@ func (s *Session) ExpiresAt() time.Time { return s.expiresAt }
 // already gone counts as retired. Close is idempotent: every call returns
 // the outcome of the one retire.
 func (s *Session) Close(ctx context.Context) error {
-	s.mu.Lock()
-	first := !s.closing
-	s.closing = true
-	s.mu.Unlock()
-	if first {
+	s.closeOnce.Do(func() {
 		s.cancel(ErrSessionClosed)
 		close(s.done)
 		go s.retire(context.WithoutCancel(ctx))
-	}
+	})
 	return waitClosed(ctx, s.closed, &s.closeErr, "session "+s.id)
 }
 
