@@ -451,6 +451,16 @@ func (c *Client) RevokeDelegation(ctx context.Context, edgeID string) error {
 	if edgeID == "" {
 		return invalidGrant("RevokeDelegation needs the delegation id")
 	}
-	_, err := c.coord.RevokeDelegation(ctx, edgeID)
-	return err
+	r, err := c.coord.RevokeDelegation(ctx, edgeID)
+	if err != nil {
+		return err
+	}
+	if r.AffectedSessions > 0 {
+		// The Coordinator also revokes the authority records the affected
+		// sessions were started under (PROTOCOL §3.4), normally the one of
+		// the cached lifecycle token: exchange a new one rather than hand
+		// out, or call the Coordinator with, a token it now refuses.
+		c.sts.Drop()
+	}
+	return nil
 }

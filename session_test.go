@@ -487,8 +487,8 @@ func TestCoordinator401RefreshesTokenAndRetries(t *testing.T) {
 
 func TestRevokeDelegationThenSpawnStillWorks(t *testing.T) {
 	// Revoking a delegation revokes the authority record of the lifecycle
-	// token the target was started with (PROTOCOL §3.4): the next call
-	// must recover through the 401 refresh.
+	// token the target was started with (PROTOCOL §3.4), which is the
+	// client's cached token: the client drops it rather than hand it out.
 	st, c := newStack(t)
 	root, child := narrowReader(t, c, caracal.Constraints{}, "reader")
 	require.NoError(t, c.RevokeDelegation(t.Context(), child.Agent().DelegationID()))
@@ -496,10 +496,25 @@ func TestRevokeDelegationThenSpawnStillWorks(t *testing.T) {
 	assert.Equal(t, "revoked", edge.Status)
 	info, _ := st.SessionInfo(child.ID())
 	assert.Equal(t, "terminated", info.Status)
+	st.ResetRecord()
+
+	// Headers hands out a token the Coordinator still accepts.
+	h, err := c.Headers(root.Context())
+	require.NoError(t, err)
+	req, _ := http.NewRequestWithContext(t.Context(), "POST", st.CoordinatorURL()+"/zones/"+st.Zone()+"/agents", strings.NewReader(`{"application_id":"`+st.Application().ID+`"}`))
+	req.Header = h
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := st.HTTPClient().Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 201, resp.StatusCode)
 
 	s, err := c.Spawn(root.Context())
 	require.NoError(t, err)
 	assert.NotEmpty(t, s.ID())
+	for _, r := range startsOf(st) {
+		assert.NotEqual(t, 401, r.Status, "no call is made with the revoked token")
+	}
 	require.NoError(t, child.Close(t.Context()), "already gone counts as retired")
 
 	err = c.RevokeDelegation(t.Context(), "no-such-edge")

@@ -204,6 +204,15 @@ func (c *Client) Invalidate(value string) {
 	}
 }
 
+// Drop forgets the cached lifecycle token whatever its value, for when its
+// authority record was revoked by a side effect the SDK caused itself.
+func (c *Client) Drop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cached = Token{}
+	c.refresh = time.Time{}
+}
+
 func (c *Client) exchangeLifecycle(ctx context.Context) (Token, int, error) {
 	if len(c.cfg.Resources) == 0 {
 		return Token{}, 0, errors.New("caracal: no resources configured for the lifecycle token; set CARACAL_APP_RESOURCES or a resource binding")

@@ -176,6 +176,11 @@ func TestInvalidate(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, b.Value, d.Value)
 	assert.EqualValues(t, 2, sts.calls.Load())
+
+	c.Drop() // whatever is cached
+	e, err := c.Lifecycle(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, "sid-3", e.SID)
 }
 
 // rtFunc is an http.RoundTripper from a function (used inside synctest
