@@ -365,6 +365,11 @@ func (c *Client) WaitApproval(ctx context.Context, id string) (wire.ApprovalStat
 		if dl, ok := ctx.Deadline(); ok {
 			wait = waitFor(time.Until(dl))
 		}
+		if t := c.cfg.HTTPClient.Timeout; t > 0 {
+			// The server holds a poll for the whole wait: keep it well
+			// inside the HTTP client's own timeout.
+			wait = min(wait, waitFor(t-5*time.Second))
+		}
 		st, err := c.poll(ctx, path, wait)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -559,6 +559,31 @@ func TestWaitApprovalUntilDeadline(t *testing.T) {
 	})
 }
 
+func TestWaitApprovalUnderHTTPClientTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var waits []string
+		hc := &http.Client{Timeout: 10 * time.Second, Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+			waits = append(waits, r.URL.Query().Get("wait"))
+			wait, _ := time.ParseDuration(r.URL.Query().Get("wait") + "s")
+			state := "approved"
+			if len(waits) < 3 {
+				select { // pending: the server holds the poll for the whole wait
+				case <-time.After(wait):
+				case <-r.Context().Done():
+					return nil, r.Context().Err()
+				}
+				state = "pending"
+			}
+			return jsonResponse(200, `{"id":"ap-1","state":"`+state+`"}`), nil
+		})}
+		c := New(Config{BaseURL: "http://sts.invalid", HTTPClient: hc})
+		st, err := c.WaitApproval(t.Context(), "ap-1")
+		require.NoError(t, err, "a poll never outlasts the HTTP client's own timeout")
+		assert.Equal(t, "approved", st.State)
+		assert.Equal(t, []string{"5", "5", "5"}, waits)
+	})
+}
+
 func TestWaitApprovalNotFound(t *testing.T) {
 	sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
 		w.WriteHeader(404)
