@@ -261,8 +261,26 @@ func (w *world) decideApproval(id string, approve bool) error {
 	if approve {
 		a.state = wire.ApprovalApproved
 	}
-	close(a.changed)
+	a.wake()
 	return nil
+}
+
+// wake wakes the hold's parked long polls.
+func (a *approval) wake() {
+	close(a.changed)
+	a.changed = make(chan struct{})
+}
+
+// wakeExpiredHolds wakes the long polls of holds that expired, once per
+// hold. On the real clock a poll's own timer ends at the expiry; on a
+// FakeClock only Advance or Set gets there, and they run the sweepers.
+func (w *world) wakeExpiredHolds(now time.Time) {
+	for _, a := range w.approvals {
+		if !a.expiryWoken && approvalState(a, now) == wire.ApprovalExpired {
+			a.expiryWoken = true
+			a.wake()
+		}
+	}
 }
 
 // approvalList returns every hold, oldest first.

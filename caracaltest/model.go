@@ -166,7 +166,11 @@ type approval struct {
 	expiresAt  time.Time
 	consumedAt time.Time
 	recordID   string // authority record issued on consumption, for re-issue
-	changed    chan struct{}
+	// changed is closed, and replaced, whenever the hold's state may have
+	// changed, waking its long polls; see wake.
+	changed chan struct{}
+	// expiryWoken records that the hold's expiry has woken its polls.
+	expiryWoken bool
 
 	// STS/Gateway state
 	seq       int64    // creation order

@@ -1085,3 +1085,50 @@ func BenchmarkLifecycleToken(b *testing.B) {
 		}
 	}
 }
+
+// TestApprovalLongPollWakesOnFakeClockExpiry: on a FakeClock the hold's
+// expiry comes from Advance, not from the passing of real time; a parked
+// poll must answer "expired" then, not at the end of its wait.
+func TestApprovalLongPollWakesOnFakeClockExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := NewFakeClock(exStart)
+		cfg := exampleConfig()
+		cfg.Clock = fc
+		cfg.Resources[0].Upstream = http.NotFoundHandler()
+		w, err := newWorld(cfg)
+		require.NoError(t, err)
+		defer fc.addSweeper(w.sweep)() // as a Stack on fc does
+		env := &stsEnv{w: w, clock: fc}
+		root, child := env.session(exApp), env.session(exApp, "writer")
+		e := env.edge(root, child, nil, []string{"tickets:write"}, wire.Constraints{Resources: []string{exResource}}, 24*time.Hour)
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, "/oauth/2/token", strings.NewReader(mintForm(child, e, "tickets:write").Encode()))
+		req.Header.Set("Content-Type", formType)
+		w.handleToken(rec, req)
+		require.Equal(t, 401, rec.Code, rec.Body.String())
+		var hold map[string]any
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &hold))
+		id := hold["approval_id"].(string)
+
+		type result struct {
+			took  time.Duration
+			state string
+		}
+		done := make(chan result)
+		go func() {
+			start := time.Now()
+			req := httptest.NewRequest(http.MethodGet, "/approvals/"+id+"?wait=25", nil)
+			req.SetPathValue("id", id)
+			rec := httptest.NewRecorder()
+			w.handleApproval(rec, req)
+			var st wire.ApprovalStatus
+			assert.NoError(t, json.Unmarshal(rec.Body.Bytes(), &st))
+			done <- result{time.Since(start), st.State}
+		}()
+		synctest.Wait() // the poll is parked
+		fc.Advance(5 * time.Hour)
+		got := <-done
+		assert.Equal(t, "expired", got.state)
+		assert.Zero(t, got.took, "Advance past the hold's expiry wakes the poll")
+	})
+}

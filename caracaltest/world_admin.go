@@ -100,7 +100,8 @@ func (w *world) edgeInfo(id string) (EdgeInfo, bool) {
 }
 
 // sweep runs the Coordinator's service-lease and TTL sweepers once, and the
-// retention cleaner's edge expiry (PROTOCOL §5.6). It takes w.mu.
+// retention cleaner's edge expiry (PROTOCOL §5.6); it also wakes the long
+// polls of approval holds that expired. It takes w.mu.
 func (w *world) sweep() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -131,6 +132,7 @@ func (w *world) sweep() {
 			w.endSubtree(s.id, wire.StatusExpired, "ttl")
 		}
 	}
+	w.wakeExpiredHolds(now)
 	// Retention cleaner, edge part: active edges past expires_at are marked
 	// expired. Every validity check already compares expires_at, so this
 	// only changes what listings and EdgeInfo show.
