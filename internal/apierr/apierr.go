@@ -118,7 +118,9 @@ func (e *Error) Is(target error) bool {
 		}
 		return e.StatusCode == 404 && e.Service == "coordinator"
 	case ErrCredentials:
-		return e.Service == "sts" && e.Description == "invalid client credentials"
+		// zone_invalid: the secret is right but the application lives in
+		// another zone (PROTOCOL §3.3).
+		return e.Service == "sts" && (e.Description == "invalid client credentials" || e.Code == "zone_invalid")
 	}
 	return false
 }

@@ -66,6 +66,21 @@ func TestTransport(t *testing.T) {
 	assert.Equal(t, "caracal: coordinator GET /x: caracal: service unavailable: no answer within 10s: context deadline exceeded", err.Error())
 }
 
+func TestIsCredentials(t *testing.T) {
+	for _, e := range []*Error{
+		{Service: "sts", StatusCode: 401, Code: "access_denied", Description: "invalid client credentials"},
+		{Service: "sts", StatusCode: 403, Code: "zone_invalid", Description: "application app-x is registered in zone b, not a"},
+	} {
+		assert.ErrorIs(t, e, ErrCredentials, e.Code)
+	}
+	for _, e := range []*Error{
+		{Service: "sts", StatusCode: 403, Code: "access_denied", Description: "policy denied"},
+		{Service: "coordinator", StatusCode: 401, Code: "invalid_token"},
+	} {
+		assert.NotErrorIs(t, e, ErrCredentials, e.Code)
+	}
+}
+
 func TestApproval(t *testing.T) {
 	e := &Error{Service: "sts", StatusCode: 401, Code: "interaction_required"}
 	_, eb := FromResponse("sts", "POST", "/", resp(401), []byte(`{"error":"interaction_required","approval_id":"a","state":"pending","tier":"high","binding":"b","approval_expires_at":"2026-08-22T10:15:00Z"}`))
