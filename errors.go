@@ -28,7 +28,9 @@ var (
 	ErrInvalidGrant = apierr.ErrInvalidGrant
 	// ErrStaticToken: the client runs on a bootstrap token and cannot mint.
 	ErrStaticToken = apierr.ErrStaticToken
-	// ErrCredentials: the STS refused the application's client secret.
+	// ErrCredentials: the STS refused the application's credentials (a wrong
+	// secret, or an application of another zone), or the bootstrap token
+	// expired.
 	ErrCredentials = apierr.ErrCredentials
 
 	// ErrNotFound: the server answered 404 (session, delegation, approval, …).
