@@ -88,7 +88,7 @@ func (w *world) createDelegation(c *call) {
 	}
 	now := w.now()
 	src, dst := w.sessions[req.source], w.sessions[req.target]
-	if src == nil || dst == nil || !src.liveEndpoint(now) || !dst.liveEndpoint(now) { // row 10
+	if src == nil || dst == nil || !src.live(now) || !dst.live(now) { // row 10
 		c.fail(http.StatusNotFound, "delegation_endpoint_not_found")
 		return
 	}

@@ -101,20 +101,12 @@ func (s *session) liveForCapacity(now time.Time) bool {
 	return s.taskExpiry().After(now)
 }
 
-// liveEndpoint is the liveness a delegation endpoint needs (§5.1 row 3).
-func (s *session) liveEndpoint(now time.Time) bool {
-	if s.status != wire.StatusActive {
-		return false
-	}
-	if s.isService() {
-		return s.deadline.After(now)
-	}
-	return s.ttl > 0 && s.startedAt.Add(s.ttl).After(now)
-}
-
-// liveForMint is the STS/Gateway activeSession check (§5.1 row 4). Use
-// w.sessionMintable, which also checks a user anchor.
-func (s *session) liveForMint(now time.Time) bool {
+// live is the liveness of a delegation endpoint at the Coordinator (§5.1
+// row 3) and, with a user anchor's check added by w.sessionMintable, of a
+// session at the STS and Gateway (row 4): the two rules agree for every
+// session the Coordinator can hold. Status active, and the service lease or
+// the task TTL unexpired.
+func (s *session) live(now time.Time) bool {
 	if s.status != wire.StatusActive {
 		return false
 	}

@@ -60,7 +60,7 @@ func (w *world) revokeRecord(id, reason string) {
 // status active, lease or TTL unexpired, and a user anchor still active.
 func (w *world) sessionMintable(s *session) bool {
 	now := w.now()
-	if s == nil || !s.liveForMint(now) {
+	if s == nil || !s.live(now) {
 		return false
 	}
 	if rec := w.records[s.subjectRecordID]; rec != nil && rec.sessionType == "user" && !rec.active(now) {
