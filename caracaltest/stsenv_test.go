@@ -250,7 +250,7 @@ func (env *stsEnv) session(app string, labels ...string) *session {
 		id: newID(), app: app, lifecycle: wire.LifecycleTask, labels: labels, status: wire.StatusActive,
 		ttl: time.Hour, startedAt: env.clock.Now(),
 	}
-	env.w.sessions[s.id] = s
+	env.w.addSession(s) // indexed as the Coordinator indexes the sessions it starts
 	return s
 }
 
