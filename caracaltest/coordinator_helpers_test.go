@@ -147,6 +147,16 @@ func (e *coordEnv) do(r req) resp {
 			hr.Header.Add(k, v)
 		}
 	}
+	out := e.send(hr)
+	if out.raw != "" {
+		require.Equal(e.t, "application/json; charset=utf-8", out.header.Get("Content-Type"), out.raw)
+	}
+	return out
+}
+
+// send sends hr and decodes the JSON answer.
+func (e *coordEnv) send(hr *http.Request) resp {
+	e.t.Helper()
 	res, err := http.DefaultClient.Do(hr)
 	require.NoError(e.t, err)
 	defer res.Body.Close()
@@ -154,8 +164,7 @@ func (e *coordEnv) do(r req) resp {
 	require.NoError(e.t, err)
 	out := resp{status: res.StatusCode, header: res.Header, raw: string(raw)}
 	if len(raw) > 0 {
-		require.Equal(e.t, "application/json; charset=utf-8", res.Header.Get("Content-Type"), string(raw))
-		require.NoError(e.t, json.Unmarshal(raw, &out.body), string(raw))
+		require.NoError(e.t, json.Unmarshal(raw, &out.body), out.raw)
 	}
 	return out
 }
@@ -265,15 +274,5 @@ func (e *coordEnv) doRaw(r req, body string) resp {
 	if ct != "" {
 		hr.Header.Set("Content-Type", ct)
 	}
-	res, err := http.DefaultClient.Do(hr)
-	require.NoError(e.t, err)
-	defer res.Body.Close()
-	out := resp{status: res.StatusCode, header: res.Header}
-	raw := new(strings.Builder)
-	_, _ = io.Copy(raw, res.Body)
-	out.raw = raw.String()
-	if out.raw != "" {
-		require.NoError(e.t, json.Unmarshal([]byte(out.raw), &out.body), out.raw)
-	}
-	return out
+	return e.send(hr)
 }
