@@ -207,6 +207,19 @@ func FuzzNarrowNeverWidens(f *testing.F) {
 	f.Add("a b c", "r1 r2", 5, 0, 60, "c b", "r2", 4, 0, 120, false)
 	f.Add("a", "r", 2, 30, 3600, "a", "r", 1, 0, 0, false)
 	f.Add("a", "", 10, 0, 0, "a z", "q", 9, 86400, 0, true)
+	// Seeds that plan, so that a plain go test runs the invariants too.
+	f.Add("tickets:read tickets:write", "resource://tickets", 3, 600, 900, "tickets:read", "resource://tickets", 2, 300, 0, true)
+	f.Add("a b", "r", 2, 0, 0, "a", "", 1, 0, 0, true)       // default TTL, resource from the client
+	f.Add("a", "r", 2, 0, 120, "a", "r", 0, 0, 0, true)      // default TTL fitted inside the parent's life
+	f.Add("a", "r", 3, 600, 0, "a", "r", 2, 0, 0, true)      // default TTL capped by the parent's TTL
+	f.Add("a", "r", 2, 600, 900, "a", "r", 1, 0, 300, false) // explicit expiry under a parent TTL
+	// Seeds wider than the parent in one respect each: refused today, they
+	// reach the invariants if a local check goes missing.
+	f.Add("a", "r", 2, 0, 0, "a z", "r", 1, 0, 0, true)   // scope
+	f.Add("a", "r", 2, 0, 0, "a", "q", 1, 0, 0, true)     // resource
+	f.Add("a", "r", 2, 0, 0, "a", "r", 2, 0, 0, true)     // hops
+	f.Add("a", "r", 2, 600, 0, "a", "r", 1, 900, 0, true) // TTL
+	f.Add("a", "r", 2, 0, 600, "a", "r", 1, 0, 900, true) // expiry
 	f.Fuzz(func(t *testing.T, parentScopes, parentRes string, parentHops, parentTTL, parentLife int,
 		scopes, res string, hops, ttl, expiresIn int, childDefaultTTL bool) {
 		c := planClient("r")
