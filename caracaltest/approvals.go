@@ -133,9 +133,6 @@ func (w *world) gate(req *tokenRequest, appID, binding string, allowed []string,
 		seq: w.sts.holdSeq, appID: appID, sessionID: req.agentSessionID, resources: allowed,
 		scopes: slices.Clone(req.scopes),
 	}
-	if w.approvals == nil {
-		w.approvals = make(map[string]*approval)
-	}
 	w.approvals[a.id] = a
 	w.sts.holds[binding] = a
 	return nil, &stsFailure{status: http.StatusUnauthorized, code: "interaction_required", hold: a}

@@ -184,9 +184,6 @@ func (w *world) admit(r *http.Request) (*gatewayGrant, *gatewayFailure) {
 // rememberJTI records a used jti until its token expires, dropping expired
 // entries now and then so the cache stays small.
 func (w *world) rememberJTI(jti string, exp, now time.Time) {
-	if w.seenJTI == nil {
-		w.seenJTI = make(map[string]time.Time)
-	}
 	if len(w.seenJTI)%256 == 255 {
 		for k, e := range w.seenJTI {
 			if !e.After(now) {

@@ -330,9 +330,6 @@ func (w *world) authenticateApp(req *tokenRequest, appID string, now time.Time) 
 // countAuthFailure increments the application's fixed one-minute failure
 // window and blocks it for 60 s once the count exceeds the limit.
 func (w *world) countAuthFailure(appID string, now time.Time) {
-	if w.authFails == nil {
-		w.authFails = make(map[string]*failWindow)
-	}
 	fw := w.authFails[appID]
 	if fw == nil {
 		fw = &failWindow{start: now}
@@ -342,11 +339,7 @@ func (w *world) countAuthFailure(appID string, now time.Time) {
 		fw.start, fw.count = now, 0
 	}
 	fw.count++
-	limit := w.limits.AuthFailures
-	if limit <= 0 {
-		limit = 60
-	}
-	if fw.count > limit {
+	if fw.count > w.limits.AuthFailures {
 		fw.blockedUntil = now.Add(authBlockDuration)
 	}
 }

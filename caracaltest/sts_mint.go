@@ -33,9 +33,6 @@ func (w *world) mintable(r *resource, scopes []string) bool {
 // takeMint counts one mint against the (resource, application) fixed window
 // and reports whether it is within the limit.
 func (w *world) takeMint(r *resource, appID string, now time.Time) bool {
-	if w.mintCounts == nil {
-		w.mintCounts = make(map[mintKey]*mintWindow)
-	}
 	k := mintKey{resource: r.identifier, app: appID}
 	mw := w.mintCounts[k]
 	if mw == nil || now.Sub(mw.start) >= mintPeriod {
@@ -43,11 +40,7 @@ func (w *world) takeMint(r *resource, appID string, now time.Time) bool {
 		w.mintCounts[k] = mw
 	}
 	mw.count++
-	limit := w.limits.MintPerMinute
-	if limit <= 0 {
-		limit = 1000
-	}
-	return mw.count <= limit
+	return mw.count <= w.limits.MintPerMinute
 }
 
 // owns reports whether the policy grants name app as the resource's owner.
