@@ -3,7 +3,6 @@ package caracal
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -183,12 +182,7 @@ func (c *Client) Close(ctx context.Context) error {
 		close(c.closed)
 		return c.closeErr
 	}
-	select {
-	case <-c.closed:
-		return c.closeErr
-	case <-ctx.Done():
-		return fmt.Errorf("caracal: the client is still closing: %w", context.Cause(ctx))
-	}
+	return waitClosed(ctx, c.closed, &c.closeErr, "client")
 }
 
 // track registers h to be closed by Close; it fails once the client is closed.
