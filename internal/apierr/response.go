@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 	"unicode"
@@ -39,6 +40,22 @@ func FromResponse(service, method, path string, resp *http.Response, body []byte
 		e.RetryAfter = d
 	}
 	return e, eb
+}
+
+// Redact replaces each non-empty secret, as is and form-encoded, in the
+// text the server supplied, in case the server or a proxy in front of it
+// echoed the request.
+func (e *Error) Redact(secrets ...string) {
+	for _, s := range secrets {
+		if s == "" {
+			continue
+		}
+		for _, v := range [...]string{s, url.QueryEscape(s)} {
+			e.Code = strings.ReplaceAll(e.Code, v, "[redacted]")
+			e.Description = strings.ReplaceAll(e.Description, v, "[redacted]")
+			e.RequestID = strings.ReplaceAll(e.RequestID, v, "[redacted]")
+		}
+	}
 }
 
 // printable reduces a text body to one line of at most n printable bytes.

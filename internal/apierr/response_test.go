@@ -43,6 +43,13 @@ func TestFromResponse(t *testing.T) {
 	assert.True(t, strings.HasSuffix(e.Description, "é…"), "cut on a rune boundary")
 }
 
+func TestRedact(t *testing.T) {
+	e := &Error{Code: "x", Description: "echo: client_secret=a%2Bb%2Fc raw a+b/c", RequestID: "id"}
+	e.Redact("", "a+b/c")
+	assert.Equal(t, "echo: client_secret=[redacted] raw [redacted]", e.Description)
+	assert.Equal(t, "x", e.Code)
+}
+
 func TestTransport(t *testing.T) {
 	cause := errors.New("connection refused")
 	err := Transport(context.Background(), context.Background(), time.Second, "sts", "POST", "/oauth/2/token", cause)

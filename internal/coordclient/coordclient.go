@@ -405,6 +405,7 @@ func (c *Client) send(ctx context.Context, tok stsclient.Token, method, path str
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e, _ := apierr.FromResponse("coordinator", method, path, resp, raw)
+		e.Redact(tok.Value)
 		return outcome{
 			header:    resp.Header,
 			err:       e,

@@ -352,6 +352,20 @@ func TestErrorWithoutJSONBody(t *testing.T) {
 	assert.ErrorIs(t, err, apierr.ErrUnavailable)
 }
 
+func TestEchoedSecretIsRedacted(t *testing.T) {
+	// A proxy in front of the STS that echoes the request in its error
+	// page must not carry the client secret into the error.
+	sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.WriteHeader(400)
+		_, _ = io.WriteString(w, "bad request: "+r.PostForm.Encode())
+	}}
+	_, err := newClient(t, sts).Lifecycle(t.Context())
+	var e *apierr.Error
+	require.ErrorAs(t, err, &e)
+	assert.Contains(t, e.Description, "client_secret=[redacted]")
+	assert.NotContains(t, fmt.Sprintf("%v %+v %#v", err, err, e), secret)
+}
+
 func TestInvalidSuccessBodies(t *testing.T) {
 	for name, tc := range map[string]struct{ ct, body string }{
 		"no token":          {"application/json", `{"token_type":"Bearer","expires_in":900}`},
