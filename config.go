@@ -400,12 +400,18 @@ func WithApplication(id string) Option {
 // WithClientSecret sets the client secret. It replaces any credential from
 // the environment or the profile, including a bootstrap token.
 func WithClientSecret(secret string) Option {
-	if secret == "" {
-		return optErr(errors.New("caracal: WithClientSecret: the secret is empty"))
+	return credential("WithClientSecret", "secret", secret, "")
+}
+
+// credential is the Option named name that replaces the whole credential
+// with a client secret or a bootstrap token (what names the one set).
+func credential(name, what, secret, token string) Option {
+	if secret == "" && token == "" {
+		return optErr(fmt.Errorf("caracal: %s: the %s is empty", name, what))
 	}
 	return override(keyCred, func(c *Config) {
-		c.ClientSecret, c.BootstrapToken = secret, ""
-		c.opt.credFrom = "WithClientSecret"
+		c.ClientSecret, c.BootstrapToken = secret, token
+		c.opt.credFrom = name
 	})
 }
 
@@ -434,13 +440,7 @@ func WithClientSecretFile(path string) Option {
 // any credential from the environment or the profile, including a client
 // secret.
 func WithBootstrapToken(token string) Option {
-	if token == "" {
-		return optErr(errors.New("caracal: WithBootstrapToken: the token is empty"))
-	}
-	return override(keyCred, func(c *Config) {
-		c.BootstrapToken, c.ClientSecret = token, ""
-		c.opt.credFrom = "WithBootstrapToken"
-	})
+	return credential("WithBootstrapToken", "token", "", token)
 }
 
 // WithSTSURL sets the STS base URL.
