@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caracal-go/caracal/internal/apierr"
@@ -73,6 +74,11 @@ type Client struct {
 	cfg  Config
 	base string
 	zone string // path-escaped zone id
+
+	// receiptLimitSeen: the receipt limit was logged at warning level once;
+	// later keyless starts log at debug level (past the limit every start
+	// is keyless).
+	receiptLimitSeen atomic.Bool
 }
 
 // New returns a Client.
@@ -154,7 +160,11 @@ func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o Star
 			return s, nil
 		}
 		if out.api != nil && out.api.Code == codeReceiptLimit && generated && !keyless {
-			c.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "caracal: idempotency receipt limit reached; starting the session without a key")
+			level := slog.LevelWarn
+			if c.receiptLimitSeen.Swap(true) {
+				level = slog.LevelDebug
+			}
+			c.cfg.Logger.LogAttrs(ctx, level, "caracal: idempotency receipt limit reached; starting the session without a key")
 			keyless = true
 			continue
 		}

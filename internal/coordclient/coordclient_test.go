@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -252,6 +253,19 @@ func TestStartReceiptLimitFallsBackToNoKey(t *testing.T) {
 	assert.Empty(t, reqs[1].Header.Values("Idempotency-Key-Kind"))
 	assert.Equal(t, reqs[0].Body, reqs[1].Body)
 	assert.Empty(t, *h.sleeps, "nothing executed: no backoff needed")
+}
+
+func TestReceiptLimitWarnsOnce(t *testing.T) {
+	h := newHarness(t, answer(429, `{"error":"idempotency_receipt_limit_exceeded"}`), answer(201, sessionBody),
+		answer(429, `{"error":"idempotency_receipt_limit_exceeded"}`), answer(201, sessionBody))
+	var logs strings.Builder
+	h.c.cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	for range 2 {
+		_, err := h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "app-test"}, StartOptions{})
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 1, strings.Count(logs.String(), "level=WARN"), "past the limit every start is keyless: one warning")
+	assert.Equal(t, 2, strings.Count(logs.String(), "receipt limit reached"))
 }
 
 func TestStartWithoutKeyIsNotRetried(t *testing.T) {
