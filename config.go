@@ -129,7 +129,7 @@ const (
 // the sanity checks of PROTOCOL §2.7), absolute http/https STS and
 // Coordinator URLs (the Gateway URL may be empty when no binding needs it),
 // https in production unless loopback or AllowInsecureURLs, valid resources
-// and bindings, and a DefaultTTL of zero or at least one second. It also
+// and bindings, and a DefaultTTL of zero or 1 s to 24 h. It also
 // reports the errors of options applied to cfg (an unreadable
 // WithClientSecretFile, say). Errors name the Config field; all problems are
 // reported together.
