@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/caracal-go/caracal/internal/apierr"
+	"github.com/caracal-go/caracal/internal/retry"
 	"github.com/caracal-go/caracal/internal/wire"
 )
 
@@ -371,6 +372,7 @@ func (c *Client) WaitApproval(ctx context.Context, id string) (wire.ApprovalStat
 			// inside the HTTP client's own timeout.
 			wait = min(wait, waitFor(t-5*time.Second))
 		}
+		started := time.Now()
 		st, err := c.poll(ctx, path, wait)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -382,8 +384,19 @@ func (c *Client) WaitApproval(ctx context.Context, id string) (wire.ApprovalStat
 		if st.State != wire.ApprovalPending {
 			return st, nil
 		}
+		// The STS holds a pending poll for the whole wait; one answered
+		// sooner (a proxy, an older server) must not make this a hot loop.
+		if early := minPollInterval - time.Since(started); early > 0 {
+			if err := retry.Sleep(ctx, early); err != nil {
+				return last, context.Cause(ctx)
+			}
+		}
 	}
 }
+
+// minPollInterval is the least time between the starts of two approval
+// polls.
+const minPollInterval = time.Second
 
 // waitFor is the long-poll chunk for the time left: clamp(remaining, 1, 25)
 // whole seconds.

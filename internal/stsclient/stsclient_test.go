@@ -610,3 +610,21 @@ func TestWaitApprovalNotFound(t *testing.T) {
 	assert.Equal(t, "/approvals/nope", e.Path)
 	assert.ErrorIs(t, err, apierr.ErrNotFound)
 }
+
+// A server (or a proxy) that answers "pending" at once instead of holding
+// the poll must not turn the wait into a hot loop.
+func TestWaitApprovalPacesPollsAnsweredAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var polls atomic.Int64
+		hc := &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+			polls.Add(1)
+			return jsonResponse(200, `{"id":"ap-1","state":"pending"}`), nil
+		})}
+		c := New(Config{BaseURL: "http://sts.invalid", HTTPClient: hc})
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		_, err := c.WaitApproval(ctx, "ap-1")
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.EqualValues(t, 10, polls.Load(), "one poll a second")
+	})
+}
