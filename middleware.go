@@ -229,6 +229,7 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 		}
 		a := &Agent{
 			token:      env.Token,
+			presented:  new(atomic.Bool),
 			traceID:    env.TraceID,
 			traceFlags: env.TraceFlags,
 			traceState: env.TraceState,

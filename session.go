@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -37,6 +38,10 @@ type Agent struct {
 	// token is the pinned bearer of an inbound context (middleware); empty
 	// when own is set.
 	token string
+	// presented, set with a pinned token, records that the transport sent
+	// it to the Gateway: a use=gateway token is good for one request, and
+	// copies of the agent (AcceptDelegation) share the record.
+	presented *atomic.Bool
 	// own marks a context this process created: Headers and the transport
 	// resolve a fresh lifecycle token from the client instead of token.
 	own bool

@@ -132,8 +132,9 @@ type transport struct {
 // A minted mandate is presented once: a retry or a redirect of a Gateway
 // request mints again (WithPrefetch mints ahead of use, still one mandate per
 // request). Without scopes, a request whose context was bound from an
-// inbound use=gateway mandate presents that mandate, which the Gateway
-// accepts only once; give the transport scopes to make more than one call.
+// inbound use=gateway mandate presents that mandate, once: the Gateway
+// accepts it only once, so a later request with the same context fails
+// locally; give the transport scopes to make more than one call.
 // Redirects answered by the Gateway should be returned to the caller rather
 // than followed; HTTPClient does that, and a caller building its own
 // http.Client around this transport should set CheckRedirect likewise.
@@ -374,8 +375,15 @@ func gatewayContextToken(a *Agent) (string, error) {
 	if a.own || a.token == "" || jwtUse(a.token) != wire.UseGateway {
 		return "", errNoScopes
 	}
+	if a.presented != nil && a.presented.Swap(true) {
+		return "", errPinnedPresented
+	}
 	return a.token, nil
 }
+
+// errPinnedPresented refuses to send a pinned gateway mandate a second time:
+// the Gateway would refuse it as a replay.
+var errPinnedPresented = errors.New("caracal: the context's gateway mandate was already presented once and the Gateway refuses a replay; give the transport scopes (WithScopes) so it mints one per request")
 
 // jwtUse reads the use claim of a JWT without verifying it: the SDK is the
 // token's holder here, and only wants to avoid sending a token the Gateway

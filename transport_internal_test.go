@@ -438,11 +438,17 @@ func TestTransportPinnedGatewayToken(t *testing.T) {
 		a := unitAgent()
 		a.own = false
 		a.token = enc(`{"use":"` + tc.use + `"}`)
+		a.presented = new(atomic.Bool)
 		req, _ := http.NewRequestWithContext(NewContext(context.Background(), a), http.MethodGet, testUpstream+"/x", nil)
 		_, err := tr.RoundTrip(req)
 		if tc.ok {
 			require.NoError(t, err)
 			assert.Equal(t, "Bearer "+a.token, rec.all()[0].Header.Get("Authorization"))
+			// A gateway mandate is good for one request: never sent twice.
+			again, _ := http.NewRequestWithContext(NewContext(context.Background(), a), http.MethodGet, testUpstream+"/y", nil)
+			_, err = tr.RoundTrip(again)
+			require.ErrorIs(t, err, errPinnedPresented)
+			assert.Len(t, rec.all(), 1)
 		} else {
 			require.ErrorIs(t, err, errNoScopes, tc.use)
 		}
