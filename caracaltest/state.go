@@ -87,7 +87,7 @@ type world struct {
 	scopeLive map[receiptScope]int        // receipts stored per scope, pruned lazily
 	epoch     int64                       // delegation graph epoch
 
-	// STS/Gateway state (ct-sts).
+	// STS/Gateway state.
 	approvals  map[string]*approval   // by approval id
 	seenJTI    map[string]time.Time   // Gateway replay cache: jti -> exp
 	authFails  map[string]*failWindow // STS failed-auth counter per application
