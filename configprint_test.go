@@ -1,0 +1,98 @@
+package caracal
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestConfigNeverShowsSecrets(t *testing.T) {
+	cases := []Config{
+		{ZoneID: "z", ApplicationID: "a", ClientSecret: testSecret, STSURL: "https://user:urlpass@sts", Bindings: []ResourceBinding{{"r", "http://r"}}},
+		{ZoneID: "z", ApplicationID: "a", BootstrapToken: testSecret, Resources: []string{"r"}},
+	}
+	for i, cfg := range cases {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			outputs := map[string]string{
+				"String": cfg.String(), "GoString": cfg.GoString(),
+			}
+			for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%d", "%x", "%10.3v", "%T %v"} {
+				outputs[verb] = fmt.Sprintf(verb, cfg)
+				outputs["pointer "+verb] = fmt.Sprintf(verb, &cfg)
+			}
+			outputs["in a slice"] = fmt.Sprintf("%v %+v %#v", []Config{cfg}, []Config{cfg}, []Config{cfg})
+			outputs["in a struct"] = fmt.Sprintf("%v %+v %#v", struct{ C Config }{cfg}, struct{ C Config }{cfg}, struct{ C Config }{cfg})
+			outputs["error"] = fmt.Errorf("wrapped: %v", cfg).Error()
+			var text, js bytes.Buffer
+			slog.New(slog.NewTextHandler(&text, nil)).Info("cfg", "config", cfg, "ptr", &cfg)
+			slog.New(slog.NewJSONHandler(&js, nil)).Info("cfg", "config", cfg)
+			outputs["slog text"], outputs["slog json"] = text.String(), js.String()
+			for name, out := range outputs {
+				assert.NotContains(t, out, testSecret, name)
+				assert.NotContains(t, out, "urlpass", name)
+			}
+			for _, name := range []string{"String", "%v", "%+v", "%#v", "slog text", "slog json"} {
+				assert.Contains(t, outputs[name], redacted, name)
+			}
+			assert.Contains(t, outputs["%v"], `ZoneID: "z"`)
+			assert.Contains(t, outputs["%#v"], `caracal.Config{ZoneID:"z"`)
+			assert.Contains(t, outputs["slog json"], `"zone_id":"z"`)
+		})
+	}
+	// An unset secret shows as empty, not as "[redacted]".
+	s := Config{ZoneID: "z"}.String()
+	assert.Contains(t, s, `ClientSecret: ""`)
+	assert.NotContains(t, s, redacted)
+}
+
+func runtimeGOOS() string { return runtime.GOOS }
+
+func TestRedactURL(t *testing.T) {
+	assert.Equal(t, "https://u:xxxxx@h/p", redactURL("https://u:pw@h/p"))
+	assert.Equal(t, "https://h/p", redactURL("https://h/p"))
+	assert.Equal(t, "https://h/@user", redactURL("https://h/@user"))
+	assert.Equal(t, "http://xxxxx@h:bad", redactURL("http://u:pw@h:bad"))
+	assert.Equal(t, "xxxxx@h%zz", redactURL("u:pw@h%zz"))
+}
+
+func TestClientFormatHidesSecret(t *testing.T) {
+	c, err := NewFromConfig(Config{ZoneID: "z", ApplicationID: "a", ClientSecret: testSecret,
+		STSURL: "https://s", CoordinatorURL: "https://c"})
+	require.NoError(t, err)
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%d", "%x"} {
+		out := fmt.Sprintf(verb, c)
+		assert.NotContains(t, out, testSecret, verb)
+		assert.Contains(t, out, "caracal.Client{", verb)
+	}
+	var nilClient *Client
+	assert.Equal(t, "<nil>", fmt.Sprint(nilClient))
+}
+
+func TestLoadConfigDebugLogNamesSources(t *testing.T) {
+	dir := t.TempDir()
+	profile := writeFile(t, dir, "caracal.toml", "zone_id = \"z\"\napplication_id = \"a\"\napp_client_secret = \""+testSecret+"\"\nsts_url = \"https://sts.file\"\n", 0o600)
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	_, err := loadEnv(t, env{"CARACAL_CONFIG": profile, "CARACAL_COORDINATOR_URL": "https://coord.env"},
+		WithLogger(log), WithGatewayURL("https://gw.opt"), WithDefaultTTL(time.Minute))
+	require.NoError(t, err)
+	out := logs.String()
+	assert.NotContains(t, out, testSecret)
+	assert.Contains(t, out, `"client_secret":"[redacted]"`)
+	for _, want := range []string{
+		`"zone_id":"` + profile + `: zone_id"`,
+		`"credential":"` + profile + `: app_client_secret"`,
+		`"sts_url":"` + profile + `: sts_url"`,
+		`"coordinator_url":"CARACAL_COORDINATOR_URL"`,
+		`"gateway_url":"WithGatewayURL"`,
+		`"default_ttl_seconds":"WithDefaultTTL"`,
+	} {
+		assert.Contains(t, out, want)
+	}
+}
