@@ -1,0 +1,133 @@
+package caracal_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+func TestCloseAfterContextCancel(t *testing.T) {
+	st, c := newStack(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	s, err := c.Spawn(ctx)
+	require.NoError(t, err)
+	cancel()
+	assert.ErrorIs(t, s.Context().Err(), context.Canceled, "the session context derives from ctx")
+	_ = s.Close(ctx) // returns at once: ctx is done; the retire goes on
+	// A second Close with a live context waits for the one retire.
+	require.NoError(t, s.Close(t.Context()))
+	info, _ := st.SessionInfo(s.ID())
+	assert.Equal(t, "terminated", info.Status)
+	assert.Equal(t, 1, st.Count(caracaltest.RouteRetire))
+}
+
+func TestClientCloseRetiresOpenSessions(t *testing.T) {
+	st, c := newStack(t)
+	var ids []string
+	for range 3 {
+		s, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		ids = append(ids, s.ID())
+	}
+	closed, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	require.NoError(t, closed.Close(t.Context()))
+
+	require.NoError(t, c.Close(t.Context()))
+	for _, id := range ids {
+		info, _ := st.SessionInfo(id)
+		assert.Equal(t, "terminated", info.Status)
+	}
+	assert.Equal(t, 4, st.Count(caracaltest.RouteRetire), "each session retired once")
+	_, err = c.Spawn(t.Context())
+	assert.ErrorIs(t, err, caracal.ErrClosed)
+	_, err = c.Headers(t.Context(), caracal.AsApplication())
+	assert.ErrorIs(t, err, caracal.ErrClosed)
+}
+
+func TestSessionCloseBoundedWhenCoordinatorHangs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		s, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Delay: time.Hour})
+
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		start := time.Now()
+		err = s.Close(ctx)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, time.Second, time.Since(start), "Close returns by its ctx's deadline")
+
+		// The detached retire gives up after 10 s; Client.Close waits for it.
+		err = c.Close(context.Background())
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, 10*time.Second, time.Since(start))
+	})
+}
+
+func TestClientCloseTwiceWaitsForTheFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		_, err = c.Spawn(t.Context())
+		require.NoError(t, err)
+		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Delay: time.Hour})
+
+		start := time.Now()
+		first := make(chan error, 1)
+		go func() { first <- c.Close(context.Background()) }()
+		synctest.Wait() // the first Close waits for the hanging retire
+
+		// A second Close returns by its own ctx's deadline...
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		assert.ErrorIs(t, c.Close(ctx), context.DeadlineExceeded)
+		assert.Equal(t, time.Second, time.Since(start))
+
+		// ...and otherwise reports the outcome of the first once it is
+		// known, instead of claiming success while the retire still runs.
+		err = c.Close(context.Background())
+		assert.ErrorContains(t, err, "retiring session")
+		assert.Equal(t, 10*time.Second, time.Since(start))
+		assert.Equal(t, err, <-first)
+	})
+}
+
+func TestConcurrentCloseRetiresOnce(t *testing.T) {
+	for range 3 {
+		st, c := newStack(t)
+		const n = 12
+		sessions := make([]*caracal.Session, n)
+		for i := range sessions {
+			s, err := c.Spawn(t.Context())
+			require.NoError(t, err)
+			sessions[i] = s
+		}
+		var wg sync.WaitGroup
+		for _, s := range sessions {
+			for range 3 {
+				wg.Go(func() { assert.NoError(t, s.Close(t.Context())) })
+			}
+		}
+		wg.Go(func() { assert.NoError(t, c.Close(t.Context())) })
+		wg.Wait()
+		assert.Equal(t, n, st.Count(caracaltest.RouteRetire), "one retire per session")
+		for _, s := range sessions {
+			info, _ := st.SessionInfo(s.ID())
+			assert.Equal(t, "terminated", info.Status)
+			assert.ErrorIs(t, context.Cause(s.Context()), caracal.ErrSessionClosed)
+		}
+	}
+}
