@@ -1,0 +1,235 @@
+package caracal
+
+// Starting a session on the Coordinator: the steps Spawn and SpawnService
+// share (parent resolution, the start request, the grant, retiring an
+// orphan when the grant fails).
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/caracal-go/caracal/internal/coordclient"
+	"github.com/caracal-go/caracal/internal/envelope"
+	"github.com/caracal-go/caracal/internal/wire"
+)
+
+// started is what start hands Spawn and SpawnService.
+type started struct {
+	session wire.Session // Replayed marks an idempotent replay
+	agent   *Agent
+	labels  []string // as the Coordinator stored them
+}
+
+// start starts a session of the given lifecycle and applies its grant. It
+// resolves the parent, checks every option and the grant locally first, so
+// that nothing is started when the request is knowably invalid. If the grant
+// needs a delegation and creating it fails, the new session is retired
+// before start returns the error: a failed start never leaves a session
+// behind.
+func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption) (started, error) {
+	cfg := newSpawnConfig(opts)
+	if cfg.err != nil {
+		return started{}, cfg.err
+	}
+	if lifecycle == wire.LifecycleTask {
+		if err := cfg.service.checkTask(); err != nil {
+			return started{}, err
+		}
+	}
+	parent, err := c.resolveParent(ctx, cfg)
+	if err != nil {
+		return started{}, err
+	}
+	grant := Grant.Inherit()
+	if cfg.grant != nil {
+		grant = *cfg.grant
+	}
+
+	req := wire.StartSessionRequest{
+		ApplicationID:   c.cfg.ApplicationID,
+		Labels:          cfg.labels,
+		ParentAuthority: wire.AuthorityInherit,
+	}
+	childTTL := cfg.ttl
+	switch lifecycle {
+	case wire.LifecycleTask:
+		if childTTL == 0 {
+			childTTL = c.cfg.DefaultTTL
+		}
+		if childTTL > 0 {
+			req.TTLSeconds = ceilSeconds(childTTL)
+		} else {
+			childTTL = defaultTaskTTL
+		}
+	case wire.LifecycleService:
+		req.Lifecycle = wire.LifecycleService
+		childTTL = defaultServiceGrantTTL
+	}
+	if grant.mode != grantInherit {
+		req.ParentAuthority = wire.AuthorityNone
+	}
+	var plan *narrowPlan
+	if grant.mode == grantNarrow {
+		if parent == nil {
+			return started{}, ErrNarrowNeedsParent
+		}
+		p, err := c.planNarrow(grant, parent, childTTL)
+		if err != nil {
+			return started{}, err
+		}
+		plan = &p
+	}
+	if parent != nil {
+		req.ParentID = parent.sessionID
+	}
+	if cfg.metadata != nil {
+		b, err := json.Marshal(cfg.metadata)
+		if err != nil {
+			return started{}, fmt.Errorf("%w: WithMetadata: %v", ErrInvalidRequest, err)
+		}
+		req.Metadata = b
+	}
+
+	traceID, flags, state := cfg.traceID, "", ""
+	var baggage []envelope.Member
+	if parent != nil {
+		if traceID == "" {
+			traceID = parent.traceID
+		}
+		flags, state, baggage = parent.traceFlags, parent.traceState, parent.baggage
+	}
+	if !envelope.ValidTraceID(traceID) {
+		traceID = envelope.NewTraceID()
+	}
+	so := coordclient.StartOptions{
+		IdempotencyKey: cfg.idemKey,
+		Traceparent:    envelope.Traceparent(traceID, flags),
+		Tracestate:     state,
+	}
+
+	ses, err := c.coord.Start(ctx, req, so)
+	if err != nil {
+		return started{}, err
+	}
+	agent := &Agent{
+		zoneID:          c.cfg.ZoneID,
+		applicationID:   c.cfg.ApplicationID,
+		sessionID:       ses.AgentSessionID,
+		subjectRecordID: ses.SubjectAuthorityRecordID,
+		traceID:         traceID,
+		traceFlags:      flags,
+		traceState:      state,
+		baggage:         baggage,
+		own:             true,
+	}
+	if parent != nil {
+		agent.parentDelegationID = parent.delegationID
+		agent.hop = parent.hop
+		if parent.subjectRecordID != "" {
+			agent.subjectRecordID = parent.subjectRecordID
+		}
+	}
+	st := started{session: ses, agent: agent, labels: ses.Labels}
+	if st.labels == nil {
+		st.labels = req.Labels
+	}
+
+	switch grant.mode {
+	case grantInherit:
+		if ses.DelegationEdgeID != nil && *ses.DelegationEdgeID != "" {
+			agent.delegationID = *ses.DelegationEdgeID
+			agent.hop++
+			if parent != nil {
+				agent.edge = parent.edge // a mirror copies the parent's edge
+			}
+		}
+	case grantNarrow:
+		var d wire.Delegation
+		found := false
+		if ses.Replayed {
+			// The start was a replay of an earlier one (same idempotency
+			// key), which may have narrowed the session already: a second
+			// edge would leave it two inbound edges, and its own
+			// delegations ambiguous.
+			d, found, err = c.narrowedBefore(ctx, ses.AgentSessionID, parent, plan)
+		}
+		if err == nil && !found {
+			d, err = c.coord.Delegate(ctx, plan.request(parent, ses.AgentSessionID, c.cfg.ApplicationID), "")
+		}
+		if err != nil {
+			c.retireOrphan(ctx, ses.AgentSessionID, int64(ses.LeaseGeneration))
+			return started{}, fmt.Errorf("caracal: narrowing the new session %s (retired again): %w", ses.AgentSessionID, err)
+		}
+		agent.delegationID = d.DelegationEdgeID
+		agent.hop++
+		agent.edge = plan.granted(d)
+	}
+	return st, nil
+}
+
+// narrowedBefore finds an active edge from parent to the session child that
+// matches plan, as an earlier start with the same key would have created.
+func (c *Client) narrowedBefore(ctx context.Context, child string, parent *Agent, plan *narrowPlan) (wire.Delegation, bool, error) {
+	edges, err := c.coord.InboundEdges(ctx, child)
+	if err != nil {
+		return wire.Delegation{}, false, err
+	}
+	now := time.Now()
+	for _, e := range edges {
+		exp, err := wire.ParseTime(e.ExpiresAt)
+		if e.Status == wire.StatusActive && err == nil && exp.After(now) &&
+			e.SourceSessionID == parent.sessionID && e.IssuerApplicationID == parent.applicationID &&
+			slices.Equal(wire.NormalizeScopes(e.Scopes), plan.scopes) {
+			return e, true, nil
+		}
+	}
+	return wire.Delegation{}, false, nil
+}
+
+// resolveParent picks the parent: WithParent, else the agent bound to ctx,
+// unless WithoutParent.
+func (c *Client) resolveParent(ctx context.Context, cfg spawnConfig) (*Agent, error) {
+	bound, _ := FromContext(ctx)
+	if cfg.noParent {
+		if cfg.parent != nil {
+			return nil, fmt.Errorf("%w: WithParent and WithoutParent contradict each other", ErrInvalidRequest)
+		}
+		return nil, nil
+	}
+	p := bound
+	if cfg.parent != nil {
+		if bound != nil && bound.sessionID != cfg.parent.sessionID {
+			return nil, fmt.Errorf("%w: WithParent names session %s but the context binds session %s; spawn from the parent's context or from one without a bound agent",
+				ErrInvalidRequest, cfg.parent.sessionID, bound.sessionID)
+		}
+		p = cfg.parent
+	}
+	if p == nil {
+		return nil, nil
+	}
+	if p.sessionID == "" {
+		return nil, fmt.Errorf("%w: the parent agent has no session id (an inbound context without Caracal baggage?); pass WithoutParent to start a root session", ErrInvalidRequest)
+	}
+	if p.zoneID != "" && p.zoneID != c.cfg.ZoneID || p.applicationID != "" && p.applicationID != c.cfg.ApplicationID {
+		return nil, fmt.Errorf("%w: the parent session %s belongs to application %s in zone %s, not to this client's %s in %s; pass WithoutParent to start a root session",
+			ErrInvalidRequest, p.sessionID, p.applicationID, p.zoneID, c.cfg.ApplicationID, c.cfg.ZoneID)
+	}
+	return p, nil
+}
+
+// retireOrphan retires a session this call started but cannot hand out,
+// detached from ctx's cancellation and bounded.
+func (c *Client) retireOrphan(ctx context.Context, id string, generation int64) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), retireBound)
+	defer cancel()
+	if err := c.coord.Retire(rctx, id, generation); err != nil {
+		c.log.WarnContext(ctx, "caracal: retiring a session that could not be handed out failed", "session", id, "error", err)
+	}
+}
+
+func ceilSeconds(d time.Duration) int {
+	return int((d + time.Second - 1) / time.Second)
+}
