@@ -3,6 +3,7 @@ package caracal
 // This file prints a Config, and a Client, without their secrets.
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -112,6 +113,40 @@ func (cfg Config) LogValue() slog.Value {
 		slog.Bool("allow_insecure_urls", cfg.AllowInsecureURLs),
 		slog.String("profile", cfg.Profile),
 	)
+}
+
+// MarshalJSON encodes cfg with its secrets shown as "[redacted]" when set,
+// under the same keys as LogValue, so that json.Marshal of a Config (in a
+// status page or a debug dump, say) cannot leak a credential. It is a view
+// for people, not a format to load a Config from.
+func (cfg Config) MarshalJSON() ([]byte, error) {
+	bindings := make([]string, len(cfg.Bindings))
+	for i, b := range cfg.Bindings {
+		bindings[i] = b.ResourceID + "=" + redactURL(b.UpstreamPrefix)
+	}
+	resources := cfg.Resources
+	if resources == nil {
+		resources = []string{}
+	}
+	return json.Marshal(struct {
+		ZoneID            string   `json:"zone_id"`
+		ApplicationID     string   `json:"application_id"`
+		ClientSecret      string   `json:"client_secret"`
+		BootstrapToken    string   `json:"bootstrap_token"`
+		STSURL            string   `json:"sts_url"`
+		CoordinatorURL    string   `json:"coordinator_url"`
+		GatewayURL        string   `json:"gateway_url"`
+		Resources         []string `json:"resources"`
+		Bindings          []string `json:"bindings"`
+		DefaultTTL        string   `json:"default_ttl"`
+		Production        bool     `json:"production"`
+		AllowInsecureURLs bool     `json:"allow_insecure_urls"`
+		Profile           string   `json:"profile"`
+	}{
+		cfg.ZoneID, cfg.ApplicationID, secretState(cfg.ClientSecret), secretState(cfg.BootstrapToken),
+		redactURL(cfg.STSURL), redactURL(cfg.CoordinatorURL), redactURL(cfg.GatewayURL),
+		resources, bindings, cfg.DefaultTTL.String(), cfg.Production, cfg.AllowInsecureURLs, cfg.Profile,
+	})
 }
 
 // Format prints a Client as its redacted configuration under every fmt

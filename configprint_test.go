@@ -2,6 +2,7 @@ package caracal
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -33,16 +34,22 @@ func TestConfigNeverShowsSecrets(t *testing.T) {
 			slog.New(slog.NewTextHandler(&text, nil)).Info("cfg", "config", cfg, "ptr", &cfg)
 			slog.New(slog.NewJSONHandler(&js, nil)).Info("cfg", "config", cfg)
 			outputs["slog text"], outputs["slog json"] = text.String(), js.String()
+			for name, v := range map[string]any{"json": cfg, "json pointer": &cfg, "json in a struct": struct{ C Config }{cfg}} {
+				b, err := json.Marshal(v)
+				require.NoError(t, err, name)
+				outputs[name] = string(b)
+			}
 			for name, out := range outputs {
 				assert.NotContains(t, out, testSecret, name)
 				assert.NotContains(t, out, "urlpass", name)
 			}
-			for _, name := range []string{"String", "%v", "%+v", "%#v", "slog text", "slog json"} {
+			for _, name := range []string{"String", "%v", "%+v", "%#v", "slog text", "slog json", "json", "json pointer"} {
 				assert.Contains(t, outputs[name], redacted, name)
 			}
 			assert.Contains(t, outputs["%v"], `ZoneID: "z"`)
 			assert.Contains(t, outputs["%#v"], `caracal.Config{ZoneID:"z"`)
 			assert.Contains(t, outputs["slog json"], `"zone_id":"z"`)
+			assert.Contains(t, outputs["json"], `"zone_id":"z"`)
 		})
 	}
 	// An unset secret shows as empty, not as "[redacted]".
