@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/caracal-go/caracal/internal/envelope"
 	"github.com/caracal-go/caracal/internal/lease"
 	"github.com/caracal-go/caracal/internal/wire"
 )
@@ -224,45 +223,6 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 	}
 	st.agent.service = true
 	return c.hand(ctx, c.newService(ctx, st.agent, cfg.service, gen, deadline, leaseLen, status))
-}
-
-// AttachService takes over a persisted service session by id (after a
-// restart, or from another process): it acquires the lease, which bumps the
-// generation and fences every older holder (their next heartbeat or retire
-// fails with ErrLeaseFenced). Only the service options HeartbeatInterval,
-// HeartbeatAuto and OnLeaseLost apply. A suspended session cannot be
-// attached (ErrSuspended): resume it first.
-//
-// The handle's agent carries no delegation edge: the Coordinator does not
-// return it; re-present it with AcceptDelegation if the service was
-// narrowed. ctx bounds the attach and the service's life, as for
-// SpawnService.
-func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...SpawnOption) (*Service, error) {
-	if c.isClosed() {
-		return nil, ErrClosed
-	}
-	if sessionID == "" {
-		return nil, fmt.Errorf("%w: AttachService needs the session id", ErrInvalidRequest)
-	}
-	cfg := newSpawnConfig(opts)
-	if cfg.service.err != nil {
-		return nil, cfg.service.err
-	}
-	if !serviceOnly(opts) {
-		return nil, fmt.Errorf("%w: AttachService accepts only HeartbeatInterval, HeartbeatAuto and OnLeaseLost", ErrInvalidRequest)
-	}
-	sent := time.Now()
-	lr, err := c.coord.Lease(ctx, sessionID)
-	if err != nil {
-		return nil, fmt.Errorf("caracal: attaching service %s: %w", sessionID, err)
-	}
-	deadline := leaseDeadline(lr.HeartbeatDeadlineAt, sent, 0)
-	gen := int64(lr.LeaseGeneration)
-	if gen < 1 || deadline.IsZero() {
-		return nil, fmt.Errorf("caracal: attaching service %s: the Coordinator's answer has no lease (generation %d, deadline %q)", sessionID, gen, lr.HeartbeatDeadlineAt)
-	}
-	agent := c.attachedAgent(ctx, sessionID)
-	return c.hand(ctx, c.newService(ctx, agent, cfg.service, gen, deadline, 0, lr.Status))
 }
 
 // hand registers s with the client and starts it. If the client closed or
@@ -491,25 +451,6 @@ func retirable(reason error) bool {
 		return false
 	}
 	return true
-}
-
-// attachedAgent is the identity of an attached service: a root of a new
-// trace, without a delegation edge (the Coordinator does not return it).
-func (c *Client) attachedAgent(ctx context.Context, sessionID string) *Agent {
-	a := &Agent{
-		zoneID:        c.cfg.ZoneID,
-		applicationID: c.cfg.ApplicationID,
-		sessionID:     sessionID,
-		own:           true,
-		service:       true,
-	}
-	if p, ok := FromContext(ctx); ok && envelope.ValidTraceID(p.traceID) {
-		a.traceID, a.traceFlags, a.traceState = p.traceID, p.traceFlags, p.traceState
-		a.baggage = p.baggage
-	} else {
-		a.traceID = envelope.NewTraceID()
-	}
-	return a
 }
 
 func deref(p *string) string {

@@ -222,7 +222,12 @@ func TestServiceSuspended(t *testing.T) {
 		assert.Equal(t, n, st.Count(caracaltest.RouteHeartbeat))
 
 		// After a resume the session can be attached again.
-		require.NoError(t, st.Resume(svc.ID()))
+		n, err = c.Resume(t.Context(), svc.ID())
+		require.NoError(t, err)
+		assert.Equal(t, 1, n)
+		resumes := requestsTo(st, caracaltest.RouteResume)
+		require.Len(t, resumes, 1)
+		assert.Empty(t, resumes[0].Body)
 		again, err := c.AttachService(t.Context(), svc.ID())
 		require.NoError(t, err)
 		assert.Equal(t, int64(2), again.Generation())

@@ -66,7 +66,7 @@ func (s *Service) renew(ctx context.Context) (Lease, error) {
 	s.mu.Unlock()
 
 	if l.Status == wire.StatusSuspended {
-		cause := fmt.Errorf("%w: service %s (the Coordinator reports it suspended; resume it, then AttachService)", ErrSuspended, s.id)
+		cause := fmt.Errorf("%w: service %s (the Coordinator reports it suspended; Client.Resume, then AttachService)", ErrSuspended, s.id)
 		s.lose(cause)
 		return l, cause
 	}
@@ -91,7 +91,7 @@ func (s *Service) failed(ctx context.Context, err error) (Lease, error) {
 	case lease.Gone:
 		cause = fmt.Errorf("caracal: service %s: the session is no longer live: %w", s.id, err)
 	case lease.Suspended:
-		cause = fmt.Errorf("caracal: service %s: the session is suspended; resume it, then AttachService: %w", s.id, err)
+		cause = fmt.Errorf("caracal: service %s: the session is suspended; Client.Resume, then AttachService: %w", s.id, err)
 	default:
 		s.mu.Lock()
 		s.lastErr = err

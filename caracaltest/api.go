@@ -101,6 +101,8 @@ const (
 	RouteHeartbeat = "POST /zones/{zone}/agents/{id}/heartbeat"
 	// RouteLease acquires (attaches to) a service session's lease.
 	RouteLease = "POST /zones/{zone}/agents/{id}/lease"
+	// RouteResume resumes a suspended session and its subtree.
+	RouteResume = "PATCH /zones/{zone}/agents/{id}/resume"
 	// RouteDelegate creates a delegation edge.
 	RouteDelegate = "POST /zones/{zone}/delegations"
 	// RouteRevoke revokes a delegation edge.

@@ -22,7 +22,6 @@ const (
 	routeInboundList = "GET /zones/{zone}/delegations/inbound/{sid}"
 	routeGetSession  = "GET /zones/{zone}/agents/{id}"
 	routeSuspend     = "PATCH /zones/{zone}/agents/{id}/suspend"
-	routeResume      = "PATCH /zones/{zone}/agents/{id}/resume"
 	routeHealth      = "GET /health"
 	routeReady       = "GET /ready"
 	routeCoordOther  = "/{unknown...}"
@@ -49,7 +48,7 @@ func (w *world) coordinatorRoutes() []route {
 		r(routeListSessions, w.listSessions),
 		r(routeListChildren, w.listChildren),
 		r(routeSuspend, w.suspendRoute),
-		r(routeResume, w.resumeRoute),
+		r(RouteResume, w.resumeRoute),
 		{service: "coordinator", pattern: routeHealth, handler: health},
 		{service: "coordinator", pattern: routeReady, handler: health},
 		r(routeCoordOther, w.unknownRoute),

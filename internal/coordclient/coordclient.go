@@ -232,6 +232,18 @@ func (c *Client) Lease(ctx context.Context, id string) (wire.LeaseResponse, erro
 	return r, out.err
 }
 
+// Resume resumes a suspended session and its suspended subtree, and
+// reports how many sessions it resumed. Service deadlines restart at now
+// plus the lease; the generation is unchanged. Not idempotent (a second call
+// answers 409 session_not_found_or_not_suspended), so one attempt, plus one
+// after a 401.
+func (c *Client) Resume(ctx context.Context, id string) (int, error) {
+	path := "/zones/" + c.zone + "/agents/" + url.PathEscape(id) + "/resume"
+	var r wire.ResumeResponse
+	out := c.do(ctx, http.MethodPatch, path, nil, nil, &r)
+	return r.Resumed, out.err
+}
+
 // Delegate creates a delegation edge. An empty idempotencyKey sends none and
 // makes one attempt (plus one after a 401); with a key, a transient failure
 // is retried DelegateRetries times with the same key.

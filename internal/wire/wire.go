@@ -363,6 +363,11 @@ type InboundList struct {
 	NextCursor *string      `json:"next_cursor"`
 }
 
+// ResumeResponse is the body of PATCH …/agents/{id}/resume.
+type ResumeResponse struct {
+	Resumed int `json:"resumed"`
+}
+
 // RevokeResponse is the body of PATCH …/delegations/{id}/revoke.
 type RevokeResponse struct {
 	RevokedEdges       int `json:"revoked_edges"`

@@ -1,0 +1,89 @@
+package caracal
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/caracal-go/caracal/internal/envelope"
+)
+
+// AttachService takes over a persisted service session by id (after a
+// restart, or from another process): it acquires the lease, which bumps the
+// generation and fences every older holder (their next heartbeat or retire
+// fails with ErrLeaseFenced). Only the service options HeartbeatInterval,
+// HeartbeatAuto and OnLeaseLost apply. A suspended session cannot be
+// attached (ErrSuspended): Client.Resume it first.
+//
+// The handle's agent carries no delegation edge: the Coordinator does not
+// return it; re-present it with AcceptDelegation if the service was
+// narrowed. ctx bounds the attach and the service's life, as for
+// SpawnService.
+func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...SpawnOption) (*Service, error) {
+	if c.isClosed() {
+		return nil, ErrClosed
+	}
+	if sessionID == "" {
+		return nil, fmt.Errorf("%w: AttachService needs the session id", ErrInvalidRequest)
+	}
+	cfg := newSpawnConfig(opts)
+	if cfg.service.err != nil {
+		return nil, cfg.service.err
+	}
+	if !serviceOnly(opts) {
+		return nil, fmt.Errorf("%w: AttachService accepts only HeartbeatInterval, HeartbeatAuto and OnLeaseLost", ErrInvalidRequest)
+	}
+	sent := time.Now()
+	lr, err := c.coord.Lease(ctx, sessionID)
+	if err != nil {
+		return nil, fmt.Errorf("caracal: attaching service %s: %w", sessionID, err)
+	}
+	deadline := leaseDeadline(lr.HeartbeatDeadlineAt, sent, 0)
+	gen := int64(lr.LeaseGeneration)
+	if gen < 1 || deadline.IsZero() {
+		return nil, fmt.Errorf("caracal: attaching service %s: the Coordinator's answer has no lease (generation %d, deadline %q)", sessionID, gen, lr.HeartbeatDeadlineAt)
+	}
+	agent := c.attachedAgent(ctx, sessionID)
+	return c.hand(ctx, c.newService(ctx, agent, cfg.service, gen, deadline, 0, lr.Status))
+}
+
+// Resume resumes a suspended session (a service whose lease was lost, or a
+// session an operator suspended) together with its suspended subtree, and
+// reports how many sessions it resumed. The session must belong to the
+// client's application. A service's deadline restarts at now plus the lease
+// and its generation does not change; take the lease back with
+// AttachService to run it again, since the handle that saw the suspension
+// has ended. Resuming a session that is not suspended fails with an *Error
+// that matches ErrConflict (code session_not_found_or_not_suspended).
+func (c *Client) Resume(ctx context.Context, sessionID string) (int, error) {
+	if c.isClosed() {
+		return 0, ErrClosed
+	}
+	if sessionID == "" {
+		return 0, fmt.Errorf("%w: Resume needs the session id", ErrInvalidRequest)
+	}
+	n, err := c.coord.Resume(ctx, sessionID)
+	if err != nil {
+		return 0, fmt.Errorf("caracal: resuming session %s: %w", sessionID, err)
+	}
+	return n, nil
+}
+
+// attachedAgent is the identity of an attached service: a root of a new
+// trace, without a delegation edge (the Coordinator does not return it).
+func (c *Client) attachedAgent(ctx context.Context, sessionID string) *Agent {
+	a := &Agent{
+		zoneID:        c.cfg.ZoneID,
+		applicationID: c.cfg.ApplicationID,
+		sessionID:     sessionID,
+		own:           true,
+		service:       true,
+	}
+	if p, ok := FromContext(ctx); ok && envelope.ValidTraceID(p.traceID) {
+		a.traceID, a.traceFlags, a.traceState = p.traceID, p.traceFlags, p.traceState
+		a.baggage = p.baggage
+	} else {
+		a.traceID = envelope.NewTraceID()
+	}
+	return a
+}

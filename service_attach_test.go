@@ -1,0 +1,93 @@
+package caracal_test
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+func TestResumeSubtreeThenAttach(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t)
+		svc, err := c.SpawnService(t.Context())
+		require.NoError(t, err)
+		task, err := c.Spawn(svc.Context())
+		require.NoError(t, err)
+		require.NoError(t, st.Suspend(svc.ID()))
+
+		_, err = svc.Heartbeat(t.Context())
+		require.ErrorIs(t, err, caracal.ErrSuspended)
+		assert.Contains(t, err.Error(), "Client.Resume, then AttachService")
+
+		time.Sleep(10 * time.Minute) // far past the lease: resume restarts the deadline
+		n, err := c.Resume(t.Context(), svc.ID())
+		require.NoError(t, err)
+		assert.Equal(t, 2, n, "the service and its task")
+		for _, id := range []string{svc.ID(), task.ID()} {
+			info, _ := st.SessionInfo(id)
+			assert.Equal(t, "active", info.Status, id)
+		}
+
+		again, err := c.AttachService(t.Context(), svc.ID())
+		require.NoError(t, err)
+		assert.Equal(t, int64(2), again.Generation())
+		_, err = again.Heartbeat(t.Context())
+		require.NoError(t, err)
+		require.NoError(t, again.Close(t.Context()))
+	})
+}
+
+func TestResumeErrors(t *testing.T) {
+	other := caracaltest.App{ID: "app-other", Secret: "other-secret"}
+	st := caracaltest.Start(t, caracaltest.InMemory(),
+		caracaltest.WithApplication(caracaltest.App{ID: "app-test"}), caracaltest.WithApplication(other),
+		caracaltest.WithResource(caracaltest.Resource{Identifier: "resource://notes", Scopes: []string{"notes:read"}}),
+		caracaltest.WithGrant("resource://notes", other.ID, map[string][]string{"reader": {"notes:read"}}))
+	c, err := st.NewClient()
+	require.NoError(t, err)
+	defer c.Close(context.Background())
+	cfg := st.Config()
+	cfg.ApplicationID, cfg.ClientSecret = other.ID, other.Secret
+	cfg.Resources, cfg.Bindings = []string{"resource://notes"}, nil
+	oc, err := caracal.NewFromConfig(cfg, st.ClientOptions()...)
+	require.NoError(t, err)
+	defer oc.Close(context.Background())
+
+	svc, err := c.SpawnService(t.Context())
+	require.NoError(t, err)
+	defer svc.Close(context.Background())
+
+	// Not suspended: a typed conflict, nothing changed.
+	_, err = c.Resume(t.Context(), svc.ID())
+	var apiErr *caracal.Error
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, 409, apiErr.StatusCode)
+	assert.Equal(t, "session_not_found_or_not_suspended", apiErr.Code)
+	assert.ErrorIs(t, err, caracal.ErrConflict)
+	assert.Contains(t, err.Error(), svc.ID())
+
+	// Another application's session.
+	require.NoError(t, st.Suspend(svc.ID()))
+	_, err = oc.Resume(t.Context(), svc.ID())
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, "application_ownership_required", apiErr.Code)
+	assert.ErrorIs(t, err, caracal.ErrAccessDenied)
+	info, _ := st.SessionInfo(svc.ID())
+	assert.Equal(t, "suspended", info.Status)
+
+	// Refused before any request.
+	before := st.Count(caracaltest.RouteResume)
+	_, err = c.Resume(t.Context(), "")
+	assert.ErrorIs(t, err, caracal.ErrInvalidRequest)
+	require.NoError(t, oc.Close(t.Context()))
+	_, err = oc.Resume(t.Context(), svc.ID())
+	assert.ErrorIs(t, err, caracal.ErrClosed)
+	assert.Equal(t, before, st.Count(caracaltest.RouteResume))
+}
