@@ -64,3 +64,42 @@ func ExampleClient_AttachService() {
 	// old holder fenced: true
 	// its context ended: true
 }
+
+func ExampleClient_Resume() {
+	st, c := exampleStack()
+	defer st.Close()
+	ctx := context.Background()
+	defer c.Close(ctx)
+
+	svc, err := c.SpawnService(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// An operator suspends the session (a lapsed lease does the same).
+	if err := st.Suspend(svc.ID()); err != nil {
+		log.Fatal(err)
+	}
+	_, err = svc.Heartbeat(ctx)
+	fmt.Println("suspended:", errors.Is(err, caracal.ErrSuspended))
+
+	// The handle has ended; resume the session, then take the lease back.
+	n, err := c.Resume(ctx, svc.ID())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("sessions resumed:", n)
+	again, err := c.AttachService(ctx, svc.ID())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer again.Close(ctx)
+	lease, err := again.Heartbeat(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("status:", lease.Status)
+	// Output:
+	// suspended: true
+	// sessions resumed: 1
+	// status: active
+}
