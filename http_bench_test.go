@@ -216,7 +216,16 @@ func BenchmarkMiddleware(b *testing.B) {
 			"Baggage":       {"caracal.agent_session=0198d0a2-7f55-7a2b-8c3d-4e5f60718293,caracal.delegation_edge=0198d0a3-9b00-7d11-8e22-334455667788,caracal.hop=1,tenant=acme"},
 		})
 	})
-	b.Run("verified", func(b *testing.B) {
+	// Every request behind the Gateway carries a token never seen before:
+	// with the cache off, each one pays the full verification.
+	b.Run("verified-new-token", func(b *testing.B) {
+		run(b, caracal.VerifyTokens(mwResource, caracal.VerifyCacheSize(0)), http.Header{
+			"Authorization": {"Bearer " + s.sign(b, resourceClaims())},
+			"Traceparent":   {tp},
+		})
+	})
+	// A token presented again (a session token, a retry) is remembered.
+	b.Run("verified-repeated-token", func(b *testing.B) {
 		run(b, caracal.VerifyTokens(mwResource), http.Header{
 			"Authorization": {"Bearer " + s.sign(b, resourceClaims())},
 			"Traceparent":   {tp},

@@ -89,6 +89,7 @@ type verifyConfig struct {
 	jwksURL  string
 	scopes   []string
 	session  bool
+	cache    int // 0: jwks.DefaultCacheSize; negative: off
 }
 
 // VerifyIssuer sets the STS issuer (its ISSUER_URL) tokens must carry in
@@ -117,6 +118,20 @@ func AcceptSessionTokens() VerifyOption {
 	return func(c *verifyConfig) { c.session = true }
 }
 
+// VerifyCacheSize sets how many verified tokens the middleware remembers
+// (default 1024), so that a token presented again (a session token sent
+// with every call, a retried request) costs a map lookup instead of a
+// signature check. A remembered token is still refused once it expires or
+// once its signing key leaves the zone's key set. n <= 0 turns the cache
+// off. Behind the Gateway every request carries a token of its own, so
+// there the cache rarely hits.
+func VerifyCacheSize(n int) VerifyOption {
+	if n <= 0 {
+		n = -1
+	}
+	return func(c *verifyConfig) { c.cache = n }
+}
+
 // VerifyTokens makes the middleware verify Caracal tokens issued for
 // resource (its identifier, e.g. "resource://tickets"): an ES256 signature by
 // a key of the zone's STS key set (fetched with the client's HTTP client,
@@ -124,7 +139,8 @@ func AcceptSessionTokens() VerifyOption {
 // the issuer, resource in the audience, the configured zone, use=resource,
 // expiry with 60 s leeway, the required Caracal claims and at most 10 hops.
 // Session, delegation and hop are then bound from the token's claims (behind
-// the Gateway the request carries no Caracal baggage).
+// the Gateway the request carries no Caracal baggage). Verified tokens are
+// remembered (see VerifyCacheSize).
 func VerifyTokens(resource string, opts ...VerifyOption) MiddlewareOption {
 	vc := &verifyConfig{resource: resource}
 	for _, o := range opts {
@@ -351,11 +367,12 @@ func (c *Client) builtinVerifier(vc *verifyConfig) (Verifier, error) {
 	}
 	keys := jwks.NewKeys(jwks.KeysConfig{URL: jwksURL, HTTPClient: c.http})
 	v, err := jwks.NewVerifier(keys, jwks.Expect{
-		Issuer:   issuer,
-		Audience: resource,
-		Zone:     c.cfg.ZoneID,
-		Uses:     uses,
-		Scopes:   vc.scopes,
+		Issuer:    issuer,
+		Audience:  resource,
+		Zone:      c.cfg.ZoneID,
+		Uses:      uses,
+		Scopes:    vc.scopes,
+		CacheSize: vc.cache,
 	})
 	if err != nil {
 		return nil, err

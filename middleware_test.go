@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -233,6 +234,40 @@ func TestMiddlewareRequireScopesAndSessionTokens(t *testing.T) {
 	cl["use"], cl["scope"] = "session", "agent:lifecycle tickets:write"
 	rec = serve(h, http.Header{"Authorization": {"Bearer " + s.sign(t, cl)}})
 	assert.Equal(t, http.StatusNoContent, rec.Code, rec.Body.String())
+}
+
+func TestMiddlewareRemembersTokensUntilTheyExpire(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newMWSigner(t, "kid-1")
+		var fetches atomic.Int32
+		c := mwClient(t, jwksClient(s, &fetches))
+		cl := resourceClaims()
+		cl["use"], cl["scope"] = "session", "agent:lifecycle tickets:read"
+		hdr := http.Header{"Authorization": {"Bearer " + s.sign(t, cl)}}
+		for _, opt := range []caracal.VerifyOption{caracal.VerifyCacheSize(16), caracal.VerifyCacheSize(0)} {
+			mw, err := c.Middleware(caracal.VerifyTokens(mwResource, caracal.AcceptSessionTokens(), opt))
+			require.NoError(t, err)
+			var got seen
+			h := mw(got.handler())
+			for range 3 {
+				rec := serve(h, hdr)
+				require.Equal(t, http.StatusNoContent, rec.Code, rec.Body.String())
+				assert.Equal(t, "sess-child", got.agent.Load().SessionID())
+			}
+		}
+		mw, err := c.Middleware(caracal.VerifyTokens(mwResource, caracal.AcceptSessionTokens()))
+		require.NoError(t, err)
+		var got seen
+		h := mw(got.handler())
+		require.Equal(t, http.StatusNoContent, serve(h, hdr).Code)
+		time.Sleep(15*time.Minute + 60*time.Second) // exp + 60 s leeway: still accepted
+		require.Equal(t, http.StatusNoContent, serve(h, hdr).Code)
+		time.Sleep(time.Second)
+		rec := serve(h, hdr)
+		assert.Equal(t, http.StatusUnauthorized, rec.Code)
+		assert.Contains(t, rec.Body.String(), "token expired")
+		assert.Equal(t, int32(2), got.calls.Load(), "the expired token never reached the handler")
+	})
 }
 
 type stubVerifier struct {

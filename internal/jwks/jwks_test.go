@@ -441,16 +441,23 @@ func TestKeysFetchCap(t *testing.T) {
 }
 
 func BenchmarkVerifyWarm(b *testing.B) {
-	f := newFixture(b, Expect{})
-	tok := f.s.sign(b, validClaims(f.clock.Now()))
-	ctx := context.Background()
-	_, err := f.v.Verify(ctx, tok)
-	require.NoError(b, err)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := f.v.Verify(ctx, tok); err != nil {
-			b.Fatal(err)
-		}
+	for _, bc := range []struct {
+		name  string
+		cache int
+	}{{"new-token", -1}, {"repeated-token", 0}} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := newFixture(b, Expect{CacheSize: bc.cache})
+			tok := f.s.sign(b, validClaims(f.clock.Now()))
+			ctx := context.Background()
+			_, err := f.v.Verify(ctx, tok)
+			require.NoError(b, err)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := f.v.Verify(ctx, tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

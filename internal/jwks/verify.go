@@ -132,12 +132,17 @@ type Expect struct {
 	Scopes []string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// CacheSize is how many verified tokens are remembered, so that the
+	// same token presented again skips the signature check: 0 means
+	// DefaultCacheSize, a negative value turns the cache off.
+	CacheSize int
 }
 
 // Verifier checks Caracal tokens for one resource. Safe for concurrent use.
 type Verifier struct {
-	keys *Keys
-	exp  Expect
+	keys  *Keys
+	exp   Expect
+	cache *tokenCache // nil when off
 }
 
 // NewVerifier returns a verifier over keys.
@@ -163,7 +168,11 @@ func NewVerifier(keys *Keys, exp Expect) (*Verifier, error) {
 	if exp.Now == nil {
 		exp.Now = time.Now
 	}
-	return &Verifier{keys: keys, exp: exp}, nil
+	size := exp.CacheSize
+	if size == 0 {
+		size = DefaultCacheSize
+	}
+	return &Verifier{keys: keys, exp: exp, cache: newTokenCache(size)}, nil
 }
 
 // header is the JOSE header; only alg and kid matter.
@@ -175,6 +184,12 @@ type header struct {
 var b64 = base64.RawURLEncoding.Strict()
 
 // Verify checks the signature and the claims of token and returns them.
+// The claims may be shared with the verifier's cache: treat them as
+// read-only.
+//
+// A token verified before is answered from the cache when the key that
+// signed it is still the zone's key under its key id; its claims are checked
+// again, since the clock has moved.
 //
 // The compact form is split and decoded here, with the algorithm pinned to
 // ES256 before any key is looked up; the signature itself is checked by
@@ -183,6 +198,13 @@ var b64 = base64.RawURLEncoding.Strict()
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if len(token) > MaxTokenBytes {
 		return nil, fail(CodeInvalidToken, "bearer token too large", nil)
+	}
+	if v.cache != nil {
+		if e, ok := v.cache.get(token); ok {
+			if claims, hit, err := v.fromCache(ctx, token, e); hit {
+				return claims, err
+			}
+		}
 	}
 	dot1 := strings.IndexByte(token, '.')
 	dot2 := strings.LastIndexByte(token, '.')
@@ -231,15 +253,35 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if err := json.Unmarshal(buf[:n], claims); err != nil {
 		return nil, fail(CodeInvalidToken, "malformed token", err)
 	}
-	if err := v.check(claims); err != nil {
+	now := v.exp.Now()
+	if err := v.check(claims, now); err != nil {
 		return nil, err
+	}
+	if v.cache != nil {
+		v.cache.put(token, verified{claims: claims, kid: h.Kid, key: key, until: claims.Expiry().Add(Leeway)}, now)
 	}
 	return claims, nil
 }
 
+// fromCache answers a token found in the cache. hit is false when the key
+// that signed it is no longer the zone's key under its key id (rotated, or
+// the key set cannot be read): the caller then verifies it from scratch,
+// which reports why it fails.
+func (v *Verifier) fromCache(ctx context.Context, token string, e verified) (_ *Claims, hit bool, _ error) {
+	key, err := v.keys.Key(ctx, e.kid)
+	if err != nil || !key.Equal(e.key) {
+		v.cache.drop(token)
+		return nil, false, nil
+	}
+	if err := v.check(e.claims, v.exp.Now()); err != nil {
+		v.cache.drop(token)
+		return nil, true, err
+	}
+	return e.claims, true, nil
+}
+
 // check applies the Caracal claim rules jwt/v5 does not know.
-func (v *Verifier) check(c *Claims) error {
-	now := v.exp.Now()
+func (v *Verifier) check(c *Claims, now time.Time) error {
 	if c.ExpiresAt == nil || c.IssuedAt == nil || c.ID == "" || c.Subject == "" || c.SID == "" || c.RootSID == "" ||
 		c.ClientID == "" || c.Use == "" || c.SubType == "" || c.ZoneID == "" {
 		return fail(CodeInvalidToken, "required claim missing", nil)
