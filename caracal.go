@@ -93,6 +93,9 @@ func NewFromConfig(cfg Config, opts ...Option) (*Client, error) {
 	if o.configFile != "" || o.strict {
 		return nil, errors.New("caracal: NewFromConfig reads no profile, so WithConfigFile and WithStrictConfig have no effect there; load the profile with New (or LoadConfig) instead")
 	}
+	// The client keeps its own slices: options append to them, and the
+	// caller may reuse cfg's afterwards.
+	cfg = cfg.clone()
 	for _, set := range o.overrides {
 		set(&cfg)
 	}

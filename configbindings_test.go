@@ -182,3 +182,21 @@ resource = "resource://shared"
 	assert.Equal(t, []string{"resource://p", "resource://shared", "resource://e", "resource://o", "resource://o2"}, cfg.Resources)
 	assert.Equal(t, []string{"resource://p", "resource://shared", "resource://e", "resource://o", "resource://o2", "resource://b"}, cfg.audience())
 }
+
+func TestNewFromConfigKeepsItsOwnSlices(t *testing.T) {
+	resources := make([]string, 1, 4)
+	resources[0] = "resource://a"
+	bindings := []ResourceBinding{{"resource://b", "http://b"}}
+	cfg := Config{ZoneID: "z", ApplicationID: "a", ClientSecret: testSecret, STSURL: "https://s",
+		CoordinatorURL: "https://c", GatewayURL: "https://g", Resources: resources, Bindings: bindings}
+	c, err := NewFromConfig(cfg, WithResources("resource://extra"))
+	require.NoError(t, err)
+	assert.Equal(t, "", resources[:2][1], "WithResources wrote into the caller's slice")
+
+	// The caller reusing its slices does not change the client.
+	resources[0] = "resource://changed"
+	bindings[0].UpstreamPrefix = "http://changed"
+	got := c.Config()
+	assert.Equal(t, []string{"resource://a", "resource://extra"}, got.Resources)
+	assert.Equal(t, []ResourceBinding{{"resource://b", "http://b"}}, got.Bindings)
+}
