@@ -275,7 +275,7 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 				writeAuthError(w, http.StatusForbidden, jwks.CodeHopCountExceeded, "delegation hop count exceeds the maximum")
 				return
 			}
-			if m.keysDown.Load() {
+			if m.keysDown.Load() && !m.keysFailing() {
 				m.keysDown.Store(false) // the keys are back; log the next outage
 			}
 			a.zoneID, a.applicationID = cl.ZoneID, cl.ApplicationID
@@ -305,6 +305,14 @@ func (m *middleware) keysFailed(err error) {
 	if errors.Is(err, jwks.ErrKeysUnavailable) && m.keysDown.CompareAndSwap(false, true) {
 		m.c.log.Warn("caracal: Middleware cannot fetch the STS signing keys, so every bearer is refused; check the STS URL (or VerifyJWKSURL) and that the STS is reachable", "error", err)
 	}
+}
+
+// keysFailing reports whether the built-in verifier's last fetch of the
+// signing keys failed. A token verified with an aged key does not end the
+// outage: only a successful fetch does.
+func (m *middleware) keysFailing() bool {
+	tv, ok := m.verifier.(tokenVerifier)
+	return ok && tv.keys.Failing()
 }
 
 // warn logs each kind of envelope problem the first time it is seen.
@@ -377,7 +385,7 @@ func (c *Client) builtinVerifier(vc *verifyConfig) (Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return tokenVerifier{v}, nil
+	return tokenVerifier{v, keys}, nil
 }
 
 func loopback(host string) bool {
@@ -389,7 +397,10 @@ func loopback(host string) bool {
 }
 
 // tokenVerifier adapts jwks.Verifier to Verifier.
-type tokenVerifier struct{ v *jwks.Verifier }
+type tokenVerifier struct {
+	v    *jwks.Verifier
+	keys *jwks.Keys
+}
 
 // Verify implements Verifier.
 func (t tokenVerifier) Verify(ctx context.Context, token string) (Claims, error) {

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caracal-go/caracal/internal/wire"
@@ -79,6 +80,9 @@ type Keys struct {
 	fetchMu sync.Mutex
 	lastTry time.Time
 	lastErr error // outcome of the fetch at lastTry
+
+	// failing mirrors lastErr != nil for readers that do not hold fetchMu.
+	failing atomic.Bool
 }
 
 // NewKeys returns an empty cache; the first lookup fetches.
@@ -132,6 +136,11 @@ func (k *Keys) Key(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
 	return k.slow(ctx, kid)
 }
 
+// Failing reports whether the last attempt to fetch the key set failed: an
+// outage of the key source lasts until a fetch succeeds again, even while
+// aged keys still verify tokens.
+func (k *Keys) Failing() bool { return k.failing.Load() }
+
 // lookup reads kid and the time of the last successful fetch.
 func (k *Keys) lookup(kid string) (*ecdsa.PublicKey, bool, time.Time) {
 	k.mu.RLock()
@@ -166,6 +175,7 @@ func (k *Keys) slow(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
 		err = fmt.Errorf("%w from %s: %w", ErrKeysUnavailable, k.url, err)
 	}
 	k.lastErr = err
+	k.failing.Store(err != nil)
 	key, ok, fetched = k.lookup(kid)
 	switch {
 	case ok && (err == nil || k.now().Sub(fetched) < k.maxAge+staleGrace):
