@@ -21,8 +21,10 @@ const maxTextBody = 512
 // ("sts", "coordinator", "gateway") to method path, and returns the decoded
 // body too (zero when it is not JSON). body is what the caller read (already
 // size-capped). The request id comes from the body (requestId or
-// request_id), else the X-Request-Id response header.
-func FromResponse(service, method, path string, resp *http.Response, body []byte) (*Error, wire.ErrorBody) {
+// request_id), else the X-Request-Id response header. The secrets of the
+// request are redacted from the text the server supplied (see Redact),
+// before a long text body is cut, so that no piece of one remains.
+func FromResponse(service, method, path string, resp *http.Response, body []byte, secrets ...string) (*Error, wire.ErrorBody) {
 	e := &Error{Service: service, Method: method, Path: path, StatusCode: resp.StatusCode}
 	var eb wire.ErrorBody
 	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
@@ -31,8 +33,9 @@ func FromResponse(service, method, path string, resp *http.Response, body []byte
 		e.RequestID = eb.ID()
 	} else {
 		eb = wire.ErrorBody{}
-		e.Description = printable(body, maxTextBody)
+		e.Description = printable([]byte(redact(string(body), secrets)), maxTextBody)
 	}
+	e.Redact(secrets...)
 	if e.RequestID == "" {
 		e.RequestID = resp.Header.Get(wire.HeaderRequestID)
 	}
@@ -46,16 +49,22 @@ func FromResponse(service, method, path string, resp *http.Response, body []byte
 // text the server supplied, in case the server or a proxy in front of it
 // echoed the request.
 func (e *Error) Redact(secrets ...string) {
+	e.Code = redact(e.Code, secrets)
+	e.Description = redact(e.Description, secrets)
+	e.RequestID = redact(e.RequestID, secrets)
+}
+
+// redact replaces each non-empty secret in text, as is and form-encoded.
+func redact(text string, secrets []string) string {
 	for _, s := range secrets {
 		if s == "" {
 			continue
 		}
 		for _, v := range [...]string{s, url.QueryEscape(s)} {
-			e.Code = strings.ReplaceAll(e.Code, v, "[redacted]")
-			e.Description = strings.ReplaceAll(e.Description, v, "[redacted]")
-			e.RequestID = strings.ReplaceAll(e.RequestID, v, "[redacted]")
+			text = strings.ReplaceAll(text, v, "[redacted]")
 		}
 	}
+	return text
 }
 
 // printable reduces a text body to one line of at most n printable bytes.

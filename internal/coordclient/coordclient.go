@@ -426,8 +426,7 @@ func (c *Client) send(ctx context.Context, tok stsclient.Token, method, path str
 		return netFailure(ctx, callCtx, method, path, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e, _ := apierr.FromResponse("coordinator", method, path, resp, raw)
-		e.Redact(tok.Value)
+		e, _ := apierr.FromResponse("coordinator", method, path, resp, raw, tok.Value)
 		return outcome{
 			header:    resp.Header,
 			err:       e,

@@ -276,8 +276,7 @@ func (c *Client) post(ctx context.Context, tr wire.TokenRequest, mint *MintReque
 		return Token{}, 0, apierr.Transport(ctx, call, Timeout, "sts", http.MethodPost, tokenPath, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		e, eb := apierr.FromResponse("sts", http.MethodPost, tokenPath, resp, body)
-		e.Redact(c.cfg.ClientSecret)
+		e, eb := apierr.FromResponse("sts", http.MethodPost, tokenPath, resp, body, c.cfg.ClientSecret)
 		if mint != nil && eb.Error == "interaction_required" {
 			return Token{}, 0, apierr.Approval(e, eb, mint.Resource, mint.Scopes)
 		}

@@ -366,6 +366,20 @@ func TestEchoedSecretIsRedacted(t *testing.T) {
 	assert.NotContains(t, fmt.Sprintf("%v %+v %#v", err, err, e), secret)
 }
 
+func TestEchoedSecretIsRedactedWhenTheTextIsCut(t *testing.T) {
+	// A long error page is cut to a few hundred bytes for the error; the
+	// cut may fall inside the echoed secret, and no piece of it may remain.
+	for pad := 430; pad < 470; pad++ {
+		sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
+			w.WriteHeader(502)
+			_, _ = io.WriteString(w, strings.Repeat("x", pad)+" "+r.PostForm.Encode())
+		}}
+		_, err := newClient(t, sts).Lifecycle(t.Context())
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), secret[:4], "padding %d", pad)
+	}
+}
+
 func TestInvalidSuccessBodies(t *testing.T) {
 	for name, tc := range map[string]struct{ ct, body string }{
 		"no token":          {"application/json", `{"token_type":"Bearer","expires_in":900}`},
