@@ -163,7 +163,7 @@ func recordHandler(rc *recorder, clock Clock, service string, h http.Handler) ht
 			Service: service,
 			Method:  r.Method,
 			Path:    r.URL.Path,
-			Query:   r.URL.Query(),
+			Query:   redactQuery(r.URL.Query()),
 			Header:  redactHeader(r.Header),
 			At:      at,
 		}
@@ -236,32 +236,63 @@ var tokenFields = map[string]bool{"subject_token": true, "actor_token": true, "c
 // secrets replaced. The body keeps its field order and encoding.
 func redactForm(body []byte) (url.Values, []byte) {
 	form := url.Values{}
-	var out []string
-	for _, pair := range strings.Split(string(body), "&") {
-		if pair == "" {
-			out = append(out, pair)
-			continue
+	var out strings.Builder
+	// ";" separates fields too here: the STS refuses such a body, but the
+	// fields after a ";" may still hold a secret.
+	for rest := string(body); ; {
+		pair, sep := rest, ""
+		if i := strings.IndexAny(rest, "&;"); i >= 0 {
+			pair, sep, rest = rest[:i], rest[i:i+1], rest[i+1:]
 		}
-		rawKey, rawVal, _ := strings.Cut(pair, "=")
-		key, err1 := url.QueryUnescape(rawKey)
-		val, err2 := url.QueryUnescape(rawVal)
-		if err1 != nil || err2 != nil {
-			// Unparseable: keep the key, never the value.
-			out = append(out, rawKey+"="+url.QueryEscape(redacted))
-			continue
+		out.WriteString(redactPair(form, pair))
+		if sep == "" {
+			break
 		}
-		switch {
-		case secretFields[key]:
-			val = redacted
-			pair = rawKey + "=" + url.QueryEscape(val)
-		case tokenFields[key]:
-			val = tokenSummary(val)
-			pair = rawKey + "=" + url.QueryEscape(val)
-		}
-		form.Add(key, val)
-		out = append(out, pair)
+		out.WriteString(sep)
 	}
-	return form, []byte(strings.Join(out, "&"))
+	return form, []byte(out.String())
+}
+
+// redactPair adds one key=value field to form, secrets replaced, and
+// returns the field as it goes into the recorded body.
+func redactPair(form url.Values, pair string) string {
+	if pair == "" {
+		return pair
+	}
+	rawKey, rawVal, _ := strings.Cut(pair, "=")
+	key, err1 := url.QueryUnescape(rawKey)
+	val, err2 := url.QueryUnescape(rawVal)
+	if err1 != nil || err2 != nil {
+		// Unparseable: keep the key, never the value.
+		return rawKey + "=" + url.QueryEscape(redacted)
+	}
+	switch {
+	case secretFields[key]:
+		val = redacted
+		pair = rawKey + "=" + url.QueryEscape(val)
+	case tokenFields[key]:
+		val = tokenSummary(val)
+		pair = rawKey + "=" + url.QueryEscape(val)
+	}
+	form.Add(key, val)
+	return pair
+}
+
+// redactQuery returns q with the secrets and tokens of form fields
+// replaced: a client may send them in the query string, which the STS
+// refuses without reading.
+func redactQuery(q url.Values) url.Values {
+	for k, vals := range q {
+		for i, v := range vals {
+			switch {
+			case secretFields[k]:
+				vals[i] = redacted
+			case tokenFields[k]:
+				vals[i] = tokenSummary(v)
+			}
+		}
+	}
+	return q
 }
 
 // redactHeader clones h with credentials replaced by a summary.
