@@ -2,6 +2,7 @@ package caracal
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -162,7 +163,9 @@ type Service struct {
 // lives as long as the service should (for example the one from
 // signal.NotifyContext), not a request's. A service started from another
 // service's Context is that service's child and ends with it, as the
-// Coordinator ends a session's subtree.
+// Coordinator ends a session's subtree: retired when the parent closes, and
+// ended with the parent's reason, but not retired, when the parent's lease is
+// lost (a suspended subtree resumes as a whole).
 //
 // Parent: a service is never the child of a task session (the Coordinator
 // refuses it, and a task's end would terminate the service with it). With no
@@ -370,11 +373,24 @@ func (s *Service) Close(ctx context.Context) error {
 	return waitClosed(ctx, s.closed, &s.closeErr, "service "+s.id)
 }
 
-// shutdown is the start context's cancellation: close as Close would.
+// shutdown is the start context's cancellation: close as Close would. When
+// the start context is a parent service's that lost its lease, the
+// Coordinator suspends or ends this session with its parent's subtree, and a
+// resume of the parent brings it back: the handle then ends with the
+// parent's reason but is not retired, as after a loss of its own.
 func (s *Service) shutdown(detached context.Context, cause error) {
+	if leaseLoss(cause) {
+		s.end(cause)
+		return
+	}
 	if s.claimClose() {
 		s.closeSequence(detached, cause)
 	}
+}
+
+// leaseLoss reports whether err is why a service lost its lease.
+func leaseLoss(err error) bool {
+	return lease.Classify(err) != lease.Transient || errors.Is(err, ErrSuspended) || errors.Is(err, ErrLeaseExpired)
 }
 
 // claimClose reports whether the caller is the one to run the close

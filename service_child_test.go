@@ -1,0 +1,74 @@
+package caracal_test
+
+import (
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+// A child service started from its parent's Context ends when the parent's
+// lease is lost, but the Coordinator only suspends a suspended parent's
+// subtree: the child is not retired, so that a resume brings the whole
+// subtree back.
+func TestChildServiceSurvivesParentSuspension(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t)
+		var lost atomic.Int32
+		parent, err := c.SpawnService(t.Context(), caracal.HeartbeatInterval(10*time.Second))
+		require.NoError(t, err)
+		child, err := c.SpawnService(parent.Context(), caracal.HeartbeatInterval(20*time.Second),
+			caracal.OnLeaseLost(func(error) { lost.Add(1) }))
+		require.NoError(t, err)
+		require.NoError(t, st.Suspend(parent.ID()))
+
+		<-parent.Done()
+		<-child.Done()
+		synctest.Wait()
+		require.ErrorIs(t, parent.Err(), caracal.ErrSuspended)
+		assert.ErrorIs(t, child.Err(), caracal.ErrSuspended)
+		assert.Zero(t, lost.Load(), "the child's context was cancelled; its own lease was not lost")
+		assert.Zero(t, st.Count(caracaltest.RouteRetire), "a suspension retires nothing")
+		info, _ := st.SessionInfo(child.ID())
+		assert.Equal(t, "suspended", info.Status)
+
+		n, err := c.Resume(t.Context(), parent.ID())
+		require.NoError(t, err)
+		assert.Equal(t, 2, n, "the parent and its child")
+		again, err := c.AttachService(t.Context(), child.ID())
+		require.NoError(t, err)
+
+		// The old child handle no longer owns the session; the new one
+		// retires it.
+		require.NoError(t, child.Close(t.Context()))
+		info, _ = st.SessionInfo(child.ID())
+		assert.Equal(t, "active", info.Status)
+		require.NoError(t, again.Close(t.Context()))
+		info, _ = st.SessionInfo(child.ID())
+		assert.Equal(t, "terminated", info.Status)
+	})
+}
+
+// Closing the parent still retires a child started from its Context.
+func TestChildServiceClosedWithParent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t)
+		parent, err := c.SpawnService(t.Context(), caracal.HeartbeatAuto())
+		require.NoError(t, err)
+		child, err := c.SpawnService(parent.Context(), caracal.HeartbeatAuto())
+		require.NoError(t, err)
+		require.NoError(t, parent.Close(t.Context()))
+		<-child.Done()
+		synctest.Wait()
+		assert.ErrorIs(t, child.Err(), caracal.ErrSessionClosed)
+		require.NoError(t, child.Close(t.Context()))
+		info, _ := st.SessionInfo(child.ID())
+		assert.Equal(t, "terminated", info.Status)
+	})
+}
