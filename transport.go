@@ -231,7 +231,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !ok {
 			return t.base.RoundTrip(req)
 		}
-		out := req.Clone(req.Context())
+		out := cloneRequest(req)
 		envelope.Inject(out.Header, agentEnvelope(a), true)
 		return t.base.RoundTrip(out)
 	}
@@ -272,7 +272,7 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 
 	// Clone copies the header map and the URL; the body is shared, so the
 	// base transport closes it, and the caller's GetBody keeps working.
-	out := req.Clone(ctx)
+	out := cloneRequest(req)
 	if d.target != nil {
 		out.URL = d.target
 	}
@@ -290,6 +290,17 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 		resp.Request = req
 	}
 	return resp, err
+}
+
+// cloneRequest copies req for the transport to change. A request may come
+// without a header map (http.Client adds one; a direct RoundTrip call need
+// not), and the copy needs one for the headers the transport sets.
+func cloneRequest(req *http.Request) *http.Request {
+	out := req.Clone(req.Context())
+	if out.Header == nil {
+		out.Header = make(http.Header)
+	}
+	return out
 }
 
 // unreplayable keeps the base transport from re-sending out by itself.

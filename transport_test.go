@@ -242,6 +242,33 @@ func TestGovernedBodiesIntact(t *testing.T) {
 	}
 }
 
+// A RoundTripper may be handed a request without a header map (the
+// standard transport answers it with an error); a governed one, or one the
+// transport adds the envelope to, is sent with the headers it needs, and the
+// caller's request keeps its nil map.
+func TestTransportRequestWithoutHeaderMap(t *testing.T) {
+	g := startGoverned(t)
+	var offBinding atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { offBinding.Add(1) }))
+	defer other.Close()
+	for _, p := range []caracal.Propagation{caracal.PropagateGatewayOnly, caracal.PropagateAlways} {
+		tr := g.c.Transport(nil, caracal.WithScopes("tickets:read"), caracal.WithPropagation(p))
+		for _, target := range []string{g.url(tickets, "/tickets/8"), other.URL + "/x"} {
+			req, err := http.NewRequestWithContext(g.reader.Context(), http.MethodGet, target, nil)
+			require.NoError(t, err)
+			req.Header = nil
+			var resp *http.Response
+			require.NotPanics(t, func() { resp, err = tr.RoundTrip(req) })
+			if err == nil {
+				_ = resp.Body.Close()
+			}
+			assert.Nil(t, req.Header, "the caller's request is unchanged")
+		}
+	}
+	assert.Equal(t, int32(2), g.upstream.Load(), "the governed requests reached the upstream")
+	assert.Equal(t, int32(1), offBinding.Load(), "with the envelope added, the off-binding request is sent")
+}
+
 func TestGovernedParallel(t *testing.T) {
 	g := startGoverned(t)
 	tr := g.c.Transport(nil, caracal.WithScopes("tickets:read"))
