@@ -212,7 +212,11 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 		sent = time.Now()
 		lr, lerr := c.coord.Lease(ctx, ses.AgentSessionID)
 		if lerr != nil {
-			c.retireOrphan(ctx, ses.AgentSessionID, gen)
+			// A suspended session (its holder's lease ran out) is left for
+			// a resume; one that is gone has nothing left to retire.
+			if lease.Classify(lerr) == lease.Transient {
+				c.retireOrphan(ctx, ses.AgentSessionID, gen)
+			}
 			return nil, fmt.Errorf("caracal: service %s: acquiring the lease after a replayed start: %w", ses.AgentSessionID, lerr)
 		}
 		gen = int64(lr.LeaseGeneration)
