@@ -16,11 +16,13 @@ import (
 // for concurrent use; nothing in it changes after New except the token cache
 // and the set of open sessions, both behind locks.
 type Client struct {
-	cfg   Config
-	http  *http.Client
-	log   *slog.Logger
-	sts   *stsclient.Client
-	coord *coordclient.Client
+	cfg  Config
+	http *http.Client
+	// control is http without redirects, for the Caracal services.
+	control *http.Client
+	log     *slog.Logger
+	sts     *stsclient.Client
+	coord   *coordclient.Client
 
 	// done is closed by Close; background work owned by the client (service
 	// leases, mandate prefetch) stops on it.
@@ -56,7 +58,9 @@ type options struct {
 
 // WithHTTPClient sets the HTTP client used for the STS and the Coordinator.
 // Its Timeout, if zero, is left alone: every control-plane call gets its own
-// deadline from the SDK.
+// deadline from the SDK. Its CheckRedirect is not used for those calls: a
+// redirect from a Caracal service is returned as an error, never followed,
+// so that no credential goes to an address that was not configured.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(o *options) { o.httpClient = hc }
 }
@@ -124,6 +128,13 @@ func newClient(cfg Config, o *options) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Caracal services never redirect. Following one would send the client
+	// secret (in the token form, which net/http re-sends on a 307 or 308)
+	// or a bearer to an address nobody configured, so the STS, Coordinator
+	// and JWKS calls go through a copy of hc that returns the redirect as
+	// the answer, an error that names it.
+	control := *hc
+	control.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	sts := stsclient.New(stsclient.Config{
 		BaseURL:        cfg.STSURL,
 		ZoneID:         cfg.ZoneID,
@@ -131,18 +142,19 @@ func newClient(cfg Config, o *options) (*Client, error) {
 		ClientSecret:   cfg.ClientSecret,
 		BootstrapToken: cfg.BootstrapToken,
 		Resources:      cfg.audience(),
-		HTTPClient:     hc,
+		HTTPClient:     &control,
 		Logger:         log,
 	})
 	c := &Client{
-		cfg:  cfg,
-		http: hc,
-		log:  log,
-		sts:  sts,
+		cfg:     cfg,
+		http:    hc,
+		control: &control,
+		log:     log,
+		sts:     sts,
 		coord: coordclient.New(coordclient.Config{
 			BaseURL:    cfg.CoordinatorURL,
 			ZoneID:     cfg.ZoneID,
-			HTTPClient: hc,
+			HTTPClient: &control,
 			Tokens:     sts,
 			Logger:     log,
 		}),

@@ -373,7 +373,7 @@ func (c *Client) builtinVerifier(vc *verifyConfig) (Verifier, error) {
 	if vc.session {
 		uses = append(uses, wire.UseSession)
 	}
-	keys := jwks.NewKeys(jwks.KeysConfig{URL: jwksURL, HTTPClient: c.http})
+	keys := jwks.NewKeys(jwks.KeysConfig{URL: jwksURL, HTTPClient: c.control})
 	v, err := jwks.NewVerifier(keys, jwks.Expect{
 		Issuer:    issuer,
 		Audience:  resource,

@@ -2,6 +2,7 @@ package caracal_test
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -296,4 +297,58 @@ func TestBootstrapTokenMode(t *testing.T) {
 	require.NoError(t, static.Close(t.Context()))
 	info, _ := st.SessionInfo(root.ID())
 	assert.Equal(t, "terminated", info.Status)
+}
+
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	st := caracaltest.Start(t)
+	var elsewhere atomic.Int32
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+	}))
+	defer evil.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, evil.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+
+	for _, svc := range []string{"sts", "coordinator"} {
+		t.Run(svc, func(t *testing.T) {
+			cfg := st.Config()
+			if svc == "sts" {
+				cfg.STSURL = redirector.URL
+			} else {
+				cfg.CoordinatorURL = redirector.URL
+			}
+			c, err := caracal.NewFromConfig(cfg)
+			require.NoError(t, err)
+			defer c.Close(context.Background())
+
+			_, err = c.Spawn(t.Context())
+			var apiErr *caracal.Error
+			require.ErrorAs(t, err, &apiErr)
+			assert.Equal(t, http.StatusTemporaryRedirect, apiErr.StatusCode)
+			assert.Equal(t, svc, apiErr.Service)
+			assert.Contains(t, err.Error(), "redirected the request to "+evil.URL)
+			assert.Contains(t, err.Error(), "check the configured URL")
+			assert.NotContains(t, err.Error(), cfg.ClientSecret)
+			assert.Zero(t, elsewhere.Load(), "nothing reached the redirect target")
+		})
+	}
+
+	t.Run("jwks", func(t *testing.T) {
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		defer c.Close(context.Background())
+		mw, err := c.Middleware(caracal.VerifyTokens("resource://tickets", caracal.VerifyJWKSURL(redirector.URL+"/jwks")))
+		require.NoError(t, err)
+		h := mw(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("the handler ran") }))
+		enc := base64.RawURLEncoding.EncodeToString
+		token := enc([]byte(`{"alg":"ES256","kid":"k"}`)) + "." + enc([]byte(`{"iss":"`+strings.Repeat("x", 100)+`"}`)) + "." + enc(make([]byte, 64))
+		req := httptest.NewRequest(http.MethodGet, "/tickets/1", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		assert.Equal(t, http.StatusUnauthorized, rec.Code)
+		assert.Zero(t, elsewhere.Load(), "the key set was not fetched from the redirect target")
+	})
 }

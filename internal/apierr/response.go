@@ -35,6 +35,9 @@ func FromResponse(service, method, path string, resp *http.Response, body []byte
 		eb = wire.ErrorBody{}
 		e.Description = printable([]byte(redact(string(body), secrets)), maxTextBody)
 	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		e.Description = redirected(resp)
+	}
 	e.Redact(secrets...)
 	if e.RequestID == "" {
 		e.RequestID = resp.Header.Get(wire.HeaderRequestID)
@@ -121,4 +124,14 @@ func Approval(e *Error, eb wire.ErrorBody, resource string, scopes []string) *Ap
 		a.ExpiresAt = t
 	}
 	return a
+}
+
+// redirected describes a redirect answer, which no Caracal service gives and
+// the SDK does not follow; the target shows as scheme and host only.
+func redirected(resp *http.Response) string {
+	to := "elsewhere"
+	if u, err := resp.Location(); err == nil && u.Host != "" {
+		to = u.Scheme + "://" + u.Host
+	}
+	return "the service redirected the request to " + to + "; Caracal services never redirect, so it was not followed (no credential was sent there): check the configured URL"
 }
