@@ -356,6 +356,42 @@ func TestInheritUnderNarrowedParentMirrorsEdge(t *testing.T) {
 	assert.Equal(t, "gateway", use)
 }
 
+func TestInheritTakesTheEdgeTheParentPresents(t *testing.T) {
+	st, c := newStack(t)
+	root, giver := narrowReader(t, c, caracal.Constraints{MaxHops: 4}, "writer")
+	peer, err := c.Spawn(root.Context(), caracal.WithLabels("writer"), caracal.WithGrant(caracal.Grant.None()))
+	require.NoError(t, err)
+	// The peer receives two delegations and works under the first.
+	first, err := c.Delegate(giver.Context(), peer.ID(), caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: 3}, time.Minute))
+	require.NoError(t, err)
+	_, err = c.Delegate(giver.Context(), peer.ID(), caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: 2}, time.Minute))
+	require.NoError(t, err)
+	ctx, err := c.AcceptDelegation(peer.Context(), first.ID)
+	require.NoError(t, err)
+
+	child, err := c.Spawn(ctx, caracal.WithLabels("writer"))
+	require.NoError(t, err, "the parent's context names which edge to inherit")
+	defer child.Close(context.Background())
+	a := child.Agent()
+	assert.Equal(t, first.ID, a.ParentDelegationID())
+	edge, _ := st.EdgeInfo(a.DelegationID())
+	assert.Equal(t, []string{"tickets:read"}, edge.Scopes)
+
+	// A parent context without an edge sends none: the root case.
+	plain, err := c.Spawn(root.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	defer plain.Close(context.Background())
+	checked := 0
+	for _, r := range st.Requests() {
+		if r.Pattern == caracaltest.RouteStart && strings.Contains(string(r.Body), `"parent_id":"`+root.ID()+`"`) &&
+			strings.Contains(string(r.Body), `"parent_authority":"inherit"`) {
+			assert.NotContains(t, string(r.Body), "inherit_parent_edge_id")
+			checked++
+		}
+	}
+	assert.Equal(t, 1, checked)
+}
+
 func TestIdempotentSpawnReplays(t *testing.T) {
 	st, c := newStack(t)
 	a, err := c.Spawn(t.Context(), caracal.WithIdempotencyKey("job-7"), caracal.WithLabels("reader"))

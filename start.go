@@ -84,6 +84,12 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 	}
 	if parent != nil {
 		req.ParentID = parent.sessionID
+		if grant.mode == grantInherit {
+			// The child inherits the edge the parent's context presents;
+			// a parent that accepted a second delegation would otherwise
+			// be refused as ambiguous (PROTOCOL §6.2).
+			req.InheritParentEdgeID = parent.delegationID
+		}
 	}
 	if cfg.metadata != nil {
 		b, err := json.Marshal(cfg.metadata)
