@@ -234,7 +234,7 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 			return
 		}
 		if env.Token == "" {
-			writeAuthError(w, http.StatusUnauthorized, "missing_token", "missing bearer token")
+			writeAuthError(w, http.StatusUnauthorized, codeMissingToken, "missing bearer token")
 			return
 		}
 		if len(env.Token) > jwks.MaxTokenBytes {
@@ -337,12 +337,22 @@ func writeAuthError(w http.ResponseWriter, status int, code, desc string) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
-	if status == http.StatusUnauthorized {
+	// RFC 6750 §3: no error code when no credentials came, and
+	// insufficient_scope on a 403 about scopes.
+	switch {
+	case code == codeMissingToken:
+		h.Set("WWW-Authenticate", `Bearer realm="caracal"`)
+	case status == http.StatusUnauthorized:
 		h.Set("WWW-Authenticate", `Bearer realm="caracal", error="invalid_token"`)
+	case code == jwks.CodeInsufficientScope:
+		h.Set("WWW-Authenticate", `Bearer realm="caracal", error="insufficient_scope"`)
 	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(wire.ErrorBody{Error: code, ErrorDescription: desc})
 }
+
+// codeMissingToken answers a request without a bearer.
+const codeMissingToken = "missing_token"
 
 // builtinVerifier builds the VerifyTokens verifier.
 func (c *Client) builtinVerifier(vc *verifyConfig) (Verifier, error) {

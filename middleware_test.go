@@ -200,6 +200,14 @@ func TestMiddlewareVerifiesResourceTokens(t *testing.T) {
 			rec := serve(h, http.Header{"Authorization": tc.auth})
 			assert.Equal(t, tc.status, rec.Code)
 			assert.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+			switch {
+			case tc.code == "missing_token":
+				assert.Equal(t, `Bearer realm="caracal"`, rec.Header().Get("WWW-Authenticate"))
+			case tc.status == 401:
+				assert.Equal(t, `Bearer realm="caracal", error="invalid_token"`, rec.Header().Get("WWW-Authenticate"))
+			default:
+				assert.Empty(t, rec.Header().Get("WWW-Authenticate"))
+			}
 			var body struct{ Error, ErrorDescription string }
 			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &struct {
 				Error            *string `json:"error"`
@@ -229,6 +237,7 @@ func TestMiddlewareRequireScopesAndSessionTokens(t *testing.T) {
 	rec := serve(h, http.Header{"Authorization": {"Bearer " + s.sign(t, resourceClaims())}})
 	assert.Equal(t, http.StatusForbidden, rec.Code)
 	assert.Contains(t, rec.Body.String(), "insufficient_scope")
+	assert.Equal(t, `Bearer realm="caracal", error="insufficient_scope"`, rec.Header().Get("WWW-Authenticate"))
 
 	cl := resourceClaims()
 	cl["use"], cl["scope"] = "session", "agent:lifecycle tickets:write"
