@@ -266,6 +266,7 @@ func TestServiceTerminalAnswers(t *testing.T) {
 		code   string
 	}{
 		{http.StatusNotFound, "session_not_found"},
+		{http.StatusNotFound, "not_found"}, // any 404 ends the lease (§5.7)
 		{http.StatusConflict, "session_not_live"},
 		{http.StatusConflict, "session_subject_inactive"},
 		{http.StatusConflict, "session_not_service"},

@@ -89,7 +89,7 @@ func (s *Service) failed(ctx context.Context, err error) (Lease, error) {
 	case lease.Fenced:
 		cause = fmt.Errorf("caracal: service %s: another holder attached (AttachService); this handle no longer owns the session: %w", s.id, err)
 	case lease.Gone:
-		cause = fmt.Errorf("caracal: service %s: the session is no longer live: %w", s.id, err)
+		cause = fmt.Errorf("caracal: service %s: the session is no longer live: %w", s.id, lost{err})
 	case lease.Suspended:
 		cause = fmt.Errorf("caracal: service %s: the session is suspended; Client.Resume, then AttachService: %w", s.id, err)
 	default:
@@ -256,3 +256,10 @@ func leaseDeadline(serverDeadline string, sent time.Time, leaseLen time.Duration
 	}
 	return local
 }
+
+// lost marks a heartbeat answer that ended the lease for good as
+// ErrLeaseLost, whatever its code (any 404 counts, PROTOCOL §5.7).
+type lost struct{ error }
+
+func (lost) Is(target error) bool { return target == ErrLeaseLost }
+func (e lost) Unwrap() error      { return e.error }

@@ -116,7 +116,7 @@ func (e *Error) Is(target error) bool {
 		case "session_lease_fenced", "session_not_live", "session_subject_inactive", "session_not_service":
 			return true
 		}
-		return e.StatusCode == 404 && e.Service == "coordinator"
+		return e.StatusCode == 404 && e.Service == "coordinator" && e.Code == "session_not_found"
 	case ErrCredentials:
 		// zone_invalid: the secret is right but the application lives in
 		// another zone (PROTOCOL §3.3).

@@ -88,6 +88,24 @@ func TestIsCredentials(t *testing.T) {
 	}
 }
 
+func TestIsLeaseLost(t *testing.T) {
+	for _, e := range []*Error{
+		{Service: "coordinator", StatusCode: 404, Code: "session_not_found"},
+		{Service: "coordinator", StatusCode: 409, Code: "session_lease_fenced"},
+		{Service: "coordinator", StatusCode: 409, Code: "session_not_live"},
+	} {
+		assert.ErrorIs(t, e, ErrLeaseLost, e.Code)
+	}
+	for _, e := range []*Error{
+		{Service: "coordinator", StatusCode: 404, Code: "delegation_not_found"},
+		{Service: "coordinator", StatusCode: 404, Code: "parent_not_found"},
+		{Service: "sts", StatusCode: 404, Code: "session_not_found"},
+		{Service: "coordinator", StatusCode: 409, Code: "session_lease_expired"},
+	} {
+		assert.NotErrorIs(t, e, ErrLeaseLost, e.Code)
+	}
+}
+
 func TestApproval(t *testing.T) {
 	e := &Error{Service: "sts", StatusCode: 401, Code: "interaction_required"}
 	_, eb := FromResponse("sts", "POST", "/", resp(401), []byte(`{"error":"interaction_required","approval_id":"a","state":"pending","tier":"high","binding":"b","approval_expires_at":"2026-08-22T10:15:00Z"}`))
