@@ -233,9 +233,14 @@ func WithGrant(a Authority) SpawnOption {
 }
 
 // WithIdempotencyKey sends key as the session start's Idempotency-Key
-// instead of a generated one, so that repeating the Spawn (after a crash,
-// say) returns the same session while it is live. At most 255 bytes, no
-// control characters, no surrounding space.
+// instead of a generated one, so that repeating the Spawn (after a timeout
+// whose outcome is unknown, say) returns the same session while it is live.
+// The Coordinator ties a key to the authority record of the lifecycle token
+// that first used it (PROTOCOL §4.2), so the replay works only while the
+// client holds that token: from another process, or after the token was
+// renewed, the same key fails with ErrConflict (idempotency_key_conflict).
+// A session that must outlive its process is a service: see AttachService.
+// At most 255 bytes, no control characters, no surrounding space.
 func WithIdempotencyKey(key string) SpawnOption {
 	return func(c *spawnConfig) {
 		if key == "" || key != strings.TrimSpace(key) || len(key) > maxIdemKeyLen ||
