@@ -401,6 +401,16 @@ func TestIdempotentSpawnReplays(t *testing.T) {
 	assert.Equal(t, a.ID(), b.ID())
 	assert.Equal(t, "job-7", startsOf(st)[1].Header.Get("Idempotency-Key"))
 	assert.Empty(t, startsOf(st)[1].Header.Values("Idempotency-Key-Kind"))
+
+	// Another client holds another lifecycle token: the key conflicts.
+	other, err := st.NewClient()
+	require.NoError(t, err)
+	defer other.Close(context.Background())
+	_, err = other.Spawn(t.Context(), caracal.WithIdempotencyKey("job-7"), caracal.WithLabels("reader"))
+	var apiErr *caracal.Error
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, "idempotency_key_conflict", apiErr.Code)
+	assert.ErrorIs(t, err, caracal.ErrConflict)
 }
 
 func TestHeaders(t *testing.T) {
