@@ -161,7 +161,12 @@ func (c *Client) Lifecycle(ctx context.Context) (Token, error) {
 			case <-ctx.Done():
 				return Token{}, context.Cause(ctx)
 			}
-			if x.abandoned && ctx.Err() == nil {
+			if x.abandoned {
+				// The leader gave up, not the exchange: try again, or
+				// report this caller's own reason.
+				if ctx.Err() != nil {
+					return Token{}, context.Cause(ctx)
+				}
 				continue
 			}
 			return x.tok, x.err
