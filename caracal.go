@@ -24,6 +24,9 @@ type Client struct {
 	sts     *stsclient.Client
 	coord   *coordclient.Client
 
+	// gates are the approval-gated scopes the client's transports met.
+	gates gateSet
+
 	// done is closed by Close; background work owned by the client (service
 	// leases, mandate prefetch) stops on it.
 	done chan struct{}

@@ -49,6 +49,34 @@ type gateKey struct {
 	resource, scopes string
 }
 
+// gateSet remembers the approval-gated (resource, scopes) pairs that one
+// client has met, so that none of the client's transports prefetches them:
+// a transport that did not see the hold itself would otherwise start a pool
+// after the approved retry, and its background mint would raise a new hold
+// nobody waits for. A full set counts every key as gated, the safe side.
+type gateSet struct {
+	mu sync.Mutex
+	m  map[gateKey]struct{}
+}
+
+func (g *gateSet) add(k gateKey) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.m == nil {
+		g.m = make(map[gateKey]struct{})
+	}
+	if len(g.m) < prefetchMaxGated {
+		g.m[k] = struct{}{}
+	}
+}
+
+func (g *gateSet) has(k gateKey) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.m[k]
+	return ok || len(g.m) >= prefetchMaxGated
+}
+
 // prefetcher keeps the mandate pools of one transport. It is registered with
 // the client, whose Close stops and waits for its workers.
 type prefetcher struct {
@@ -64,7 +92,7 @@ type prefetcher struct {
 	mu     sync.Mutex
 	closed bool
 	pools  map[poolKey]*pool
-	gated  map[gateKey]struct{}
+	gates  *gateSet // shared by the client's transports
 }
 
 // pool is one key's mandates, refilled by one worker goroutine.
@@ -80,6 +108,7 @@ type pool struct {
 
 func newPrefetcher(c *Client, mint func(context.Context, stsclient.MintRequest) (stsclient.Token, error), depth int) *prefetcher {
 	p := newPrefetcherFunc(mint, depth)
+	p.gates = &c.gates
 	if err := c.track(p); err != nil {
 		// The client is closed: no background work may start.
 		p.closeNow()
@@ -95,7 +124,7 @@ func newPrefetcherFunc(mint func(context.Context, stsclient.MintRequest) (stscli
 		ctx:    ctx,
 		cancel: cancel,
 		pools:  make(map[poolKey]*pool),
-		gated:  make(map[gateKey]struct{}),
+		gates:  new(gateSet),
 	}
 }
 
@@ -170,11 +199,9 @@ func (pl *pool) signal() {
 
 // gate records that gk needs approvals and drops its pools.
 func (p *prefetcher) gate(gk gateKey) {
+	p.gates.add(gk)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.gated) < prefetchMaxGated {
-		p.gated[gk] = struct{}{}
-	}
 	for k, pl := range p.pools {
 		if k.resource == gk.resource && k.scopes == gk.scopes {
 			p.dropLocked(pl)
@@ -191,10 +218,7 @@ func (p *prefetcher) start(key poolKey, gk gateKey, r stsclient.MintRequest, ses
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.pools[key] != nil || len(p.pools) >= prefetchMaxPools || len(p.gated) >= prefetchMaxGated {
-		return
-	}
-	if _, gated := p.gated[gk]; gated {
+	if p.closed || p.pools[key] != nil || len(p.pools) >= prefetchMaxPools || p.gates.has(gk) {
 		return
 	}
 	r.Scopes = append([]string(nil), r.Scopes...)
@@ -227,6 +251,11 @@ func (p *prefetcher) worker(pl *pool) {
 	for {
 		live, need := p.state(pl)
 		if !live {
+			return
+		}
+		if need && p.gates.has(gateKey{resource: pl.key.resource, scopes: pl.key.scopes}) {
+			// Another transport of the client met a hold for these scopes.
+			p.drop(pl)
 			return
 		}
 		if need {

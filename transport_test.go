@@ -326,6 +326,39 @@ func TestGovernedApprovalFlow(t *testing.T) {
 	assert.Equal(t, holds, len(g.st.Approvals()))
 }
 
+// The approved retry may go through another prefetching transport of the
+// client (an HTTPClient built per call, say): it must not start a pool,
+// whose background mint would raise a new hold nobody waits for.
+func TestGovernedApprovalRetryThroughAnotherTransport(t *testing.T) {
+	g := startGoverned(t)
+	admin := g.child(t, "admin", tickets, "tickets:read", "tickets:delete")
+	send := func() (*http.Response, error) {
+		hc := g.c.HTTPClient(caracal.WithScopes("tickets:delete"), caracal.WithPrefetch(1))
+		r, _ := http.NewRequestWithContext(admin.Context(), http.MethodDelete, g.url(tickets, "/tickets/9"), nil)
+		return hc.Do(r)
+	}
+	_, err := send()
+	var ae *caracal.ApprovalRequiredError
+	require.ErrorAs(t, err, &ae)
+	require.NoError(t, g.st.Approve(ae.ApprovalID))
+	require.NoError(t, g.c.WaitApproval(t.Context(), ae.ApprovalID))
+	resp, err := send()
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+
+	// Close waits for every background mint, so the counts are final.
+	require.NoError(t, g.c.Close(context.Background()))
+	deletes := 0
+	for _, r := range g.st.Requests() {
+		if r.Pattern == caracaltest.RouteToken && r.Form.Get("scope") == "tickets:delete" {
+			deletes++
+		}
+	}
+	assert.Equal(t, 2, deletes, "the held mint and the approved retry, nothing in the background")
+	assert.Len(t, g.st.Approvals(), 1)
+}
+
 func TestGovernedApprovalRejected(t *testing.T) {
 	g := startGoverned(t)
 	admin := g.child(t, "admin", tickets, "tickets:delete")
