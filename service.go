@@ -175,6 +175,12 @@ type Service struct {
 // a task fails with the Coordinator's task_session_cannot_start_service, and
 // Grant.Narrow with only a task bound to ctx fails with ErrInvalidGrant
 // before any call (a narrowing needs a parent).
+//
+// The lease renews the session, not a narrowed service's delegation: the
+// edge ends at its expiry (the Narrow ttl, 24 hours by default), after which
+// the service's mints are refused. A service meant to run longer needs a new
+// delegation before then (Delegate from the parent, AcceptDelegation in the
+// service).
 func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Service, error) {
 	if c.isClosed() {
 		return nil, ErrClosed
