@@ -76,12 +76,13 @@ type Keys struct {
 	keys    map[string]*ecdsa.PublicKey
 	fetched time.Time // last successful fetch; zero before the first
 
-	// fetchMu serialises fetches; lastTry and lastErr are guarded by it.
-	fetchMu sync.Mutex
-	lastTry time.Time
-	lastErr error // outcome of the fetch at lastTry
+	// fetching serialises fetches (a lock a waiter can give up on when its
+	// request ends); lastTry and lastErr are guarded by it.
+	fetching chan struct{}
+	lastTry  time.Time
+	lastErr  error // outcome of the fetch at lastTry
 
-	// failing mirrors lastErr != nil for readers that do not hold fetchMu.
+	// failing mirrors lastErr != nil for readers that do not hold fetching.
 	failing atomic.Bool
 }
 
@@ -94,6 +95,7 @@ func NewKeys(cfg KeysConfig) *Keys {
 		maxAge:   cfg.MaxAge,
 		cooldown: cfg.Cooldown,
 		timeout:  cfg.FetchTimeout,
+		fetching: make(chan struct{}, 1),
 	}
 	if k.hc == nil {
 		k.hc = http.DefaultClient
@@ -126,13 +128,20 @@ func (k *Keys) Key(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
 		return key, nil
 	}
 	if ok && now.Sub(fetched) < k.maxAge+staleGrace {
-		if !k.fetchMu.TryLock() {
+		select {
+		case k.fetching <- struct{}{}:
+		default:
 			return key, nil // a refetch is in flight
 		}
 	} else {
-		k.fetchMu.Lock()
+		// Wait for the fetch in flight, unless the request ends first.
+		select {
+		case k.fetching <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("jwks: gave up waiting for the key set: %w", context.Cause(ctx))
+		}
 	}
-	defer k.fetchMu.Unlock()
+	defer func() { <-k.fetching }()
 	return k.slow(ctx, kid)
 }
 
@@ -150,7 +159,7 @@ func (k *Keys) lookup(kid string) (*ecdsa.PublicKey, bool, time.Time) {
 	return key, ok, fetched
 }
 
-// slow runs with fetchMu held.
+// slow runs holding fetching.
 func (k *Keys) slow(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
 	// Another caller may have fetched while this one waited for the lock.
 	now := k.now()
