@@ -59,7 +59,9 @@ type options struct {
 	overrides  []func(*Config)
 }
 
-// WithHTTPClient sets the HTTP client used for the STS and the Coordinator.
+// WithHTTPClient sets the HTTP client used for the STS and the Coordinator
+// (and for the STS key set Middleware fetches); its Transport is also the
+// default base of Transport and HTTPClient, so Gateway requests use it too.
 // Its Timeout, if zero, is left alone: every control-plane call gets its own
 // deadline from the SDK. Its CheckRedirect is not used for those calls: a
 // redirect from a Caracal service is returned as an error, never followed,

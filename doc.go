@@ -44,13 +44,15 @@
 // background (HeartbeatInterval, HeartbeatAuto), and that reports its loss
 // through the service's context, Done/Err and an OnLeaseLost callback.
 //
-// Resource servers receive agent identity with Middleware, which verifies the
-// Gateway's resource token against the STS keys and binds the agent into the
-// request's context, readable with FromContext.
+// Resource servers receive agent identity with Middleware, which (with
+// VerifyTokens) verifies the Gateway's resource token against the STS keys
+// and binds the agent into the request's context, readable with FromContext.
 //
-// Errors from the STS, the Coordinator and the Gateway are *Error values with
-// the HTTP status, the server's code and the request id; states a caller acts
-// on match sentinels with errors.Is (ErrNotFound, ErrLeaseFenced, …).
+// Errors from the STS and the Coordinator are *Error values with the HTTP
+// status, the server's code and the request id; states a caller acts on match
+// sentinels with errors.Is (ErrNotFound, ErrLeaseFenced, …). The Gateway's
+// answer to a request, a refusal included, is the *http.Response the
+// transport returns.
 //
 // The sub-package caracaltest runs a complete Caracal stack in-process for
 // tests and examples.

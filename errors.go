@@ -2,10 +2,12 @@ package caracal
 
 import "github.com/caracal-go/caracal/internal/apierr"
 
-// Error is a non-success answer from the STS, the Coordinator or the Gateway,
-// with the HTTP status, the server's error code and description and the
-// request id. Match it with errors.As; match states with errors.Is and the
-// sentinels below (a *Error reports Is for the sentinels its code maps to).
+// Error is a non-success answer from the STS or the Coordinator, with the
+// HTTP status, the server's error code and description and the request id.
+// Match it with errors.As; match states with errors.Is and the sentinels
+// below (a *Error reports Is for the sentinels its code maps to). A Gateway
+// answer is not an Error: the transport returns it as the *http.Response,
+// whatever its status.
 type Error = apierr.Error
 
 // ApprovalRequiredError is returned when minting a gateway mandate is held for
@@ -43,9 +45,12 @@ var (
 	ErrRateLimited = apierr.ErrRateLimited
 	// ErrConflict: the server answered 409.
 	ErrConflict = apierr.ErrConflict
-	// ErrInvalidRequest: the server refused the request's shape (400, 413, 415).
+	// ErrInvalidRequest: the server refused the request's shape (400, 413,
+	// 415), or an option value (WithTTL, WithLabels, …) was refused before
+	// any call.
 	ErrInvalidRequest = apierr.ErrInvalidRequest
-	// ErrUnavailable: the server is unavailable (5xx, sts_unavailable).
+	// ErrUnavailable: the server is unavailable: it did not answer, or
+	// answered 5xx or sts_unavailable.
 	ErrUnavailable = apierr.ErrUnavailable
 	// ErrApprovalRequired: a mint is held for human approval.
 	ErrApprovalRequired = apierr.ErrApprovalRequired

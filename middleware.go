@@ -182,14 +182,15 @@ type middleware struct {
 // Choose how the identity is established: VerifyTokens (the built-in
 // verifier for Caracal resource tokens), WithVerifier (your own), or
 // TrustedPropagation (no verification, for servers behind a verifying
-// component). At most one of them. With none, a production configuration
-// refuses to build the middleware; otherwise the middleware binds only the
-// bearer and the trace context, never an unverified session or delegation,
-// and says so once in the log.
+// component). At most one of them: more, or a nil Verifier, is an error. With
+// none, a production configuration refuses to build the middleware;
+// otherwise the middleware binds only the bearer and the trace context, never
+// an unverified session or delegation, and says so once in the log.
 //
 // A request without a valid bearer is answered 401 with a JSON body
 // {"error","error_description"}; a refused token 401 (or 403 for scope and
-// hop failures). Nothing is bound from a refused request. Headers are
+// hop failures); under TrustedPropagation, malformed Caracal baggage 400.
+// Nothing is bound from a refused request. Headers are
 // size-capped and parsed strictly; irregularities are logged once per kind,
 // not per request.
 func (c *Client) Middleware(opts ...MiddlewareOption) (func(http.Handler) http.Handler, error) {

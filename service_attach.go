@@ -11,9 +11,10 @@ import (
 // AttachService takes over a persisted service session by id (after a
 // restart, or from another process): it acquires the lease, which bumps the
 // generation and fences every older holder (their next heartbeat or retire
-// fails with ErrLeaseFenced). Only the service options HeartbeatInterval,
-// HeartbeatAuto and OnLeaseLost apply. A suspended session cannot be
-// attached (ErrSuspended): Client.Resume it first.
+// fails with ErrLeaseFenced). It accepts only the service options
+// HeartbeatInterval, HeartbeatAuto and OnLeaseLost; any other option fails
+// with ErrInvalidRequest. A suspended session cannot be attached
+// (ErrSuspended): Client.Resume it first.
 //
 // The handle's agent carries no delegation edge: the Coordinator does not
 // return it; re-present it with AcceptDelegation if the service was

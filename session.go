@@ -351,8 +351,8 @@ func (s *Session) ExpiresAt() time.Time { return s.expiresAt }
 // and bounded to 10 s, so a session whose request was already cancelled is
 // still retired; Close returns by ctx's deadline, leaving the retire to
 // finish in the background (Client.Close waits for it). A session that is
-// already gone counts as retired. Close is idempotent: every call returns
-// the outcome of the one retire.
+// already gone counts as retired. Close is idempotent: every call that waits
+// to the end returns the outcome of the one retire.
 func (s *Session) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.cancel(ErrSessionClosed)

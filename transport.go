@@ -67,9 +67,10 @@ func WithPropagation(p Propagation) TransportOption {
 // pool (at most 256 pools per transport) and stops when the client closes or
 // the transport is garbage collected. Each prefetched mandate counts against
 // the STS mint budget (1,000 per minute per application and resource) like
-// any other: an idle pool costs one mint. The pools belong to the transport,
-// so build one prefetching transport (or HTTPClient) and share it rather
-// than one per request, whose pooled mandates would be wasted.
+// any other: a pool nobody takes from again wastes up to depth mints. The
+// pools belong to the transport, so build one prefetching transport (or
+// HTTPClient) and share it rather than one per request, whose pooled
+// mandates would be wasted.
 func WithPrefetch(depth int) TransportOption {
 	if depth < 1 {
 		depth = 1
@@ -126,8 +127,9 @@ type transport struct {
 // fresh single-use mandate for the resource and the scopes (WithScopes,
 // WithRequestScopes), rewrites the URL to the Gateway, and sets
 // Authorization, X-Caracal-Resource, the envelope headers and Host. Every
-// other request is sent as it is: it never gets a Caracal bearer, and gets
-// the envelope only with PropagateAlways.
+// other request, including one whose path has a dot segment or a backslash
+// (even percent-encoded), is sent as it is: it never gets a Caracal bearer,
+// and gets the envelope only with PropagateAlways.
 //
 // A minted mandate is presented once: a retry or a redirect of a Gateway
 // request mints again (WithPrefetch mints ahead of use, still one mandate per
@@ -449,7 +451,8 @@ func (c *Client) GatewayRequest(ctx context.Context, method, resource, path stri
 // if it was approved: send the request that was held again (the STS finds the
 // approved hold by its binding and consumes it). It returns an error wrapping
 // ErrApprovalRejected for a rejection, an error for an expired or already
-// used approval, and ctx's error if ctx ends first (waiting again is safe).
+// used approval, and context.Cause(ctx) if ctx ends first (waiting again is
+// safe).
 func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
 	if approvalID == "" {
 		return errors.New("caracal: WaitApproval needs an approval id")
