@@ -114,7 +114,8 @@ func InMemory() Option { return func(s *settings) { s.inMemory = true } }
 
 // WithoutDefaults starts from an empty zone: no default application,
 // resource, grant, risk tag or approval tier. The zone id still defaults to
-// "zone-test".
+// "zone-test". Add an application with WithApplication: a stack without one
+// does not start.
 func WithoutDefaults() Option { return func(s *settings) { s.noDefaults = true } }
 
 // defaultSettings is the seeded zone of a stack without WithoutDefaults.

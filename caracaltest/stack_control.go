@@ -58,10 +58,12 @@ func (s *Stack) Count(pattern string) int {
 // ResetRecord forgets the recorded requests.
 func (s *Stack) ResetRecord() { s.rec.reset() }
 
-// Approve approves a pending approval hold, as an operator would.
+// Approve approves a pending approval hold, as an operator would. It fails
+// for an unknown hold or one that is no longer pending.
 func (s *Stack) Approve(approvalID string) error { return s.w.decideApproval(approvalID, true) }
 
-// Reject rejects a pending approval hold.
+// Reject rejects a pending approval hold. It fails for an unknown hold or
+// one that is no longer pending.
 func (s *Stack) Reject(approvalID string) error { return s.w.decideApproval(approvalID, false) }
 
 // Approvals lists the approval holds.
@@ -70,13 +72,16 @@ func (s *Stack) Approvals() []ApprovalInfo { return s.w.approvalList() }
 // Sweep runs the Coordinator's lease and TTL sweepers now.
 func (s *Stack) Sweep() { s.w.sweep() }
 
-// Suspend suspends a session and its subtree, as an operator would.
+// Suspend suspends a session and its subtree, as an operator would. It
+// fails unless the session exists and is active.
 func (s *Stack) Suspend(sessionID string) error { return s.w.suspend(sessionID) }
 
-// Resume resumes a suspended session and its subtree.
+// Resume resumes a suspended session and its subtree. It fails unless the
+// session exists and is suspended.
 func (s *Stack) Resume(sessionID string) error { return s.w.resume(sessionID) }
 
-// Terminate ends a session and its subtree, revoking their edges.
+// Terminate ends a session and its subtree, revoking their edges. It fails
+// for an unknown session or one that has already ended.
 func (s *Stack) Terminate(sessionID string) error { return s.w.terminate(sessionID) }
 
 // SessionInfo returns the Coordinator's view of a session.
