@@ -452,8 +452,11 @@ func (c *Client) GatewayRequest(ctx context.Context, method, resource, path stri
 // approved hold by its binding and consumes it). It returns an error wrapping
 // ErrApprovalRejected for a rejection, an error for an expired or already
 // used approval, and context.Cause(ctx) if ctx ends first (waiting again is
-// safe).
+// safe). After Close it returns ErrClosed.
 func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
+	if c.isClosed() {
+		return ErrClosed
+	}
 	if approvalID == "" {
 		return errors.New("caracal: WaitApproval needs an approval id")
 	}

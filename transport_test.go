@@ -374,6 +374,11 @@ func TestGovernedApprovalRejected(t *testing.T) {
 	require.NoError(t, g.st.Reject(ae.ApprovalID))
 	require.ErrorIs(t, <-waited, caracal.ErrApprovalRejected)
 	assert.Zero(t, g.upstream.Load())
+
+	polls := g.st.Count(caracaltest.RouteApproval)
+	require.NoError(t, g.c.Close(context.Background()))
+	assert.ErrorIs(t, g.c.WaitApproval(ctx, ae.ApprovalID), caracal.ErrClosed)
+	assert.Equal(t, polls, g.st.Count(caracaltest.RouteApproval))
 }
 
 func TestGatewayRequestThroughTheTransport(t *testing.T) {
