@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -85,34 +86,50 @@ func TestWaitFor(t *testing.T) {
 }
 
 func TestWaitApproval(t *testing.T) {
-	var waits []string
-	var mu sync.Mutex
-	sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
-		mu.Lock()
-		waits = append(waits, r.URL.Query().Get("wait"))
-		mu.Unlock()
-		assert.Equal(t, "/approvals/ap%2F1", r.URL.EscapedPath())
-		state := "pending"
-		if n >= 3 {
-			state = "approved"
-		}
-		_, _ = fmt.Fprintf(w, `{"id":"ap/1","state":%q,"expires_at":"2026-08-22T10:15:00Z"}`, state)
-	}}
-	c := newClient(t, sts)
-	st, err := c.WaitApproval(t.Context(), "ap/1")
-	require.NoError(t, err)
-	assert.Equal(t, "approved", st.State)
-	assert.Equal(t, []string{"25", "25", "25"}, waits)
+	synctest.Test(t, func(t *testing.T) {
+		var waits []string
+		var mu sync.Mutex
+		sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
+			mu.Lock()
+			waits = append(waits, r.URL.Query().Get("wait"))
+			mu.Unlock()
+			assert.Equal(t, "/approvals/ap%2F1", r.URL.EscapedPath())
+			state := "pending"
+			if n >= 3 {
+				state = "approved"
+			}
+			_, _ = fmt.Fprintf(w, `{"id":"ap/1","state":%q,"expires_at":"2026-08-22T10:15:00Z"}`, state)
+		}}
+		// The fake answers at once, so the bubble's clock measures the
+		// client's own spacing of the polls.
+		c := New(Config{BaseURL: "http://sts.invalid", HTTPClient: inProcess(sts)})
+		start := time.Now()
+		st, err := c.WaitApproval(t.Context(), "ap/1")
+		require.NoError(t, err)
+		assert.Equal(t, "approved", st.State)
+		assert.Equal(t, []string{"25", "25", "25"}, waits)
+		assert.Equal(t, 2*minPollInterval, time.Since(start), "early pending answers are spaced, not a hot loop")
 
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	mu.Lock()
-	waits = nil
-	mu.Unlock()
-	sts.calls.Store(0)
-	_, err = c.WaitApproval(ctx, "ap/1")
-	require.NoError(t, err)
-	assert.Contains(t, []string{"9", "10"}, waits[0], "wait follows the caller's remaining time")
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		mu.Lock()
+		waits = nil
+		mu.Unlock()
+		sts.calls.Store(0)
+		_, err = c.WaitApproval(ctx, "ap/1")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"10", "9", "8"}, waits, "wait follows the caller's remaining time")
+	})
+}
+
+// inProcess serves h without a network, so that inside a synctest bubble
+// every timer of the client runs on the bubble's clock.
+func inProcess(h http.Handler) *http.Client {
+	return &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec.Result(), nil
+	})}
 }
 
 func TestWaitApprovalUntilDeadline(t *testing.T) {
