@@ -12,6 +12,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/caracal-go/caracal/internal/wire"
 )
@@ -165,8 +166,10 @@ func (w *world) proxy(rw http.ResponseWriter, r *http.Request, rid string, g *ga
 		return
 	}
 	body := io.Reader(http.NoBody)
+	capped := &cappedBody{}
 	if r.Body != nil && r.Body != http.NoBody {
-		body = http.MaxBytesReader(rw, r.Body, gatewayBodyMax)
+		capped.rc = http.MaxBytesReader(rw, r.Body, gatewayBodyMax)
+		body = capped
 	}
 	out, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), body)
 	if err != nil {
@@ -179,7 +182,7 @@ func (w *world) proxy(rw http.ResponseWriter, r *http.Request, rid string, g *ga
 	if g.upstream.handler != nil {
 		out.RequestURI = u.RequestURI()
 		out.RemoteAddr = "127.0.0.1:0"
-		uw := &upstreamWriter{rw: rw, body: w.revocationCut(rw, g.mandate), rid: rid, expIn: g.expIn, header: http.Header{}}
+		uw := &upstreamWriter{rw: rw, body: w.revocationCut(rw, g.mandate), rid: rid, expIn: g.expIn, header: http.Header{}, tooBig: &capped.over}
 		g.upstream.handler.ServeHTTP(uw, out)
 		uw.WriteHeader(http.StatusOK) // an upstream that wrote nothing answered 200
 		return
@@ -271,6 +274,11 @@ type upstreamWriter struct {
 	expIn  int
 	header http.Header
 	wrote  bool
+	// tooBig is set once the upstream read past the Gateway's body cap;
+	// the Gateway then answers 413 in place of the upstream, as a proxy
+	// that reads the body before forwarding would.
+	tooBig  *atomic.Bool
+	dropped bool
 }
 
 func (u *upstreamWriter) Header() http.Header { return u.header }
@@ -280,14 +288,40 @@ func (u *upstreamWriter) WriteHeader(code int) {
 		return
 	}
 	u.wrote = true
+	if u.tooBig != nil && u.tooBig.Load() {
+		u.dropped = true
+		writeGatewayFailure(u.rw, u.rid, gwFail(http.StatusRequestEntityTooLarge, "payload_too_large", "request body too large"))
+		return
+	}
 	responseHeaders(u.rw.Header(), u.header, u.rid, u.expIn)
 	u.rw.WriteHeader(code)
 }
 
 func (u *upstreamWriter) Write(b []byte) (int, error) {
 	u.WriteHeader(http.StatusOK)
+	if u.dropped {
+		return len(b), nil
+	}
 	return u.body.Write(b)
 }
+
+// cappedBody is a request body behind http.MaxBytesReader that remembers
+// whether the cap was hit.
+type cappedBody struct {
+	rc   io.ReadCloser
+	over atomic.Bool
+}
+
+func (c *cappedBody) Read(p []byte) (int, error) {
+	n, err := c.rc.Read(p)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		c.over.Store(true)
+	}
+	return n, err
+}
+
+func (c *cappedBody) Close() error { return c.rc.Close() }
 
 // Flush lets streaming upstreams flush through the Gateway.
 func (u *upstreamWriter) Flush() {

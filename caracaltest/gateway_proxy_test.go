@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -159,4 +160,50 @@ func TestGatewayRevokedMidStream(t *testing.T) {
 	assert.Equal(t, strings.Repeat("a", 4096), readBody(t, resp))
 	assert.Equal(t, "true", resp.Trailer.Get("X-Caracal-Revoked"))
 	assert.Error(t, secondWrite)
+}
+
+// A body of unknown length past the Gateway's 10 MiB cap is answered 413 by
+// the Gateway, whatever the in-process upstream makes of the cut body.
+func TestGatewayChunkedBodyCap(t *testing.T) {
+	env := newSTSEnv(t)
+	// The env's upstream has read the body before reply runs; a body cut
+	// at the cap keeps failing reads.
+	env.reply = func(rw http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			http.Error(rw, "upstream could not read the body", http.StatusBadRequest)
+			return
+		}
+		_, _ = io.WriteString(rw, strconv.Itoa(len(env.lastSeen(t).Body)))
+	}
+	_, child, e := env.chain()
+	send := func(size int64) *http.Response {
+		// A reader of no known length goes out chunked.
+		body := io.LimitReader(zeros{}, size)
+		req, err := http.NewRequest("POST", env.gw.URL+"/tickets", struct{ io.Reader }{body})
+		require.NoError(t, err)
+		require.EqualValues(t, 0, req.ContentLength)
+		req.Header.Set("Authorization", "Bearer "+env.mandate(t, child, e, "tickets:read"))
+		req.Header.Set(wire.HeaderResource, exResource)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = resp.Body.Close() })
+		return resp
+	}
+
+	resp := send(10 << 20)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, strconv.Itoa(10<<20), readBody(t, resp))
+
+	resp = send(10<<20 + 1)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	body := readBody(t, resp)
+	assert.Contains(t, body, `"payload_too_large"`)
+	assert.NotContains(t, body, "upstream could not read")
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
