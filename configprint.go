@@ -94,10 +94,6 @@ func (cfg Config) Format(f fmt.State, verb rune) {
 
 // LogValue is cfg as a slog group, secrets shown as "[redacted]" when set.
 func (cfg Config) LogValue() slog.Value {
-	bindings := make([]string, len(cfg.Bindings))
-	for i, b := range cfg.Bindings {
-		bindings[i] = b.ResourceID + "=" + redactURL(b.UpstreamPrefix)
-	}
 	return slog.GroupValue(
 		slog.String("zone_id", cfg.ZoneID),
 		slog.String("application_id", cfg.ApplicationID),
@@ -107,7 +103,7 @@ func (cfg Config) LogValue() slog.Value {
 		slog.String("coordinator_url", redactURL(cfg.CoordinatorURL)),
 		slog.String("gateway_url", redactURL(cfg.GatewayURL)),
 		slog.Any("resources", append([]string(nil), cfg.Resources...)),
-		slog.Any("bindings", bindings),
+		slog.Any("bindings", cfg.redactedBindings()),
 		slog.Duration("default_ttl", cfg.DefaultTTL),
 		slog.Bool("production", cfg.Production),
 		slog.Bool("allow_insecure_urls", cfg.AllowInsecureURLs),
@@ -120,10 +116,6 @@ func (cfg Config) LogValue() slog.Value {
 // status page or a debug dump, say) cannot leak a credential. It is a view
 // for people, not a format to load a Config from.
 func (cfg Config) MarshalJSON() ([]byte, error) {
-	bindings := make([]string, len(cfg.Bindings))
-	for i, b := range cfg.Bindings {
-		bindings[i] = b.ResourceID + "=" + redactURL(b.UpstreamPrefix)
-	}
 	resources := cfg.Resources
 	if resources == nil {
 		resources = []string{}
@@ -145,8 +137,18 @@ func (cfg Config) MarshalJSON() ([]byte, error) {
 	}{
 		cfg.ZoneID, cfg.ApplicationID, secretState(cfg.ClientSecret), secretState(cfg.BootstrapToken),
 		redactURL(cfg.STSURL), redactURL(cfg.CoordinatorURL), redactURL(cfg.GatewayURL),
-		resources, bindings, cfg.DefaultTTL.String(), cfg.Production, cfg.AllowInsecureURLs, cfg.Profile,
+		resources, cfg.redactedBindings(), cfg.DefaultTTL.String(), cfg.Production, cfg.AllowInsecureURLs, cfg.Profile,
 	})
+}
+
+// redactedBindings lists the bindings as resource=prefix, without URL
+// passwords.
+func (cfg Config) redactedBindings() []string {
+	bindings := make([]string, len(cfg.Bindings))
+	for i, b := range cfg.Bindings {
+		bindings[i] = b.ResourceID + "=" + redactURL(b.UpstreamPrefix)
+	}
+	return bindings
 }
 
 // Format prints a Client as its redacted configuration under every fmt
