@@ -53,7 +53,7 @@ func startsOf(st *caracaltest.Stack) []caracaltest.Request {
 
 func TestSpawnRootAndClose(t *testing.T) {
 	st, c := newStack(t)
-	before := time.Now()
+	before := time.Now().Truncate(time.Millisecond) // the server's times have millisecond precision
 	s, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"), caracal.WithMetadata(map[string]any{"task": "triage"}))
 	require.NoError(t, err)
 
