@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -89,7 +90,8 @@ type verifyConfig struct {
 	jwksURL  string
 	scopes   []string
 	session  bool
-	cache    int // 0: jwks.DefaultCacheSize; negative: off
+	apps     []string // whose session tokens are accepted
+	cache    int      // 0: jwks.DefaultCacheSize; negative: off
 }
 
 // VerifyIssuer sets the STS issuer (its ISSUER_URL) tokens must carry in
@@ -111,11 +113,18 @@ func RequireScopes(scopes ...string) VerifyOption {
 	return func(c *verifyConfig) { c.scopes = s }
 }
 
-// AcceptSessionTokens also accepts use=session tokens (lifecycle tokens sent
-// with Headers for service-to-service calls) whose audience holds the
-// resource. By default only the Gateway's use=resource tokens are accepted.
-func AcceptSessionTokens() VerifyOption {
-	return func(c *verifyConfig) { c.session = true }
+// AcceptSessionTokens also accepts use=session tokens: the lifecycle tokens
+// agents send with Headers on direct calls that do not go through the
+// Gateway. By default only the Gateway's use=resource tokens are accepted.
+//
+// A lifecycle token is not minted for a resource (its audience is the STS
+// issuer), so it is accepted only from applications: the listed ones, or the
+// middleware client's own application when none is listed. The request is
+// then bound to the calling application; a lifecycle token names no session
+// or delegation.
+func AcceptSessionTokens(applications ...string) VerifyOption {
+	apps := slices.Clone(applications)
+	return func(c *verifyConfig) { c.session, c.apps = true, apps }
 }
 
 // VerifyCacheSize sets how many verified tokens the middleware remembers
@@ -381,8 +390,13 @@ func (c *Client) builtinVerifier(vc *verifyConfig) (Verifier, error) {
 		return nil, errors.New("caracal: in production the JWKS URL must be https (or loopback)")
 	}
 	uses := []string{wire.UseResource}
+	var apps []string
 	if vc.session {
 		uses = append(uses, wire.UseSession)
+		apps = vc.apps
+		if len(apps) == 0 {
+			apps = []string{c.cfg.ApplicationID}
+		}
 	}
 	keys := jwks.NewKeys(jwks.KeysConfig{URL: jwksURL, HTTPClient: c.control})
 	v, err := jwks.NewVerifier(keys, jwks.Expect{
@@ -392,6 +406,8 @@ func (c *Client) builtinVerifier(vc *verifyConfig) (Verifier, error) {
 		Uses:      uses,
 		Scopes:    vc.scopes,
 		CacheSize: vc.cache,
+
+		SessionApplications: apps,
 	})
 	if err != nil {
 		return nil, err

@@ -230,7 +230,7 @@ func TestMiddlewareRequireScopesAndSessionTokens(t *testing.T) {
 	s := newMWSigner(t, "kid-1")
 	var fetches atomic.Int32
 	c := mwClient(t, jwksClient(s, &fetches))
-	mw, err := c.Middleware(caracal.VerifyTokens(mwResource, caracal.RequireScopes("tickets:write"), caracal.AcceptSessionTokens()))
+	mw, err := c.Middleware(caracal.VerifyTokens(mwResource, caracal.RequireScopes("tickets:write"), caracal.AcceptSessionTokens("app-test")))
 	require.NoError(t, err)
 	var got seen
 	h := mw(got.handler())
@@ -254,7 +254,7 @@ func TestMiddlewareRemembersTokensUntilTheyExpire(t *testing.T) {
 		cl["use"], cl["scope"] = "session", "agent:lifecycle tickets:read"
 		hdr := http.Header{"Authorization": {"Bearer " + s.sign(t, cl)}}
 		for _, opt := range []caracal.VerifyOption{caracal.VerifyCacheSize(16), caracal.VerifyCacheSize(0)} {
-			mw, err := c.Middleware(caracal.VerifyTokens(mwResource, caracal.AcceptSessionTokens(), opt))
+			mw, err := c.Middleware(caracal.VerifyTokens(mwResource, caracal.AcceptSessionTokens("app-test"), opt))
 			require.NoError(t, err)
 			var got seen
 			h := mw(got.handler())
@@ -264,7 +264,7 @@ func TestMiddlewareRemembersTokensUntilTheyExpire(t *testing.T) {
 				assert.Equal(t, "sess-child", got.agent.Load().SessionID())
 			}
 		}
-		mw, err := c.Middleware(caracal.VerifyTokens(mwResource, caracal.AcceptSessionTokens()))
+		mw, err := c.Middleware(caracal.VerifyTokens(mwResource, caracal.AcceptSessionTokens("app-test")))
 		require.NoError(t, err)
 		var got seen
 		h := mw(got.handler())

@@ -248,12 +248,29 @@ func TestVerifyRefusals(t *testing.T) {
 }
 
 func TestVerifyLeewayAndSessionTokens(t *testing.T) {
-	f := newFixture(t, Expect{Uses: []string{"resource", "session"}})
+	f := newFixture(t, Expect{Uses: []string{"resource", "session"}, SessionApplications: []string{"app-test"}})
 	c := validClaims(f.clock.Now())
 	c["exp"] = f.clock.Now().Add(-59 * time.Second).Unix()
 	c["use"] = "session"
 	_, err := f.v.Verify(context.Background(), f.s.sign(t, c))
 	require.NoError(t, err, "inside the 60 s leeway, and session tokens opted in")
+
+	// A lifecycle token as the STS mints it: audience the issuer.
+	c = validClaims(f.clock.Now())
+	c["use"], c["aud"] = "session", []string{testIssuer}
+	_, err = f.v.Verify(context.Background(), f.s.sign(t, c))
+	require.NoError(t, err)
+	c["client_id"] = "app-other"
+	_, err = f.v.Verify(context.Background(), f.s.sign(t, c))
+	assert.ErrorContains(t, err, "session tokens of application app-other are not accepted here")
+	// The issuer audience admits session tokens only.
+	c = validClaims(f.clock.Now())
+	c["aud"] = []string{testIssuer}
+	_, err = f.v.Verify(context.Background(), f.s.sign(t, c))
+	assert.ErrorContains(t, err, "wrong audience")
+
+	_, err = NewVerifier(f.keys, Expect{Issuer: testIssuer, Audience: testResource, Zone: testZone, Uses: []string{"session"}})
+	require.ErrorContains(t, err, "needs the applications")
 
 	_, err = NewVerifier(f.keys, Expect{Issuer: testIssuer, Audience: testResource, Zone: testZone, Uses: []string{"gateway"}})
 	require.Error(t, err, "gateway tokens can never be accepted")

@@ -128,6 +128,11 @@ type Expect struct {
 	// Uses are the accepted token classes; empty means resource only.
 	// "gateway" is never accepted.
 	Uses []string
+	// SessionApplications are the applications (client_id) whose use=session
+	// tokens are accepted; required when Uses holds "session". A lifecycle
+	// token is not minted for a resource (its audience is the STS issuer),
+	// so it is accepted only from applications named here.
+	SessionApplications []string
 	// Scopes the token must all carry.
 	Scopes []string
 	// Now is the clock; nil means time.Now.
@@ -163,6 +168,10 @@ func NewVerifier(keys *Keys, exp Expect) (*Verifier, error) {
 			return nil, fmt.Errorf("caracal: token class %q cannot be accepted by a resource server", u)
 		}
 	}
+	if slices.Contains(exp.Uses, wire.UseSession) && len(exp.SessionApplications) == 0 {
+		return nil, errors.New("caracal: accepting session tokens needs the applications they may come from")
+	}
+	exp.SessionApplications = slices.Clone(exp.SessionApplications)
 	exp.Uses = slices.Clone(exp.Uses)
 	exp.Scopes = wire.NormalizeScopes(exp.Scopes)
 	if exp.Now == nil {
@@ -298,11 +307,16 @@ func (v *Verifier) check(c *Claims, now time.Time) error {
 	if c.Issuer != v.exp.Issuer {
 		return fail(CodeInvalidToken, "wrong issuer", nil)
 	}
-	if !slices.Contains(c.Audience, v.exp.Audience) {
-		return fail(CodeInvalidToken, "wrong audience", nil)
-	}
 	if !slices.Contains(v.exp.Uses, c.Use) {
 		return fail(CodeInvalidToken, "token class "+c.Use+" is not accepted here", nil)
+	}
+	// A lifecycle token's audience is the STS issuer (PROTOCOL §3.5).
+	if !slices.Contains(c.Audience, v.exp.Audience) &&
+		(c.Use != wire.UseSession || !slices.Contains(c.Audience, v.exp.Issuer)) {
+		return fail(CodeInvalidToken, "wrong audience", nil)
+	}
+	if c.Use == wire.UseSession && !slices.Contains(v.exp.SessionApplications, c.ClientID) {
+		return fail(CodeInvalidToken, "session tokens of application "+c.ClientID+" are not accepted here", nil)
 	}
 	if c.SubType != "user" && c.SubType != "application" {
 		return fail(CodeInvalidToken, "unknown subject type", nil)
