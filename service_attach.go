@@ -2,6 +2,7 @@ package caracal
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -36,6 +37,9 @@ func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...Sp
 	}
 	sent := time.Now()
 	lr, err := c.coord.Lease(ctx, sessionID)
+	if errors.Is(err, ErrSuspended) {
+		return nil, fmt.Errorf("caracal: attaching service %s: it is suspended; Client.Resume it first: %w", sessionID, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("caracal: attaching service %s: %w", sessionID, err)
 	}

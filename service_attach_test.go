@@ -26,6 +26,10 @@ func TestResumeSubtreeThenAttach(t *testing.T) {
 		require.ErrorIs(t, err, caracal.ErrSuspended)
 		assert.Contains(t, err.Error(), "Client.Resume, then AttachService")
 
+		_, err = c.AttachService(t.Context(), svc.ID())
+		require.ErrorIs(t, err, caracal.ErrSuspended)
+		assert.Contains(t, err.Error(), "Client.Resume it first")
+
 		time.Sleep(10 * time.Minute) // far past the lease: resume restarts the deadline
 		n, err := c.Resume(t.Context(), svc.ID())
 		require.NoError(t, err)

@@ -29,6 +29,7 @@ func TestServiceManualLeaseExpiresLocally(t *testing.T) {
 		<-svc.Done()
 		assert.Equal(t, 120*time.Second, time.Since(start), "loss is declared exactly on the local deadline")
 		assert.ErrorIs(t, svc.Err(), caracal.ErrLeaseExpired)
+		assert.ErrorContains(t, svc.Err(), "Client.Resume, then AttachService")
 		assert.ErrorIs(t, context.Cause(svc.Context()), caracal.ErrLeaseExpired)
 		synctest.Wait()
 		assert.Equal(t, int32(1), lost.Load())

@@ -166,9 +166,9 @@ func (s *Service) expire() {
 	}
 	deadline, last := s.deadline, s.lastErr
 	s.mu.Unlock()
-	cause := fmt.Errorf("%w: service %s: no renewal succeeded before the lease deadline %s", ErrLeaseExpired, s.id, deadline.Format(time.RFC3339Nano))
+	cause := fmt.Errorf("%w: service %s: no renewal succeeded before the lease deadline %s (the Coordinator suspends it: Client.Resume, then AttachService)", ErrLeaseExpired, s.id, deadline.Format(time.RFC3339Nano))
 	if last != nil {
-		cause = fmt.Errorf("%w: service %s: no renewal succeeded before the lease deadline %s; last error: %w", ErrLeaseExpired, s.id, deadline.Format(time.RFC3339Nano), last)
+		cause = fmt.Errorf("%w: service %s: no renewal succeeded before the lease deadline %s (the Coordinator suspends it: Client.Resume, then AttachService); last error: %w", ErrLeaseExpired, s.id, deadline.Format(time.RFC3339Nano), last)
 	}
 	s.lose(cause)
 }

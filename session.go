@@ -417,7 +417,8 @@ func AsApplication() HeadersOption {
 // per request instead.
 //
 // With no bound agent Headers fails with ErrNoSession, unless AsApplication
-// is given.
+// is given; for the agent of a session that was closed, with
+// ErrSessionClosed.
 func (c *Client) Headers(ctx context.Context, opts ...HeadersOption) (http.Header, error) {
 	if c.isClosed() {
 		return nil, ErrClosed
@@ -431,6 +432,9 @@ func (c *Client) Headers(ctx context.Context, opts ...HeadersOption) (http.Heade
 	a, ok := FromContext(ctx)
 	if !ok && !hc.asApplication {
 		return nil, ErrNoSession
+	}
+	if ok && isDone(a.done) {
+		return nil, fmt.Errorf("%w: session %s", ErrSessionClosed, a.sessionID)
 	}
 	var bearer string
 	switch {

@@ -374,6 +374,13 @@ func TestHeaders(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, 204, resp.StatusCode)
+
+	// A closed session's agent gets no headers.
+	require.NoError(t, child.Close(t.Context()))
+	_, err = c.Headers(child.Context())
+	assert.ErrorIs(t, err, caracal.ErrSessionClosed)
+	_, err = c.Headers(context.WithoutCancel(child.Context()))
+	assert.ErrorIs(t, err, caracal.ErrSessionClosed, "also when the context outlives the session")
 }
 
 func TestIdempotentNarrowedSpawnReusesEdge(t *testing.T) {
