@@ -70,9 +70,11 @@ type Constraints struct {
 	ExpiresAt time.Time
 }
 
-// Inherit gives the child its parent's effective authority: the
-// application's for a root parent, the parent's narrowed slice for a
-// narrowed one. It is the default.
+// Inherit gives the child the delegation its parent presents: the
+// Coordinator copies the parent's edge, with its scopes, resources and
+// limits, to the child. A child of a root session gets none, as its parent
+// holds none: it can manage sessions but not call resources (Grant.Narrow
+// gives it some). It is the default.
 func (grants) Inherit() Authority { return Authority{mode: grantInherit} }
 
 // None gives the child no inherited authority: it can manage sessions but
