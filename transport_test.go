@@ -108,6 +108,7 @@ func TestGovernedAllowAndDenials(t *testing.T) {
 	var apiErr *caracal.Error
 	require.ErrorAs(t, err, &apiErr)
 	assert.Equal(t, "sts", apiErr.Service)
+	assert.ErrorContains(t, err, `minting a gateway mandate for resource://tickets with scopes "tickets:read tickets:write"`)
 	assert.Equal(t, gw, g.st.Count(caracaltest.RouteGateway))
 
 	// Undeclared path on an enforced resource: the Gateway answers 403.
