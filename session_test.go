@@ -258,6 +258,7 @@ func TestNarrowingRefusedByServerRetiresChild(t *testing.T) {
 	assert.Equal(t, "coordinator", e.Service)
 	assert.Equal(t, "delegation_scopes_exceed_resource", e.Code)
 	assert.ErrorIs(t, err, caracal.ErrAccessDenied)
+	assert.ErrorContains(t, err, `to "tickets:admin" on resource://tickets (retired again)`)
 
 	starts := startsOf(st)
 	require.Len(t, starts, 2)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/caracal-go/caracal/internal/coordclient"
@@ -167,7 +168,8 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 		}
 		if err != nil {
 			c.retireOrphan(ctx, ses.AgentSessionID, int64(ses.LeaseGeneration))
-			return started{}, fmt.Errorf("caracal: narrowing the new session %s (retired again): %w", ses.AgentSessionID, err)
+			return started{}, fmt.Errorf("caracal: narrowing the new session %s to %q on %s (retired again): %w",
+				ses.AgentSessionID, wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), err)
 		}
 		agent.delegationID = d.DelegationEdgeID
 		agent.hop++
