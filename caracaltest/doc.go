@@ -51,7 +51,9 @@
 // upstream is an echo server: it answers every request with an EchoResponse
 // describing what reached it (method, path, query, the claims of the token
 // the Gateway sent, propagation headers, body), so a test can see what the
-// Gateway forwarded.
+// Gateway forwarded. SetUpstream replaces an in-process upstream after the
+// stack started, for a handler that needs a client of the stack (a resource
+// server behind caracal's Middleware).
 //
 // # Sockets or memory
 //

@@ -69,3 +69,56 @@ func ExampleStack_Inject() {
 	// Output:
 	// start attempts: 3
 }
+
+// A resource server under test sits behind the stack's Gateway: its
+// Middleware verifies the resource token the Gateway sends and binds the
+// calling agent.
+func ExampleStack_SetUpstream() {
+	st, err := caracaltest.New()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	c, err := st.NewClient()
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	defer c.Close(ctx)
+
+	mw, err := c.Middleware(caracal.VerifyTokens("resource://tickets"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	tickets := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, _ := caracal.FromContext(r.Context())
+		fmt.Println("handler: hop", a.Hop(), "from", a.ApplicationID())
+	})
+	if err := st.SetUpstream("resource://tickets", mw(tickets)); err != nil {
+		log.Fatal(err)
+	}
+
+	root, err := c.Spawn(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer root.Close(ctx)
+	reader, err := c.Spawn(root.Context(), caracal.WithLabels("reader"),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, time.Hour)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer reader.Close(ctx)
+
+	hc := c.HTTPClient(caracal.WithScopes("tickets:read"))
+	req, _ := http.NewRequestWithContext(reader.Context(), http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/7", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		log.Fatal(err)
+	}
+	resp.Body.Close()
+	fmt.Println("status:", resp.StatusCode)
+	// Output:
+	// handler: hop 1 from app-test
+	// status: 200
+}

@@ -22,6 +22,8 @@ type Stack struct {
 
 	stsURL, coordURL, gatewayURL string
 	upstreamURLs                 map[string]string // resource identifier -> base URL
+	// upstreams are the in-process upstreams, by resource identifier.
+	upstreams map[string]*upstreamSlot
 
 	mem      *memTransport
 	faults   *faultSet
@@ -66,6 +68,7 @@ func New(opts ...Option) (*Stack, error) {
 		set:          set,
 		clock:        set.clock,
 		upstreamURLs: map[string]string{},
+		upstreams:    map[string]*upstreamSlot{},
 		faults:       newFaultSet(set.clock),
 		rec:          &recorder{},
 		patterns:     map[string]string{},
@@ -137,13 +140,11 @@ func (s *Stack) start() error {
 			resources[i] = r
 			continue
 		}
-		h := r.Upstream
-		if h == nil {
-			h = echoHandler{}
-		}
+		slot := newUpstreamSlot(r.Upstream)
+		s.upstreams[r.Identifier] = slot
 		// The Gateway calls the handler in-process, within its own
 		// request; direct callers reach it by URL, gated like a service.
-		h = recordHandler(s.rec, s.clock, svcUpstream, h)
+		h := recordHandler(s.rec, s.clock, svcUpstream, slot)
 		r.Upstream = h
 		if s.set.inMemory {
 			host := upstreamHost(r.ID, usedHosts)
