@@ -23,11 +23,9 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/caracal-go/caracal"
-	"github.com/caracal-go/caracal/caracaltest"
 	"github.com/caracal-go/caracal/examples/internal/exampleenv"
 )
 
@@ -50,23 +48,7 @@ func run(ctx context.Context, args, environ []string, out io.Writer) (err error)
 	}
 	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
 
-	// The resource server of the embedded stack: the SDK's middleware in
-	// front of a handler that reports who called. It is installed once the
-	// client exists, since the middleware is built from it.
-	var resourceServer atomic.Pointer[http.Handler]
-	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h := resourceServer.Load(); h != nil {
-			(*h).ServeHTTP(w, r)
-			return
-		}
-		http.Error(w, "resource server not ready", http.StatusServiceUnavailable)
-	})
-	env, err := exampleenv.Connect(environ, caracaltest.WithResource(caracaltest.Resource{
-		Identifier: "resource://tickets",
-		ID:         "res-tickets",
-		Scopes:     []string{"tickets:read", "tickets:write", "tickets:delete"},
-		Upstream:   upstream,
-	}))
+	env, err := exampleenv.Connect(environ)
 	if err != nil {
 		return err
 	}
@@ -74,6 +56,8 @@ func run(ctx context.Context, args, environ []string, out io.Writer) (err error)
 	c := env.Client
 	say("Connected to %s.", env.Where())
 
+	// On the embedded stack, the resource server behind the Gateway is the
+	// SDK's middleware in front of a handler that reports who called.
 	if env.Stack != nil {
 		mw, err := c.Middleware(caracal.VerifyTokens(env.Resource))
 		if err != nil {
@@ -86,7 +70,9 @@ func run(ctx context.Context, args, environ []string, out io.Writer) (err error)
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprintf(w, `{"ticket":%q,"status":"open"}`, strings.TrimPrefix(r.URL.Path, "/tickets/"))
 		}))
-		resourceServer.Store(&h)
+		if err := env.Stack.SetUpstream(env.Resource, h); err != nil {
+			return err
+		}
 	}
 
 	root, err := c.Spawn(ctx, caracal.WithoutParent(), caracal.WithLabels("dispatcher"))
