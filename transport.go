@@ -251,6 +251,11 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 		closeBody(req)
 		return nil, ErrClosed
 	}
+	if isDone(a.done) {
+		// Also under a context that outlives the session.
+		closeBody(req)
+		return nil, fmt.Errorf("%w: session %s", ErrSessionClosed, a.sessionID)
+	}
 	scopes := t.scopes
 	if s, ok := ctx.Value(requestScopesKey{}).([]string); ok {
 		scopes = s

@@ -476,3 +476,17 @@ func TestGovernedPrefetch(t *testing.T) {
 	assert.GreaterOrEqual(t, minted, n)
 	assert.LessOrEqual(t, minted, n+1, "at most the pool's depth is wasted")
 }
+
+func TestGovernedRequestFromAClosedSession(t *testing.T) {
+	g := startGoverned(t)
+	hc := g.c.HTTPClient(caracal.WithScopes("tickets:read"))
+	s := g.child(t, "reader", tickets, "tickets:read")
+	require.NoError(t, s.Close(t.Context()))
+	mints := g.st.Count(caracaltest.RouteToken)
+	for _, ctx := range []context.Context{s.Context(), context.WithoutCancel(s.Context())} {
+		_, err := get(t, hc, ctx, g.url(tickets, "/tickets/1"))
+		assert.ErrorIs(t, err, caracal.ErrSessionClosed)
+	}
+	assert.Equal(t, mints, g.st.Count(caracaltest.RouteToken), "refused before any mint")
+	assert.Zero(t, g.upstream.Load())
+}
