@@ -52,10 +52,14 @@ type Authority struct {
 // Constraints bound a narrowed delegation beyond its scopes and resource.
 type Constraints struct {
 	// MaxHops is how many delegation edges a mandate minted under this one
-	// may have behind it, 1 to 10; 0 leaves the server's default of 1. A
-	// narrowed child can itself narrow further or hand authority on only if
-	// its edge allows at least 2, and an edge that sits d edges below a
-	// root grant can mint only with MaxHops >= d.
+	// may have behind it, 1 to 10; 0 leaves the server's default of 1. An
+	// edge d edges deep (a root's narrowed child: 1) mints only with
+	// MaxHops >= d, and an edge allows at most one hop less than its parent
+	// (PROTOCOL §6.5, §6.6). So an inheriting child of a narrowed agent
+	// needs that agent's edge at 2 (the child's copy keeps it), and a
+	// narrowed or delegated grandchild needs MaxHops 2 under a parent edge
+	// of at least 3. Grants that could never mint are refused with
+	// ErrInvalidGrant before any call, when the parent's edge is known.
 	MaxHops int
 	// Budget is kept for compatibility with earlier Caracal releases and
 	// must be 0: a Caracal v1 STS refuses every mint under a delegation that
@@ -213,12 +217,21 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 				}
 			}
 		}
+		// The new edge sits depth edges deep, and an edge mints only with
+		// MaxHops >= its depth (PROTOCOL §6.6); the parent's must exceed
+		// the child's (§6.5 rule 4). An edge that cannot mint is refused:
+		// neither it nor anything under it could ever use a resource.
+		depth := max(source.hop, 1) + 1
 		parentHops := max(e.maxHops, 1)
-		if parentHops < 2 {
-			return narrowPlan{}, invalidGrant("the parent's delegation allows no further hop (MaxHops %d); give the parent's Grant.Narrow Constraints.MaxHops >= 2", parentHops)
+		if parentHops <= depth {
+			return narrowPlan{}, invalidGrant("the parent's delegation (MaxHops %d) leaves no usable hop for an edge %d deep; give the parent's Grant.Narrow Constraints.MaxHops >= %d and this one %d", parentHops, depth, depth+1, depth)
 		}
-		if child := max(k.MaxHops, 1); child > parentHops-1 {
+		child := max(k.MaxHops, 1)
+		if child > parentHops-1 {
 			return narrowPlan{}, invalidGrant("MaxHops %d is wider than the parent's delegation allows (at most %d)", child, parentHops-1)
+		}
+		if child < depth {
+			return narrowPlan{}, invalidGrant("an edge %d deep can mint only with MaxHops >= %d; give this grant Constraints.MaxHops %d", depth, depth, depth)
 		}
 		if e.ttl > 0 {
 			// The parent's TTL caps its children's (and a child must then

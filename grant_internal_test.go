@@ -75,7 +75,7 @@ func TestPlanNarrowConstraints(t *testing.T) {
 
 func TestPlanNarrowUnderKnownParent(t *testing.T) {
 	c := planClient("resource://tickets")
-	parent := &Agent{zoneID: "z", applicationID: "app", sessionID: "P", delegationID: "E", edge: &edgeGrant{
+	parent := &Agent{zoneID: "z", applicationID: "app", sessionID: "P", delegationID: "E", hop: 1, edge: &edgeGrant{
 		scopes: []string{"tickets:read", "tickets:write"}, resources: []string{"resource://tickets"},
 		expiresAt: time.Now().Add(10 * time.Minute), maxHops: 3, ttl: 10 * time.Minute,
 	}}
@@ -87,17 +87,22 @@ func TestPlanNarrowUnderKnownParent(t *testing.T) {
 	assert.ErrorContains(t, narrow([]string{"tickets:delete"}, "", Constraints{}, time.Minute), "scope tickets:delete is wider")
 	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "resource://ledger", Constraints{}, time.Minute), "outside the parent's delegation")
 	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "", Constraints{MaxHops: 3}, time.Minute), "MaxHops 3 is wider")
-	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "", Constraints{}, 20*time.Minute), "longer than the parent's delegation TTL")
-	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "", Constraints{ExpiresAt: time.Now().Add(time.Hour)}, 0), "after the parent's delegation expiry")
+	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "", Constraints{MaxHops: 2}, 20*time.Minute), "longer than the parent's delegation TTL")
+	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "", Constraints{MaxHops: 2, ExpiresAt: time.Now().Add(time.Hour)}, 0), "after the parent's delegation expiry")
+	// Two edges deep, an edge mints only with MaxHops >= 2 (PROTOCOL §6.6).
+	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "", Constraints{}, time.Minute), "an edge 2 deep can mint only with MaxHops >= 2")
 
 	// A default TTL is fitted inside the parent instead of refused.
-	p, err := c.planNarrow(Grant.Narrow([]string{"tickets:read"}, "", Constraints{}, 0), parent, time.Hour)
+	p, err := c.planNarrow(Grant.Narrow([]string{"tickets:read"}, "", Constraints{MaxHops: 2}, 0), parent, time.Hour)
 	require.NoError(t, err)
 	assert.LessOrEqual(t, p.ttlSeconds, 600)
 	assert.GreaterOrEqual(t, p.ttlSeconds, 590)
 
-	parent.edge.maxHops = 0 // server default 1: no further hop
-	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "", Constraints{}, time.Minute), "allows no further hop")
+	parent.edge.maxHops = 2 // room for a child edge, but not for one that mints
+	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "", Constraints{}, time.Minute),
+		"leaves no usable hop for an edge 2 deep; give the parent's Grant.Narrow Constraints.MaxHops >= 3 and this one 2")
+	parent.edge.maxHops = 0 // server default 1
+	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "", Constraints{}, time.Minute), "leaves no usable hop")
 }
 
 func TestNarrowCopiesSlices(t *testing.T) {

@@ -144,3 +144,38 @@ func TestDelegateAndAccept(t *testing.T) {
 	_, err = c.AcceptDelegation(peer.Context(), d.ID)
 	assert.Error(t, err)
 }
+
+// An edge d deep mints only with MaxHops >= d, and each edge allows at most
+// one hop less than its parent (PROTOCOL §6.5, §6.6): a grant that breaks
+// either is refused before any call, with the numbers that would work.
+func TestGrantThatCouldNeverMintIsRefused(t *testing.T) {
+	st, c := newStack(t)
+	root, giver := narrowReader(t, c, caracal.Constraints{MaxHops: 2}, "reader")
+	peer, err := c.Spawn(root.Context(), caracal.WithLabels("reader"), caracal.WithGrant(caracal.Grant.None()))
+	require.NoError(t, err)
+	read := []string{"tickets:read"}
+	delegations := st.Count(caracaltest.RouteDelegate)
+
+	const want = "leaves no usable hop for an edge 2 deep; give the parent's Grant.Narrow Constraints.MaxHops >= 3 and this one 2"
+	_, err = c.Delegate(giver.Context(), peer.ID(), caracal.Grant.Narrow(read, "", caracal.Constraints{}, time.Minute))
+	require.ErrorIs(t, err, caracal.ErrInvalidGrant)
+	assert.ErrorContains(t, err, want)
+	_, err = c.Delegate(giver.Context(), peer.ID(), caracal.Grant.Narrow(read, "", caracal.Constraints{MaxHops: 2}, time.Minute))
+	assert.ErrorContains(t, err, want)
+	_, err = c.Spawn(giver.Context(), caracal.WithLabels("reader"), caracal.WithGrant(caracal.Grant.Narrow(read, "", caracal.Constraints{}, time.Minute)))
+	assert.ErrorContains(t, err, want)
+	assert.Equal(t, delegations, st.Count(caracaltest.RouteDelegate), "refused before any call")
+
+	// With room for it, the delegated peer mints; a default MaxHops is
+	// refused with the number that works.
+	_, wide := narrowReader(t, c, caracal.Constraints{MaxHops: 3}, "reader")
+	_, err = c.Delegate(wide.Context(), peer.ID(), caracal.Grant.Narrow(read, "", caracal.Constraints{}, time.Minute))
+	assert.ErrorContains(t, err, "an edge 2 deep can mint only with MaxHops >= 2; give this grant Constraints.MaxHops 2")
+	d, err := c.Delegate(wide.Context(), peer.ID(), caracal.Grant.Narrow(read, "", caracal.Constraints{MaxHops: 2}, time.Minute))
+	require.NoError(t, err)
+	ctx, err := c.AcceptDelegation(peer.Context(), d.ID)
+	require.NoError(t, err)
+	use, err := caracal.MintUse(ctx, c, "resource://tickets", "tickets:read")
+	require.NoError(t, err)
+	assert.Equal(t, "gateway", use)
+}
