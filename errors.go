@@ -2,16 +2,35 @@ package caracal
 
 import "github.com/caracal-go/caracal/internal/apierr"
 
-// Error is a non-success answer from the STS or the Coordinator, with the
-// HTTP status, the server's error code and description and the request id.
-// Match it with errors.As; match states with errors.Is and the sentinels
-// below (a *Error reports Is for the sentinels its code maps to). A Gateway
-// answer is not an Error: the transport returns it as the *http.Response,
-// whatever its status.
+// Error is a non-success answer from the STS or the Coordinator. Match it
+// with errors.As; match states with errors.Is and the sentinels below (a
+// *Error reports Is for the sentinels its code maps to). A Gateway answer is
+// not an Error: the transport returns it as the *http.Response, whatever its
+// status. Its fields:
+//
+//	Service     string        // "sts" or "coordinator"
+//	Method      string        // the request's method
+//	Path        string        // the request's path, without the query
+//	StatusCode  int           // the HTTP status
+//	Code        string        // the server's error code, e.g. "session_not_found"
+//	Description string        // the server's text, if any
+//	RequestID   string        // the server's request id, if any
+//	RetryAfter  time.Duration // the server's Retry-After, if any
 type Error = apierr.Error
 
-// ApprovalRequiredError is returned when minting a gateway mandate is held for
-// human approval. errors.Is(err, ErrApprovalRequired) also matches it.
+// ApprovalRequiredError is returned when minting a gateway mandate is held
+// for human approval; errors.Is(err, ErrApprovalRequired) also matches it.
+// Wait for the decision with Client.WaitApproval(ctx, e.ApprovalID), then
+// send the request again. Its fields:
+//
+//	Err        *Error    // the STS answer that raised the hold
+//	ApprovalID string    // what WaitApproval takes
+//	Resource   string    // the resource identifier of the held mint
+//	Scopes     []string  // the scopes of the held mint
+//	State      string    // "pending" when raised
+//	Tier       string    // the risk tier that gated it, if the STS names one
+//	Binding    string    // the hold's binding digest
+//	ExpiresAt  time.Time // when the hold expires
 type ApprovalRequiredError = apierr.ApprovalRequiredError
 
 // Sentinel errors. Each message says what to do.
