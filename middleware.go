@@ -72,8 +72,13 @@ func WithVerifier(v Verifier) MiddlewareOption {
 // TrustedPropagation makes the middleware bind the inbound envelope as it
 // arrives (session, delegation and hop from the Caracal baggage, zone and
 // application from the client's configuration) without verifying the
-// bearer. Use it only behind a component that verified the request already:
-// anyone who can reach the server can claim any identity.
+// bearer. A request still needs a bearer (401 missing_token otherwise). Use
+// it only behind a component that verified the request already: anyone who
+// can reach the server can claim any identity.
+//
+// Behind a Caracal 1.0 Gateway it binds no session, delegation or hop: the
+// Gateway strips the Caracal baggage and the identity travels only in the
+// resource token, which VerifyTokens reads.
 func TrustedPropagation() MiddlewareOption {
 	return func(c *middlewareConfig) {
 		c.trusted = true
