@@ -86,3 +86,30 @@ func TestMiddlewareAcceptsRealSessionTokens(t *testing.T) {
 		assert.Equal(t, http.StatusUnauthorized, rec.Code, "only the listed applications")
 	})
 }
+
+// Behind the Gateway the Caracal baggage is gone: trusted propagation binds
+// the trace and the configured zone and application, no agent.
+func TestTrustedPropagationBehindTheGateway(t *testing.T) {
+	st, c := newStack(t)
+	mw, err := c.Middleware(caracal.TrustedPropagation())
+	require.NoError(t, err)
+	bound := make(chan *caracal.Agent, 1)
+	require.NoError(t, st.SetUpstream("resource://tickets", mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, _ := caracal.FromContext(r.Context())
+		bound <- a
+	}))))
+	_, reader := narrowReader(t, c, caracal.Constraints{}, "reader")
+	hc := c.HTTPClient(caracal.WithScopes("tickets:read"))
+	req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
+	require.NoError(t, err)
+	resp, err := hc.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	a := <-bound
+	require.NotNil(t, a)
+	assert.Empty(t, a.SessionID())
+	assert.Empty(t, a.DelegationID())
+	assert.Equal(t, "zone-test", a.ZoneID())
+	assert.Equal(t, reader.Agent().TraceID(), a.TraceID(), "the trace context still arrives")
+}
