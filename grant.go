@@ -417,7 +417,9 @@ func SkipInboundCheck() AcceptOption {
 // AcceptDelegation binds a delegation edge another session granted to the
 // agent bound to ctx (see Delegate) and returns a context whose agent
 // presents it: its delegation becomes edgeID, the previous one its parent
-// edge, and its hop count grows by one. First it checks with the Coordinator
+// edge, and its hop count grows by one. (Hop then counts the edges this
+// process knows of; the edge may sit deeper in the delegator's chain, which
+// the STS counts at every mint, and the resource token's hop says.) First it checks with the Coordinator
 // that edgeID is an active delegation to this session for this application
 // (ErrNotFound otherwise), unless SkipInboundCheck is given.
 func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...AcceptOption) (context.Context, error) {
