@@ -389,7 +389,8 @@ func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authori
 		d, err = c.coord.Delegate(ctx, req, "")
 	}
 	if err != nil {
-		return Delegation{}, err
+		return Delegation{}, fmt.Errorf("caracal: delegating %q on %s from session %s to session %s: %w",
+			wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), src.sessionID, toSessionID, err)
 	}
 	out := Delegation{ID: d.DelegationEdgeID, Scopes: slices.Clone(d.Scopes), TargetSessionID: toSessionID, Resource: plan.resources[0]}
 	if len(out.Scopes) == 0 {
@@ -470,7 +471,7 @@ func (c *Client) RevokeDelegation(ctx context.Context, edgeID string) error {
 	}
 	r, err := c.coord.RevokeDelegation(ctx, edgeID)
 	if err != nil {
-		return err
+		return fmt.Errorf("caracal: revoking delegation %s: %w", edgeID, err)
 	}
 	if r.AffectedSessions > 0 {
 		// The Coordinator also revokes the authority records the affected

@@ -178,4 +178,12 @@ func TestGrantThatCouldNeverMintIsRefused(t *testing.T) {
 	use, err := caracal.MintUse(ctx, c, "resource://tickets", "tickets:read")
 	require.NoError(t, err)
 	assert.Equal(t, "gateway", use)
+
+	// Server refusals name what was asked.
+	_, err = c.Delegate(wide.Context(), "no-such-session", caracal.Grant.Narrow(read, "", caracal.Constraints{MaxHops: 2}, time.Minute))
+	require.ErrorIs(t, err, caracal.ErrNotFound)
+	assert.ErrorContains(t, err, `delegating "tickets:read" on resource://tickets from session `+wide.ID()+" to session no-such-session")
+	require.NoError(t, c.RevokeDelegation(t.Context(), d.ID))
+	err = c.RevokeDelegation(t.Context(), d.ID)
+	assert.ErrorContains(t, err, "revoking delegation "+d.ID)
 }
