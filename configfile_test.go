@@ -154,6 +154,13 @@ func TestLoadConfigNamedProfileMissing(t *testing.T) {
 	_, err = loadEnv(t, baseEnv(), WithConfigFile(missing))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "caracal: WithConfigFile names "+missing)
+
+	// With nothing else set, the unset keys point back at the profile.
+	_, err = loadEnv(t, env{"CARACAL_CONFIG": missing})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "caracal: CARACAL_ZONE_ID is not set, and the profile could not be loaded (see above)")
+	assert.Contains(t, err.Error(), "; the profile could not be loaded)")
+	assert.NotContains(t, err.Error(), "set CARACAL_CONFIG to a profile")
 }
 
 func TestLoadConfigBadTOML(t *testing.T) {

@@ -51,7 +51,10 @@ type loader struct {
 	now     time.Time
 	errs    []error
 	profile *profile
-	sources []any // key, source pairs for the debug log
+	// profileFailed is set when a profile was named or found but could not
+	// be loaded; its error is already reported.
+	profileFailed bool
+	sources       []any // key, source pairs for the debug log
 }
 
 func (l *loader) fail(err error) { l.errs = append(l.errs, err) }
@@ -106,7 +109,9 @@ func (l *loader) load() (Config, error) {
 	}
 	cfg.AllowInsecureURLs = l.getenv("CARACAL_ALLOW_INSECURE_CONFIG_URLS") == "true"
 
+	before := len(l.errs)
 	l.loadProfile()
+	l.profileFailed = l.profile == nil && len(l.errs) > before
 	p := l.profile
 	if p != nil {
 		cfg.Profile = p.path
@@ -274,6 +279,9 @@ func (l *loader) missing(envKey, profKey, opt string) error {
 	if l.profile != nil {
 		return fmt.Errorf("caracal: %s is not set in %s and %s is not set (set one of them, or use %s)", profKey, l.profile.path, envKey, opt)
 	}
+	if l.profileFailed {
+		return fmt.Errorf("caracal: %s is not set, and the profile could not be loaded (see above)", envKey)
+	}
 	return fmt.Errorf("caracal: %s is not set (set it, or set CARACAL_CONFIG to a profile)", envKey)
 }
 
@@ -372,9 +380,12 @@ func (l *loader) credential() (secret, token string) {
 
 func (l *loader) noCredential() error {
 	where := "CARACAL_APP_CLIENT_SECRET_FILE, CARACAL_APP_CLIENT_SECRET or CARACAL_BOOTSTRAP_TOKEN"
-	if l.profile != nil {
+	switch {
+	case l.profile != nil:
 		where += ", or app_client_secret_file in " + l.profile.path
-	} else {
+	case l.profileFailed:
+		where += "; the profile could not be loaded"
+	default:
 		where += ", or set CARACAL_CONFIG to a profile"
 	}
 	return errors.New("caracal: no credential is configured (set " + where + ")")
