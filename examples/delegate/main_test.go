@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal/caracaltest"
 )
 
 func TestDelegateToAnExistingSessionThenRevoke(t *testing.T) {
@@ -26,4 +28,16 @@ func TestDelegateToAnExistingSessionThenRevoke(t *testing.T) {
 	edge := regexp.MustCompile(`to the peer: delegation ([0-9a-f-]{36})`).FindStringSubmatch(got)
 	require.Len(t, edge, 2)
 	require.Contains(t, got, "Peer accepted delegation "+edge[1])
+}
+
+func TestDelegateAgainstADeployment(t *testing.T) {
+	st := caracaltest.Start(t)
+	profile, err := st.WriteConfig(t.TempDir())
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"CARACAL_CONFIG=" + profile}, &out))
+	got := out.String()
+	require.Contains(t, got, "at "+st.CoordinatorURL())
+	require.Contains(t, got, "peer called the resource: 200 OK.")
+	require.Regexp(t, `peer's next call is refused: .*403 access_denied`, got)
 }

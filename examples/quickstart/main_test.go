@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal/caracaltest"
 )
 
 func TestQuickstartOnTheEmbeddedStack(t *testing.T) {
@@ -44,4 +46,20 @@ func TestQuickstartRejectsABrokenDeploymentConfig(t *testing.T) {
 	err := run(context.Background(), nil, []string{"CARACAL_CONFIG=/nonexistent/caracal.toml"}, &out)
 	require.ErrorContains(t, err, "/nonexistent/caracal.toml")
 	require.Empty(t, out.String())
+}
+
+// Against a deployment (here a caracaltest stack reached only through its
+// profile, as a real one would be), the same flow runs with the stack's own
+// echo upstream as the resource.
+func TestQuickstartAgainstADeployment(t *testing.T) {
+	st := caracaltest.Start(t)
+	profile, err := st.WriteConfig(t.TempDir())
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), nil, []string{"CARACAL_CONFIG=" + profile}, &out))
+	got := out.String()
+	require.Contains(t, got, "Connected to zone zone-test as application app-test at "+st.CoordinatorURL()+".")
+	require.Regexp(t, `response: 200 OK \{.*"path":"/tickets/42"`, got)
+	require.Contains(t, got, "Closed the service")
+	require.Equal(t, 1, st.Count(caracaltest.RouteGateway))
 }

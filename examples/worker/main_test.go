@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal/caracaltest"
 )
 
 func TestWorkerRenewsThenIsFencedByTheAttachingProcess(t *testing.T) {
@@ -28,4 +30,16 @@ func TestWorkerRenewsThenIsFencedByTheAttachingProcess(t *testing.T) {
 func TestWorkerRefusesAnIntervalBelowOneSecond(t *testing.T) {
 	err := run(context.Background(), []string{"-interval", "10ms"}, nil, &bytes.Buffer{})
 	require.ErrorContains(t, err, "HeartbeatInterval")
+}
+
+func TestWorkerAgainstADeployment(t *testing.T) {
+	st := caracaltest.Start(t)
+	profile, err := st.WriteConfig(t.TempDir())
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), nil, []string{"CARACAL_CONFIG=" + profile}, &out))
+	got := out.String()
+	require.Regexp(t, `Worker 2 attached to session [0-9a-f-]{36}: generation 2`, got)
+	require.Contains(t, got, "Worker 2 closed the service session.")
+	require.Equal(t, 1, st.Count(caracaltest.RouteLease))
 }
