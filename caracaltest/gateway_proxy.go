@@ -157,7 +157,7 @@ func upstreamURL(base string, r *http.Request) (*url.URL, error) {
 // proxy forwards the admitted request to the resource's upstream.
 func (w *world) proxy(rw http.ResponseWriter, r *http.Request, rid string, g *gatewayGrant) {
 	if r.ContentLength > gatewayBodyMax {
-		writeGatewayFailure(rw, rid, gwFail(http.StatusRequestEntityTooLarge, "payload_too_large", "request body too large"))
+		writeGatewayFailure(rw, rid, bodyTooLarge())
 		return
 	}
 	u, err := upstreamURL(g.upstream.url, r)
@@ -195,10 +195,9 @@ func (w *world) proxy(rw http.ResponseWriter, r *http.Request, rid string, g *ga
 	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := noRedirect.Do(out)
 	if err != nil {
-		var tooBig *http.MaxBytesError
 		switch {
-		case errors.As(err, &tooBig):
-			writeGatewayFailure(rw, rid, gwFail(http.StatusRequestEntityTooLarge, "payload_too_large", "request body too large"))
+		case capped.over.Load():
+			writeGatewayFailure(rw, rid, bodyTooLarge())
 		case r.Context().Err() != nil:
 			writeGatewayFailure(rw, rid, gwFail(statusClientClosed, "internal_error", "client cancelled"))
 		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
@@ -290,7 +289,7 @@ func (u *upstreamWriter) WriteHeader(code int) {
 	u.wrote = true
 	if u.tooBig != nil && u.tooBig.Load() {
 		u.dropped = true
-		writeGatewayFailure(u.rw, u.rid, gwFail(http.StatusRequestEntityTooLarge, "payload_too_large", "request body too large"))
+		writeGatewayFailure(u.rw, u.rid, bodyTooLarge())
 		return
 	}
 	responseHeaders(u.rw.Header(), u.header, u.rid, u.expIn)
@@ -303,6 +302,11 @@ func (u *upstreamWriter) Write(b []byte) (int, error) {
 		return len(b), nil
 	}
 	return u.body.Write(b)
+}
+
+// bodyTooLarge is the Gateway's answer to a body past gatewayBodyMax.
+func bodyTooLarge() *gatewayFailure {
+	return gwFail(http.StatusRequestEntityTooLarge, "payload_too_large", "request body too large")
 }
 
 // cappedBody is a request body behind http.MaxBytesReader that remembers

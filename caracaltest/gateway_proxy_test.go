@@ -207,3 +207,26 @@ func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
+
+// The same cap for an upstream reached over HTTP.
+func TestGatewayChunkedBodyCapURLUpstream(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	t.Cleanup(srv.Close)
+	env := newSTSEnv(t, func(c *worldConfig) {
+		c.Resources[0].Upstream = nil
+		c.Resources[0].UpstreamURL = srv.URL
+		c.UpstreamClient = srv.Client()
+	})
+	_, child, e := env.chain()
+	req, err := http.NewRequest("POST", env.gw.URL+"/tickets", struct{ io.Reader }{io.LimitReader(zeros{}, 10<<20+1)})
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+env.mandate(t, child, e, "tickets:read"))
+	req.Header.Set(wire.HeaderResource, exResource)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	assert.Contains(t, readBody(t, resp), `"payload_too_large"`)
+}
