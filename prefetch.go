@@ -253,12 +253,12 @@ func (p *prefetcher) worker(pl *pool) {
 		if !live {
 			return
 		}
-		if need && p.gates.has(gateKey{resource: pl.key.resource, scopes: pl.key.scopes}) {
-			// Another transport of the client met a hold for these scopes.
-			p.drop(pl)
-			return
-		}
 		if need {
+			if p.gates.has(gateKey{resource: pl.key.resource, scopes: pl.key.scopes}) {
+				// Another transport of the client met a hold for these scopes.
+				p.drop(pl)
+				return
+			}
 			tok, err := p.mintOne(pl)
 			kept := err == nil && p.put(pl, tok)
 			p.settle(pl)

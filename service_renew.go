@@ -168,7 +168,7 @@ func (s *Service) expire() {
 	s.mu.Unlock()
 	cause := fmt.Errorf("%w: service %s: no renewal succeeded before the lease deadline %s (the Coordinator suspends it: Client.Resume, then AttachService)", ErrLeaseExpired, s.id, deadline.Format(time.RFC3339Nano))
 	if last != nil {
-		cause = fmt.Errorf("%w: service %s: no renewal succeeded before the lease deadline %s (the Coordinator suspends it: Client.Resume, then AttachService); last error: %w", ErrLeaseExpired, s.id, deadline.Format(time.RFC3339Nano), last)
+		cause = fmt.Errorf("%w; last error: %w", cause, last)
 	}
 	s.lose(cause)
 }
