@@ -161,8 +161,19 @@ func (p *prefetcher) take(ctx context.Context, a *Agent, r stsclient.MintRequest
 		}
 		return stsclient.Token{}, err
 	}
-	p.start(key, gk, r, a.done)
+	if poolable(tok) {
+		// A mandate minted for the same key now is the best guess of what a
+		// background mint would get: one too short-lived to pool would only
+		// start a worker whose single mint is wasted, once per request.
+		p.start(key, gk, r, a.done)
+	}
 	return tok, nil
+}
+
+// poolable reports whether tok lives long enough to be worth pooling: long
+// enough to wait in the pool and still have prefetchMinLife when taken.
+func poolable(tok stsclient.Token) bool {
+	return time.Until(tok.ExpiresAt) >= 2*prefetchMinLife
 }
 
 // pop takes the oldest usable mandate of key's pool, discarding those too
@@ -370,7 +381,7 @@ func (p *prefetcher) put(pl *pool, tok stsclient.Token) bool {
 	if p.closed || p.pools[pl.key] != pl {
 		return false
 	}
-	if tok.ExpiresAt.Sub(time.Now()) < 2*prefetchMinLife {
+	if !poolable(tok) {
 		// The edge is about to expire: pooled mandates would be discarded
 		// before use. Stop prefetching this key.
 		p.dropLocked(pl)

@@ -113,7 +113,15 @@ func TestPrefetchShortEdgeStopsPooling(t *testing.T) {
 		synctest.Wait()
 		_, ok := p.pooled(readKey())
 		assert.False(t, ok, "mandates that would expire before use are not pooled")
-		assert.Equal(t, 2, f.count(), "and the worker stopped after one")
+		assert.Equal(t, 1, f.count(), "no worker mints for a key whose mandates are short-lived")
+
+		// Nor for later requests: each mints once, on its own path.
+		for range 3 {
+			_, err = p.take(context.Background(), agentWithDone(nil), readReq)
+			require.NoError(t, err)
+			synctest.Wait()
+		}
+		assert.Equal(t, 4, f.count())
 	})
 }
 

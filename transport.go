@@ -61,7 +61,8 @@ func WithPropagation(p Propagation) TransportOption {
 // A pooled mandate is used at most once, and one with less than 45 s of life
 // left (the Gateway's 35 s pre-flight window plus a margin) is discarded. A
 // pool is created only after a mint for its key succeeded on the request
-// path, is dropped when its session closes, after a minute without use or
+// path with a mandate of at least 90 s of life (so an edge whose TTL caps
+// its mandates below that is never prefetched), is dropped when its session closes, after a minute without use or
 // when the STS refuses a background mint, and is never kept for scopes that
 // needed a human approval. Background minting runs one refill at a time per
 // pool (at most 256 pools per transport) and stops when the client closes or
