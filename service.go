@@ -216,7 +216,7 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 		// original answer, stale if the session was attached since
 		// (PROTOCOL §4.2): take the lease over to learn the current ones.
 		sent = time.Now()
-		lr, lerr := c.coord.Lease(ctx, ses.AgentSessionID)
+		lr, date, lerr := c.coord.Lease(ctx, ses.AgentSessionID)
 		if lerr != nil {
 			// A suspended session (its holder's lease ran out) is left for
 			// a resume; one that is gone has nothing left to retire.
@@ -226,7 +226,7 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 			return nil, fmt.Errorf("caracal: service %s: acquiring the lease after a replayed start: %w", ses.AgentSessionID, lerr)
 		}
 		gen = int64(lr.LeaseGeneration)
-		deadline = leaseDeadline(lr.HeartbeatDeadlineAt, sent, leaseLen)
+		deadline = acquiredDeadline(lr.HeartbeatDeadlineAt, date, sent, leaseLen)
 		status = lr.Status
 	}
 	if gen < 1 || deadline.IsZero() {

@@ -36,14 +36,14 @@ func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...Sp
 		return nil, fmt.Errorf("%w: AttachService accepts only HeartbeatInterval, HeartbeatAuto and OnLeaseLost", ErrInvalidRequest)
 	}
 	sent := time.Now()
-	lr, err := c.coord.Lease(ctx, sessionID)
+	lr, date, err := c.coord.Lease(ctx, sessionID)
 	if errors.Is(err, ErrSuspended) {
 		return nil, fmt.Errorf("caracal: attaching service %s: it is suspended; Client.Resume it first: %w", sessionID, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("caracal: attaching service %s: %w", sessionID, err)
 	}
-	deadline := leaseDeadline(lr.HeartbeatDeadlineAt, sent, 0)
+	deadline := acquiredDeadline(lr.HeartbeatDeadlineAt, date, sent, 0)
 	gen := int64(lr.LeaseGeneration)
 	if gen < 1 || deadline.IsZero() {
 		return nil, fmt.Errorf("caracal: attaching service %s: the Coordinator's answer has no lease (generation %d, deadline %q)", sessionID, gen, lr.HeartbeatDeadlineAt)

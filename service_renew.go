@@ -257,6 +257,27 @@ func leaseDeadline(serverDeadline string, sent time.Time, leaseLen time.Duration
 	return local
 }
 
+// acquiredDeadline is the local deadline of a lease acquire answer. The
+// wall-clock conversion of leaseDeadline is checked against the answer's
+// Date (the Coordinator's clock, whole seconds): the deadline lies between
+// sent + (deadline − Date) − 1s and now + (deadline − Date). Outside those
+// bounds the clocks disagree, and the lower bound, which never lies later
+// than the Coordinator's deadline, is used instead. Without a Date the
+// wall clocks are trusted.
+func acquiredDeadline(serverDeadline string, date, sent time.Time, leaseLen time.Duration) time.Time {
+	local := leaseDeadline(serverDeadline, sent, leaseLen)
+	dl, err := wire.ParseTime(serverDeadline)
+	if local.IsZero() || err != nil || date.IsZero() {
+		return local
+	}
+	left := dl.Sub(date)
+	lower, upper := sent.Add(left-time.Second), time.Now().Add(left)
+	if local.Before(lower) || local.After(upper) {
+		return lower
+	}
+	return local
+}
+
 // lost marks a heartbeat answer that ended the lease for good as
 // ErrLeaseLost, whatever its code (any 404 counts, PROTOCOL §5.7).
 type lost struct{ error }

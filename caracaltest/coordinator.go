@@ -97,6 +97,9 @@ func (w *world) coordinatorHandler(h func(*call)) http.HandlerFunc {
 
 		w.mu.Lock()
 		defer w.mu.Unlock()
+		// The Date header comes from the Coordinator's own clock, as a real
+		// server's does.
+		rw.Header().Set("Date", w.now().UTC().Format(http.TimeFormat))
 		if !w.authenticate(c) {
 			return
 		}

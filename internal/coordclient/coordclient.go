@@ -221,15 +221,24 @@ func (c *Client) Heartbeat(ctx context.Context, id string, generation int64) (wi
 }
 
 // Lease acquires (attaches to) a service session, bumping its generation.
-// Not idempotent, so one attempt, plus one after a 401.
-func (c *Client) Lease(ctx context.Context, id string) (wire.LeaseResponse, error) {
+// Not idempotent, so one attempt, plus one after a 401. It also returns the
+// answer's Date header (zero if absent or malformed): the Coordinator's
+// clock, to measure its deadline against.
+func (c *Client) Lease(ctx context.Context, id string) (wire.LeaseResponse, time.Time, error) {
 	path := "/zones/" + c.zone + "/agents/" + url.PathEscape(id) + "/lease"
 	var r wire.LeaseResponse
 	out := c.do(ctx, http.MethodPost, path, nil, nil, &r)
-	if out.err == nil && r.LeaseGeneration < 1 {
-		return wire.LeaseResponse{}, invalid(http.MethodPost, path, "no lease generation")
+	if out.err != nil {
+		return wire.LeaseResponse{}, time.Time{}, out.err
 	}
-	return r, out.err
+	if r.LeaseGeneration < 1 {
+		return wire.LeaseResponse{}, time.Time{}, invalid(http.MethodPost, path, "no lease generation")
+	}
+	date, err := http.ParseTime(out.header.Get("Date"))
+	if err != nil {
+		date = time.Time{}
+	}
+	return r, date, nil
 }
 
 // Resume resumes a suspended session and its suspended subtree, and

@@ -209,7 +209,7 @@ func TestHeartbeatAndLease(t *testing.T) {
 	hb, err := h.c.Heartbeat(t.Context(), "S", 2)
 	require.NoError(t, err)
 	assert.EqualValues(t, 2, hb.Agent.LeaseGeneration)
-	l, err := h.c.Lease(t.Context(), "S")
+	l, _, err := h.c.Lease(t.Context(), "S")
 	require.NoError(t, err)
 	assert.EqualValues(t, 3, l.LeaseGeneration)
 	_, err = h.c.Heartbeat(t.Context(), "S", 3)

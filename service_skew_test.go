@@ -1,0 +1,46 @@
+package caracal_test
+
+import (
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+// An attach answer carries the Coordinator's deadline on its own clock and
+// no lease length. When the clocks disagree by minutes, the handle must
+// still hold a deadline no later than the Coordinator's and keep the
+// session renewed, as a spawned service does.
+func TestServiceAttachUnderClockSkew(t *testing.T) {
+	for _, off := range []time.Duration{5 * time.Minute, -3 * time.Minute} {
+		t.Run(off.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				clk := &skewClock{}
+				clk.off.Store(int64(off))
+				st, c := serviceStack(t, caracaltest.WithClock(clk))
+				svc, err := c.SpawnService(t.Context())
+				require.NoError(t, err)
+
+				start := time.Now()
+				taken, err := c.AttachService(t.Context(), svc.ID(), caracal.HeartbeatAuto())
+				require.NoError(t, err)
+				require.NoError(t, taken.Err(), "the lease was just acquired")
+				assert.False(t, taken.Deadline().After(start.Add(120*time.Second)), "deadline %v after the Coordinator's", taken.Deadline().Sub(start))
+				assert.Greater(t, taken.Deadline().Sub(start), 110*time.Second)
+
+				time.Sleep(10 * time.Minute)
+				synctest.Wait()
+				require.NoError(t, taken.Err())
+				info, _ := st.SessionInfo(svc.ID())
+				assert.Equal(t, "active", info.Status)
+				require.NoError(t, taken.Close(t.Context()))
+				require.NoError(t, svc.Close(t.Context()))
+			})
+		})
+	}
+}
