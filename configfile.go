@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -184,7 +185,33 @@ func tomlError(path string, err error) error {
 		}
 		return &wrapErr{fmt.Sprintf("caracal: %s: line %d, column %d%s: invalid TOML: %s", path, pe.Position.Line, pe.Position.Col, key, msg), err}
 	}
+	if m := tomlTypeErr.FindStringSubmatch(err.Error()); m != nil {
+		if key, uerr := strconv.Unquote(m[2]); uerr == nil {
+			parts := strings.Split(key, ".")
+			if want, ok := profileKeyTypes[parts[len(parts)-1]]; ok && slices.Contains(knownProfileKeys, parts[0]) {
+				line := ""
+				if m[1] != "" {
+					line = "line " + m[1] + ": "
+				}
+				return &wrapErr{fmt.Sprintf("caracal: %s: %s%s must be %s (%s)", path, line, key, want, tomlQuoted.ReplaceAllString(m[3], "…")), err}
+			}
+		}
+	}
 	return &wrapErr{fmt.Sprintf("caracal: %s: invalid TOML: %s", path, tomlQuoted.ReplaceAllString(err.Error(), "…")), err}
+}
+
+// tomlTypeErr matches the decoder's message for a value that does not fit
+// its key: the line, the quoted key path and the problem.
+var tomlTypeErr = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key ("(?:[^"\\]|\\.)*")\): (.*)$`)
+
+// profileKeyTypes says what each profile key holds, for type errors.
+var profileKeyTypes = map[string]string{
+	"zone_id": "a string", "application_id": "a string", "app_client_secret": "a string",
+	"app_client_secret_file": "a string", "sts_url": "a string", "coordinator_url": "a string",
+	"gateway_url": "a string", "default_ttl_seconds": "a whole number of seconds",
+	"credentials":          "an array of tables ([[credentials]] with resource and upstream_prefix)",
+	"optional_credentials": "an array of tables ([[optional_credentials]] with resource and upstream_prefix)",
+	"resource":             "a string", "upstream_prefix": "a string",
 }
 
 // readSecretFile reads a secret file under the rules of PROTOCOL §2.5: it

@@ -184,6 +184,30 @@ func TestLoadConfigBadTOML(t *testing.T) {
 	}
 }
 
+// A value of the wrong type is valid TOML: the error names the key and the
+// type it wants, never the value.
+func TestLoadConfigProfileWrongType(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name, content, want string
+	}{
+		{"zone_id", "zone_id = 5\n", "line 1: zone_id must be a string"},
+		{"secret", "zone_id = \"z\"\napp_client_secret = [\"" + testSecret + "\"]\n", "line 2: app_client_secret must be a string"},
+		{"ttl", "default_ttl_seconds = \"3600\"\n", "line 1: default_ttl_seconds must be a whole number of seconds"},
+		{"credentials", "credentials = \"resource://r\"\n", "line 1: credentials must be an array of tables"},
+		{"credential resource", "[[credentials]]\nresource = 5\n", "line 2: credentials.resource must be a string"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeFile(t, dir, tc.name+".toml", tc.content, 0o600)
+			_, err := loadEnv(t, baseEnv().with("CARACAL_CONFIG", path))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "caracal: "+path+": "+tc.want)
+			assert.NotContains(t, err.Error(), "invalid TOML")
+		})
+	}
+}
+
 func TestLoadConfigUnknownKeys(t *testing.T) {
 	dir := t.TempDir()
 	path := writeFile(t, dir, "caracal.toml", `zone_id = "z"
