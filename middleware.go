@@ -318,6 +318,12 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 // client why, and only the server's operator can fix it.
 func (m *middleware) keysFailed(err error) {
 	if errors.Is(err, jwks.ErrKeysUnavailable) && m.keysDown.CompareAndSwap(false, true) {
+		// Log the fetch failure (URL, status or network error), not the
+		// token refusal wrapped around it, whose text leaves the cause out.
+		var ve *jwks.Error
+		if errors.As(err, &ve) && ve.Err != nil {
+			err = ve.Err
+		}
 		m.c.log.Warn("caracal: Middleware cannot fetch the STS signing keys, so every bearer is refused; check the STS URL (or VerifyJWKSURL) and that the STS is reachable", "error", err)
 	}
 }

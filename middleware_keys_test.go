@@ -1,6 +1,7 @@
 package caracal_test
 
 import (
+	"bytes"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
 )
 
 // TestMiddlewareKeyOutageWithAgedKeysLogsOnce: while the STS is down but
@@ -64,4 +66,32 @@ func TestMiddlewareKeyOutageWithAgedKeysLogsOnce(t *testing.T) {
 		require.Equal(t, http.StatusUnauthorized, serve(mwh, bogus).Code)
 		assert.Equal(t, int32(2), records.Load(), "a second outage, a second log line")
 	})
+}
+
+// TestMiddlewareKeyOutageLogSaysWhy: the one log line of a key outage names
+// what failed (the JWKS URL and the STS's answer), not only the 401 the
+// clients got, so that the operator can act on it.
+func TestMiddlewareKeyOutageLogSaysWhy(t *testing.T) {
+	st, c := newStack(t)
+	var logs bytes.Buffer
+	rc, _ := newClient(t, st, caracal.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	mw, err := rc.Middleware(caracal.VerifyTokens("resource://tickets"))
+	require.NoError(t, err)
+	var got seen
+	require.NoError(t, st.SetUpstream("resource://tickets", mw(got.handler())))
+	st.Inject(caracaltest.RouteJWKS, caracaltest.Fault{Status: http.StatusServiceUnavailable})
+
+	_, reader := narrowReader(t, c, caracal.Constraints{}, "reader")
+	req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
+	require.NoError(t, err)
+	resp, err := c.HTTPClient(caracal.WithScopes("tickets:read")).Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Zero(t, got.calls.Load())
+
+	line := logs.String()
+	assert.Contains(t, line, "cannot fetch the STS signing keys")
+	assert.Contains(t, line, st.STSURL()+"/.well-known/jwks.json", "the URL that failed")
+	assert.Contains(t, line, "status 503", "what the STS answered")
 }
