@@ -142,10 +142,11 @@ func (cfg Config) Validate() error {
 	if strings.TrimSpace(cfg.ApplicationID) == "" {
 		errs = append(errs, errors.New("caracal: Config.ApplicationID is empty (set it to the application's id)"))
 	}
+	hasSecret, hasToken := strings.TrimSpace(cfg.ClientSecret) != "", strings.TrimSpace(cfg.BootstrapToken) != ""
 	switch {
 	case cfg.ClientSecret != "" && cfg.BootstrapToken != "":
 		errs = append(errs, errors.New("caracal: Config.ClientSecret and Config.BootstrapToken are both set (configure exactly one credential)"))
-	case cfg.ClientSecret == "" && cfg.BootstrapToken == "":
+	case !hasSecret && !hasToken:
 		errs = append(errs, errors.New("caracal: neither Config.ClientSecret nor Config.BootstrapToken is set (configure exactly one credential)"))
 	case cfg.BootstrapToken != "":
 		if err := checkBootstrapToken("Config.BootstrapToken", cfg.BootstrapToken, time.Now()); err != nil {
@@ -407,7 +408,7 @@ func WithClientSecret(secret string) Option {
 // credential is the Option named name that replaces the whole credential
 // with a client secret or a bootstrap token (what names the one set).
 func credential(name, what, secret, token string) Option {
-	if secret == "" && token == "" {
+	if strings.TrimSpace(secret) == "" && strings.TrimSpace(token) == "" {
 		return optErr(fmt.Errorf("caracal: %s: the %s is empty", name, what))
 	}
 	return override(keyCred, func(c *Config) {

@@ -399,6 +399,8 @@ func TestValidate(t *testing.T) {
 		{"application", func(c *Config) { c.ApplicationID = "" }, "caracal: Config.ApplicationID is empty"},
 		{"no credential", func(c *Config) { c.ClientSecret = "" }, "neither Config.ClientSecret nor Config.BootstrapToken is set"},
 		{"two credentials", func(c *Config) { c.BootstrapToken = "t" }, "Config.ClientSecret and Config.BootstrapToken are both set"},
+		{"blank secret", func(c *Config) { c.ClientSecret = " \t" }, "neither Config.ClientSecret nor Config.BootstrapToken is set"},
+		{"blank token", func(c *Config) { c.ClientSecret, c.BootstrapToken = "", "\n" }, "neither Config.ClientSecret nor Config.BootstrapToken is set"},
 		{"bad token", func(c *Config) {
 			c.ClientSecret, c.BootstrapToken = "", jwt(map[string]any{"alg": "none"}, nil)
 		}, "caracal: Config.BootstrapToken: the token is unsigned"},

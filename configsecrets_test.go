@@ -135,6 +135,8 @@ func TestLoadConfigCredentialModes(t *testing.T) {
 		{"shadowed secret file is not read", id.with("CARACAL_APP_CLIENT_SECRET_FILE", filepath.Join(dir, "missing")), []Option{WithClientSecret("opt-secret")}, "opt-secret", "", ""},
 		{"empty WithClientSecret", id, []Option{WithClientSecret("")}, "", "", "caracal: WithClientSecret: the secret is empty"},
 		{"empty WithBootstrapToken", id, []Option{WithBootstrapToken("")}, "", "", "caracal: WithBootstrapToken: the token is empty"},
+		{"blank WithClientSecret", id, []Option{WithClientSecret(" \t\n")}, "", "", "caracal: WithClientSecret: the secret is empty"},
+		{"blank WithBootstrapToken", id, []Option{WithBootstrapToken("  ")}, "", "", "caracal: WithBootstrapToken: the token is empty"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
