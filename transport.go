@@ -300,6 +300,14 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 	return resp, err
 }
 
+// CloseIdleConnections closes the idle connections of the base transport,
+// so that http.Client.CloseIdleConnections reaches them through this one.
+func (t *transport) CloseIdleConnections() {
+	if b, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		b.CloseIdleConnections()
+	}
+}
+
 // cloneRequest copies req for the transport to change. A request may come
 // without a header map (http.Client adds one; a direct RoundTrip call need
 // not), and the copy needs one for the headers the transport sets.
