@@ -49,7 +49,9 @@ type Request struct {
 	// Form is the parsed form of an application/x-www-form-urlencoded body,
 	// with secrets redacted; nil for other bodies.
 	Form url.Values
-	// Body is the request body (at most 1 MiB), with form secrets redacted.
+	// Body is the request body (at most 1 MiB), with form secrets redacted;
+	// in a form or STS body, text that is not a form field (JSON, say) is
+	// replaced by "[redacted]" too.
 	Body []byte
 	// Status is the status the stack answered with; 0 when it sent no
 	// response (a dropped connection, or a client that gave up first).
@@ -260,6 +262,11 @@ func redactPair(form url.Values, pair string) string {
 		return pair
 	}
 	rawKey, rawVal, _ := strings.Cut(pair, "=")
+	if strings.ContainsFunc(rawKey, notFormKeyRune) {
+		// Not a form field (a JSON or multipart body, say) but text that
+		// may hold a secret under another syntax: keep none of it.
+		return url.QueryEscape(redacted)
+	}
 	key, err1 := url.QueryUnescape(rawKey)
 	val, err2 := url.QueryUnescape(rawVal)
 	if err1 != nil || err2 != nil {
@@ -276,6 +283,12 @@ func redactPair(form url.Values, pair string) string {
 	}
 	form.Add(key, val)
 	return pair
+}
+
+// notFormKeyRune reports a character that a form encoder escapes in a field
+// name: quotes, braces, white space and the like.
+func notFormKeyRune(r rune) bool {
+	return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("-._~%+*[]", r))
 }
 
 // redactQuery returns q with the secrets and tokens of form fields
