@@ -289,7 +289,10 @@ type Session struct {
 //
 // The caller must Close the session; Client.Close closes the ones left.
 // Session.Context derives from ctx, so cancelling ctx cancels it too, but
-// only Close (or the TTL) retires the session.
+// only Close (or the TTL) retires the session. When ctx ends while the start
+// may already have reached the Coordinator, the session it may have started
+// is retired in the background (Client.Close waits for that), unless
+// WithIdempotencyKey gave the key that leads back to it.
 func (c *Client) Spawn(ctx context.Context, opts ...SpawnOption) (*Session, error) {
 	if c.isClosed() {
 		return nil, ErrClosed

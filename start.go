@@ -115,6 +115,7 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 		IdempotencyKey: cfg.idemKey,
 		Traceparent:    envelope.Traceparent(traceID, flags),
 		Tracestate:     state,
+		Abandon:        c.retireAbandoned,
 	}
 
 	ses, err := c.coord.Start(ctx, req, so)
@@ -236,6 +237,35 @@ func (c *Client) retireOrphan(ctx context.Context, id string, generation int64) 
 	if err := c.coord.Retire(rctx, id, generation); err != nil {
 		c.log.WarnContext(ctx, "caracal: retiring a session that could not be handed out failed", "session", id, "error", err)
 	}
+}
+
+// abandoned is the retire of a session whose start the caller gave up on
+// (coordclient.StartOptions.Abandon), running in the background so that
+// Spawn still returns when its ctx ends; Client.Close waits for it.
+type abandoned struct{ done chan struct{} }
+
+func (a *abandoned) Close(ctx context.Context) error {
+	select {
+	case <-a.done:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// retireAbandoned runs retire in the background, detached from ctx, or at
+// once when the client is closed (nothing would wait for it then).
+func (c *Client) retireAbandoned(retire func(context.Context)) {
+	a := &abandoned{done: make(chan struct{})}
+	if c.track(a) != nil {
+		retire(context.Background())
+		return
+	}
+	go func() {
+		defer c.untrack(a)
+		defer close(a.done)
+		retire(context.Background())
+	}()
 }
 
 func ceilSeconds(d time.Duration) int {

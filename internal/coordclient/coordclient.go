@@ -60,15 +60,6 @@ type Config struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
-// StartOptions carries the headers of a session start.
-type StartOptions struct {
-	// IdempotencyKey, if empty, is generated (and sent with
-	// Idempotency-Key-Kind: generated).
-	IdempotencyKey string
-	Traceparent    string
-	Tracestate     string
-}
-
 // Client is safe for concurrent use.
 type Client struct {
 	cfg  Config
@@ -100,84 +91,6 @@ func NewIdempotencyKey() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// Start starts a session (POST /zones/{z}/agents).
-//
-// The request always carries an Idempotency-Key (generated unless given) and
-// is sent again, with the same key and body, up to StartRetries times after a
-// 5xx, a retryable 429 or a network failure. When the request leaves
-// SubjectSessionID empty it is pinned to the sid of the lifecycle token of
-// the first attempt, so that a retry after a token refresh replays the same
-// digest instead of conflicting. When the Coordinator refuses a generated
-// key because the application's receipt limit is reached (429
-// idempotency_receipt_limit_exceeded: nothing executed), the start is sent
-// once more without a key so that the limit never stops the application's
-// agents; a caller-given key is never dropped.
-func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o StartOptions) (wire.Session, error) {
-	path := "/zones/" + c.zone + "/agents"
-	key, generated := o.IdempotencyKey, false
-	if key == "" {
-		key, generated = NewIdempotencyKey(), true
-	}
-	pinnable := req.SubjectSessionID == ""
-	executed := false // an earlier attempt may have committed
-	keyless := false
-
-	for retries := 0; ; {
-		hdr := http.Header{}
-		if !keyless {
-			hdr.Set(wire.HeaderIdempotencyKey, key)
-			if generated {
-				hdr.Set(wire.HeaderIdempotencyKind, "generated")
-			}
-		}
-		if o.Traceparent != "" {
-			hdr.Set("Traceparent", o.Traceparent)
-			if o.Tracestate != "" {
-				hdr.Set("Tracestate", o.Tracestate)
-			}
-		}
-		body := func(tok stsclient.Token) ([]byte, error) {
-			// Re-pin only while no attempt can have committed: a 401 stores
-			// no receipt, so the refreshed token's record may replace the
-			// revoked one; after a possible commit the digest must not move.
-			if pinnable && (req.SubjectSessionID == "" || !executed) {
-				req.SubjectSessionID = tok.SID
-			}
-			return json.Marshal(req)
-		}
-		var s wire.Session
-		out := c.do(ctx, http.MethodPost, path, hdr, body, &s)
-		if out.err == nil {
-			if s.AgentSessionID == "" {
-				return wire.Session{}, invalid(http.MethodPost, path, "no agent_session_id")
-			}
-			if req.Lifecycle == wire.LifecycleService && s.LeaseGeneration < 1 {
-				return wire.Session{}, invalid(http.MethodPost, path, "service session without a lease generation")
-			}
-			s.Replayed = out.header.Get(wire.HeaderReplayed) == "true"
-			return s, nil
-		}
-		if out.api != nil && out.api.Code == codeReceiptLimit && generated && !keyless {
-			level := slog.LevelWarn
-			if c.receiptLimitSeen.Swap(true) {
-				level = slog.LevelDebug
-			}
-			c.cfg.Logger.LogAttrs(ctx, level, "caracal: idempotency receipt limit reached; starting the session without a key")
-			keyless = true
-			continue
-		}
-		// Without a key a resend could start a second session.
-		if keyless || !out.retryable || retries >= StartRetries {
-			return wire.Session{}, out.err
-		}
-		executed = executed || out.ambiguous
-		if err := c.pause(ctx, retries, out); err != nil {
-			return wire.Session{}, gaveUp(out.err, err)
-		}
-		retries++
-	}
 }
 
 // Retire retires a session (DELETE /zones/{z}/agents/{id}); generation 0
@@ -425,6 +338,10 @@ func (c *Client) send(ctx context.Context, tok stsclient.Token, method, path str
 		// as JSON.
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if ctx.Err() != nil {
+		// Not sent: nothing can have executed.
+		return outcome{err: apierr.Transport(ctx, callCtx, Timeout, "coordinator", method, path, ctx.Err())}
+	}
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
 		return netFailure(ctx, callCtx, method, path, err)
@@ -452,13 +369,13 @@ func (c *Client) send(ctx context.Context, tok stsclient.Token, method, path str
 	return outcome{header: resp.Header}
 }
 
-// netFailure classifies a request that got no answer. The caller's own
-// cancellation is final; the per-call timeout or a connection failure may
-// be retried (and may have executed).
+// netFailure classifies a request that got no answer, which may have
+// executed. The caller's own cancellation is final; the per-call timeout or
+// a connection failure may be retried.
 func netFailure(ctx, callCtx context.Context, method, path string, err error) outcome {
 	err = apierr.Transport(ctx, callCtx, Timeout, "coordinator", method, path, err)
 	if ctx.Err() != nil {
-		return outcome{err: err}
+		return outcome{err: err, ambiguous: true}
 	}
 	return outcome{err: err, retryable: true, ambiguous: true}
 }

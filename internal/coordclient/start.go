@@ -1,0 +1,143 @@
+package coordclient
+
+// Session start: the keyed, retried POST /zones/{z}/agents, and the retire
+// of a session whose start the caller gave up on.
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+
+	"github.com/caracal-go/caracal/internal/stsclient"
+	"github.com/caracal-go/caracal/internal/wire"
+)
+
+// StartOptions carries the headers of a session start.
+type StartOptions struct {
+	// IdempotencyKey, if empty, is generated (and sent with
+	// Idempotency-Key-Kind: generated).
+	IdempotencyKey string
+	Traceparent    string
+	Tracestate     string
+	// Abandon, if set, is called when Start gives up, because the caller's
+	// ctx ended (or its deadline leaves no time for a retry), on a start
+	// under a generated key that may have started a session: nobody could
+	// ever reach that session. The retire it is given
+	// finds the session by sending the start again and retires it; it is
+	// detached from the caller's ctx and bounded by Timeout.
+	Abandon func(retire func(context.Context))
+}
+
+// Start starts a session (POST /zones/{z}/agents).
+//
+// The request always carries an Idempotency-Key (generated unless given) and
+// is sent again, with the same key and body, up to StartRetries times after a
+// 5xx, a retryable 429 or a network failure. When the request leaves
+// SubjectSessionID empty it is pinned to the sid of the lifecycle token of
+// the first attempt, so that a retry after a token refresh replays the same
+// digest instead of conflicting. When the Coordinator refuses a generated
+// key because the application's receipt limit is reached (429
+// idempotency_receipt_limit_exceeded: nothing executed), the start is sent
+// once more without a key so that the limit never stops the application's
+// agents; a caller-given key is never dropped.
+func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o StartOptions) (wire.Session, error) {
+	path := "/zones/" + c.zone + "/agents"
+	key, generated := o.IdempotencyKey, false
+	if key == "" {
+		key, generated = NewIdempotencyKey(), true
+	}
+	pinnable := req.SubjectSessionID == ""
+	executed := false // an earlier attempt may have committed
+	keyless := false
+
+	for retries := 0; ; {
+		hdr := http.Header{}
+		if !keyless {
+			hdr.Set(wire.HeaderIdempotencyKey, key)
+			if generated {
+				hdr.Set(wire.HeaderIdempotencyKind, "generated")
+			}
+		}
+		if o.Traceparent != "" {
+			hdr.Set("Traceparent", o.Traceparent)
+			if o.Tracestate != "" {
+				hdr.Set("Tracestate", o.Tracestate)
+			}
+		}
+		body := func(tok stsclient.Token) ([]byte, error) {
+			// Re-pin only while no attempt can have committed: a 401 stores
+			// no receipt, so the refreshed token's record may replace the
+			// revoked one; after a possible commit the digest must not move.
+			if pinnable && (req.SubjectSessionID == "" || !executed) {
+				req.SubjectSessionID = tok.SID
+			}
+			return json.Marshal(req)
+		}
+		var s wire.Session
+		out := c.do(ctx, http.MethodPost, path, hdr, body, &s)
+		if out.err == nil {
+			if s.AgentSessionID == "" {
+				return wire.Session{}, invalid(http.MethodPost, path, "no agent_session_id")
+			}
+			if req.Lifecycle == wire.LifecycleService && s.LeaseGeneration < 1 {
+				return wire.Session{}, invalid(http.MethodPost, path, "service session without a lease generation")
+			}
+			s.Replayed = out.header.Get(wire.HeaderReplayed) == "true"
+			return s, nil
+		}
+		if out.api != nil && out.api.Code == codeReceiptLimit && generated && !keyless {
+			level := slog.LevelWarn
+			if c.receiptLimitSeen.Swap(true) {
+				level = slog.LevelDebug
+			}
+			c.cfg.Logger.LogAttrs(ctx, level, "caracal: idempotency receipt limit reached; starting the session without a key")
+			keyless = true
+			continue
+		}
+		executed = executed || out.ambiguous
+		// A session started under a generated key is known to no one once
+		// the caller gives up: have it retired rather than leave it holding
+		// a place in the zone's session limits.
+		abandon := func() {
+			if generated && !keyless && executed && o.Abandon != nil {
+				o.Abandon(func(bg context.Context) { c.abandonStart(bg, path, hdr, body) })
+			}
+		}
+		// Without a key a resend could start a second session.
+		if keyless || !out.retryable || retries >= StartRetries {
+			if ctx.Err() != nil {
+				abandon()
+			}
+			return wire.Session{}, out.err
+		}
+		if err := c.pause(ctx, retries, out); err != nil {
+			abandon()
+			return wire.Session{}, gaveUp(out.err, err)
+		}
+		retries++
+	}
+}
+
+// abandonStart retires the session that a start the caller gave up on may
+// have started: it sends the start once more with the same key and body,
+// which replays the session if there is one (or starts one), and retires
+// what comes back. Detached from ctx's cancellation and bounded by Timeout.
+func (c *Client) abandonStart(ctx context.Context, path string, hdr http.Header, body func(stsclient.Token) ([]byte, error)) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), Timeout)
+	defer cancel()
+	var s wire.Session
+	out := c.do(dctx, http.MethodPost, path, hdr, body, &s)
+	switch {
+	case out.api != nil && out.api.Code == "idempotency_result_inactive":
+		return // nothing live was started
+	case out.err != nil:
+		c.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "caracal: a session start was given up; a session it may have started runs until its TTL or lease ends",
+			slog.String("error", out.err.Error()))
+	case s.AgentSessionID != "":
+		if err := c.Retire(dctx, s.AgentSessionID, int64(s.LeaseGeneration)); err != nil {
+			c.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "caracal: retiring the session of a start that was given up failed",
+				slog.String("session", s.AgentSessionID), slog.String("error", err.Error()))
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package caracal_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+// lostStart lets the next session start reach the Coordinator, which starts
+// the session, and then cancels the caller, as when the caller gives up
+// while the answer is on its way: the caller never sees the session id.
+type lostStart struct {
+	base   http.RoundTripper
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	armed bool
+	lost  string // the id of the session whose answer was lost
+}
+
+func (l *lostStart) arm(cancel context.CancelFunc) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.armed, l.cancel = true, cancel
+}
+
+func (l *lostStart) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := l.base.RoundTrip(req)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil || !l.armed || req.Method != http.MethodPost || req.URL.Path != "/zones/zone-test/agents" {
+		return resp, err
+	}
+	l.armed = false
+	var s struct {
+		ID string `json:"agent_session_id"`
+	}
+	b, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	_ = json.Unmarshal(b, &s)
+	l.lost = s.ID
+	l.cancel()
+	<-req.Context().Done()
+	return nil, req.Context().Err()
+}
+
+// A start whose caller gave up after the Coordinator started the session
+// leaves no session running that nobody can close: with a generated key the
+// session id is known to no one, so the client retires it in the background
+// (Client.Close waits for that). A caller-given key is the caller's way back
+// to the session, so that one is left for the caller to replay.
+func TestSpawnCancelledAfterTheStartLeavesNoSession(t *testing.T) {
+	st := caracaltest.Start(t)
+	spawns := map[string]func(c *caracal.Client, ctx context.Context) error{
+		"task": func(c *caracal.Client, ctx context.Context) error {
+			_, err := c.Spawn(ctx, caracal.WithLabels("reader"))
+			return err
+		},
+		"service": func(c *caracal.Client, ctx context.Context) error {
+			_, err := c.SpawnService(ctx)
+			return err
+		},
+		"keyed task": func(c *caracal.Client, ctx context.Context) error {
+			_, err := c.Spawn(ctx, caracal.WithIdempotencyKey("job-9"))
+			return err
+		},
+	}
+	for name, spawn := range spawns {
+		lost := &lostStart{base: http.DefaultTransport.(*http.Transport).Clone()}
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: lost}))
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(t.Context())
+		lost.arm(cancel)
+		err = spawn(c, ctx)
+		require.ErrorIs(t, err, context.Canceled, name)
+		require.NotEmpty(t, lost.lost, name)
+		if name == "keyed task" {
+			again, err := c.Spawn(t.Context(), caracal.WithIdempotencyKey("job-9"))
+			require.NoError(t, err, "the caller's key leads back to the session")
+			assert.Equal(t, lost.lost, again.ID())
+			require.NoError(t, c.Close(t.Context()))
+			continue
+		}
+		require.NoError(t, c.Close(t.Context()), name)
+		info, ok := st.SessionInfo(lost.lost)
+		require.True(t, ok, name)
+		assert.Equal(t, "terminated", info.Status, "%s: the session nobody can reach was retired", name)
+	}
+
+	// A start whose ctx ended before it was sent starts nothing, and so has
+	// nothing to retire.
+	c, err := st.NewClient()
+	require.NoError(t, err)
+	_, err = c.Spawn(t.Context()) // the lifecycle token is cached
+	require.NoError(t, err)
+	st.ResetRecord()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err = c.Spawn(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	require.NoError(t, c.Close(t.Context()))
+	assert.Zero(t, st.Count(caracaltest.RouteStart))
+}
