@@ -111,7 +111,11 @@ func (l *loader) loadProfile() {
 		return
 	}
 	if !fi.Mode().IsRegular() {
-		l.failf("caracal: profile %s is not a regular file", path)
+		if namedBy != "" {
+			l.failf("caracal: %s names %s, which is not a regular file (point %s at a caracal.toml file)", namedBy, path, namedBy)
+		} else {
+			l.failf("caracal: profile %s is not a regular file (replace it with a caracal.toml file, or remove it)", path)
+		}
 		return
 	}
 	raw, err := io.ReadAll(io.LimitReader(f, maxProfileSize+1))
@@ -231,7 +235,7 @@ func readSecretFile(from, path string) (string, error) {
 		return "", &wrapErr{fmt.Sprintf("caracal: %s: secret file %s cannot be read: %v", from, path, err), err}
 	}
 	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("caracal: %s: secret file %s is not a regular file", from, path)
+		return "", fmt.Errorf("caracal: %s: secret file %s is not a regular file (point it at the file that holds the client secret)", from, path)
 	}
 	if perm := fi.Mode().Perm(); runtime.GOOS != "windows" && perm&0o077 != 0 {
 		return "", fmt.Errorf("caracal: %s: secret file %s is accessible by group or others (mode %04o); run chmod 600 %s", from, path, perm, path)
@@ -323,6 +327,9 @@ func readBindingsFile(path string) ([]ResourceBinding, error) {
 		return nil, &wrapErr{fmt.Sprintf("caracal: %s: %s cannot be read: %v", from, path, errors.Unwrap(err)), err}
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("caracal: %s: %s is not a regular file (point %s at a JSON file, or unset it)", from, path, from)
+	}
 	raw, err := io.ReadAll(io.LimitReader(f, maxBindingsSize+1))
 	if err != nil {
 		return nil, &wrapErr{fmt.Sprintf("caracal: %s: %s cannot be read: %v", from, path, err), err}

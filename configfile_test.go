@@ -261,5 +261,18 @@ func TestLoadConfigDiscoveredProfileIsChecked(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "cch", "caracal.toml"), 0o700))
 	_, err = loadEnv(t, baseEnv().with("CARACAL_CONFIG_HOME", filepath.Join(root, "cch")))
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "is not a regular file")
+	assert.Contains(t, err.Error(), "is not a regular file (replace it with a caracal.toml file, or remove it)")
+
+	// A directory named as the profile says which setting named it.
+	_, err = loadEnv(t, baseEnv().with("CARACAL_CONFIG", root))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "caracal: CARACAL_CONFIG names "+root+", which is not a regular file (point CARACAL_CONFIG at a caracal.toml file)")
+	_, err = loadEnv(t, baseEnv(), WithConfigFile(root))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "caracal: WithConfigFile names "+root+", which is not a regular file (point WithConfigFile at a caracal.toml file)")
+
+	// So does a directory named as the bindings file.
+	_, err = loadEnv(t, baseEnv().with("CARACAL_RESOURCES_FILE", root))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "caracal: CARACAL_RESOURCES_FILE: "+root+" is not a regular file (point CARACAL_RESOURCES_FILE at a JSON file, or unset it)")
 }

@@ -30,7 +30,7 @@ func TestLoadConfigSecretFiles(t *testing.T) {
 		{"world readable", worldRead, "(mode 0604)"},
 		{"empty", empty, "secret file " + empty + " is empty"},
 		{"missing", missing, "secret file " + missing + " does not exist"},
-		{"directory", dir, "is not a regular file"},
+		{"directory", dir, "secret file " + dir + " is not a regular file (point it at the file that holds the client secret)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
