@@ -99,9 +99,14 @@ func (w *world) handleGateway(rw http.ResponseWriter, r *http.Request) {
 	case "/ready":
 		writeSTSJSON(rw, http.StatusOK, map[string]bool{"ok": true, "ready": true})
 		return
-	case "/metrics", "/metrics.json", "/internal/revocations/reload":
+	case "/metrics", "/metrics.json":
 		writeGatewayFailure(rw, rid, gwFail(http.StatusNotFound, "resource_not_found", "not found"))
 		return
+	case "/internal/revocations/reload":
+		if r.Method == http.MethodPost {
+			writeGatewayFailure(rw, rid, gwFail(http.StatusNotFound, "resource_not_found", "not found"))
+			return
+		}
 	}
 	g, f := w.admit(r)
 	if f != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/caracal-go/caracal"
 	"github.com/caracal-go/caracal/caracaltest"
 )
 
@@ -50,4 +51,33 @@ func TestGatewayRefusesRawDotSegmentPaths(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Only POST /internal/revocations/reload is the Gateway's own (PROTOCOL
+// §8.2); a governed request with another method on that path is proxied
+// like any other.
+func TestGatewayProxiesReloadPathForOtherMethods(t *testing.T) {
+	st := caracaltest.Start(t)
+	c, err := st.NewClient()
+	require.NoError(t, err)
+	defer c.Close(t.Context())
+	root, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	defer root.Close(t.Context())
+	reader, err := c.Spawn(root.Context(), caracal.WithLabels("reader"),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, time.Hour)))
+	require.NoError(t, err)
+	defer reader.Close(t.Context())
+
+	hc := c.HTTPClient(caracal.WithScopes("tickets:read"))
+	req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet,
+		st.UpstreamURL("resource://tickets")+"/internal/revocations/reload", nil)
+	require.NoError(t, err)
+	resp, err := hc.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var echo caracaltest.EchoResponse
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&echo))
+	require.Equal(t, "/internal/revocations/reload", echo.Path)
 }
