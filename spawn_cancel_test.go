@@ -1,12 +1,16 @@
 package caracal_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -109,4 +113,51 @@ func TestSpawnCancelledAfterTheStartLeavesNoSession(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	require.NoError(t, c.Close(t.Context()))
 	assert.Zero(t, st.Count(caracaltest.RouteStart))
+}
+
+// Closing a parent gives up the starts of its children still under way
+// (their ctx derives from the parent's). Looking for the session of such a
+// start finds the parent gone: nothing was started, and nothing is reported
+// as left running.
+func TestSpawnGivenUpUnderAClosedParentIsNotReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		var logs lockedBuffer
+		c, err := st.NewClient(caracal.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+		require.NoError(t, err)
+		root, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+
+		// The child's start, and the one looking for its session, are held
+		// until after the parent is retired.
+		st.Inject(caracaltest.RouteStart, caracaltest.Fault{Delay: 5 * time.Second, Times: 2})
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.Spawn(root.Context())
+			done <- err
+		}()
+		synctest.Wait()
+		require.NoError(t, root.Close(t.Context()))
+		require.ErrorIs(t, <-done, caracal.ErrSessionClosed)
+		require.NoError(t, c.Close(t.Context()))
+		assert.Equal(t, 3, st.Count(caracaltest.RouteStart), "the root's, the child's, and the child's again")
+		assert.Empty(t, logs.String())
+	})
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

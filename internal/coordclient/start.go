@@ -129,8 +129,11 @@ func (c *Client) abandonStart(ctx context.Context, path string, hdr http.Header,
 	var s wire.Session
 	out := c.do(dctx, http.MethodPost, path, hdr, body, &s)
 	switch {
-	case out.api != nil && out.api.Code == "idempotency_result_inactive":
-		return // nothing live was started
+	case out.api != nil && !out.retryable && out.api.StatusCode != http.StatusUnauthorized &&
+		out.api.Code != "idempotency_key_conflict":
+		// Refused after the key was looked up (its result no longer live,
+		// or the parent gone, say): no live session was started under it.
+		return
 	case out.err != nil:
 		c.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "caracal: a session start was given up; a session it may have started runs until its TTL or lease ends",
 			slog.String("error", out.err.Error()))
