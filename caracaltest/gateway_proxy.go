@@ -283,7 +283,9 @@ type upstreamWriter struct {
 func (u *upstreamWriter) Header() http.Header { return u.header }
 
 func (u *upstreamWriter) WriteHeader(code int) {
-	if u.wrote {
+	if u.wrote || (code >= 100 && code < 200 && code != http.StatusSwitchingProtocols) {
+		// An informational response is not the answer; the Gateway's HTTP
+		// client consumes it and forwards the final one.
 		return
 	}
 	u.wrote = true

@@ -230,3 +230,25 @@ func TestGatewayChunkedBodyCapURLUpstream(t *testing.T) {
 	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
 	assert.Contains(t, readBody(t, resp), `"payload_too_large"`)
 }
+
+// An informational response from the upstream (103 Early Hints) is not its
+// answer: the Gateway's client passes on the final status.
+func TestGatewayPassesFinalStatusAfterInformational(t *testing.T) {
+	env := newSTSEnv(t)
+	env.reply = func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Link", "</style.css>; rel=preload")
+		rw.WriteHeader(http.StatusEarlyHints)
+		rw.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(rw, "created")
+	}
+	_, child, e := env.chain()
+	req, err := http.NewRequest("POST", env.gw.URL+"/tickets", strings.NewReader(`{}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+env.mandate(t, child, e, "tickets:read"))
+	req.Header.Set(wire.HeaderResource, exResource)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, http.StatusCreated, resp.StatusCode)
+	assert.Equal(t, "created", readBody(t, resp))
+}
