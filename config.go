@@ -3,9 +3,6 @@ package caracal
 import (
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -166,6 +163,10 @@ func (cfg Config) Validate() error {
 		}
 		if err := checkServiceURL(u.name, u.val, cfg.Production, cfg.AllowInsecureURLs); err != nil {
 			errs = append(errs, err)
+		} else if u.name == "Config.GatewayURL" {
+			if err := checkNoUserinfo(u.name, u.val); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if cfg.GatewayURL == "" && len(cfg.Bindings) > 0 {
@@ -192,70 +193,6 @@ func (cfg Config) Validate() error {
 func checkTTL(name string, d time.Duration) error {
 	if d < 0 || (d > 0 && d < time.Second) || d > maxTTL {
 		return fmt.Errorf("caracal: %s is %v; want 0 (the server default) or 1s to %v (the Coordinator's limit)", name, d, maxTTL)
-	}
-	return nil
-}
-
-// checkServiceURL applies the URL rules of PROTOCOL §2.6 to one service URL.
-func checkServiceURL(name, raw string, production, allowInsecure bool) error {
-	u, err := parseHTTPURL(raw)
-	if err != nil {
-		return fmt.Errorf("caracal: %s: %w", name, err)
-	}
-	if production && u.Scheme == "http" && !isLoopback(u.Hostname()) && !allowInsecure {
-		return fmt.Errorf("caracal: %s: %s is not https, which CARACAL_ENV=production requires for non-loopback hosts (use https, or set CARACAL_ALLOW_INSECURE_CONFIG_URLS=true)", name, u.Redacted())
-	}
-	return nil
-}
-
-// insecureURL reports whether raw is a plain-http URL to a non-loopback host
-// (the URLs CARACAL_ALLOW_INSECURE_CONFIG_URLS lets through in production).
-func insecureURL(raw string) bool {
-	u, err := url.Parse(raw)
-	return err == nil && strings.EqualFold(u.Scheme, "http") && !isLoopback(u.Hostname())
-}
-
-// parseHTTPURL accepts an absolute http or https URL with a host.
-func parseHTTPURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Hostname() == "" {
-		return nil, fmt.Errorf("%s is not an absolute http or https URL with a host (want e.g. https://caracal.example.com)", showURL(raw))
-	}
-	u.Scheme = strings.ToLower(u.Scheme)
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("%s is not an http or https URL (want e.g. https://caracal.example.com)", showURL(raw))
-	}
-	return u, nil
-}
-
-// showURL quotes a URL for an error message with any password redacted.
-func showURL(raw string) string {
-	return strconv.Quote(redactURL(raw))
-}
-
-// isLoopback reports whether host is localhost or a loopback IP.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// checkBinding validates one binding: a non-empty resource identifier and an
-// absolute http/https upstream prefix with a host.
-func checkBinding(resourceID, prefix string) error {
-	var errs []string
-	if strings.TrimSpace(resourceID) == "" {
-		errs = append(errs, "the resource id is empty")
-	}
-	if strings.TrimSpace(prefix) == "" {
-		errs = append(errs, "the upstream prefix is empty")
-	} else if _, err := parseHTTPURL(prefix); err != nil {
-		errs = append(errs, "upstream prefix "+err.Error())
-	}
-	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
 }
@@ -336,9 +273,11 @@ func (cfg Config) clone() Config {
 // IP. CARACAL_ALLOW_INSECURE_CONFIG_URLS=true (exactly) lifts the https rule,
 // and then each load that lets a plain-http URL through logs one warning.
 // Every service URL and upstream prefix must be an absolute http or https URL
-// with a host, in every mode; the https rule applies to the service URLs,
-// which carry the application's credentials, not to upstream prefixes, which
-// only select requests to route through the Gateway.
+// with a host, in every mode, and the Gateway URL and upstream prefixes must
+// not carry a user:password part (the Gateway routing refuses it); the https
+// rule applies to the service URLs, which carry the application's
+// credentials, not to upstream prefixes, which only select requests to route
+// through the Gateway.
 //
 // Loading is all-or-nothing: on error the Config is zero, and the error joins
 // every problem found, each naming its source (an environment variable, a

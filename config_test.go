@@ -285,6 +285,12 @@ func TestLoadConfigURLs(t *testing.T) {
 		{"no host", baseEnv(), []Option{WithSTSURL("https://")}, `caracal: WithSTSURL: "https://" is not an absolute`},
 		{"password redacted", baseEnv().with("CARACAL_STS_URL", "ftp://user:hunter2@h"), nil, `"ftp://user:xxxxx@h"`},
 		{"upper-case scheme", baseEnv().with("CARACAL_STS_URL", "HTTPS://sts.example"), nil, ""},
+		// The Gateway routing refuses a URL with userinfo; so does loading, naming the key.
+		{"gateway userinfo", baseEnv().with("CARACAL_GATEWAY_URL", "https://svc:hunter2@gw.example"), nil, `caracal: CARACAL_GATEWAY_URL: "https://svc:xxxxx@gw.example" has a user:password part`},
+		{"gateway userinfo option", baseEnv(), []Option{WithGatewayURL("https://svc@gw.example")}, `caracal: WithGatewayURL: "https://svc@gw.example" has a user:password part`},
+		{"binding userinfo", baseEnv().with("CARACAL_RESOURCES", "r=https://svc:hunter2@up.example"), nil, `caracal: CARACAL_RESOURCES: entry 1 "r": upstream prefix "https://svc:xxxxx@up.example" has a user:password part`},
+		{"binding userinfo option", baseEnv(), []Option{WithBinding("r", "https://svc:hunter2@up.example")}, `upstream prefix "https://svc:xxxxx@up.example" has a user:password part`},
+		{"sts userinfo", baseEnv().with("CARACAL_STS_URL", "https://svc:hunter2@sts.example"), nil, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -411,6 +417,10 @@ func TestValidate(t *testing.T) {
 		{"bad binding", func(c *Config) {
 			c.GatewayURL, c.Bindings = "https://gw", []ResourceBinding{{"", "http://r"}}
 		}, "caracal: Config.Bindings[0]: the resource id is empty"},
+		{"gateway userinfo", func(c *Config) { c.GatewayURL = "https://u:p@gw" }, `caracal: Config.GatewayURL: "https://u:xxxxx@gw" has a user:password part`},
+		{"binding userinfo", func(c *Config) {
+			c.GatewayURL, c.Bindings = "https://gw", []ResourceBinding{{"r", "http://u@r"}}
+		}, `caracal: Config.Bindings[0]: upstream prefix "http://u@r" has a user:password part`},
 		{"bad resource", func(c *Config) { c.Resources = []string{"a", ""} }, "caracal: Config.Resources[1] is empty"},
 		{"negative ttl", func(c *Config) { c.DefaultTTL = -time.Second }, "caracal: Config.DefaultTTL is -1s"},
 		{"sub-second ttl", func(c *Config) { c.DefaultTTL = time.Millisecond }, "Config.DefaultTTL is 1ms"},

@@ -178,6 +178,8 @@ func (l *loader) load() (Config, error) {
 		l.source(u.pkey, s.from)
 		if err := checkServiceURL(s.from, s.val, cfg.Production, cfg.AllowInsecureURLs); err != nil {
 			l.fail(err)
+		} else if err := checkNoUserinfo(s.from, s.val); u.pkey == "gateway_url" && err != nil {
+			l.fail(err)
 		} else if cfg.Production && insecureURL(s.val) {
 			insecure = append(insecure, s.from)
 		}

@@ -1,0 +1,88 @@
+package caracal
+
+// This file checks the configuration's URLs: service URLs and resource
+// binding prefixes.
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// checkServiceURL applies the URL rules of PROTOCOL §2.6 to one service URL.
+func checkServiceURL(name, raw string, production, allowInsecure bool) error {
+	u, err := parseHTTPURL(raw)
+	if err != nil {
+		return fmt.Errorf("caracal: %s: %w", name, err)
+	}
+	if production && u.Scheme == "http" && !isLoopback(u.Hostname()) && !allowInsecure {
+		return fmt.Errorf("caracal: %s: %s is not https, which CARACAL_ENV=production requires for non-loopback hosts (use https, or set CARACAL_ALLOW_INSECURE_CONFIG_URLS=true)", name, u.Redacted())
+	}
+	return nil
+}
+
+// checkNoUserinfo refuses a Gateway URL with a user:password part, which
+// the Gateway routing does not accept.
+func checkNoUserinfo(name, raw string) error {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		return fmt.Errorf("caracal: %s: %s has a user:password part, which the Gateway routing does not accept (remove it)", name, showURL(raw))
+	}
+	return nil
+}
+
+// insecureURL reports whether raw is a plain-http URL to a non-loopback host
+// (the URLs CARACAL_ALLOW_INSECURE_CONFIG_URLS lets through in production).
+func insecureURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && strings.EqualFold(u.Scheme, "http") && !isLoopback(u.Hostname())
+}
+
+// parseHTTPURL accepts an absolute http or https URL with a host.
+func parseHTTPURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.Hostname() == "" {
+		return nil, fmt.Errorf("%s is not an absolute http or https URL with a host (want e.g. https://caracal.example.com)", showURL(raw))
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("%s is not an http or https URL (want e.g. https://caracal.example.com)", showURL(raw))
+	}
+	return u, nil
+}
+
+// showURL quotes a URL for an error message with any password redacted.
+func showURL(raw string) string {
+	return strconv.Quote(redactURL(raw))
+}
+
+// isLoopback reports whether host is localhost or a loopback IP.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkBinding validates one binding: a non-empty resource identifier and an
+// absolute http/https upstream prefix with a host.
+func checkBinding(resourceID, prefix string) error {
+	var errs []string
+	if strings.TrimSpace(resourceID) == "" {
+		errs = append(errs, "the resource id is empty")
+	}
+	if strings.TrimSpace(prefix) == "" {
+		errs = append(errs, "the upstream prefix is empty")
+	} else if u, err := parseHTTPURL(prefix); err != nil {
+		errs = append(errs, "upstream prefix "+err.Error())
+	} else if u.User != nil {
+		errs = append(errs, "upstream prefix "+showURL(prefix)+" has a user:password part, which the Gateway routing does not accept (remove it)")
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
