@@ -183,8 +183,13 @@ func (w *world) proxy(rw http.ResponseWriter, r *http.Request, rid string, g *ga
 		out.RequestURI = u.RequestURI()
 		out.RemoteAddr = "127.0.0.1:0"
 		uw := &upstreamWriter{rw: rw, body: w.revocationCut(rw, g.mandate), rid: rid, expIn: g.expIn, header: http.Header{}, tooBig: &capped.over}
-		g.upstream.handler.ServeHTTP(uw, out)
-		uw.WriteHeader(http.StatusOK) // an upstream that wrote nothing answered 200
+		if serveInProcess(g.upstream.handler, uw, out) {
+			uw.WriteHeader(http.StatusOK) // an upstream that wrote nothing answered 200
+		} else if !uw.wrote {
+			writeGatewayFailure(rw, rid, gwFail(http.StatusBadGateway, "internal_error", "upstream unreachable"))
+		} else {
+			panic(http.ErrAbortHandler) // cut mid-response: so is the Gateway's
+		}
 		return
 	}
 	hc := http.DefaultClient
@@ -211,6 +216,22 @@ func (w *world) proxy(rw http.ResponseWriter, r *http.Request, rid string, g *ga
 	responseHeaders(rw.Header(), resp.Header, rid, g.expIn)
 	rw.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w.revocationCut(rw, g.mandate), resp.Body)
+}
+
+// serveInProcess runs an in-process upstream. It reports false when the
+// handler aborted with http.ErrAbortHandler, net/http's way to drop the
+// connection; any other panic propagates.
+func serveInProcess(h http.Handler, rw http.ResponseWriter, r *http.Request) (answered bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				panic(v)
+			}
+			answered = false
+		}
+	}()
+	h.ServeHTTP(rw, r)
+	return true
 }
 
 // revokedChunk is how often a response body re-checks the revocation cache.

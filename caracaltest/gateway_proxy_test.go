@@ -252,3 +252,26 @@ func TestGatewayPassesFinalStatusAfterInformational(t *testing.T) {
 	assert.Equal(t, http.StatusCreated, resp.StatusCode)
 	assert.Equal(t, "created", readBody(t, resp))
 }
+
+// An in-process upstream that aborts before answering (panic with
+// http.ErrAbortHandler, net/http's way to drop the connection) is an
+// unreachable upstream to the Gateway, which answers 502 itself.
+func TestGatewayAnswers502WhenUpstreamAborts(t *testing.T) {
+	env := newSTSEnv(t)
+	env.reply = func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }
+	_, child, e := env.chain()
+	resp := env.gateway(t, "GET", "/tickets", env.mandate(t, child, e, "tickets:read"))
+	requireError(t, resp, 502, "internal_error", "upstream unreachable")
+
+	// Aborted mid-response: the Gateway's response is cut too.
+	env.reply = func(rw http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(rw, "partial")
+		rw.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	resp = env.gateway(t, "GET", "/tickets", env.mandate(t, child, e, "tickets:read"))
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	_, err := io.ReadAll(resp.Body)
+	require.Error(t, err)
+}
