@@ -305,16 +305,23 @@ func parseStartRequest(body any) (startRequest, []wire.Issue) {
 // heartbeatRequest is a validated heartbeat body (PROTOCOL §4.5).
 type heartbeatRequest struct {
 	generation        float64
+	hasGeneration     bool
 	status            string
 	serviceID         string
 	activeInvocations int
 }
 
-// parseHeartbeatRequest validates a heartbeat body.
+// parseHeartbeatRequest validates a heartbeat body. A missing body or
+// lease_generation is not a schema failure: the live Coordinator answers it
+// 400 lease_generation_required (PROTOCOL "Verified live", which overrides
+// §4.5's invalid_body), so the handler decides.
 func parseHeartbeatRequest(body any) (heartbeatRequest, []wire.Issue) {
+	if body == nil {
+		return heartbeatRequest{status: "healthy"}, nil
+	}
 	s := newSchema(body)
 	var req heartbeatRequest
-	req.generation, _ = s.integer("lease_generation", true, 1, 0)
+	req.generation, req.hasGeneration = s.integer("lease_generation", false, 1, 0)
 	req.status, _ = s.enum("status", "starting", "healthy", "degraded", "unhealthy")
 	req.serviceID, _ = s.str("service_id", false, false, 1, 0)
 	inv, _ := s.integer("active_invocations", false, 0, 0)

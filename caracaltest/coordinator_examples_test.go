@@ -198,8 +198,16 @@ func TestExampleBVariants(t *testing.T) {
 	id := e.service("")
 	child := e.service(id)
 
-	// Heartbeat without lease_generation.
-	got := e.do(req{method: "POST", path: heartbeatPath(id), body: `{"status":"healthy"}`})
+	// Heartbeat without lease_generation, or without a body: the live
+	// Coordinator's lease_generation_required (PROTOCOL "Verified live"
+	// overrides example B's invalid_body).
+	for _, body := range []string{`{"status":"healthy"}`, ``} {
+		got := e.do(req{method: "POST", path: heartbeatPath(id), body: body})
+		require.Equal(t, 400, got.status, "body %q", body)
+		assert.Equal(t, map[string]any{"error": "lease_generation_required"}, got.body, "body %q", body)
+	}
+	// A lease_generation of the wrong shape is still a schema failure.
+	got := e.do(req{method: "POST", path: heartbeatPath(id), body: `{"status":"healthy","lease_generation":0}`})
 	require.Equal(t, 400, got.status)
 	assert.Equal(t, "invalid_body", got.code())
 	issues := got.body["details"].(map[string]any)["issues"].([]any)

@@ -39,8 +39,17 @@ func TestHeartbeat(t *testing.T) {
 		code   string
 		after  func(t *testing.T, e *coordEnv, id string)
 	}{
-		{name: "schema: generation missing", setup: func(e *coordEnv) (string, string, *string) {
+		{name: "generation missing", setup: func(e *coordEnv) (string, string, *string) {
 			return e.service(""), `{"status":"healthy"}`, nil
+		}, status: 400, code: "lease_generation_required"},
+		{name: "generation missing, unknown session", setup: func(e *coordEnv) (string, string, *string) {
+			return "nope", `{"status":"healthy"}`, nil
+		}, status: 404, code: "session_not_found"},
+		{name: "generation missing, bad status", setup: func(e *coordEnv) (string, string, *string) {
+			return e.service(""), `{"status":"great"}`, nil
+		}, status: 400, code: "invalid_body"},
+		{name: "schema: generation zero", setup: func(e *coordEnv) (string, string, *string) {
+			return e.service(""), `{"status":"healthy","lease_generation":0}`, nil
 		}, status: 400, code: "invalid_body"},
 		{name: "schema: bad status", setup: func(e *coordEnv) (string, string, *string) {
 			return e.service(""), `{"status":"great","lease_generation":1}`, nil

@@ -17,6 +17,10 @@ func (w *world) heartbeat(c *call) {
 	if !w.leaseChecks(c, s, false) {
 		return
 	}
+	if !req.hasGeneration {
+		c.fail(http.StatusBadRequest, "lease_generation_required")
+		return
+	}
 	if req.generation != float64(s.generation) {
 		c.fail(http.StatusConflict, "session_lease_fenced")
 		return
