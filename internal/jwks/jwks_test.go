@@ -492,3 +492,14 @@ func BenchmarkECDSAFloor(b *testing.B) {
 		}
 	}
 }
+
+func TestKeysErrorHidesURLPassword(t *testing.T) {
+	down := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	k := NewKeys(KeysConfig{URL: "http://keys:hunter2@sts.test/jwks?zone_id=z", HTTPClient: handlerClient(down)})
+	_, err := k.Key(context.Background(), "x")
+	require.ErrorIs(t, err, ErrKeysUnavailable)
+	assert.NotContains(t, err.Error(), "hunter2")
+	assert.Contains(t, err.Error(), "sts.test/jwks?zone_id=z", "the error still says where the keys were fetched")
+}

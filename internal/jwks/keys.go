@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +67,7 @@ type KeysConfig struct {
 // use; a warm lookup takes a read lock only.
 type Keys struct {
 	url      string
+	shown    string // url as errors show it: a password is masked
 	hc       *http.Client
 	now      func() time.Time
 	maxAge   time.Duration
@@ -90,6 +92,7 @@ type Keys struct {
 func NewKeys(cfg KeysConfig) *Keys {
 	k := &Keys{
 		url:      cfg.URL,
+		shown:    redactURL(cfg.URL),
 		hc:       cfg.HTTPClient,
 		now:      cfg.Now,
 		maxAge:   cfg.MaxAge,
@@ -181,7 +184,7 @@ func (k *Keys) slow(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
 	k.lastTry = now
 	err := k.fetch(ctx)
 	if err != nil {
-		err = fmt.Errorf("%w from %s: %w", ErrKeysUnavailable, k.url, err)
+		err = fmt.Errorf("%w from %s: %w", ErrKeysUnavailable, k.shown, err)
 	}
 	k.lastErr = err
 	k.failing.Store(err != nil)
@@ -274,4 +277,14 @@ func ecKey(x, y string) (*ecdsa.PublicKey, error) {
 	// ParseUncompressedPublicKey refuses points off the curve.
 	raw := append(append([]byte{4}, xb...), yb...)
 	return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
+}
+
+// redactURL masks the password of a URL with one, as net/http does in its
+// own errors.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "the configured JWKS URL (not a valid URL)"
+	}
+	return u.Redacted()
 }
