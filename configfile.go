@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -45,10 +46,11 @@ func (l *loader) profilePath() (path, namedBy string) {
 		return v, "CARACAL_CONFIG"
 	}
 	for _, c := range profileCandidates(l.goos, l.getenv) {
-		if _, err := os.Stat(c); err == nil {
-			return c, ""
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			// Unreadable directory: report it through the normal load.
+		_, err := os.Stat(c)
+		// A file where a directory of the path should be ($XDG_CONFIG_HOME/
+		// caracal, say) means no profile there, as a missing one does. An
+		// unreadable directory is reported through the normal load.
+		if err == nil || !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 			return c, ""
 		}
 	}
@@ -94,9 +96,15 @@ func (l *loader) loadProfile() {
 	if path == "" {
 		return
 	}
-	f, err := os.Open(path)
+	f, fi, err := openFile(path)
 	if err != nil {
 		switch {
+		case errors.Is(err, errNotRegular):
+			if namedBy != "" {
+				l.failf("caracal: %s names %s, which is not a regular file (point %s at a caracal.toml file)", namedBy, path, namedBy)
+			} else {
+				l.failf("caracal: profile %s is not a regular file (replace it with a caracal.toml file, or remove it)", path)
+			}
 		case errors.Is(err, fs.ErrNotExist) && namedBy != "":
 			l.fail(&wrapErr{fmt.Sprintf("caracal: %s names %s, which does not exist (create it, or point %s at an existing profile)", namedBy, path, namedBy), err})
 		default:
@@ -105,19 +113,6 @@ func (l *loader) loadProfile() {
 		return
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		l.fail(&wrapErr{fmt.Sprintf("caracal: profile %s cannot be read: %v", path, err), err})
-		return
-	}
-	if !fi.Mode().IsRegular() {
-		if namedBy != "" {
-			l.failf("caracal: %s names %s, which is not a regular file (point %s at a caracal.toml file)", namedBy, path, namedBy)
-		} else {
-			l.failf("caracal: profile %s is not a regular file (replace it with a caracal.toml file, or remove it)", path)
-		}
-		return
-	}
 	raw, err := io.ReadAll(io.LimitReader(f, maxProfileSize+1))
 	if err != nil {
 		l.fail(&wrapErr{fmt.Sprintf("caracal: profile %s cannot be read: %v", path, err), err})
@@ -222,21 +217,17 @@ var profileKeyTypes = map[string]string{
 // must exist, be owner-only except on Windows, and hold a non-empty secret
 // after trimming. from names the source for the error.
 func readSecretFile(from, path string) (string, error) {
-	f, err := os.Open(path)
+	f, fi, err := openFile(path)
 	if err != nil {
+		if errors.Is(err, errNotRegular) {
+			return "", fmt.Errorf("caracal: %s: secret file %s is not a regular file (point it at the file that holds the client secret)", from, path)
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			return "", &wrapErr{fmt.Sprintf("caracal: %s: secret file %s does not exist (create it with mode 0600, or fix the path)", from, path), err}
 		}
 		return "", &wrapErr{fmt.Sprintf("caracal: %s: secret file %s cannot be read: %v", from, path, errors.Unwrap(err)), err}
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", &wrapErr{fmt.Sprintf("caracal: %s: secret file %s cannot be read: %v", from, path, err), err}
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("caracal: %s: secret file %s is not a regular file (point it at the file that holds the client secret)", from, path)
-	}
 	if perm := fi.Mode().Perm(); runtime.GOOS != "windows" && perm&0o077 != 0 {
 		return "", fmt.Errorf("caracal: %s: secret file %s is accessible by group or others (mode %04o); run chmod 600 %s", from, path, perm, path)
 	}
@@ -319,17 +310,17 @@ func parseResources(from, v string) ([]ResourceBinding, error) {
 // exactly the keys resource_id and upstream_prefix.
 func readBindingsFile(path string) ([]ResourceBinding, error) {
 	const from = "CARACAL_RESOURCES_FILE"
-	f, err := os.Open(path)
+	f, _, err := openFile(path)
 	if err != nil {
+		if errors.Is(err, errNotRegular) {
+			return nil, fmt.Errorf("caracal: %s: %s is not a regular file (point %s at a JSON file, or unset it)", from, path, from)
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, &wrapErr{fmt.Sprintf("caracal: %s: %s does not exist (create it, or unset %s)", from, path, from), err}
 		}
 		return nil, &wrapErr{fmt.Sprintf("caracal: %s: %s cannot be read: %v", from, path, errors.Unwrap(err)), err}
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("caracal: %s: %s is not a regular file (point %s at a JSON file, or unset it)", from, path, from)
-	}
 	raw, err := io.ReadAll(io.LimitReader(f, maxBindingsSize+1))
 	if err != nil {
 		return nil, &wrapErr{fmt.Sprintf("caracal: %s: %s cannot be read: %v", from, path, err), err}
@@ -462,3 +453,29 @@ type wrapErr struct {
 
 func (e *wrapErr) Error() string { return e.msg }
 func (e *wrapErr) Unwrap() error { return e.err }
+
+// errNotRegular marks a path that is not a regular file.
+var errNotRegular = errors.New("not a regular file")
+
+// openFile opens a configuration file only if it is a regular file. The
+// type is checked before opening, since opening a named pipe for reading
+// waits for a writer, and again on the open file, in case the path was
+// replaced in between.
+func openFile(path string) (*os.File, fs.FileInfo, error) {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, nil, errNotRegular
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = errNotRegular
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
+}
