@@ -274,7 +274,8 @@ func (cfg Config) clone() Config {
 // and then each load that lets a plain-http URL through logs one warning.
 // Every service URL and upstream prefix must be an absolute http or https URL
 // with a host, in every mode, and the Gateway URL and upstream prefixes must
-// not carry a user:password part (the Gateway routing refuses it); the https
+// not carry a user:password part (the Gateway routing refuses it), nor a
+// service URL a query or fragment (request paths are appended to it); the https
 // rule applies to the service URLs, which carry the application's
 // credentials, not to upstream prefixes, which only select requests to route
 // through the Gateway.

@@ -18,6 +18,9 @@ func checkServiceURL(name, raw string, production, allowInsecure bool) error {
 	if err != nil {
 		return fmt.Errorf("caracal: %s: %w", name, err)
 	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") {
+		return fmt.Errorf("caracal: %s: %s has a query or fragment, where the request paths are appended (give the base URL only, e.g. https://caracal.example.com)", name, showURL(raw))
+	}
 	if production && u.Scheme == "http" && !isLoopback(u.Hostname()) && !allowInsecure {
 		return fmt.Errorf("caracal: %s: %s is not https, which CARACAL_ENV=production requires for non-loopback hosts (use https, or set CARACAL_ALLOW_INSECURE_CONFIG_URLS=true)", name, u.Redacted())
 	}
