@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -32,4 +33,35 @@ func TestGovernedPrefetchShortLivedEdge(t *testing.T) {
 	}
 	require.NoError(t, g.c.Close(context.Background()))
 	assert.Equal(t, n, g.st.Count(caracaltest.RouteToken)-mints, "one mint per request")
+}
+
+// A mandate's life is measured on the client's clock from when it was
+// asked for, not read from its exp on the STS's clock: with the servers 30 s
+// ahead, an 80 s mandate read by its exp seems to have 110 s left, enough to
+// pool, and is sent from the pool when the Gateway already refuses it
+// (under 35 s left). Measured locally it is too short to pool, and every
+// request mints a mandate that the Gateway accepts.
+func TestGovernedPrefetchUnderClockSkew(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clk := &skewClock{}
+		clk.off.Store(int64(30 * time.Second))
+		g := startGoverned(t, caracaltest.InMemory(), caracaltest.WithClock(clk))
+		// ttl_seconds caps the edge's mandates at 80 s; the edge lives an hour.
+		brief, err := g.c.Spawn(g.root.Context(), caracal.WithLabels("reader"),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, tickets,
+				caracal.Constraints{ExpiresAt: time.Now().Add(time.Hour)}, 80*time.Second)))
+		require.NoError(t, err)
+		hc := g.c.HTTPClient(caracal.WithScopes("tickets:read"), caracal.WithPrefetch(1))
+		mints := g.st.Count(caracaltest.RouteToken)
+		for i := range 3 {
+			resp, err := get(t, hc, brief.Context(), g.url(tickets, "/tickets/3"))
+			require.NoError(t, err)
+			_ = resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode, "request %d", i)
+			time.Sleep(50 * time.Second)
+			synctest.Wait()
+		}
+		assert.Equal(t, 3, g.st.Count(caracaltest.RouteToken)-mints, "one mint per request, none pooled")
+		require.NoError(t, g.c.Close(context.Background()))
+	})
 }

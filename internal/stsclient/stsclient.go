@@ -288,8 +288,11 @@ func (c *Client) post(ctx context.Context, tr wire.TokenRequest, mint *MintReque
 		return Token{}, 0, e
 	}
 	tok, expiresIn, err := decodeToken(resp.Header.Get("Content-Type"), body)
-	if err == nil && tok.ExpiresAt.IsZero() {
-		tok.ExpiresAt = issued.Add(time.Duration(expiresIn) * time.Second)
+	// The token's exp is on the STS's clock; expires_in counted from before
+	// the request is on ours, and never later than the real expiry however
+	// far the clocks drift apart. The earlier of the two is kept.
+	if local := issued.Add(time.Duration(expiresIn) * time.Second); err == nil && (tok.ExpiresAt.IsZero() || local.Before(tok.ExpiresAt)) {
+		tok.ExpiresAt = local
 	}
 	return tok, expiresIn, err
 }
