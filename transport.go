@@ -143,7 +143,10 @@ type transport struct {
 // http.Client around this transport should set CheckRedirect likewise.
 // Either way, the bearer is only ever placed on the request the transport
 // itself sends to the Gateway, so a redirect to another host never carries
-// it.
+// it. A redirect the other way, from a URL outside every binding into one,
+// is refused with an error rather than governed (HTTPClient returns it to
+// the caller): a host that is not a resource cannot make an agent use its
+// authority on a request the agent never made.
 //
 // When minting needs a human approval the request fails with an
 // *ApprovalRequiredError; wait with WaitApproval and send the request again.
@@ -200,23 +203,42 @@ func (c *Client) newTransport(base http.RoundTripper, opts []TransportOption, mi
 }
 
 // HTTPClient returns an *http.Client using Transport(nil, opts...). Its
-// CheckRedirect returns a Gateway request's redirect to the caller instead of
-// following it (the 3xx response is returned with a nil error), and stops
-// other redirect chains after 10 hops as the default client does. It has no
-// Timeout: set one, or use request contexts.
+// CheckRedirect returns a Gateway request's redirect, and any redirect into
+// a resource binding, to the caller instead of following it (the 3xx
+// response is returned with a nil error), and stops other redirect chains
+// after 10 hops as the default client does. It has no Timeout: set one, or
+// use request contexts.
 func (c *Client) HTTPClient(opts ...TransportOption) *http.Client {
 	t := c.newTransport(nil, opts, nil)
 	return &http.Client{Transport: t, CheckRedirect: t.checkRedirect}
 }
 
-func (t *transport) checkRedirect(_ *http.Request, via []*http.Request) error {
+func (t *transport) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
 		return errors.New("caracal: stopped after 10 redirects")
 	}
 	if d, err := t.router.decide(via[len(via)-1]); err != nil || d.routed {
 		return http.ErrUseLastResponse
 	}
+	if d, err := t.router.decide(req); err != nil || d.routed {
+		return http.ErrUseLastResponse // see redirectedIn
+	}
 	return nil
+}
+
+// redirectedIn reports whether req, inside a binding, is a redirect from
+// a URL outside every binding. Such a request is not governed: a host that
+// is not a resource could otherwise steer an agent into using its authority
+// on a request the agent never made.
+func (t *transport) redirectedIn(req *http.Request) (from string, ok bool) {
+	if req.Response == nil || req.Response.Request == nil || req.Response.Request.URL == nil {
+		return "", false
+	}
+	prev := req.Response.Request
+	if d, err := t.router.decide(prev); err == nil && d.routed {
+		return "", false
+	}
+	return prev.URL.Host, true
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -237,6 +259,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		out := cloneRequest(req)
 		envelope.Inject(out.Header, agentEnvelope(a), true)
 		return t.base.RoundTrip(out)
+	}
+	if from, ok := t.redirectedIn(req); ok {
+		closeBody(req)
+		return nil, fmt.Errorf("caracal: %s redirected the request into resource %s; a redirect from outside every resource binding is not followed with the agent's authority (request the URL itself if the call is meant)", from, d.resource)
 	}
 	return t.governed(req, d)
 }
@@ -307,52 +333,6 @@ func (t *transport) CloseIdleConnections() {
 		b.CloseIdleConnections()
 	}
 }
-
-// cloneRequest copies req for the transport to change. A request may come
-// without a header map (http.Client adds one; a direct RoundTrip call need
-// not), and the copy needs one for the headers the transport sets.
-func cloneRequest(req *http.Request) *http.Request {
-	out := req.Clone(req.Context())
-	if out.Header == nil {
-		out.Header = make(http.Header)
-	}
-	return out
-}
-
-// unreplayable keeps the base transport from re-sending out by itself.
-// net/http silently re-sends a request whose pooled connection broke before
-// the response when the request is replayable: an idempotent method or an
-// Idempotency-Key header, and a body it can rewind (none, or GetBody set).
-// The re-send would present the same single-use mandate, which the Gateway
-// refuses as a replay, so a governed request gets a body net/http cannot
-// rewind. A body of a GET, HEAD, DELETE or OPTIONS request that reads empty
-// is still sent as no body at all.
-func unreplayable(out *http.Request) {
-	out.GetBody = nil
-	if out.Body == nil || out.Body == http.NoBody {
-		if !replayableWithoutBody(out) {
-			return
-		}
-		out.Body = emptyBody{}
-	}
-}
-
-// replayableWithoutBody reports whether net/http would re-send a bodiless r.
-func replayableWithoutBody(r *http.Request) bool {
-	switch r.Method {
-	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return true
-	}
-	_, key := r.Header["Idempotency-Key"]
-	_, xkey := r.Header["X-Idempotency-Key"]
-	return key || xkey
-}
-
-// emptyBody is an empty request body net/http cannot rewind.
-type emptyBody struct{}
-
-func (emptyBody) Read([]byte) (int, error) { return 0, io.EOF }
-func (emptyBody) Close() error             { return nil }
 
 // mandate mints (or takes from the pool) a single-use gateway mandate.
 func (t *transport) mandate(ctx context.Context, a *Agent, resource string, scopes []string) (stsclient.Token, error) {
@@ -427,13 +407,6 @@ func jwtUse(tok string) string {
 		return ""
 	}
 	return c.Use
-}
-
-// closeBody honours the RoundTripper contract on an early error.
-func closeBody(req *http.Request) {
-	if req.Body != nil {
-		_ = req.Body.Close()
-	}
 }
 
 // GatewayRequest builds a request for path on resource through the Gateway,

@@ -1,0 +1,55 @@
+package caracal_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+// A host outside every binding cannot steer an agent into a governed call:
+// its redirect into a binding is never followed with a mandate, so no
+// request of the agent's is made with its authority unless the agent made
+// it. HTTPClient hands the redirect back to the caller; another client
+// following redirects gets an error.
+func TestRedirectIntoABindingIsNotGoverned(t *testing.T) {
+	g := startGoverned(t)
+	target := g.url(tickets, "/tickets/3")
+	outside := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target, http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(outside.Close)
+
+	mints := g.st.Count(caracaltest.RouteToken)
+	ctx := g.reader.Context()
+	post := func(hc *http.Client) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, outside.URL+"/go", strings.NewReader(`{"close":true}`))
+		require.NoError(t, err)
+		return hc.Do(req)
+	}
+
+	resp, err := post(g.c.HTTPClient(caracal.WithScopes("tickets:read")))
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusTemporaryRedirect, resp.StatusCode, "the redirect is the caller's to follow")
+
+	plain := &http.Client{Transport: g.c.Transport(nil, caracal.WithScopes("tickets:read"))}
+	_, err = post(plain)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "redirect")
+
+	assert.Equal(t, mints, g.st.Count(caracaltest.RouteToken), "no mandate minted")
+	assert.Zero(t, g.upstream.Load(), "nothing reached the resource")
+
+	// The agent asking for the same URL itself is governed as usual.
+	resp, err = get(t, plain, ctx, target)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+}

@@ -1,0 +1,62 @@
+package caracal
+
+// The transport's copies of the caller's request, and how their bodies are
+// kept from being sent twice or left open.
+
+import (
+	"io"
+	"net/http"
+)
+
+// cloneRequest copies req for the transport to change. A request may come
+// without a header map (http.Client adds one; a direct RoundTrip call need
+// not), and the copy needs one for the headers the transport sets.
+func cloneRequest(req *http.Request) *http.Request {
+	out := req.Clone(req.Context())
+	if out.Header == nil {
+		out.Header = make(http.Header)
+	}
+	return out
+}
+
+// unreplayable keeps the base transport from re-sending out by itself.
+// net/http silently re-sends a request whose pooled connection broke before
+// the response when the request is replayable: an idempotent method or an
+// Idempotency-Key header, and a body it can rewind (none, or GetBody set).
+// The re-send would present the same single-use mandate, which the Gateway
+// refuses as a replay, so a governed request gets a body net/http cannot
+// rewind. A body of a GET, HEAD, DELETE or OPTIONS request that reads empty
+// is still sent as no body at all.
+func unreplayable(out *http.Request) {
+	out.GetBody = nil
+	if out.Body == nil || out.Body == http.NoBody {
+		if !replayableWithoutBody(out) {
+			return
+		}
+		out.Body = emptyBody{}
+	}
+}
+
+// replayableWithoutBody reports whether net/http would re-send a bodiless r.
+func replayableWithoutBody(r *http.Request) bool {
+	switch r.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, key := r.Header["Idempotency-Key"]
+	_, xkey := r.Header["X-Idempotency-Key"]
+	return key || xkey
+}
+
+// emptyBody is an empty request body net/http cannot rewind.
+type emptyBody struct{}
+
+func (emptyBody) Read([]byte) (int, error) { return 0, io.EOF }
+func (emptyBody) Close() error             { return nil }
+
+// closeBody honours the RoundTripper contract on an early error.
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+}
