@@ -3,6 +3,7 @@ package caracal_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
 )
 
 func ExampleClient_HTTPClient() {
@@ -131,4 +133,138 @@ func ExampleClient_Delegate() {
 	// delegated: [tickets:read] on resource://tickets
 	// peer presents it: true hop 1
 	// 200 OK
+}
+
+func ExampleClient_GatewayRequest() {
+	st, c := exampleStack()
+	defer st.Close()
+	ctx := context.Background()
+	defer c.Close(ctx)
+
+	root, err := c.Spawn(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer root.Close(ctx)
+	reader, err := c.Spawn(root.Context(), caracal.WithLabels("reader"),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 5*time.Minute)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer reader.Close(ctx)
+
+	// The request names the resource instead of an upstream URL, so it
+	// needs no binding; the transport still mints its mandate.
+	req, err := c.GatewayRequest(reader.Context(), http.MethodGet, "resource://tickets", "/tickets/42?fields=title", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	resp, err := c.HTTPClient(caracal.WithScopes("tickets:read")).Do(req)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var echo caracaltest.EchoResponse
+	if err := json.NewDecoder(resp.Body).Decode(&echo); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(resp.Status, echo.Path, echo.Query["fields"], "as", echo.Claims.Scope)
+	// Output:
+	// 200 OK /tickets/42 [title] as tickets:read
+}
+
+func ExampleClient_WaitApproval() {
+	st, c := exampleStack()
+	defer st.Close()
+	ctx := context.Background()
+	defer c.Close(ctx)
+
+	root, err := c.Spawn(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer root.Close(ctx)
+	admin, err := c.Spawn(root.Context(), caracal.WithLabels("admin"),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:delete"}, "resource://tickets", caracal.Constraints{}, 5*time.Minute)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer admin.Close(ctx)
+
+	hc := c.HTTPClient(caracal.WithScopes("tickets:delete"))
+	deleteTicket := func() (*http.Response, error) {
+		req, _ := http.NewRequestWithContext(admin.Context(), http.MethodDelete, st.UpstreamURL("resource://tickets")+"/tickets/42", nil)
+		return hc.Do(req)
+	}
+
+	// tickets:delete is in a risk tier that needs a human's approval, so
+	// the mint is held and nothing reaches the Gateway.
+	_, err = deleteTicket()
+	var held *caracal.ApprovalRequiredError
+	if !errors.As(err, &held) {
+		log.Fatal(err)
+	}
+	fmt.Println("held:", held.Scopes, "on", held.Resource, "tier", held.Tier)
+
+	// An operator decides elsewhere; here the stack plays the console.
+	go st.Approve(held.ApprovalID)
+	if err := c.WaitApproval(ctx, held.ApprovalID); err != nil {
+		log.Fatal(err)
+	}
+
+	// The same request again consumes the approved hold.
+	resp, err := deleteTicket()
+	if err != nil {
+		log.Fatal(err)
+	}
+	resp.Body.Close()
+	fmt.Println(resp.Status)
+	// Output:
+	// held: [tickets:delete] on resource://tickets tier high
+	// 200 OK
+}
+
+func ExampleClient_RevokeDelegation() {
+	st, c := exampleStack()
+	defer st.Close()
+	ctx := context.Background()
+	defer c.Close(ctx)
+
+	dispatcher, err := c.Spawn(ctx, caracal.WithLabels("dispatcher"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer dispatcher.Close(ctx)
+	peer, err := c.Spawn(ctx, caracal.WithLabels("reader"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer peer.Close(ctx)
+	d, err := c.Delegate(dispatcher.Context(), peer.ID(),
+		caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, time.Hour))
+	if err != nil {
+		log.Fatal(err)
+	}
+	peerCtx, err := c.AcceptDelegation(peer.Context(), d.ID)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// The job is done early: take the authority back before it expires.
+	// The Coordinator also ends the session that held it.
+	if err := c.RevokeDelegation(ctx, d.ID); err != nil {
+		log.Fatal(err)
+	}
+	edge, _ := st.EdgeInfo(d.ID)
+	fmt.Println("edge:", edge.Status)
+	info, _ := st.SessionInfo(peer.ID())
+	fmt.Println("peer:", info.Status)
+
+	req, _ := http.NewRequestWithContext(peerCtx, http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/7", nil)
+	_, err = c.HTTPClient(caracal.WithScopes("tickets:read")).Do(req)
+	fmt.Println("mint refused:", errors.Is(err, caracal.ErrAccessDenied))
+	// Output:
+	// edge: revoked
+	// peer: terminated
+	// mint refused: true
 }
