@@ -184,3 +184,114 @@ func ExampleClient_Headers() {
 	// caracal.session
 	// true
 }
+
+func ExampleGrant_none() {
+	st, c := exampleStack()
+	defer st.Close()
+	ctx := context.Background()
+	defer c.Close(ctx)
+
+	root, err := c.Spawn(ctx, caracal.WithLabels("dispatcher"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer root.Close(ctx)
+
+	// The child starts with no authority: it is part of the root's session
+	// tree, but cannot call resources until something delegates to it.
+	worker, err := c.Spawn(root.Context(), caracal.WithLabels("reader"), caracal.WithGrant(caracal.Grant.None()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer worker.Close(ctx)
+
+	hc := c.HTTPClient(caracal.WithScopes("tickets:read"))
+	read := func(ctx context.Context) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/42", nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			fmt.Println("refused; gateway requests:", st.Count(caracaltest.RouteGateway))
+			return
+		}
+		resp.Body.Close()
+		fmt.Println(resp.Status)
+	}
+	read(worker.Context())
+
+	// Later the root hands it exactly the authority one job needs.
+	d, err := c.Delegate(root.Context(), worker.ID(),
+		caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, time.Minute))
+	if err != nil {
+		log.Fatal(err)
+	}
+	jobCtx, err := c.AcceptDelegation(worker.Context(), d.ID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	read(jobCtx)
+	// Output:
+	// refused; gateway requests: 0
+	// 200 OK
+}
+
+func ExampleNewContext() {
+	st, c := exampleStack()
+	defer st.Close()
+	ctx := context.Background()
+	defer c.Close(ctx)
+
+	s, err := c.Spawn(ctx, caracal.WithLabels("reader"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close(ctx)
+
+	// A worker that runs on a context of its own (a queue consumer, say)
+	// receives the agent with the job and binds it, so that what it sends
+	// carries the agent.
+	jobs := make(chan *caracal.Agent, 1)
+	jobs <- s.Agent()
+	close(jobs)
+	for a := range jobs {
+		jobCtx := caracal.NewContext(context.Background(), a)
+		bound, _ := caracal.FromContext(jobCtx)
+		fmt.Println("bound:", bound.SessionID() == s.ID())
+		h, err := c.Headers(jobCtx)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("baggage names it:", strings.Contains(h.Get("Baggage"), "caracal.agent_session="+s.ID()))
+	}
+
+	_, ok := caracal.FromContext(context.Background())
+	fmt.Println("a bare context binds an agent:", ok)
+	// Output:
+	// bound: true
+	// baggage names it: true
+	// a bare context binds an agent: false
+}
+
+func ExampleError() {
+	st, c := exampleStack()
+	defer st.Close()
+	ctx := context.Background()
+	defer c.Close(ctx)
+
+	s, err := c.Spawn(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close(ctx)
+
+	// Resuming a session that is not suspended is refused by the
+	// Coordinator.
+	_, err = c.Resume(ctx, s.ID())
+	var apiErr *caracal.Error
+	if errors.As(err, &apiErr) {
+		fmt.Println(apiErr.Service, apiErr.StatusCode, apiErr.Code)
+	}
+	fmt.Println("conflict:", errors.Is(err, caracal.ErrConflict))
+	// Output:
+	// coordinator 409 session_not_found_or_not_suspended
+	// conflict: true
+}
