@@ -103,3 +103,31 @@ func ExampleClient_Resume() {
 	// sessions resumed: 1
 	// status: active
 }
+
+func ExampleOnLeaseLost() {
+	st, c := exampleStack()
+	defer st.Close()
+	ctx := context.Background()
+	defer c.Close(ctx)
+
+	lost := make(chan error, 1)
+	svc, err := c.SpawnService(ctx, caracal.WithLabels("billing-worker"),
+		caracal.OnLeaseLost(func(err error) { lost <- err }))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer svc.Close(ctx)
+
+	// An operator terminates the session; the next renewal finds out.
+	if err := st.Terminate(svc.ID()); err != nil {
+		log.Fatal(err)
+	}
+	_, err = svc.Heartbeat(ctx)
+	fmt.Println("heartbeat:", errors.Is(err, caracal.ErrLeaseLost))
+	fmt.Println("callback:", errors.Is(<-lost, caracal.ErrLeaseLost))
+	fmt.Println("context:", errors.Is(context.Cause(svc.Context()), caracal.ErrLeaseLost))
+	// Output:
+	// heartbeat: true
+	// callback: true
+	// context: true
+}
