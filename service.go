@@ -226,6 +226,7 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 			return nil, fmt.Errorf("caracal: service %s: acquiring the lease after a replayed start: %w", ses.AgentSessionID, lerr)
 		}
 		gen = int64(lr.LeaseGeneration)
+		c.fenceHeld(ses.AgentSessionID, gen)
 		deadline = acquiredDeadline(lr.HeartbeatDeadlineAt, date, sent, leaseLen)
 		status = lr.Status
 	}
@@ -400,7 +401,8 @@ func (s *Service) shutdown(detached context.Context, cause error) {
 
 // leaseLoss reports whether err is why a service lost its lease.
 func leaseLoss(err error) bool {
-	return lease.Classify(err) != lease.Transient || errors.Is(err, ErrSuspended) || errors.Is(err, ErrLeaseExpired)
+	return lease.Classify(err) != lease.Transient || errors.Is(err, ErrLeaseFenced) ||
+		errors.Is(err, ErrSuspended) || errors.Is(err, ErrLeaseExpired)
 }
 
 // claimClose reports whether the caller is the one to run the close
@@ -472,6 +474,9 @@ func serviceOnly(opts []SpawnOption) bool {
 // retirable reports whether a handle that ended for reason still owns its
 // session and should retire it.
 func retirable(reason error) bool {
+	if errors.Is(reason, ErrLeaseFenced) {
+		return false
+	}
 	switch lease.Classify(reason) {
 	case lease.Fenced, lease.Gone:
 		return false

@@ -12,7 +12,8 @@ import (
 // AttachService takes over a persisted service session by id (after a
 // restart, or from another process): it acquires the lease, which bumps the
 // generation and fences every older holder (their next heartbeat or retire
-// fails with ErrLeaseFenced). It accepts only the service options
+// fails with ErrLeaseFenced; a handle of this client on the session ends at
+// once, as fenced). It accepts only the service options
 // HeartbeatInterval, HeartbeatAuto and OnLeaseLost; any other option fails
 // with ErrInvalidRequest. A suspended session cannot be attached
 // (ErrSuspended): Client.Resume it first.
@@ -48,9 +49,38 @@ func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...Sp
 	if gen < 1 || deadline.IsZero() {
 		return nil, fmt.Errorf("caracal: attaching service %s: the Coordinator's answer has no lease (generation %d, deadline %q)", sessionID, gen, lr.HeartbeatDeadlineAt)
 	}
+	c.fenceHeld(sessionID, gen)
 	agent := c.attachedAgent(ctx, sessionID)
 	return c.hand(ctx, c.newService(ctx, agent, cfg.service, gen, deadline, 0, lr.Status))
 }
+
+// fenceHeld ends, as fenced, this client's handles on the service id that
+// hold a generation older than gen: the lease acquire that returned gen
+// fenced them, so they can neither renew nor retire any more, and nothing
+// else would tell them before their next heartbeat.
+func (c *Client) fenceHeld(id string, gen int64) {
+	c.mu.Lock()
+	var held []*Service
+	for h := range c.open {
+		if s, ok := h.(*Service); ok && s.id == id {
+			held = append(held, s)
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range held {
+		if s.Generation() < gen {
+			s.lose(fmt.Errorf("caracal: service %s: this client acquired its lease again (generation %d); this handle no longer owns the session: %w", id, gen, takenOver{}))
+		}
+	}
+}
+
+// takenOver is why a handle fenced by its own client ended: like a
+// session_lease_fenced answer, it matches ErrLeaseFenced and ErrLeaseLost.
+type takenOver struct{}
+
+func (takenOver) Error() string { return ErrLeaseFenced.Error() }
+
+func (takenOver) Is(target error) bool { return target == ErrLeaseFenced || target == ErrLeaseLost }
 
 // Resume resumes a suspended session (a service whose lease was lost, or a
 // session an operator suspended) together with its suspended subtree, and
