@@ -350,6 +350,13 @@ func ToApplication(applicationID string) DelegateOption {
 // must be a Grant.Narrow with a TTL or an expiry. The caller's own context is
 // unchanged. The request carries a random idempotency key and is retried
 // once after a transient failure.
+//
+// When ctx ends while the request is in flight, the delegation may have been
+// created all the same: it then holds until it expires, and calling Delegate
+// again creates a second one. It is not revoked for you, since revoking an
+// edge also ends the receiving session (PROTOCOL §4.8). It shows in the
+// Coordinator's list of the receiving session's inbound delegations
+// (GET /zones/{zone}/delegations/inbound/{session}).
 func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authority, opts ...DelegateOption) (Delegation, error) {
 	if c.isClosed() {
 		return Delegation{}, ErrClosed
