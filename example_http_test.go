@@ -268,3 +268,44 @@ func ExampleClient_RevokeDelegation() {
 	// peer: terminated
 	// mint refused: true
 }
+
+// A service that trusts the agents of its own application accepts the
+// lifecycle token Headers sends on a direct call, not only the Gateway's
+// resource tokens. Such a token names the application only, not a session.
+func ExampleAcceptSessionTokens() {
+	st, c := exampleStack()
+	defer st.Close()
+	ctx := context.Background()
+	defer c.Close(ctx)
+
+	mw, err := c.Middleware(caracal.VerifyTokens("resource://tickets", caracal.AcceptSessionTokens()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := httptest.NewServer(mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, _ := caracal.FromContext(r.Context())
+		fmt.Fprintf(w, "called by %s (session named: %t)", a.ApplicationID(), a.SessionID() != "")
+	})))
+	defer srv.Close()
+
+	s, err := c.Spawn(ctx, caracal.WithLabels("dispatcher"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close(ctx)
+	h, err := c.Headers(s.Context())
+	if err != nil {
+		log.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(s.Context(), http.MethodGet, srv.URL+"/status", nil)
+	req.Header = h
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		log.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, string(body))
+	// Output:
+	// 200 called by app-test (session named: false)
+}
