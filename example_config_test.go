@@ -76,3 +76,40 @@ func ExampleWithIdempotencyKey() {
 	// same session: true
 	// start requests: 2
 }
+
+func ExampleLoadConfig() {
+	// The environment a deployment sets; WithLookupEnv reads it from a map
+	// here so that the example does not depend on the process's own.
+	env := map[string]string{
+		"CARACAL_ZONE_ID":           "zone-prod",
+		"CARACAL_APPLICATION_ID":    "app-billing",
+		"CARACAL_APP_CLIENT_SECRET": "example-secret",
+		"CARACAL_STS_URL":           "https://sts.example.com",
+		"CARACAL_COORDINATOR_URL":   "https://coordinator.example.com",
+		"CARACAL_GATEWAY_URL":       "https://gateway.example.com",
+		"CARACAL_RESOURCES":         "resource://tickets=https://tickets.example.com/api",
+	}
+	cfg, err := caracal.LoadConfig(
+		caracal.WithLookupEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }),
+		// An explicit option beats the environment.
+		caracal.WithZone("zone-staging"),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("zone:", cfg.ZoneID)
+	fmt.Println("application:", cfg.ApplicationID)
+	fmt.Println("bindings:", cfg.Bindings)
+	fmt.Println("secret printed:", strings.Contains(cfg.String(), "example-secret"))
+
+	// Loading is all-or-nothing, and each problem names its source.
+	env["CARACAL_DEFAULT_TTL_SECONDS"] = "forever"
+	_, err = caracal.LoadConfig(caracal.WithLookupEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }))
+	fmt.Println(err)
+	// Output:
+	// zone: zone-staging
+	// application: app-billing
+	// bindings: [{resource://tickets https://tickets.example.com/api}]
+	// secret printed: false
+	// caracal: CARACAL_DEFAULT_TTL_SECONDS is "forever"; want a positive whole number of seconds
+}
