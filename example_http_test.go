@@ -309,3 +309,52 @@ func ExampleAcceptSessionTokens() {
 	// Output:
 	// 200 called by app-test (session named: false)
 }
+
+func ExampleClient_Transport() {
+	st, c := exampleStack()
+	defer st.Close()
+	ctx := context.Background()
+	defer c.Close(ctx)
+
+	root, err := c.Spawn(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer root.Close(ctx)
+	reader, err := c.Spawn(root.Context(), caracal.WithLabels("reader"),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 5*time.Minute)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer reader.Close(ctx)
+
+	// An http.Client of one's own around the transport returns redirects
+	// to the caller, as HTTPClient's does.
+	hc := &http.Client{
+		Transport:     c.Transport(nil, caracal.WithScopes("tickets:read")),
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Timeout:       30 * time.Second,
+	}
+
+	// A URL outside every resource binding is sent as it is: no bearer.
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "authorization %q", r.Header.Get("Authorization"))
+	}))
+	defer other.Close()
+	get := func(url string) (int, string) {
+		req, _ := http.NewRequestWithContext(reader.Context(), http.MethodGet, url, nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	status, _ := get(st.UpstreamURL("resource://tickets") + "/tickets/1")
+	fmt.Println("tickets:", status, "gateway requests:", st.Count(caracaltest.RouteGateway))
+	fmt.Println(get(other.URL))
+	// Output:
+	// tickets: 200 gateway requests: 1
+	// 200 authorization ""
+}
