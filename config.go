@@ -59,7 +59,8 @@ type Config struct {
 	GatewayURL     string
 
 	// Resources are extra resource identifiers for the lifecycle token's
-	// audience; every binding's resource is added automatically.
+	// audience. Every binding's resource is requested too, without being
+	// listed here.
 	Resources []string
 	// Bindings route upstream URLs through the Gateway, longest prefix first.
 	Bindings []ResourceBinding
