@@ -28,9 +28,11 @@ func FromResponse(service, method, path string, resp *http.Response, body []byte
 	e := &Error{Service: service, Method: method, Path: path, StatusCode: resp.StatusCode}
 	var eb wire.ErrorBody
 	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
-		e.Code = eb.Error
-		e.Description = eb.Text()
-		e.RequestID = eb.ID()
+		// The server's text goes into messages and logs: one line, bounded,
+		// cut only after the secrets were taken out.
+		e.Code = printable([]byte(redact(eb.Error, secrets)), maxTextBody)
+		e.Description = printable([]byte(redact(eb.Text(), secrets)), maxTextBody)
+		e.RequestID = printable([]byte(redact(eb.ID(), secrets)), maxTextBody)
 	} else {
 		eb = wire.ErrorBody{}
 		e.Description = printable([]byte(redact(string(body), secrets)), maxTextBody)

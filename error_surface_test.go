@@ -1,0 +1,32 @@
+package caracal_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+// A server's error text reaches err.Error() (and so every log line that
+// prints it) as one bounded line, whatever the server sent, with the code
+// and request id intact.
+func TestServerErrorTextIsOneBoundedLine(t *testing.T) {
+	st, c := newStack(t)
+	desc := "policy denied\nlevel=ERROR msg=forged\r\n" + strings.Repeat("x", 200_000)
+	st.Inject(caracaltest.RouteToken, caracaltest.Fault{Status: 403, Code: "access_denied", Description: desc, Times: 1})
+	_, err := c.Spawn(t.Context())
+	var e *caracal.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, 403, e.StatusCode)
+	assert.Equal(t, "access_denied", e.Code)
+	assert.NotEmpty(t, e.RequestID)
+	assert.ErrorIs(t, err, caracal.ErrAccessDenied)
+	assert.True(t, strings.HasPrefix(e.Description, "policy denied"), e.Description[:40])
+	assert.NotContains(t, err.Error(), "\n")
+	assert.NotContains(t, err.Error(), "\r")
+	assert.Less(t, len(err.Error()), 2048, "the message is bounded")
+}
