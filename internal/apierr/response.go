@@ -3,6 +3,7 @@ package apierr
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -27,7 +28,11 @@ const maxTextBody = 512
 func FromResponse(service, method, path string, resp *http.Response, body []byte, secrets ...string) (*Error, wire.ErrorBody) {
 	e := &Error{Service: service, Method: method, Path: path, StatusCode: resp.StatusCode}
 	var eb wire.ErrorBody
-	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
+	// A field of an unexpected type (a numeric zod path element, a
+	// proxy's "details" string) is skipped, not a reason to drop the code
+	// and request id the body does carry.
+	var typeErr *json.UnmarshalTypeError
+	if err := json.Unmarshal(body, &eb); (err == nil || errors.As(err, &typeErr)) && eb.Error != "" {
 		// The server's text goes into messages and logs: one line, bounded,
 		// cut only after the secrets were taken out.
 		e.Code = printable([]byte(redact(eb.Error, secrets)), maxTextBody)

@@ -388,3 +388,18 @@ func TestInboundEdges(t *testing.T) {
 	assert.Equal(t, "GET", r.Method)
 	assert.Equal(t, "/zones/zone-test/delegations/inbound/S", r.Path)
 }
+
+// A body field of an unexpected type (zod reports an array element's
+// index as a number) does not cost the answer its code and request id.
+func TestErrorFieldsSurviveAnOddlyTypedField(t *testing.T) {
+	h := newHarness(t, answer(400, `{"error":"invalid_body","error_description":"Request body failed validation","requestId":"rq-7",
+"details":{"issues":[{"path":["labels",0],"message":"Expected string"}]}}`))
+	_, err := h.c.Delegate(t.Context(), wire.CreateDelegationRequest{}, "")
+	var e *apierr.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, 400, e.StatusCode)
+	assert.Equal(t, "invalid_body", e.Code)
+	assert.Equal(t, "Request body failed validation", e.Description)
+	assert.Equal(t, "rq-7", e.RequestID)
+	assert.ErrorIs(t, err, apierr.ErrInvalidRequest)
+}

@@ -213,3 +213,19 @@ func TestWaitApprovalPacesPollsAnsweredAtOnce(t *testing.T) {
 		assert.EqualValues(t, 10, polls.Load(), "one poll a second: at 0 s, 1 s, … 9 s")
 	})
 }
+
+// A hold whose body carries a field of an unexpected type is still a hold.
+func TestMintApprovalHoldWithOddlyTypedField(t *testing.T) {
+	sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(401)
+		_, _ = io.WriteString(w, `{"error":"interaction_required","approval_id":"ap-1","state":"pending","tier":2,"requestId":"rq-9"}`)
+	}}
+	c := newClient(t, sts)
+	_, err := c.Mint(t.Context(), MintRequest{Resource: "resource://tickets", Scopes: []string{"tickets:delete"}, AgentSessionID: "S", DelegationEdgeID: "E"})
+	var ar *apierr.ApprovalRequiredError
+	require.ErrorAs(t, err, &ar)
+	assert.Equal(t, "ap-1", ar.ApprovalID)
+	assert.Equal(t, "rq-9", ar.Err.RequestID)
+	assert.ErrorIs(t, err, apierr.ErrApprovalRequired)
+}
