@@ -124,8 +124,9 @@ const (
 
 // Validate checks cfg as NewFromConfig does (and New, after loading): zone
 // and application set, exactly one credential (a bootstrap token must pass
-// the sanity checks of PROTOCOL §2.7), absolute http/https STS and
-// Coordinator URLs (the Gateway URL may be empty when no binding needs it),
+// the sanity checks of PROTOCOL §2.7), absolute http/https service URLs
+// without a query or fragment (the Gateway URL may be empty when no binding
+// needs it), no user:password in the Gateway URL or an upstream prefix,
 // https in production unless loopback or AllowInsecureURLs, valid resources
 // and bindings, and a DefaultTTL of zero or 1 s to 24 h. It also
 // reports the errors of options applied to cfg (an unreadable
@@ -262,8 +263,9 @@ func (cfg Config) clone() Config {
 // {"resource": "prefix"} or an array of {"resource_id", "upstream_prefix"}
 // objects), CARACAL_DEFAULT_TTL_SECONDS (1 to 86400), CARACAL_ENV and
 // CARACAL_ALLOW_INSECURE_CONFIG_URLS. Values are trimmed; an empty variable
-// counts as unset. Seed-era variables that are no longer read
-// (CARACAL_SUBJECT_TOKEN, CARACAL_ZONE_URL, ...) get a warning.
+// counts as unset. Older variables that v1 no longer reads
+// (CARACAL_SUBJECT_TOKEN, CARACAL_ZONE_URL, ...) get a warning naming the
+// replacement.
 //
 // A bootstrap token that looks like a JWT must not have alg "none" and must
 // not be expired; an opaque token is accepted as it is.

@@ -287,7 +287,7 @@ func (l *loader) missing(envKey, profKey, opt string) error {
 	return fmt.Errorf("caracal: %s is not set (set it, or set CARACAL_CONFIG to a profile)", envKey)
 }
 
-// deprecatedEnv warns about seed-era variables v1 no longer reads, so that a
+// deprecatedEnv warns about older variables v1 no longer reads, so that a
 // user who sets them learns why they have no effect.
 func (l *loader) deprecatedEnv() {
 	for _, d := range [][2]string{

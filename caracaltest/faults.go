@@ -15,8 +15,10 @@ import (
 // service's own shape instead of running the route: STS token endpoint and
 // Gateway {"error","error_description","requestId"} (plus X-Request-Id),
 // STS approvals and JWKS {"error","error_description"}, Coordinator
-// {"error"}. A fault with Drop closes the connection without an answer. A
-// fault with only a Delay runs the route normally, late: a slow server.
+// {"error"}, or for internal_error the Coordinator's own
+// {"error","error_description","requestId"} with its fixed text. A fault
+// with Drop closes the connection without an answer. A fault with only a
+// Delay runs the route normally, late: a slow server.
 type Fault struct {
 	// Status is the HTTP status to answer with; 0 lets the route answer
 	// (after Delay) unless Drop is set.
@@ -27,7 +29,7 @@ type Fault struct {
 	// "rate_limited"; ...).
 	Code string
 	// Description is the body's "error_description"; empty means
-	// "injected fault".
+	// "injected fault". The Coordinator's bodies do not use it.
 	Description string
 	// RetryAfter, when positive, is sent as a Retry-After header in whole
 	// seconds (rounded up). No real Caracal service sends one; upstreams and
