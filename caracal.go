@@ -178,6 +178,8 @@ func (c *Client) Config() Config { return c.cfg.clone() }
 // ErrClosed. It is idempotent: a later Close waits for the first one and
 // returns its outcome. Every Close returns by its ctx's deadline.
 func (c *Client) Close(ctx context.Context) error {
+	ctx, stop := closeBound(ctx)
+	defer stop()
 	c.mu.Lock()
 	first := !c.isClosed()
 	var open []closer
@@ -203,6 +205,35 @@ func (c *Client) Close(ctx context.Context) error {
 		return c.closeErr
 	}
 	return waitClosed(ctx, c.closed, &c.closeErr, "client")
+}
+
+// closeBound returns the context that bounds a Close given ctx: ctx, except
+// that a cancellation with cause ErrSessionClosed once the Close has begun
+// does not end it. That is ctx deriving from the Context of a session the
+// Close itself closes (s.Close(s.Context()), or Client.Close given one of
+// its sessions' contexts), which is no reason to stop waiting for the
+// retire. ctx's deadline and any other cancellation still end it; a ctx
+// already done is returned as it is.
+func closeBound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx.Err() != nil {
+		return ctx, func() {}
+	}
+	bound := context.WithoutCancel(ctx)
+	stopDeadline := context.CancelFunc(func() {})
+	if d, ok := ctx.Deadline(); ok {
+		bound, stopDeadline = context.WithDeadline(bound, d)
+	}
+	bound, cancel := context.WithCancelCause(bound)
+	stopAfter := context.AfterFunc(ctx, func() {
+		if cause := context.Cause(ctx); cause != ErrSessionClosed {
+			cancel(cause)
+		}
+	})
+	return bound, func() {
+		stopAfter()
+		cancel(nil)
+		stopDeadline()
+	}
 }
 
 // track registers h to be closed by Close; it fails once the client is closed.

@@ -378,6 +378,8 @@ func (s *Service) Heartbeat(ctx context.Context) (Lease, error) {
 // (it no longer owns anything); a suspended or expired one is, unless a newer
 // holder has attached meanwhile.
 func (s *Service) Close(ctx context.Context) error {
+	ctx, stop := closeBound(ctx)
+	defer stop()
 	if s.claimClose() {
 		go s.closeSequence(context.WithoutCancel(ctx), ErrSessionClosed)
 	}

@@ -279,3 +279,17 @@ func TestServiceSpawnRacesClientClose(t *testing.T) {
 		assert.Positive(t, started)
 	})
 }
+
+// A Close given the service's own Context waits for the retire, although the
+// close cancels that context.
+func TestServiceCloseWithItsOwnContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t)
+		svc, err := c.SpawnService(t.Context(), caracal.HeartbeatAuto())
+		require.NoError(t, err)
+		require.NoError(t, svc.Close(svc.Context()))
+		info, _ := st.SessionInfo(svc.ID())
+		assert.Equal(t, "terminated", info.Status, "retired when Close returns")
+		assert.ErrorIs(t, context.Cause(svc.Context()), caracal.ErrSessionClosed)
+	})
+}

@@ -357,6 +357,8 @@ func (s *Session) ExpiresAt() time.Time { return s.expiresAt }
 // already gone counts as retired. Close is idempotent: every call that waits
 // to the end returns the outcome of the one retire.
 func (s *Session) Close(ctx context.Context) error {
+	ctx, stop := closeBound(ctx)
+	defer stop()
 	s.closeOnce.Do(func() {
 		s.cancel(ErrSessionClosed)
 		close(s.done)

@@ -131,3 +131,58 @@ func TestConcurrentCloseRetiresOnce(t *testing.T) {
 		}
 	}
 }
+
+// A Close given the session's own Context (or one derived from it) cancels
+// that context itself; that is no reason to stop waiting for the retire,
+// whose outcome Close reports. The context's deadline still bounds it.
+func TestCloseWithTheSessionsOwnContext(t *testing.T) {
+	st, c := newStack(t)
+	s, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	require.NoError(t, s.Close(s.Context()))
+	info, _ := st.SessionInfo(s.ID())
+	assert.Equal(t, "terminated", info.Status, "retired when Close returns")
+	assert.ErrorIs(t, context.Cause(s.Context()), caracal.ErrSessionClosed)
+
+	d, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(d.Context(), time.Minute)
+	defer cancel()
+	require.NoError(t, d.Close(ctx))
+	info, _ = st.SessionInfo(d.ID())
+	assert.Equal(t, "terminated", info.Status)
+}
+
+func TestCloseWithTheSessionsOwnContextKeepsItsDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		s, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Delay: time.Hour})
+		ctx, cancel := context.WithTimeout(s.Context(), time.Second)
+		defer cancel()
+		start := time.Now()
+		assert.ErrorIs(t, s.Close(ctx), context.DeadlineExceeded)
+		assert.Equal(t, time.Second, time.Since(start))
+		assert.ErrorContains(t, c.Close(context.Background()), "retiring session")
+	})
+}
+
+// Client.Close given the Context of one of its sessions retires every
+// session before it returns, although closing that session cancels ctx.
+func TestClientCloseWithASessionsContext(t *testing.T) {
+	st, c := newStack(t)
+	var sessions []*caracal.Session
+	for range 4 {
+		s, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		sessions = append(sessions, s)
+	}
+	require.NoError(t, c.Close(sessions[0].Context()))
+	for _, s := range sessions {
+		info, _ := st.SessionInfo(s.ID())
+		assert.Equal(t, "terminated", info.Status)
+	}
+}
