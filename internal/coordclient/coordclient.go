@@ -348,10 +348,18 @@ func (c *Client) send(ctx context.Context, tok stsclient.Token, method, path str
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
+	failed := resp.StatusCode < 200 || resp.StatusCode > 299
+	if err != nil && !failed {
 		return netFailure(ctx, callCtx, method, path, err)
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+	// A refusal whose body was cut off is still an answer: its status
+	// and headers say what happened. What was read of the body is
+	// dropped: it may end in part of an echoed secret that no redaction
+	// would recognise.
+	if failed {
+		if err != nil {
+			raw = nil
+		}
 		e, _ := apierr.FromResponse("coordinator", method, path, resp, raw, tok.Value)
 		return outcome{
 			header:    resp.Header,

@@ -403,3 +403,34 @@ func TestErrorFieldsSurviveAnOddlyTypedField(t *testing.T) {
 	assert.Equal(t, "rq-7", e.RequestID)
 	assert.ErrorIs(t, err, apierr.ErrInvalidRequest)
 }
+
+// cutOff answers status with a body that ends early: the declared length
+// is never sent and the connection closes.
+func cutOff(status int, partial string) func(w http.ResponseWriter) {
+	return func(w http.ResponseWriter) {
+		w.Header().Set("Content-Length", "4096")
+		w.Header().Set("X-Request-Id", "hdr-id")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, partial)
+		w.(http.Flusher).Flush()
+		drop(w)
+	}
+}
+
+// A refusal whose body is cut off is still a refusal: it keeps its status
+// and request id, and is not retried as if nothing had answered.
+func TestErrorWithCutOffBody(t *testing.T) {
+	h := newHarness(t, cutOff(409, `{"error":"session_lease_fenced"`))
+	_, err := h.c.Heartbeat(t.Context(), "S", 1)
+	var e *apierr.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, 409, e.StatusCode)
+	assert.Equal(t, "hdr-id", e.RequestID)
+	assert.ErrorIs(t, err, apierr.ErrConflict)
+	assert.NotErrorIs(t, err, apierr.ErrUnavailable)
+
+	h = newHarness(t, cutOff(404, `{"error":"parent_not_found"`))
+	_, err = h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "a"}, StartOptions{})
+	assert.ErrorIs(t, err, apierr.ErrNotFound)
+	assert.Len(t, h.coord.requests(), 1, "a 404 is not retried")
+}

@@ -277,10 +277,17 @@ func (c *Client) post(ctx context.Context, tr wire.TokenRequest, mint *MintReque
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
+	if err != nil && resp.StatusCode == http.StatusOK {
 		return Token{}, 0, apierr.Transport(ctx, call, Timeout, "sts", http.MethodPost, tokenPath, err)
 	}
+	// A refusal whose body was cut off is still an answer: its status
+	// and headers say what happened. What was read of the body is
+	// dropped: it may end in part of an echoed secret that no redaction
+	// would recognise.
 	if resp.StatusCode != http.StatusOK {
+		if err != nil {
+			body = nil
+		}
 		e, eb := apierr.FromResponse("sts", http.MethodPost, tokenPath, resp, body, c.cfg.ClientSecret)
 		if mint != nil && eb.Error == "interaction_required" {
 			return Token{}, 0, apierr.Approval(e, eb, mint.Resource, mint.Scopes)
@@ -430,10 +437,13 @@ func (c *Client) poll(ctx context.Context, path string, wait time.Duration) (wir
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
+	if err != nil && resp.StatusCode == http.StatusOK {
 		return wire.ApprovalStatus{}, apierr.Transport(ctx, call, limit, "sts", http.MethodGet, path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
+		if err != nil {
+			body = nil // cut off: the status and headers still tell
+		}
 		e, _ := apierr.FromResponse("sts", http.MethodGet, path, resp, body)
 		return wire.ApprovalStatus{}, e
 	}
