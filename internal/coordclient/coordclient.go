@@ -292,6 +292,9 @@ func (c *Client) pause(ctx context.Context, retries int, out outcome) error {
 // a short random pause. body (nil for a bodiless request) is called with the
 // token of each send. out, if non-nil, receives the decoded success body.
 func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, body func(stsclient.Token) ([]byte, error), out any) outcome {
+	if err := checkPath(path); err != nil {
+		return outcome{err: err}
+	}
 	tok, err := c.cfg.Tokens.Lifecycle(ctx)
 	if err != nil {
 		return outcome{err: err}
@@ -396,4 +399,16 @@ func gaveUp(last, why error) error {
 
 func invalid(method, path, why string) error {
 	return fmt.Errorf("caracal: coordinator %s %s: invalid response: %s: %w", method, path, why, apierr.ErrUnavailable)
+}
+
+// checkPath refuses a request path with an empty or dot segment: an id
+// that is "", "." or ".." (escaping leaves them as they are) would make the
+// request reach another route once a server or proxy resolves the path.
+func checkPath(path string) error {
+	for _, seg := range strings.Split(path, "/")[1:] {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("%w: an id in %s is empty or a dot segment", apierr.ErrInvalidRequest, path)
+		}
+	}
+	return nil
 }

@@ -434,3 +434,21 @@ func TestErrorWithCutOffBody(t *testing.T) {
 	assert.ErrorIs(t, err, apierr.ErrNotFound)
 	assert.Len(t, h.coord.requests(), 1, "a 404 is not retried")
 }
+
+// An id that is a dot segment would change which route a request reaches
+// once a server or proxy resolves the path: it is refused before any call.
+func TestDotSegmentIDIsRefused(t *testing.T) {
+	h := newHarness(t, answer(200, `{"id":"E","status":"active"}`))
+	for _, id := range []string{".", "..", ""} {
+		_, err := h.c.InboundEdge(t.Context(), id, "E")
+		require.ErrorIs(t, err, apierr.ErrInvalidRequest, "session id %q", id)
+		_, err = h.c.InboundEdge(t.Context(), "S", id)
+		require.ErrorIs(t, err, apierr.ErrInvalidRequest, "edge id %q", id)
+		require.ErrorIs(t, h.c.Retire(t.Context(), id, 0), apierr.ErrInvalidRequest)
+		_, err = h.c.RevokeDelegation(t.Context(), id)
+		require.ErrorIs(t, err, apierr.ErrInvalidRequest)
+	}
+	assert.Empty(t, h.coord.requests())
+	_, err := h.c.InboundEdge(t.Context(), "..S", "E.")
+	require.NoError(t, err, "dots inside an id are fine")
+}
