@@ -375,10 +375,14 @@ func TestEchoUpstream(t *testing.T) {
 func TestCloseEndsRunningRequests(t *testing.T) {
 	for _, m := range harnessModes {
 		t.Run(m.name, func(t *testing.T) {
-			s, hc := m.start(t)
+			entered := make(chan struct{}, 1)
+			s, hc := m.start(t, withRoutes(route{service: svcCoordinator, pattern: "GET /test/park", handler: func(w http.ResponseWriter, r *http.Request) {
+				entered <- struct{}{}
+				waitHandler(w, r)
+			}}))
 			errc := make(chan error, 1)
 			go func() {
-				req, _ := http.NewRequestWithContext(context.Background(), "GET", s.CoordinatorURL()+"/test/wait", nil)
+				req, _ := http.NewRequestWithContext(context.Background(), "GET", s.CoordinatorURL()+"/test/park", nil)
 				resp, err := hc.Do(req)
 				if err == nil {
 					_, err = io.ReadAll(resp.Body)
@@ -386,7 +390,8 @@ func TestCloseEndsRunningRequests(t *testing.T) {
 				}
 				errc <- err
 			}()
-			require.Eventually(t, func() bool { return s.gate.running() == 1 }, 5*time.Second, time.Millisecond)
+			<-entered // the handler runs inside the gate
+			require.Equal(t, 1, s.gate.running())
 			require.NoError(t, s.Close())
 			assert.Zero(t, s.gate.running())
 			<-errc // ends one way or the other, without waiting for the client
