@@ -159,6 +159,7 @@ func TestServiceFencedBySecondHolder(t *testing.T) {
 		old, err := c1.SpawnService(t.Context(), caracal.HeartbeatInterval(10*time.Second),
 			caracal.OnLeaseLost(func(err error) { lostWith <- err }))
 		require.NoError(t, err)
+		spawned := time.Now()
 
 		time.Sleep(5 * time.Second)
 		taken, err := c2.AttachService(t.Context(), old.ID(), caracal.HeartbeatAuto())
@@ -172,9 +173,11 @@ func TestServiceFencedBySecondHolder(t *testing.T) {
 
 		// The old holder learns it on its next heartbeat, at 10 s.
 		<-old.Done()
+		assert.Equal(t, 10*time.Second, time.Since(spawned), "ended by the fenced answer, not by the lease deadline")
 		err = old.Err()
 		assert.ErrorIs(t, err, caracal.ErrLeaseFenced)
 		assert.ErrorIs(t, err, caracal.ErrLeaseLost)
+		assert.NotErrorIs(t, err, caracal.ErrLeaseExpired)
 		assert.Equal(t, err, <-lostWith)
 		assert.ErrorIs(t, context.Cause(old.Context()), caracal.ErrLeaseFenced)
 		_, err = old.Heartbeat(t.Context())
