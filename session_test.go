@@ -221,14 +221,22 @@ func TestNarrowingWiderThanParentIsRefusedLocally(t *testing.T) {
 	_, child := narrowReader(t, c, caracal.Constraints{MaxHops: 3}, "reader")
 	st.ResetRecord()
 
-	for name, g := range map[string]caracal.Authority{
-		"scope":    caracal.Grant.Narrow([]string{"tickets:write"}, "resource://tickets", caracal.Constraints{}, time.Minute),
-		"resource": caracal.Grant.Narrow([]string{"tickets:read"}, "resource://other", caracal.Constraints{}, time.Minute),
-		"ttl":      caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, time.Hour),
-		"hops":     caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{MaxHops: 3}, time.Minute),
+	// Each grant is the working one below (MaxHops 2, a minute, tickets:read
+	// on resource://tickets) widened in one dimension only, and the refusal
+	// names that dimension.
+	hops2 := caracal.Constraints{MaxHops: 2}
+	for name, tc := range map[string]struct {
+		g    caracal.Authority
+		want string
+	}{
+		"scope":    {caracal.Grant.Narrow([]string{"tickets:write"}, "resource://tickets", hops2, time.Minute), "tickets:write"},
+		"resource": {caracal.Grant.Narrow([]string{"tickets:read"}, "resource://other", hops2, time.Minute), "resource://other"},
+		"ttl":      {caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", hops2, time.Hour), time.Hour.String()},
+		"hops":     {caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{MaxHops: 3}, time.Minute), "MaxHops 3"},
 	} {
-		_, err := c.Spawn(child.Context(), caracal.WithGrant(g))
+		_, err := c.Spawn(child.Context(), caracal.WithGrant(tc.g))
 		assert.ErrorIs(t, err, caracal.ErrInvalidGrant, name)
+		assert.ErrorContains(t, err, tc.want, name)
 	}
 	assert.Empty(t, st.Requests(), "refused before any call")
 
