@@ -423,7 +423,8 @@ func AsApplication() HeadersOption {
 //
 // With no bound agent Headers fails with ErrNoSession, unless AsApplication
 // is given; for the agent of a session that was closed, with
-// ErrSessionClosed.
+// ErrSessionClosed; for a session another client of this process spawned
+// for another application or zone, with ErrInvalidRequest.
 func (c *Client) Headers(ctx context.Context, opts ...HeadersOption) (http.Header, error) {
 	if c.isClosed() {
 		return nil, ErrClosed
@@ -440,6 +441,12 @@ func (c *Client) Headers(ctx context.Context, opts ...HeadersOption) (http.Heade
 	}
 	if ok && isDone(a.done) {
 		return nil, fmt.Errorf("%w: session %s", ErrSessionClosed, a.sessionID)
+	}
+	if ok && a.own && (a.applicationID != c.cfg.ApplicationID || a.zoneID != c.cfg.ZoneID) {
+		// This client's lifecycle token cannot speak for another
+		// application's session.
+		return nil, fmt.Errorf("%w: session %s belongs to application %s in zone %s, not to this client's %s in %s; call Headers on the client that spawned it",
+			ErrInvalidRequest, a.sessionID, a.applicationID, a.zoneID, c.cfg.ApplicationID, c.cfg.ZoneID)
 	}
 	var bearer string
 	switch {

@@ -1,0 +1,42 @@
+package caracal_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+// Headers of a session another client (of another application) spawned
+// would pair this client's lifecycle token with that session's baggage: a
+// bearer of one application speaking for another's session. It is refused.
+func TestHeadersRefusesAnotherApplicationsSession(t *testing.T) {
+	other := caracaltest.App{ID: "app-other", Secret: "other-secret"}
+	st := caracaltest.Start(t, caracaltest.WithApplication(caracaltest.App{ID: "app-test"}), caracaltest.WithApplication(other),
+		caracaltest.WithResource(caracaltest.Resource{Identifier: "resource://notes", Scopes: []string{"notes:read"}}),
+		caracaltest.WithGrant("resource://notes", other.ID, map[string][]string{"reader": {"notes:read"}}))
+	c, err := st.NewClient()
+	require.NoError(t, err)
+	defer c.Close(context.Background())
+	cfg := st.Config()
+	cfg.ApplicationID, cfg.ClientSecret = other.ID, other.Secret
+	cfg.Resources, cfg.Bindings = []string{"resource://notes"}, nil
+	oc, err := caracal.NewFromConfig(cfg, st.ClientOptions()...)
+	require.NoError(t, err)
+	defer oc.Close(context.Background())
+
+	s, err := oc.Spawn(t.Context())
+	require.NoError(t, err)
+	defer s.Close(context.Background())
+	_, err = c.Headers(s.Context())
+	require.ErrorIs(t, err, caracal.ErrInvalidRequest)
+	assert.Contains(t, err.Error(), "app-other")
+
+	h, err := oc.Headers(s.Context())
+	require.NoError(t, err, "the session's own client gives headers")
+	assert.Contains(t, h.Get("Baggage"), s.ID())
+}
