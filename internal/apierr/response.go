@@ -45,10 +45,10 @@ func FromResponse(service, method, path string, resp *http.Response, body []byte
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		e.Description = redirected(resp)
 	}
-	e.Redact(secrets...)
 	if e.RequestID == "" {
-		e.RequestID = resp.Header.Get(wire.HeaderRequestID)
+		e.RequestID = printable([]byte(redact(resp.Header.Get(wire.HeaderRequestID), secrets)), maxTextBody)
 	}
+	e.Redact(secrets...)
 	if d, ok := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
 		e.RetryAfter = d
 	}
