@@ -363,59 +363,6 @@ func TestKeysAgedSetDuringOutage(t *testing.T) {
 	assert.NotErrorIs(t, err, ErrUnknownKey)
 }
 
-// TestKeysAgedKeyDoesNotWaitForRefetch: while one caller refetches an aged
-// set, the others verify with the aged key instead of queueing behind the
-// fetch.
-func TestKeysAgedKeyDoesNotWaitForRefetch(t *testing.T) {
-	f := newFixture(t, Expect{})
-	ctx := context.Background()
-	_, err := f.keys.Key(ctx, "kid-1")
-	require.NoError(t, err)
-
-	entered, release := make(chan struct{}), make(chan struct{})
-	f.keys.hc = handlerClient(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		close(entered)
-		<-release
-		f.srv.ServeHTTP(w, r)
-	}))
-	f.clock.Add(DefaultMaxAge)
-	refetched := make(chan error, 1)
-	go func() {
-		_, err := f.keys.Key(ctx, "kid-1")
-		refetched <- err
-	}()
-	<-entered
-
-	got := make(chan error, 1)
-	go func() {
-		_, err := f.keys.Key(ctx, "kid-1")
-		got <- err
-	}()
-	select {
-	case err := <-got:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("a lookup of an aged key waited for the refetch in flight")
-	}
-	close(release)
-	require.NoError(t, <-refetched)
-	assert.Equal(t, int32(2), f.srv.fetches.Load())
-}
-
-func TestKeysConcurrentColdStartFetchesOnce(t *testing.T) {
-	f := newFixture(t, Expect{})
-	tok := f.s.sign(t, validClaims(f.clock.Now()))
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() {
-			_, err := f.v.Verify(context.Background(), tok)
-			assert.NoError(t, err)
-		})
-	}
-	wg.Wait()
-	assert.Equal(t, int32(1), f.srv.fetches.Load())
-}
-
 func TestParse(t *testing.T) {
 	s := newSigner(t, "k")
 	good := s.jwk()

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"testing"
+	"testing/synctest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -39,4 +41,71 @@ func TestKeysWaiterGivesUpWithItsRequest(t *testing.T) {
 	_, err = f.keys.Key(context.Background(), "kid-1")
 	require.NoError(t, err)
 	assert.Equal(t, int32(1), f.srv.fetches.Load())
+}
+
+// TestKeysAgedKeyDoesNotWaitForRefetch: while one caller refetches an aged
+// set, the others verify with the aged key instead of queueing behind the
+// fetch.
+func TestKeysAgedKeyDoesNotWaitForRefetch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, Expect{})
+		ctx := context.Background()
+		_, err := f.keys.Key(ctx, "kid-1")
+		require.NoError(t, err)
+
+		entered, release := make(chan struct{}), make(chan struct{})
+		f.keys.hc = handlerClient(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(entered)
+			<-release
+			f.srv.ServeHTTP(w, r)
+		}))
+		f.clock.Add(DefaultMaxAge)
+		refetched := make(chan error, 1)
+		go func() {
+			_, err := f.keys.Key(ctx, "kid-1")
+			refetched <- err
+		}()
+		<-entered
+
+		got := make(chan error, 1)
+		go func() {
+			_, err := f.keys.Key(ctx, "kid-1")
+			got <- err
+		}()
+		synctest.Wait() // the refetch is still held
+		select {
+		case err := <-got:
+			require.NoError(t, err)
+		default:
+			t.Fatal("a lookup of an aged key waited for the refetch in flight")
+		}
+		close(release)
+		require.NoError(t, <-refetched)
+		assert.Equal(t, int32(2), f.srv.fetches.Load())
+	})
+}
+
+// TestKeysConcurrentColdStartFetchesOnce holds the first fetch until every
+// caller is waiting, so that they all overlap it.
+func TestKeysConcurrentColdStartFetchesOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, Expect{})
+		release := make(chan struct{})
+		f.keys.hc = handlerClient(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			<-release
+			f.srv.ServeHTTP(w, r)
+		}))
+		tok := f.s.sign(t, validClaims(f.clock.Now()))
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				_, err := f.v.Verify(context.Background(), tok)
+				assert.NoError(t, err)
+			})
+		}
+		synctest.Wait() // every caller is blocked in or behind the fetch
+		close(release)
+		wg.Wait()
+		assert.Equal(t, int32(1), f.srv.fetches.Load())
+	})
 }
