@@ -60,7 +60,9 @@ func TestServiceTakenOverInProcessEndsTheOldHandle(t *testing.T) {
 				synctest.Wait()
 				assert.Empty(t, lost, "OnLeaseLost runs once")
 				require.NoError(t, taken.Err(), "the new handle keeps the session")
-				for _, hb := range requestsTo(st, caracaltest.RouteHeartbeat) {
+				hbs := requestsTo(st, caracaltest.RouteHeartbeat)
+				require.NotEmpty(t, hbs, "%s: the new handle renews", name)
+				for _, hb := range hbs {
 					assert.Contains(t, string(hb.Body), `"lease_generation":2`)
 				}
 
