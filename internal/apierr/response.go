@@ -36,7 +36,12 @@ func FromResponse(service, method, path string, resp *http.Response, body []byte
 		// The server's text goes into messages and logs: one line, bounded,
 		// cut only after the secrets were taken out.
 		e.Code = printable([]byte(redact(eb.Error, secrets)), maxTextBody)
-		e.Description = printable([]byte(redact(eb.Text(), secrets)), maxTextBody)
+		text := eb.Text()
+		if issues := eb.Details.Summary(3); issues != "" {
+			// Which fields a schema refusal is about (Coordinator shape 2).
+			text = strings.TrimPrefix(text+": "+issues, ": ")
+		}
+		e.Description = printable([]byte(redact(text, secrets)), maxTextBody)
 		e.RequestID = printable([]byte(redact(eb.ID(), secrets)), maxTextBody)
 	} else {
 		eb = wire.ErrorBody{}

@@ -115,3 +115,22 @@ func TestApproval(t *testing.T) {
 	assert.Equal(t, time.Date(2026, 8, 22, 10, 15, 0, 0, time.UTC), a.ExpiresAt)
 	assert.ErrorIs(t, a, ErrApprovalRequired)
 }
+
+// A schema refusal says which fields were wrong (Coordinator shape 2).
+func TestFromResponseNamesInvalidFields(t *testing.T) {
+	e, _ := FromResponse("coordinator", "POST", "/zones/z/agents", resp(400), []byte(`{"error":"invalid_body",
+		"error_description":"Request body failed validation","requestId":"r1","details":{"issues":[
+		{"path":["labels","0"],"message":"String must contain at most 64 character(s)"},
+		{"path":["ttl_seconds"],"message":"Expected number, received string"},
+		{"path":[],"message":"Required"},
+		{"path":["metadata"],"message":"Expected object, received array"}]}}`))
+	assert.Equal(t, "invalid_body", e.Code)
+	assert.Equal(t, "r1", e.RequestID)
+	assert.Equal(t, "Request body failed validation: labels.0: String must contain at most 64 character(s); "+
+		"ttl_seconds: Expected number, received string; (body): Required; and 1 more", e.Description)
+
+	// A numeric path element (zod array index) is kept too.
+	e, _ = FromResponse("coordinator", "POST", "/p", resp(400), []byte(`{"error":"invalid_body","details":{"issues":[{"path":["labels",3],"message":"Too long"}]}}`))
+	assert.Equal(t, "invalid_body", e.Code)
+	assert.Equal(t, "labels.3: Too long", e.Description)
+}

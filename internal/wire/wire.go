@@ -169,8 +169,60 @@ type IssueDetails struct {
 
 // Issue is one validation issue.
 type Issue struct {
-	Path    []string `json:"path"`
-	Message string   `json:"message"`
+	Path    IssuePath `json:"path"`
+	Message string    `json:"message"`
+}
+
+// IssuePath is the path of an issue. PROTOCOL §4.1 gives its elements as
+// strings; an array index sent as a number is kept as its decimal text.
+type IssuePath []string
+
+// UnmarshalJSON accepts string and number elements.
+func (p *IssuePath) UnmarshalJSON(b []byte) error {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	out := make(IssuePath, 0, len(raw))
+	for _, r := range raw {
+		var s string
+		if err := json.Unmarshal(r, &s); err != nil {
+			var n json.Number
+			if err := json.Unmarshal(r, &n); err != nil {
+				return err
+			}
+			s = n.String()
+		}
+		out = append(out, s)
+	}
+	*p = out
+	return nil
+}
+
+// Summary lists the first n issues as "path: message" joined by "; ",
+// then how many more there are; an empty path reads "(body)".
+func (d *IssueDetails) Summary(n int) string {
+	if d == nil {
+		return ""
+	}
+	var b strings.Builder
+	for i, is := range d.Issues {
+		if i == n {
+			b.WriteString("; and " + strconv.Itoa(len(d.Issues)-n) + " more")
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		if len(is.Path) == 0 {
+			b.WriteString("(body)")
+		} else {
+			b.WriteString(strings.Join(is.Path, "."))
+		}
+		b.WriteString(": ")
+		b.WriteString(is.Message)
+	}
+	return b.String()
 }
 
 // ApprovalStatus is the body of GET /approvals/{id} (PROTOCOL §3.8).
