@@ -439,7 +439,9 @@ func (c *Client) GatewayRequest(ctx context.Context, method, resource, path stri
 // approved hold by its binding and consumes it). It returns an error wrapping
 // ErrApprovalRejected for a rejection, an error for an expired or already
 // used approval, and context.Cause(ctx) if ctx ends first (waiting again is
-// safe). After Close it returns ErrClosed.
+// safe). A poll that fails transiently (no answer, 429, 5xx) is sent again
+// after a backoff that honours Retry-After; after four such failures in a
+// row the wait ends with the last one. After Close it returns ErrClosed.
 func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
 	if c.isClosed() {
 		return ErrClosed

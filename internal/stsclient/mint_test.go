@@ -2,6 +2,7 @@ package stsclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -228,4 +229,50 @@ func TestMintApprovalHoldWithOddlyTypedField(t *testing.T) {
 	assert.Equal(t, "ap-1", ar.ApprovalID)
 	assert.Equal(t, "rq-9", ar.Err.RequestID)
 	assert.ErrorIs(t, err, apierr.ErrApprovalRequired)
+}
+
+// A long wait outlives a brief STS outage: a transient failure is polled
+// again after a backoff (Retry-After honoured), a lasting one ends the wait
+// with its error, and a definite refusal is not retried.
+func TestWaitApprovalThroughATransientFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var polls atomic.Int64
+		answers := func(seq ...*http.Response) *http.Client {
+			polls.Store(0)
+			return &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+				n := polls.Add(1)
+				if int(n) > len(seq) {
+					return seq[len(seq)-1], nil
+				}
+				if seq[n-1] == nil {
+					return nil, errors.New("connection reset")
+				}
+				return seq[n-1], nil
+			})}
+		}
+		unavailable := func() *http.Response {
+			r := jsonResponse(503, `{"error":"temporarily_unavailable"}`)
+			r.Header.Set("Retry-After", "2")
+			return r
+		}
+		approved := jsonResponse(200, `{"id":"ap-1","state":"approved","expires_at":"2026-08-22T10:15:00Z"}`)
+
+		c := New(Config{BaseURL: "http://sts.invalid", HTTPClient: answers(unavailable(), nil, approved)})
+		start := time.Now()
+		st, err := c.WaitApproval(t.Context(), "ap-1")
+		require.NoError(t, err)
+		assert.Equal(t, "approved", st.State)
+		assert.EqualValues(t, 3, polls.Load())
+		assert.GreaterOrEqual(t, time.Since(start), 2*time.Second, "Retry-After was honoured")
+
+		c = New(Config{BaseURL: "http://sts.invalid", HTTPClient: answers(unavailable())})
+		_, err = c.WaitApproval(t.Context(), "ap-1")
+		require.ErrorIs(t, err, apierr.ErrUnavailable)
+		assert.EqualValues(t, 1+approvalRetries, polls.Load(), "a lasting outage ends the wait")
+
+		c = New(Config{BaseURL: "http://sts.invalid", HTTPClient: answers(jsonResponse(404, `{"error":"not_found"}`))})
+		_, err = c.WaitApproval(t.Context(), "ap-1")
+		require.Error(t, err)
+		assert.EqualValues(t, 1, polls.Load(), "a refusal is final")
+	})
 }

@@ -367,12 +367,14 @@ func parseToken(value string) Token {
 // consumed) is returned with a nil error; the caller decides what each
 // state means. When ctx ends first, the last status seen (pending, or zero
 // if none was read) is returned with ctx's cause: waiting again is safe.
+// Up to approvalRetries consecutive transient poll failures are waited out.
 func (c *Client) WaitApproval(ctx context.Context, id string) (wire.ApprovalStatus, error) {
 	if id == "" {
 		return wire.ApprovalStatus{}, errors.New("caracal: WaitApproval needs an approval id")
 	}
 	path := "/approvals/" + url.PathEscape(id)
 	var last wire.ApprovalStatus
+	failures := 0 // consecutive transient poll failures
 	for {
 		if err := ctx.Err(); err != nil {
 			return last, context.Cause(ctx)
@@ -392,8 +394,19 @@ func (c *Client) WaitApproval(ctx context.Context, id string) (wire.ApprovalStat
 			if ctx.Err() != nil {
 				return last, context.Cause(ctx)
 			}
-			return last, err
+			// A wait can last minutes: a brief STS outage within it is
+			// waited out, a lasting one ends it.
+			after, transient := transientPollError(err)
+			if !transient || failures >= approvalRetries {
+				return last, err
+			}
+			if err := retry.Sleep(ctx, retry.Backoff(failures, after, retry.Jitter())); err != nil {
+				return last, context.Cause(ctx)
+			}
+			failures++
+			continue
 		}
+		failures = 0
 		last = st
 		if st.State != wire.ApprovalPending {
 			return st, nil
@@ -411,6 +424,20 @@ func (c *Client) WaitApproval(ctx context.Context, id string) (wire.ApprovalStat
 // minPollInterval is the least time between the starts of two approval
 // polls.
 const minPollInterval = time.Second
+
+// approvalRetries is how many consecutive transient poll failures a wait
+// outlasts.
+const approvalRetries = 3
+
+// transientPollError reports whether a failed poll may succeed if sent
+// again (no answer, 408, 425, 429 or 5xx), with the server's Retry-After.
+func transientPollError(err error) (retryAfter time.Duration, ok bool) {
+	var e *apierr.Error
+	if errors.As(err, &e) {
+		return e.RetryAfter, retry.RetryableStatus(e.StatusCode)
+	}
+	return 0, errors.Is(err, apierr.ErrUnavailable)
+}
 
 // waitFor is the long-poll chunk for the time left: clamp(remaining, 1, 25)
 // whole seconds.
