@@ -168,6 +168,13 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 			d, err = c.coord.Delegate(ctx, plan.request(parent, ses.AgentSessionID, c.cfg.ApplicationID), "")
 		}
 		if err != nil {
+			if ses.Replayed && cfg.idemKey != "" {
+				// Replayed under the caller's key: an earlier call started
+				// this session and may still hold it (its generation too
+				// may have moved on), so it is not retired from under it.
+				return started{}, fmt.Errorf("caracal: narrowing the session %s, replayed under the given idempotency key, to %q on %s (left running; close it from the call that started it, or retry): %w",
+					ses.AgentSessionID, wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), err)
+			}
 			c.retireOrphan(ctx, ses.AgentSessionID, int64(ses.LeaseGeneration))
 			return started{}, fmt.Errorf("caracal: narrowing the new session %s to %q on %s (retired again): %w",
 				ses.AgentSessionID, wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), err)

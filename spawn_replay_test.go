@@ -1,0 +1,36 @@
+package caracal_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+// A spawn replayed under the caller's own idempotency key returns a session
+// an earlier call started, which that call's handle may still hold: when
+// its narrowing cannot be confirmed, the error is returned and the session
+// is left alone, not retired from under that handle.
+func TestReplayedSpawnUnderACallerKeyIsNotRetired(t *testing.T) {
+	st, c := newStack(t)
+	root, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	opts := []caracal.SpawnOption{caracal.WithIdempotencyKey("job-42"), caracal.WithLabels("reader"),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 5*time.Minute))}
+	first, err := c.Spawn(root.Context(), opts...)
+	require.NoError(t, err)
+
+	st.Inject("GET /zones/{zone}/delegations/inbound/{sid}", caracaltest.Fault{Status: 403, Code: "application_ownership_required", Times: 1})
+	_, err = c.Spawn(root.Context(), opts...)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), first.ID())
+
+	info, ok := st.SessionInfo(first.ID())
+	require.True(t, ok)
+	assert.Equal(t, "active", info.Status, "the first call's session is still running")
+	require.NoError(t, first.Close(t.Context()))
+}
