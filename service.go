@@ -136,6 +136,7 @@ type Service struct {
 	mu         sync.Mutex
 	deadline   time.Time     // local lease deadline (monotonic clock)
 	leaseLen   time.Duration // lease length, when known from a renewal
+	renewedAt  time.Time     // when the renewal that set deadline was sent
 	generation int64
 	status     string
 	err        error // why the handle ended; nil while live

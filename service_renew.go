@@ -47,15 +47,19 @@ func (s *Service) renew(ctx context.Context) (Lease, error) {
 		defer s.mu.Unlock()
 		return s.leaseLocked(), s.err
 	}
-	if n := renewedLength(resp.Agent); n > 0 {
-		s.leaseLen = n
-	}
-	if s.leaseLen > 0 {
-		if d := sent.Add(s.leaseLen); d.After(s.deadline) {
+	// The answer to the renewal sent last sets the deadline, earlier than
+	// the one held if the lease got shorter; an older renewal answered
+	// after it says nothing newer.
+	if !sent.Before(s.renewedAt) {
+		s.renewedAt = sent
+		if n := renewedLength(resp.Agent); n > 0 {
+			s.leaseLen = n
+		}
+		if s.leaseLen > 0 {
+			s.deadline = sent.Add(s.leaseLen)
+		} else if d := leaseDeadline(resp.Agent.HeartbeatDeadlineAt, sent, 0); !d.IsZero() {
 			s.deadline = d
 		}
-	} else if d := leaseDeadline(resp.Agent.HeartbeatDeadlineAt, sent, 0); d.After(s.deadline) {
-		s.deadline = d
 	}
 	if resp.Agent.Status != "" {
 		s.status = resp.Agent.Status
