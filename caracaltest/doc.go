@@ -99,6 +99,23 @@
 // Approve, Reject, Suspend, Resume, Terminate, SessionInfo and EdgeInfo act
 // on and look into the shared state, as an operator's console would.
 //
+// # Key rotation
+//
+// The zone starts with one signing key. RotateSigningKey rotates it as the
+// STS does: tokens issued afterwards carry the new key id, and the JWKS
+// serves the new key and the previous one until 24 h after the rotation on
+// the stack's Clock, so a test can check that a resource server keeps
+// accepting tokens across a rotation:
+//
+//	kid := s.RotateSigningKey()
+//	// ... calls through the Gateway now reach the server with tokens under kid ...
+//
+// caracal's VerifyTokens middleware refetches the key set on the first token
+// under the new key id, but at most once every 30 s: right after a fetch, it
+// refuses tokens under a new key until the 30 s have passed. It keeps that
+// time on its own clock, which a FakeClock does not move: inside
+// testing/synctest with InMemory, sleeping out the 30 s takes no real time.
+//
 // # What the stack leaves out
 //
 // The stack implements what a client of the three services can observe on
@@ -117,7 +134,6 @@
 //     would only slow tests down; inject a 429 to test a client's handling.
 //   - Policy restrictions, label confinement and policy-set versions: the
 //     policy is the grants, risk tiers and approval tiers given as options.
-//   - One signing key per zone, never rotated.
 //   - Operator routes (effective authority, outbound and active edge lists,
 //     traverse, impact, service registrations, invocations, /v1/verify) and
 //     the federated approval decision route; the Stack's methods take their

@@ -12,6 +12,9 @@ import (
 type signingKey struct {
 	kid     string
 	private *ecdsa.PrivateKey
+	// retires is when a rotated-out key leaves the key set; zero for the
+	// current key.
+	retires time.Time
 }
 
 // application is an application registered in the zone.

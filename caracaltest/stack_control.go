@@ -89,3 +89,26 @@ func (s *Stack) SessionInfo(id string) (SessionInfo, bool) { return s.w.sessionI
 
 // EdgeInfo returns the Coordinator's view of a delegation edge.
 func (s *Stack) EdgeInfo(id string) (EdgeInfo, bool) { return s.w.edgeInfo(id) }
+
+// RotateSigningKey rotates the zone's signing key, as an operator's key
+// rotation on the STS does, and returns the new key id. Tokens issued from
+// then on are signed with the new key and carry its id as kid. The JWKS
+// lists the new key and the previous one, which keeps verifying the tokens
+// signed before the rotation, at the Gateway and at resource servers, until
+// it leaves the set 24 h later on the stack's Clock. The set holds at most
+// these two keys: a second rotation within the 24 h drops the key before
+// the previous one at once, with the tokens it signed. A rotation publishes
+// the key set even before the zone's first token exchange.
+//
+// A resource server caches the key set (the JWKS allows 300 s), so it first
+// meets the new key id on a token issued after the rotation; see
+// caracal.VerifyTokens for how its middleware refetches.
+func (s *Stack) RotateSigningKey() string {
+	k, err := newSigningKey()
+	if err != nil {
+		// crypto/rand does not fail; nothing a test could do about it.
+		panic(err)
+	}
+	s.w.rotateKey(k)
+	return k.kid
+}

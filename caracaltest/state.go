@@ -1,9 +1,6 @@
 package caracaltest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/http"
@@ -150,11 +147,11 @@ func newWorld(cfg worldConfig) (*world, error) {
 	def(&w.limits.MintPerMinute, 1000)
 	def(&w.limits.AuthFailures, 60)
 
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := newSigningKey()
 	if err != nil {
-		return nil, fmt.Errorf("caracaltest: generate signing key: %w", err)
+		return nil, err
 	}
-	w.keys = []*signingKey{{kid: newID(), private: priv}}
+	w.keys = []*signingKey{key}
 
 	for _, a := range cfg.Apps {
 		if !idPattern.MatchString(a.ID) {

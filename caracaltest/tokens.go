@@ -140,6 +140,7 @@ func peekClaims(token string) (*tokenClaims, bool) {
 // by kid. Time claims are judged by the caller on the world clock. The caller
 // holds w.mu.
 func (w *world) verifySignature(token string) (*tokenClaims, error) {
+	w.dropRetiredKeys(w.now())
 	var c tokenClaims
 	p := jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg()}), jwt.WithoutClaimsValidation())
 	_, err := p.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
@@ -175,6 +176,7 @@ func (w *world) handleJWKS(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.mu.Lock()
+	w.dropRetiredKeys(w.now())
 	var set wire.JWKS
 	if zone == w.zone && w.sts.keysPublished {
 		for _, k := range w.keys {

@@ -133,6 +133,7 @@ func (w *world) sweep() {
 		}
 	}
 	w.wakeExpiredHolds(now)
+	w.dropRetiredKeys(now)
 	// Retention cleaner, edge part: active edges past expires_at are marked
 	// expired. Every validity check already compares expires_at, so this
 	// only changes what listings and EdgeInfo show.
