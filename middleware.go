@@ -154,7 +154,10 @@ func VerifyCacheSize(n int) VerifyOption {
 // expiry with 60 s leeway, the required Caracal claims and at most 10 hops.
 // Session, delegation and hop are then bound from the token's claims (behind
 // the Gateway the request carries no Caracal baggage). Verified tokens are
-// remembered (see VerifyCacheSize).
+// remembered (see VerifyCacheSize). After the STS rotates its signing key,
+// a token under the new key id that arrives less than 30 s after the last
+// fetch is refused (401 invalid_token "unknown signing key") until those
+// 30 s have passed.
 func VerifyTokens(resource string, opts ...VerifyOption) MiddlewareOption {
 	vc := &verifyConfig{resource: resource}
 	for _, o := range opts {
