@@ -220,8 +220,13 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 		lr, date, lerr := c.coord.Lease(ctx, ses.AgentSessionID)
 		if lerr != nil {
 			// A suspended session (its holder's lease ran out) is left for
-			// a resume; one that is gone has nothing left to retire.
+			// a resume; one that is gone has nothing left to retire. One
+			// replayed under the caller's key may be held by the call that
+			// started it, with the generation it would be retired with.
 			if lease.Classify(lerr) == lease.Transient {
+				if cfg.idemKey != "" {
+					return nil, fmt.Errorf("caracal: service %s, replayed under the given idempotency key: acquiring the lease (left running; the call that started it may hold it, or retry): %w", ses.AgentSessionID, lerr)
+				}
 				c.retireOrphan(ctx, ses.AgentSessionID, gen)
 			}
 			return nil, fmt.Errorf("caracal: service %s: acquiring the lease after a replayed start: %w", ses.AgentSessionID, lerr)

@@ -42,3 +42,28 @@ func TestServiceReplayOfSuspendedSessionKeepsIt(t *testing.T) {
 		require.NoError(t, svc.Close(t.Context()))
 	})
 }
+
+// A SpawnService repeated with the caller's key replays a session the first
+// call's handle still holds. When the lease cannot be taken over for a
+// transient reason, the session is the first handle's: it is left running,
+// not retired from under that handle with the generation it still holds.
+func TestServiceReplayWhoseLeaseFailsLeavesTheHolder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t)
+		first, err := c.SpawnService(t.Context(), caracal.WithIdempotencyKey("billing-worker-1"), caracal.HeartbeatInterval(10*time.Second))
+		require.NoError(t, err)
+
+		st.Inject(caracaltest.RouteLease, caracaltest.Fault{Status: 503, Times: 1})
+		_, err = c.SpawnService(t.Context(), caracal.WithIdempotencyKey("billing-worker-1"))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), first.ID())
+		assert.Zero(t, st.Count(caracaltest.RouteRetire), "the session is the first handle's")
+		info, _ := st.SessionInfo(first.ID())
+		assert.Equal(t, "active", info.Status)
+
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		require.NoError(t, first.Err(), "the first handle keeps renewing its session")
+		require.NoError(t, first.Close(t.Context()))
+	})
+}

@@ -240,8 +240,9 @@ func WithGrant(a Authority) SpawnOption {
 // client holds that token: from another process, or after the token was
 // renewed, the same key fails with ErrConflict (idempotency_key_conflict).
 // A session that must outlive its process is a service: see AttachService.
-// A replayed session whose Grant.Narrow cannot be confirmed is left running
-// (the call that started it may hold it) and the error names it.
+// A replayed session whose Grant.Narrow cannot be confirmed, or a replayed
+// service whose lease cannot be taken over, is left running (the call that
+// started it may hold it) and the error names it.
 // At most 255 bytes, no control characters, no surrounding space.
 func WithIdempotencyKey(key string) SpawnOption {
 	return func(c *spawnConfig) {
