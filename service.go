@@ -144,6 +144,7 @@ type Service struct {
 	expiry     *time.Timer // fires at deadline: declares local loss
 	tick       *time.Timer // background renewal (fire); nil in manual mode
 	unwatch    func() bool // unregisters the watch on the start context
+	stepping   bool        // a background step (fire) is running
 	attempt    int         // consecutive failed background renewals
 	lastErr    error       // last transient renewal failure, for the loss reason
 

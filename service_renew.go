@@ -52,6 +52,7 @@ func (s *Service) renew(ctx context.Context) (Lease, error) {
 	// after it says nothing newer.
 	if !sent.Before(s.renewedAt) {
 		s.renewedAt = sent
+		before := s.deadline
 		if n := renewedLength(resp.Agent); n > 0 {
 			s.leaseLen = n
 		}
@@ -59,6 +60,12 @@ func (s *Service) renew(ctx context.Context) (Lease, error) {
 			s.deadline = sent.Add(s.leaseLen)
 		} else if d := leaseDeadline(resp.Agent.HeartbeatDeadlineAt, sent, 0); !d.IsZero() {
 			s.deadline = d
+		}
+		if s.tick != nil && !s.stepping && s.deadline.Before(before) {
+			// A renewal by hand learnt of a shorter lease: the background
+			// renewal scheduled for the longer one would come too late.
+			// (A background step re-arms its timer itself when it ends.)
+			s.tick.Reset(lease.RenewDelay(s.sc.interval, time.Until(s.deadline), rand.Float64()))
 		}
 	}
 	if resp.Agent.Status != "" {
@@ -124,12 +131,14 @@ func (s *Service) fire() {
 		return
 	}
 	s.ticking.Add(1)
+	s.stepping = true
 	s.mu.Unlock()
 	defer s.ticking.Done()
 
 	_, err := s.renew(s.stop)
 
 	s.mu.Lock()
+	s.stepping = false
 	if s.err != nil {
 		s.mu.Unlock()
 		return

@@ -112,3 +112,26 @@ func TestServiceDeadlineFollowsShorterLease(t *testing.T) {
 		require.NoError(t, svc.Close(t.Context()))
 	})
 }
+
+// A heartbeat made by hand that learns of a shorter lease brings the
+// background renewal forward too: the renewal it had scheduled for the old
+// lease would come after the new deadline.
+func TestServiceManualHeartbeatReschedulesBackgroundRenewal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: shorterLease{st.Transport(), 30 * time.Second}}))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close(t.Context()) })
+
+		svc, err := c.SpawnService(t.Context(), caracal.HeartbeatInterval(60*time.Second))
+		require.NoError(t, err)
+		time.Sleep(10 * time.Second)
+		_, err = svc.Heartbeat(t.Context())
+		require.NoError(t, err)
+
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		require.NoError(t, svc.Err(), "the background renewal kept the shorter lease")
+		require.NoError(t, svc.Close(t.Context()))
+	})
+}
