@@ -142,7 +142,7 @@ type ApprovalRequiredError struct {
 
 // Error implements error.
 func (e *ApprovalRequiredError) Error() string {
-	return fmt.Sprintf("caracal: approval %s required for %s on %s (state %s); wait for it with WaitApproval and retry", e.ApprovalID, e.Scopes, e.Resource, e.State)
+	return fmt.Sprintf("caracal: approval %s required for %s on %s (state %s); wait for it with WaitApproval and retry", printable([]byte(e.ApprovalID), maxTextBody), e.Scopes, e.Resource, e.State)
 }
 
 // Unwrap returns the underlying server error.

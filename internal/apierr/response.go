@@ -128,9 +128,9 @@ func Approval(e *Error, eb wire.ErrorBody, resource string, scopes []string) *Ap
 		ApprovalID: eb.ApprovalID,
 		Resource:   resource,
 		Scopes:     wire.NormalizeScopes(scopes),
-		State:      eb.State,
-		Tier:       eb.Tier,
-		Binding:    eb.Binding,
+		State:      printable([]byte(eb.State), maxTextBody),
+		Tier:       printable([]byte(eb.Tier), maxTextBody),
+		Binding:    printable([]byte(eb.Binding), maxTextBody),
 	}
 	if t, err := wire.ParseTime(eb.ApprovalExpiresAt); err == nil {
 		a.ExpiresAt = t

@@ -134,3 +134,22 @@ func TestFromResponseNamesInvalidFields(t *testing.T) {
 	assert.Equal(t, "invalid_body", e.Code)
 	assert.Equal(t, "labels.3: Too long", e.Description)
 }
+
+// What an approval hold's body says goes into messages and logs as one
+// bounded line; the approval id itself is kept as sent, for WaitApproval.
+func TestApprovalTextIsBounded(t *testing.T) {
+	long := strings.Repeat("x", 2000)
+	_, eb := FromResponse("sts", "POST", "/", resp(401), []byte(`{"error":"interaction_required","approval_id":"ap\n`+long+`","state":"pend\ning`+long+`","tier":"high\n","binding":"`+long+`"}`))
+	a := Approval(&Error{Service: "sts", StatusCode: 401}, eb, "resource://tickets", []string{"a"})
+	assert.Equal(t, "ap\n"+long, a.ApprovalID)
+	for _, s := range []string{a.Error(), a.State, a.Tier, a.Binding} {
+		assert.NotContains(t, s, "\n")
+		assert.Less(t, len(s), 1300)
+	}
+
+	// A path element of another type does not lose the rest of the body.
+	e, _ := FromResponse("coordinator", "POST", "/p", resp(400), []byte(`{"error":"invalid_body","details":{"issues":[{"path":[true,2],"message":"odd"}]},"requestId":"r2"}`))
+	assert.Equal(t, "invalid_body", e.Code)
+	assert.Equal(t, "r2", e.RequestID)
+	assert.Equal(t, "true.2: odd", e.Description)
+}

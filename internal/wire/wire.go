@@ -174,7 +174,8 @@ type Issue struct {
 }
 
 // IssuePath is the path of an issue. PROTOCOL §4.1 gives its elements as
-// strings; an array index sent as a number is kept as its decimal text.
+// strings; an element of another type (an array index sent as a number) is
+// kept as its JSON text.
 type IssuePath []string
 
 // UnmarshalJSON accepts string and number elements.
@@ -186,12 +187,8 @@ func (p *IssuePath) UnmarshalJSON(b []byte) error {
 	out := make(IssuePath, 0, len(raw))
 	for _, r := range raw {
 		var s string
-		if err := json.Unmarshal(r, &s); err != nil {
-			var n json.Number
-			if err := json.Unmarshal(r, &n); err != nil {
-				return err
-			}
-			s = n.String()
+		if json.Unmarshal(r, &s) != nil {
+			s = string(r) // a number as its decimal text; anything else as sent
 		}
 		out = append(out, s)
 	}
