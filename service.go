@@ -282,6 +282,7 @@ func (c *Client) newService(ctx context.Context, agent *Agent, sc serviceConfig,
 	}
 	agent.done = s.done
 	s.ctx, s.cancel = context.WithCancelCause(NewContext(ctx, agent))
+	agent.life = s.ctx
 	s.stop, s.halt = context.WithCancel(context.Background())
 	return s
 }

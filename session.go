@@ -6,11 +6,9 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/caracal-go/caracal/internal/envelope"
 	"github.com/caracal-go/caracal/internal/wire"
@@ -45,6 +43,9 @@ type Agent struct {
 	// done, if non-nil, is closed when the session that created this
 	// identity closes (mandate prefetch pools drop on it).
 	done <-chan struct{}
+	// life, if non-nil, is the Context of the session this process holds
+	// for this identity: its children end with it.
+	life context.Context
 	// service marks the identity of a service session this process holds
 	// (SpawnService, AttachService): only such a session parents a service.
 	service bool
@@ -127,146 +128,6 @@ const (
 	defaultServiceGrantTTL = 24 * time.Hour
 )
 
-// SpawnOption configures Spawn and SpawnService.
-type SpawnOption func(*spawnConfig)
-
-// spawnConfig collects the SpawnOptions.
-type spawnConfig struct {
-	labels   []string
-	metadata map[string]any
-	ttl      time.Duration
-	parent   *Agent
-	noParent bool
-	grant    *Authority
-	idemKey  string
-	traceID  string
-	err      error // the first invalid option value
-	// service holds the options only SpawnService and AttachService take
-	// (service.go); start refuses them for a task.
-	service serviceConfig
-}
-
-func newSpawnConfig(opts []SpawnOption) spawnConfig {
-	var c spawnConfig
-	for _, o := range opts {
-		if o != nil {
-			o(&c)
-		}
-	}
-	return c
-}
-
-func (c *spawnConfig) fail(format string, args ...any) {
-	if c.err == nil {
-		c.err = fmt.Errorf("%w: "+format, append([]any{ErrInvalidRequest}, args...)...)
-	}
-}
-
-// WithLabels sets the session's labels. Labels are the role names the zone's
-// policy matches when the agent asks for a token (they become
-// input.principal.labels), so a session that calls resources needs a label
-// whose role grants the scopes it uses. At most 32 labels of 1 to 64
-// characters (surrounding space is trimmed). Repeated WithLabels add up.
-func WithLabels(labels ...string) SpawnOption {
-	return func(c *spawnConfig) {
-		for _, l := range labels {
-			t := strings.TrimSpace(l)
-			if t == "" || utf8.RuneCountInString(t) > maxLabelLen {
-				c.fail("label %q must have 1 to %d characters", l, maxLabelLen)
-				continue
-			}
-			c.labels = append(c.labels, t)
-		}
-		if len(c.labels) > maxLabels {
-			c.fail("at most %d labels", maxLabels)
-		}
-	}
-}
-
-// WithMetadata stores m (JSON-encodable) with the session at the
-// Coordinator, for audit. The map is copied (one level deep).
-func WithMetadata(m map[string]any) SpawnOption {
-	cp := make(map[string]any, len(m))
-	for k, v := range m {
-		cp[k] = v
-	}
-	return func(c *spawnConfig) { c.metadata = cp }
-}
-
-// WithTTL sets a task session's lifetime (up to 24 h, whole seconds rounded
-// up). Without it the client's Config.DefaultTTL applies, else the
-// Coordinator's default of one hour. Services have no TTL.
-func WithTTL(d time.Duration) SpawnOption {
-	return func(c *spawnConfig) {
-		if d <= 0 || d > maxTTL {
-			c.fail("WithTTL(%v): the TTL must be positive and at most %v", d, maxTTL)
-			return
-		}
-		c.ttl = d
-	}
-}
-
-// WithParent makes p the parent session, instead of the agent bound to the
-// Spawn context. If the context binds a different agent, Spawn fails: pass
-// p's context instead, or bind nothing.
-func WithParent(p *Agent) SpawnOption {
-	return func(c *spawnConfig) {
-		if p == nil {
-			c.fail("WithParent(nil): pass the parent agent, or WithoutParent for a root session")
-			return
-		}
-		c.parent = p
-	}
-}
-
-// WithoutParent starts a root session even when the Spawn context binds an
-// agent: it runs under the application's own authority, not the bound
-// agent's.
-func WithoutParent() SpawnOption {
-	return func(c *spawnConfig) { c.noParent = true }
-}
-
-// WithGrant sets the authority the child receives from its parent:
-// Grant.Inherit() (the default), Grant.Narrow(...) or Grant.None().
-func WithGrant(a Authority) SpawnOption {
-	return func(c *spawnConfig) { c.grant = &a }
-}
-
-// WithIdempotencyKey sends key as the session start's Idempotency-Key
-// instead of a generated one, so that repeating the Spawn (after a timeout
-// whose outcome is unknown, say) returns the same session while it is live.
-// The Coordinator ties a key to the authority record of the lifecycle token
-// that first used it (PROTOCOL §4.2), so the replay works only while the
-// client holds that token: from another process, or after the token was
-// renewed, the same key fails with ErrConflict (idempotency_key_conflict).
-// A session that must outlive its process is a service: see AttachService.
-// A replayed session whose Grant.Narrow cannot be confirmed, or a replayed
-// service whose lease cannot be taken over, is left running (the call that
-// started it may hold it) and the error names it.
-// At most 255 bytes, no control characters, no surrounding space.
-func WithIdempotencyKey(key string) SpawnOption {
-	return func(c *spawnConfig) {
-		if key == "" || key != strings.TrimSpace(key) || len(key) > maxIdemKeyLen ||
-			strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			c.fail("WithIdempotencyKey: the key must be 1 to %d bytes without control characters or surrounding space", maxIdemKeyLen)
-			return
-		}
-		c.idemKey = key
-	}
-}
-
-// WithTraceID sets the W3C trace id (32 lowercase hex, not all zero) of the
-// new session, instead of the parent's or a fresh one.
-func WithTraceID(id string) SpawnOption {
-	return func(c *spawnConfig) {
-		if !envelope.ValidTraceID(id) {
-			c.fail("WithTraceID(%q): a trace id is 32 lowercase hex digits, not all zero", id)
-			return
-		}
-		c.traceID = id
-	}
-}
-
 // Session is a task session started by Spawn. Its Context carries the agent;
 // Close retires it. It is safe for concurrent use.
 type Session struct {
@@ -279,6 +140,7 @@ type Session struct {
 	cancel    context.CancelCauseFunc
 	done      chan struct{} // closed when Close begins (Agent.done)
 
+	unparent  func() bool   // stops the watch on the parent's Context, if any
 	closeOnce sync.Once     // starts the retire
 	closed    chan struct{} // closed when the retire finished
 	closeErr  error
@@ -292,7 +154,10 @@ type Session struct {
 //
 // The caller must Close the session; Client.Close closes the ones left.
 // Session.Context derives from ctx, so cancelling ctx cancels it too, but
-// only Close (or the TTL) retires the session. When ctx ends while the start
+// only Close (or the TTL) retires the session. It also ends, with the
+// parent's cause, when the parent session this process holds ends (the
+// Coordinator ends the child with it), even when ctx does not derive from
+// the parent's Context (WithParent). When ctx ends while the start
 // may already have reached the Coordinator, the session it may have started
 // is retired in the background (Client.Close waits for that), unless
 // WithIdempotencyKey gave the key that leads back to it.
@@ -326,6 +191,13 @@ func (c *Client) Spawn(ctx context.Context, opts ...SpawnOption) (*Session, erro
 	}
 	st.agent.done = s.done
 	s.ctx, s.cancel = context.WithCancelCause(NewContext(ctx, st.agent))
+	st.agent.life = s.ctx
+	if p := st.parent; p != nil && p.life != nil {
+		// A parent's end ends its children on the Coordinator: the child's
+		// Context ends with the parent's, also when ctx does not derive
+		// from it (WithParent).
+		s.unparent = context.AfterFunc(p.life, func() { s.cancel(context.Cause(p.life)) })
+	}
 	if err := c.track(s); err != nil {
 		s.Close(context.WithoutCancel(ctx))
 		return nil, err
@@ -341,7 +213,8 @@ func (s *Session) Agent() *Agent { return s.agent }
 
 // Context returns a context that carries the session's agent. It derives from
 // the context given to Spawn and is cancelled, with cause ErrSessionClosed,
-// when the session closes.
+// when the session closes, or with its parent's cause when the parent
+// session this process holds ends.
 func (s *Session) Context() context.Context { return s.ctx }
 
 // Labels returns the session's labels as the Coordinator stored them.
@@ -363,6 +236,9 @@ func (s *Session) Close(ctx context.Context) error {
 	ctx, stop := closeBound(ctx)
 	defer stop()
 	s.closeOnce.Do(func() {
+		if s.unparent != nil {
+			s.unparent()
+		}
 		s.cancel(ErrSessionClosed)
 		close(s.done)
 		go s.retire(context.WithoutCancel(ctx))

@@ -21,6 +21,7 @@ import (
 type started struct {
 	session wire.Session // Replayed marks an idempotent replay
 	agent   *Agent
+	parent  *Agent   // nil for a root session
 	labels  []string // as the Coordinator stored them
 }
 
@@ -140,7 +141,7 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 			agent.subjectRecordID = parent.subjectRecordID
 		}
 	}
-	st := started{session: ses, agent: agent, labels: ses.Labels}
+	st := started{session: ses, agent: agent, parent: parent, labels: ses.Labels}
 	if st.labels == nil {
 		st.labels = req.Labels
 	}

@@ -1,0 +1,65 @@
+package caracal_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+)
+
+// Closing a parent ends its children on the Coordinator. A child spawned
+// with WithParent from a context that does not derive from the parent's
+// learns it too: its Context is cancelled with the parent's cause, as a
+// child spawned from the parent's Context is.
+func TestParentCloseCancelsAChildSpawnedWithParent(t *testing.T) {
+	st, c := newStack(t)
+	root, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	child, err := c.Spawn(context.Background(), caracal.WithParent(root.Agent()), caracal.WithLabels("worker"))
+	require.NoError(t, err)
+	other, err := c.Spawn(context.Background(), caracal.WithParent(root.Agent()), caracal.WithLabels("worker"))
+	require.NoError(t, err)
+
+	// A child closed first stops listening to its parent: nothing happens
+	// to it when the parent closes later.
+	require.NoError(t, other.Close(t.Context()))
+	select {
+	case <-child.Context().Done():
+		t.Fatal("the child's context ended while its parent runs")
+	default:
+	}
+
+	require.NoError(t, root.Close(t.Context()))
+	select {
+	case <-child.Context().Done():
+	case <-time.After(10 * time.Second): // a hang guard, not a wait
+		t.Fatal("the child's context outlived its parent")
+	}
+	assert.True(t, errors.Is(context.Cause(child.Context()), caracal.ErrSessionClosed), "cause %v", context.Cause(child.Context()))
+	info, ok := st.SessionInfo(child.ID())
+	require.True(t, ok)
+	assert.Equal(t, "terminated", info.Status, "the Coordinator ended it with its parent")
+	require.NoError(t, child.Close(t.Context()), "closing a child the parent took along is not an error")
+}
+
+// So does a task under a service this process holds, when the service ends.
+func TestServiceCloseCancelsATaskSpawnedWithParent(t *testing.T) {
+	_, c := newStack(t)
+	svc, err := c.SpawnService(t.Context())
+	require.NoError(t, err)
+	task, err := c.Spawn(context.Background(), caracal.WithParent(svc.Agent()))
+	require.NoError(t, err)
+	require.NoError(t, svc.Close(t.Context()))
+	select {
+	case <-task.Context().Done():
+	case <-time.After(10 * time.Second): // a hang guard, not a wait
+		t.Fatal("the task's context outlived its service")
+	}
+	assert.True(t, errors.Is(context.Cause(task.Context()), caracal.ErrSessionClosed), "cause %v", context.Cause(task.Context()))
+	require.NoError(t, task.Close(t.Context()))
+}
