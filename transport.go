@@ -351,6 +351,11 @@ func (t *transport) mandate(ctx context.Context, a *Agent, resource string, scop
 		tok, err = t.pool.take(ctx, a, r)
 	} else {
 		tok, err = t.mint(ctx, r)
+		if isApproval(err) {
+			// The client's prefetching transports must not pool these
+			// scopes after the approved retry.
+			t.c.gates.add(gateKey{resource: resource, scopes: strings.Join(scopes, " ")})
+		}
 	}
 	if err != nil {
 		return stsclient.Token{}, mintError(err, r)

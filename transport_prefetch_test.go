@@ -65,3 +65,28 @@ func TestGovernedPrefetchUnderClockSkew(t *testing.T) {
 		require.NoError(t, g.c.Close(context.Background()))
 	})
 }
+
+// A hold met by a transport that does not prefetch counts too: the approved
+// retry through a prefetching transport of the client must not start a
+// pool, whose background mint would raise a new hold nobody waits for.
+func TestGovernedApprovalHeldWithoutPrefetchRetriedWithIt(t *testing.T) {
+	g := startGoverned(t)
+	admin := g.child(t, "admin", tickets, "tickets:read", "tickets:delete")
+	send := func(hc *http.Client) (*http.Response, error) {
+		r, _ := http.NewRequestWithContext(admin.Context(), http.MethodDelete, g.url(tickets, "/tickets/9"), nil)
+		return hc.Do(r)
+	}
+	_, err := send(g.c.HTTPClient(caracal.WithScopes("tickets:delete")))
+	var ae *caracal.ApprovalRequiredError
+	require.ErrorAs(t, err, &ae)
+	require.NoError(t, g.st.Approve(ae.ApprovalID))
+	require.NoError(t, g.c.WaitApproval(t.Context(), ae.ApprovalID))
+	resp, err := send(g.c.HTTPClient(caracal.WithScopes("tickets:delete"), caracal.WithPrefetch(1)))
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+
+	// Close waits for every background mint, so the counts are final.
+	require.NoError(t, g.c.Close(context.Background()))
+	assert.Len(t, g.st.Approvals(), 1, "no hold raised in the background")
+}
