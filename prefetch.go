@@ -133,6 +133,11 @@ func (p *prefetcher) take(ctx context.Context, a *Agent, r stsclient.MintRequest
 	scopes := strings.Join(r.Scopes, " ")
 	key := poolKey{session: r.AgentSessionID, delegation: r.DelegationEdgeID, resource: r.Resource, scopes: scopes}
 	gk := gateKey{resource: r.Resource, scopes: scopes}
+	if ctx.Err() != nil {
+		// The request will not be sent: it must not spend a pooled mandate,
+		// which the worker would replace with another mint.
+		return stsclient.Token{}, context.Cause(ctx)
+	}
 
 	tok, ok, inflight := p.pop(key)
 	if ok {

@@ -90,3 +90,32 @@ func TestGovernedApprovalHeldWithoutPrefetchRetriedWithIt(t *testing.T) {
 	require.NoError(t, g.c.Close(context.Background()))
 	assert.Len(t, g.st.Approvals(), 1, "no hold raised in the background")
 }
+
+// A request whose context has already ended is never sent, so it must not
+// spend a pooled mandate: each one taken would be replaced by a background
+// mint, a mint per failed request where minting on the path makes none.
+func TestGovernedPrefetchEndedContextSpendsNoMandate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGoverned(t, caracaltest.InMemory())
+		hc := g.c.HTTPClient(caracal.WithScopes("tickets:read"), caracal.WithPrefetch(1))
+		resp, err := get(t, hc, g.reader.Context(), g.url(tickets, "/tickets/3"))
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		synctest.Wait() // the pool is filled
+		mints := g.st.Count(caracaltest.RouteToken)
+		ctx, cancel := context.WithCancel(g.reader.Context())
+		cancel()
+		for range 5 {
+			_, err := get(t, hc, ctx, g.url(tickets, "/tickets/3"))
+			require.ErrorIs(t, err, context.Canceled)
+			synctest.Wait()
+		}
+		assert.Equal(t, mints, g.st.Count(caracaltest.RouteToken), "no mint for requests never sent")
+		resp, err = get(t, hc, g.reader.Context(), g.url(tickets, "/tickets/3"))
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		synctest.Wait()
+		assert.Equal(t, mints+1, g.st.Count(caracaltest.RouteToken), "the pooled mandate served the next request")
+		require.NoError(t, g.c.Close(context.Background()))
+	})
+}
