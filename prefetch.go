@@ -20,6 +20,9 @@ const (
 	// prefetchIdle drops a pool nobody took from for this long, so that an
 	// abandoned key stops holding a worker and unspent mandates.
 	prefetchIdle = time.Minute
+	// maxPrefetchDepth bounds WithPrefetch's depth: each pooled mandate
+	// spends the STS mint budget whether or not it is taken.
+	maxPrefetchDepth = 16
 	// prefetchMaxPools bounds the pools (and so the refill workers) of one
 	// transport; past it, requests mint on the request path.
 	prefetchMaxPools = 256

@@ -442,3 +442,23 @@ func TestPrefetchGatingStopsOtherSessionsWorkers(t *testing.T) {
 		p.closeNow()
 	})
 }
+
+// A depth past the maximum keeps the maximum: a large depth would spend the
+// STS mint budget on mandates nobody may take.
+func TestPrefetchDepthIsCapped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, err := NewFromConfig(unitConfig())
+		require.NoError(t, err)
+		defer c.Close(context.Background())
+		f := &fakeMint{}
+		tr := c.newTransport(&recorder{}, []TransportOption{WithScopes("tickets:read"), WithPrefetch(1000)}, f.Mint)
+		req, _ := http.NewRequestWithContext(NewContext(context.Background(), unitAgent()), http.MethodGet, testUpstream+"/t", nil)
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		synctest.Wait()
+		n, ok := tr.pool.pooled(readKey())
+		require.True(t, ok)
+		assert.Equal(t, maxPrefetchDepth, n)
+	})
+}

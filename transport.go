@@ -56,15 +56,16 @@ func WithPropagation(p Propagation) TransportOption {
 // WithPrefetch keeps up to depth fresh mandates per (session, delegation,
 // resource, scopes) minted in the background, so that a steady caller pays
 // only the Gateway leg of a governed request instead of a mint and the
-// Gateway leg. A depth below 1 means 1.
+// Gateway leg. A depth below 1 means 1, above 16 means 16.
 //
 // A pooled mandate is used at most once, and one with less than 45 s of life
 // left (the Gateway's 35 s pre-flight window plus a margin) is discarded. A
 // pool is created only after a mint for its key succeeded on the request
 // path with a mandate of at least 90 s of life (so an edge whose TTL caps
-// its mandates below that is never prefetched), is dropped when its session closes, after a minute without use or
-// when the STS refuses a background mint, and is never kept for scopes that
-// needed a human approval. Background minting runs one refill at a time per
+// its mandates below that is never prefetched), is dropped when its session
+// closes, after a minute or so without use or when the STS refuses a
+// background mint, and is never kept for scopes that needed a human
+// approval. Background minting runs one refill at a time per
 // pool (at most 256 pools per transport) and stops when the client closes or
 // the transport is garbage collected. Each prefetched mandate counts against
 // the STS mint budget (1,000 per minute per application and resource) like
@@ -73,9 +74,7 @@ func WithPropagation(p Propagation) TransportOption {
 // HTTPClient) and share it rather than one per request, whose pooled
 // mandates would be wasted.
 func WithPrefetch(depth int) TransportOption {
-	if depth < 1 {
-		depth = 1
-	}
+	depth = min(max(depth, 1), maxPrefetchDepth)
 	return func(c *transportConfig) { c.prefetch = depth }
 }
 
