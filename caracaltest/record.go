@@ -154,7 +154,12 @@ func setRecordedPattern(ctx context.Context, pattern string) {
 // The record is added when the response status is committed (or the
 // connection dropped), before the client can see anything, so that a test
 // that has its response in hand also finds the request in the record.
-func recordHandler(rc *recorder, clock Clock, service string, h http.Handler) http.Handler {
+//
+// closed is the stack's context: a request it ended before an answer began
+// (Close during an injected Delay, an approval long poll, an upstream
+// waiting on its context) gets no answer, rather than the empty 200
+// net/http would make of the handler's silence.
+func recordHandler(rc *recorder, clock Clock, closed context.Context, service string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		at := clock.Now()
 		slot := rc.reserve()
@@ -201,8 +206,12 @@ func recordHandler(rc *recorder, clock Clock, service string, h http.Handler) ht
 			}
 			sw.commit(http.StatusOK)
 		}()
+		sw.closed = closed
 		h.ServeHTTP(sw, r)
 		completed = true
+		if sw.refuse() {
+			dropConnection(sw)
+		}
 	})
 }
 
@@ -362,6 +371,25 @@ type statusWriter struct {
 	once     sync.Once
 	onCommit func(status int)
 	status   int
+	// closed is the stack's context. Once it is done, an answer that has
+	// not begun never does: WriteHeader, Write and Flush are refused.
+	closed context.Context
+	// answered reports that an answer began before the stack closed.
+	answered bool
+}
+
+// refuse reports whether the stack closed before the answer began; the
+// first call that answers marks the request answered.
+func (w *statusWriter) refuse() bool {
+	if w.answered {
+		return false
+	}
+	if w.closed != nil && w.closed.Err() != nil {
+		w.commit(0)
+		return true
+	}
+	w.answered = true
+	return false
 }
 
 // commit reports status as the request's outcome unless one was already
@@ -377,18 +405,27 @@ func (w *statusWriter) commit(status int) {
 
 func (w *statusWriter) WriteHeader(code int) {
 	if code >= 200 || code == http.StatusSwitchingProtocols {
+		if w.refuse() {
+			return
+		}
 		w.commit(code)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.refuse() {
+		return 0, errStackClosed
+	}
 	w.commit(http.StatusOK)
 	return w.ResponseWriter.Write(b)
 }
 
 // Flush commits the status (200 if none was written) and flushes.
 func (w *statusWriter) Flush() {
+	if w.refuse() {
+		return
+	}
 	w.commit(http.StatusOK)
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }

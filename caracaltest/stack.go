@@ -144,7 +144,7 @@ func (s *Stack) start() error {
 		s.upstreams[r.Identifier] = slot
 		// The Gateway calls the handler in-process, within its own
 		// request; direct callers reach it by URL, gated like a service.
-		h := recordHandler(s.rec, s.clock, svcUpstream, slot)
+		h := recordHandler(s.rec, s.clock, s.ctx, svcUpstream, slot)
 		r.Upstream = h
 		if s.set.inMemory {
 			host := upstreamHost(r.ID, usedHosts)
@@ -223,7 +223,7 @@ func (s *Stack) start() error {
 			rt := svc.routes[0]
 			routed = s.routeHandler(svc.name, rt.pattern, rt.handler)
 		}
-		h := s.serve(recordHandler(s.rec, s.clock, svc.name, routed))
+		h := s.serve(recordHandler(s.rec, s.clock, s.ctx, svc.name, routed))
 		if s.set.inMemory {
 			s.mem.hosts[svc.host] = h
 		} else {
