@@ -239,6 +239,10 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 			switch {
 			case ttl == 0:
 				ttl = min(e.ttl, time.Until(k.ExpiresAt).Truncate(time.Second))
+				if ttl <= 0 {
+					// The child must carry a TTL, and none is left.
+					return narrowPlan{}, invalidGrant("Constraints.ExpiresAt %s is less than a second away", k.ExpiresAt.Format(time.RFC3339))
+				}
 			case ttl > e.ttl && defaulted:
 				ttl = e.ttl
 			case ttl > e.ttl:

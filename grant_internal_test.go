@@ -225,6 +225,9 @@ func FuzzNarrowNeverWidens(f *testing.F) {
 	f.Add("a", "r", 2, 0, 0, "a", "r", 2, 0, 0, true)     // hops
 	f.Add("a", "r", 2, 600, 0, "a", "r", 1, 900, 0, true) // TTL
 	f.Add("a", "r", 2, 0, 600, "a", "r", 1, 0, 900, true) // expiry
+	// An expiry under a second away under a parent TTL: the child's TTL,
+	// derived from it, must not round down to none.
+	f.Add("a", " ", 3, 600, 0, "a", "0", 2, 0, 1, true)
 	f.Fuzz(func(t *testing.T, parentScopes, parentRes string, parentHops, parentTTL, parentLife int,
 		scopes, res string, hops, ttl, expiresIn int, childDefaultTTL bool) {
 		c := planClient("r")
