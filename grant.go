@@ -161,6 +161,10 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 	if !k.ExpiresAt.IsZero() && !k.ExpiresAt.After(now) {
 		return narrowPlan{}, invalidGrant("Constraints.ExpiresAt %s is not in the future", k.ExpiresAt.Format(time.RFC3339))
 	}
+	if !k.ExpiresAt.IsZero() && k.ExpiresAt.Sub(now) < time.Second {
+		// It is sent in whole seconds, rounded down: already past.
+		return narrowPlan{}, invalidGrant("Constraints.ExpiresAt %s is less than a second away", k.ExpiresAt.Format(time.RFC3339))
+	}
 
 	// Resources: the edge must be resource-scoped (a lifecycle token cannot
 	// create a broad delegation).

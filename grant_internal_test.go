@@ -46,6 +46,7 @@ func TestPlanNarrowRefusals(t *testing.T) {
 		"negative ttl":      {Grant.Narrow([]string{"s"}, "r", Constraints{}, -time.Second), ErrInvalidGrant, "TTL"},
 		"long ttl":          {Grant.Narrow([]string{"s"}, "r", Constraints{}, 25*time.Hour), ErrInvalidGrant, "TTL"},
 		"past expiry":       {Grant.Narrow([]string{"s"}, "r", Constraints{ExpiresAt: past}, 0), ErrInvalidGrant, "not in the future"},
+		"expiry too close":  {Grant.Narrow([]string{"s"}, "r", Constraints{ExpiresAt: time.Now().Add(500 * time.Millisecond)}, 0), ErrInvalidGrant, "less than a second away"},
 		"empty listed":      {Grant.Narrow([]string{"s"}, "r", Constraints{Resources: []string{""}}, time.Minute), ErrInvalidGrant, "empty resource"},
 		"resource not list": {Grant.Narrow([]string{"s"}, "r", Constraints{Resources: []string{"q"}}, time.Minute), ErrInvalidGrant, "not among"},
 	} {
