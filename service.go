@@ -2,7 +2,6 @@ package caracal
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -409,12 +408,6 @@ func (s *Service) shutdown(detached context.Context, cause error) {
 	}
 }
 
-// leaseLoss reports whether err is why a service lost its lease.
-func leaseLoss(err error) bool {
-	return lease.Classify(err) != lease.Transient || errors.Is(err, ErrLeaseFenced) ||
-		errors.Is(err, ErrSuspended) || errors.Is(err, ErrLeaseExpired)
-}
-
 // claimClose reports whether the caller is the one to run the close
 // sequence. (Not a sync.Once: a second Close must not block behind the first
 // one's retire, it must return by its own ctx's deadline.)
@@ -477,19 +470,6 @@ func serviceOnly(opts []SpawnOption) bool {
 		if !reflect.ValueOf(probe).IsZero() {
 			return false
 		}
-	}
-	return true
-}
-
-// retirable reports whether a handle that ended for reason still owns its
-// session and should retire it.
-func retirable(reason error) bool {
-	if errors.Is(reason, ErrLeaseFenced) {
-		return false
-	}
-	switch lease.Classify(reason) {
-	case lease.Fenced, lease.Gone:
-		return false
 	}
 	return true
 }

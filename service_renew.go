@@ -297,3 +297,22 @@ type lost struct{ error }
 
 func (lost) Is(target error) bool { return target == ErrLeaseLost }
 func (e lost) Unwrap() error      { return e.error }
+
+// leaseLoss reports whether err is why a service lost its lease.
+func leaseLoss(err error) bool {
+	return lease.Classify(err) != lease.Transient || errors.Is(err, ErrLeaseFenced) ||
+		errors.Is(err, ErrSuspended) || errors.Is(err, ErrLeaseExpired)
+}
+
+// retirable reports whether a handle that ended for reason still owns its
+// session and should retire it.
+func retirable(reason error) bool {
+	if errors.Is(reason, ErrLeaseFenced) {
+		return false
+	}
+	switch lease.Classify(reason) {
+	case lease.Fenced, lease.Gone:
+		return false
+	}
+	return true
+}
