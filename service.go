@@ -140,12 +140,14 @@ type Service struct {
 	status     string
 	err        error // why the handle ended; nil while live
 	done       chan struct{}
-	expiry     *time.Timer // fires at deadline: declares local loss
-	tick       *time.Timer // background renewal (fire); nil in manual mode
-	unwatch    func() bool // unregisters the watch on the start context
-	stepping   bool        // a background step (fire) is running
-	attempt    int         // consecutive failed background renewals
-	lastErr    error       // last transient renewal failure, for the loss reason
+	expiry     *time.Timer     // fires at deadline: declares local loss
+	tick       *time.Timer     // background renewal (fire); nil in manual mode
+	unwatch    func() bool     // unregisters the watch on the start context
+	parentLife context.Context // the parent session's Context, if this process holds it
+	unparent   func() bool     // unregisters the watch on parentLife
+	stepping   bool            // a background step (fire) is running
+	attempt    int             // consecutive failed background renewals
+	lastErr    error           // last transient renewal failure, for the loss reason
 
 	closing  bool          // the close sequence was claimed (under mu)
 	closed   chan struct{} // closed when the close sequence finished
@@ -163,7 +165,8 @@ type Service struct {
 // service stops renewing and is retired, as by Close. Pass a context that
 // lives as long as the service should (for example the one from
 // signal.NotifyContext), not a request's. A service started from another
-// service's Context is that service's child and ends with it, as the
+// service's Context (or with WithParent naming a service this process
+// holds) is that service's child and ends with it, as the
 // Coordinator ends a session's subtree: retired when the parent closes, and
 // ended with the parent's reason, but not retired, when the parent's lease is
 // lost (a suspended subtree resumes as a whole).
@@ -242,7 +245,11 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 			ses.AgentSessionID, gen, deref(ses.HeartbeatDeadlineAt))
 	}
 	st.agent.service = true
-	return c.hand(ctx, c.newService(ctx, st.agent, cfg.service, gen, deadline, leaseLen, status))
+	svc := c.newService(ctx, st.agent, cfg.service, gen, deadline, leaseLen, status)
+	if st.parent != nil {
+		svc.parentLife = st.parent.life
+	}
+	return c.hand(ctx, svc)
 }
 
 // hand registers s with the client and starts it. If the client closed or
@@ -302,6 +309,13 @@ func (s *Service) begin(ctx context.Context) {
 	s.unwatch = context.AfterFunc(ctx, func() {
 		s.shutdown(context.WithoutCancel(ctx), context.Cause(ctx))
 	})
+	if p := s.parentLife; p != nil {
+		// The parent's end ends the service as ctx's would, also when ctx
+		// does not derive from the parent's Context (WithParent).
+		s.unparent = context.AfterFunc(p, func() {
+			s.shutdown(context.WithoutCancel(ctx), context.Cause(p))
+		})
+	}
 }
 
 // ID returns the service session id (agent_session_id); persist it to
@@ -426,10 +440,13 @@ func (s *Service) closeSequence(detached context.Context, cause error) {
 	defer s.c.untrack(s)
 	s.end(cause)
 	s.mu.Lock()
-	unwatch := s.unwatch
+	unwatch, unparent := s.unwatch, s.unparent
 	s.mu.Unlock()
 	if unwatch != nil {
 		unwatch()
+	}
+	if unparent != nil {
+		unparent()
 	}
 	// No renewal step starts once the handle ended; wait for one in
 	// progress (end cancelled its call).

@@ -63,3 +63,24 @@ func TestServiceCloseCancelsATaskSpawnedWithParent(t *testing.T) {
 	assert.True(t, errors.Is(context.Cause(task.Context()), caracal.ErrSessionClosed), "cause %v", context.Cause(task.Context()))
 	require.NoError(t, task.Close(t.Context()))
 }
+
+// A service started with WithParent under a service this process holds ends
+// with it, as one started from the parent's Context does.
+func TestParentServiceCloseEndsAChildServiceSpawnedWithParent(t *testing.T) {
+	st, c := newStack(t)
+	parent, err := c.SpawnService(t.Context())
+	require.NoError(t, err)
+	child, err := c.SpawnService(context.Background(), caracal.WithParent(parent.Agent()))
+	require.NoError(t, err)
+	require.NoError(t, parent.Close(t.Context()))
+	select {
+	case <-child.Done():
+	case <-time.After(10 * time.Second): // a hang guard, not a wait
+		t.Fatal("the child service outlived its parent")
+	}
+	assert.True(t, errors.Is(context.Cause(child.Context()), caracal.ErrSessionClosed), "cause %v", context.Cause(child.Context()))
+	require.NoError(t, child.Close(t.Context()))
+	info, ok := st.SessionInfo(child.ID())
+	require.True(t, ok)
+	assert.Equal(t, "terminated", info.Status)
+}
