@@ -49,20 +49,7 @@ func TestResumeSubtreeThenAttach(t *testing.T) {
 }
 
 func TestResumeErrors(t *testing.T) {
-	other := caracaltest.App{ID: "app-other", Secret: "other-secret"}
-	st := caracaltest.Start(t, caracaltest.InMemory(),
-		caracaltest.WithApplication(caracaltest.App{ID: "app-test"}), caracaltest.WithApplication(other),
-		caracaltest.WithResource(caracaltest.Resource{Identifier: "resource://notes", Scopes: []string{"notes:read"}}),
-		caracaltest.WithGrant("resource://notes", other.ID, map[string][]string{"reader": {"notes:read"}}))
-	c, err := st.NewClient()
-	require.NoError(t, err)
-	defer c.Close(context.Background())
-	cfg := st.Config()
-	cfg.ApplicationID, cfg.ClientSecret = other.ID, other.Secret
-	cfg.Resources, cfg.Bindings = []string{"resource://notes"}, nil
-	oc, err := caracal.NewFromConfig(cfg, st.ClientOptions()...)
-	require.NoError(t, err)
-	defer oc.Close(context.Background())
+	st, c, oc := twoApplications(t, caracaltest.InMemory())
 
 	svc, err := c.SpawnService(t.Context())
 	require.NoError(t, err)

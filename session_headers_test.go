@@ -15,19 +15,7 @@ import (
 // would pair this client's lifecycle token with that session's baggage: a
 // bearer of one application speaking for another's session. It is refused.
 func TestHeadersRefusesAnotherApplicationsSession(t *testing.T) {
-	other := caracaltest.App{ID: "app-other", Secret: "other-secret"}
-	st := caracaltest.Start(t, caracaltest.WithApplication(caracaltest.App{ID: "app-test"}), caracaltest.WithApplication(other),
-		caracaltest.WithResource(caracaltest.Resource{Identifier: "resource://notes", Scopes: []string{"notes:read"}}),
-		caracaltest.WithGrant("resource://notes", other.ID, map[string][]string{"reader": {"notes:read"}}))
-	c, err := st.NewClient()
-	require.NoError(t, err)
-	defer c.Close(context.Background())
-	cfg := st.Config()
-	cfg.ApplicationID, cfg.ClientSecret = other.ID, other.Secret
-	cfg.Resources, cfg.Bindings = []string{"resource://notes"}, nil
-	oc, err := caracal.NewFromConfig(cfg, st.ClientOptions()...)
-	require.NoError(t, err)
-	defer oc.Close(context.Background())
+	_, c, oc := twoApplications(t)
 
 	s, err := oc.Spawn(t.Context())
 	require.NoError(t, err)
@@ -39,4 +27,24 @@ func TestHeadersRefusesAnotherApplicationsSession(t *testing.T) {
 	h, err := oc.Headers(s.Context())
 	require.NoError(t, err, "the session's own client gives headers")
 	assert.Contains(t, h.Get("Baggage"), s.ID())
+}
+
+// twoApplications starts a stack with two applications, app-test and
+// app-other (granted resource://notes), and returns a client of each.
+func twoApplications(t *testing.T, opts ...caracaltest.Option) (st *caracaltest.Stack, c, oc *caracal.Client) {
+	t.Helper()
+	other := caracaltest.App{ID: "app-other", Secret: "other-secret"}
+	st = caracaltest.Start(t, append(opts, caracaltest.WithApplication(caracaltest.App{ID: "app-test"}), caracaltest.WithApplication(other),
+		caracaltest.WithResource(caracaltest.Resource{Identifier: "resource://notes", Scopes: []string{"notes:read"}}),
+		caracaltest.WithGrant("resource://notes", other.ID, map[string][]string{"reader": {"notes:read"}}))...)
+	c, err := st.NewClient()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	cfg := st.Config()
+	cfg.ApplicationID, cfg.ClientSecret = other.ID, other.Secret
+	cfg.Resources, cfg.Bindings = []string{"resource://notes"}, nil
+	oc, err = caracal.NewFromConfig(cfg, st.ClientOptions()...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = oc.Close(context.Background()) })
+	return st, c, oc
 }
