@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/caracal-go/caracal/internal/apierr"
 )
 
 const redacted = "[redacted]"
@@ -22,38 +23,18 @@ func secretState(s string) string {
 	return redacted
 }
 
-// redactURL hides a password in a URL's userinfo.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	switch {
-	case err == nil && u.User != nil:
-		return u.Redacted()
-	case err == nil && u.Opaque == "":
-		return raw
-	}
-	// Unparseable or opaque: still hide anything that looks like userinfo.
-	if at := strings.LastIndexByte(raw, '@'); at >= 0 {
-		start := strings.Index(raw, "://") + 3
-		if start < 3 || start > at {
-			start = 0
-		}
-		return raw[:start] + "xxxxx" + raw[at:]
-	}
-	return raw
-}
-
 // String describes cfg without its secrets.
 func (cfg Config) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Config{ZoneID: %q, ApplicationID: %q, ClientSecret: %q, BootstrapToken: %q, ",
 		cfg.ZoneID, cfg.ApplicationID, secretState(cfg.ClientSecret), secretState(cfg.BootstrapToken))
 	fmt.Fprintf(&b, "STSURL: %q, CoordinatorURL: %q, GatewayURL: %q, Resources: %q, Bindings: [",
-		redactURL(cfg.STSURL), redactURL(cfg.CoordinatorURL), redactURL(cfg.GatewayURL), cfg.Resources)
+		apierr.RedactURL(cfg.STSURL), apierr.RedactURL(cfg.CoordinatorURL), apierr.RedactURL(cfg.GatewayURL), cfg.Resources)
 	for i, bd := range cfg.Bindings {
 		if i > 0 {
 			b.WriteString(" ")
 		}
-		fmt.Fprintf(&b, "%s=%s", bd.ResourceID, redactURL(bd.UpstreamPrefix))
+		fmt.Fprintf(&b, "%s=%s", bd.ResourceID, apierr.RedactURL(bd.UpstreamPrefix))
 	}
 	fmt.Fprintf(&b, "], DefaultTTL: %v, Production: %t, AllowInsecureURLs: %t, Profile: %q}",
 		cfg.DefaultTTL, cfg.Production, cfg.AllowInsecureURLs, cfg.Profile)
@@ -67,12 +48,12 @@ func (cfg Config) GoString() string {
 	fmt.Fprintf(&b, "caracal.Config{ZoneID:%q, ApplicationID:%q, ClientSecret:%q, BootstrapToken:%q, ",
 		cfg.ZoneID, cfg.ApplicationID, secretState(cfg.ClientSecret), secretState(cfg.BootstrapToken))
 	fmt.Fprintf(&b, "STSURL:%q, CoordinatorURL:%q, GatewayURL:%q, Resources:%#v, Bindings:[]caracal.ResourceBinding{",
-		redactURL(cfg.STSURL), redactURL(cfg.CoordinatorURL), redactURL(cfg.GatewayURL), cfg.Resources)
+		apierr.RedactURL(cfg.STSURL), apierr.RedactURL(cfg.CoordinatorURL), apierr.RedactURL(cfg.GatewayURL), cfg.Resources)
 	for i, bd := range cfg.Bindings {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "caracal.ResourceBinding{ResourceID:%q, UpstreamPrefix:%q}", bd.ResourceID, redactURL(bd.UpstreamPrefix))
+		fmt.Fprintf(&b, "caracal.ResourceBinding{ResourceID:%q, UpstreamPrefix:%q}", bd.ResourceID, apierr.RedactURL(bd.UpstreamPrefix))
 	}
 	fmt.Fprintf(&b, "}, DefaultTTL:%d, Production:%t, AllowInsecureURLs:%t, Profile:%q}",
 		int64(cfg.DefaultTTL), cfg.Production, cfg.AllowInsecureURLs, cfg.Profile)
@@ -99,9 +80,9 @@ func (cfg Config) LogValue() slog.Value {
 		slog.String("application_id", cfg.ApplicationID),
 		slog.String("client_secret", secretState(cfg.ClientSecret)),
 		slog.String("bootstrap_token", secretState(cfg.BootstrapToken)),
-		slog.String("sts_url", redactURL(cfg.STSURL)),
-		slog.String("coordinator_url", redactURL(cfg.CoordinatorURL)),
-		slog.String("gateway_url", redactURL(cfg.GatewayURL)),
+		slog.String("sts_url", apierr.RedactURL(cfg.STSURL)),
+		slog.String("coordinator_url", apierr.RedactURL(cfg.CoordinatorURL)),
+		slog.String("gateway_url", apierr.RedactURL(cfg.GatewayURL)),
 		slog.Any("resources", append([]string(nil), cfg.Resources...)),
 		slog.Any("bindings", cfg.redactedBindings()),
 		slog.Duration("default_ttl", cfg.DefaultTTL),
@@ -136,7 +117,7 @@ func (cfg Config) MarshalJSON() ([]byte, error) {
 		Profile           string   `json:"profile"`
 	}{
 		cfg.ZoneID, cfg.ApplicationID, secretState(cfg.ClientSecret), secretState(cfg.BootstrapToken),
-		redactURL(cfg.STSURL), redactURL(cfg.CoordinatorURL), redactURL(cfg.GatewayURL),
+		apierr.RedactURL(cfg.STSURL), apierr.RedactURL(cfg.CoordinatorURL), apierr.RedactURL(cfg.GatewayURL),
 		resources, cfg.redactedBindings(), cfg.DefaultTTL.String(), cfg.Production, cfg.AllowInsecureURLs, cfg.Profile,
 	})
 }
@@ -146,7 +127,7 @@ func (cfg Config) MarshalJSON() ([]byte, error) {
 func (cfg Config) redactedBindings() []string {
 	bindings := make([]string, len(cfg.Bindings))
 	for i, b := range cfg.Bindings {
-		bindings[i] = b.ResourceID + "=" + redactURL(b.UpstreamPrefix)
+		bindings[i] = b.ResourceID + "=" + apierr.RedactURL(b.UpstreamPrefix)
 	}
 	return bindings
 }

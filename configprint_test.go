@@ -60,14 +60,6 @@ func TestConfigNeverShowsSecrets(t *testing.T) {
 
 func runtimeGOOS() string { return runtime.GOOS }
 
-func TestRedactURL(t *testing.T) {
-	assert.Equal(t, "https://u:xxxxx@h/p", redactURL("https://u:pw@h/p"))
-	assert.Equal(t, "https://h/p", redactURL("https://h/p"))
-	assert.Equal(t, "https://h/@user", redactURL("https://h/@user"))
-	assert.Equal(t, "http://xxxxx@h:bad", redactURL("http://u:pw@h:bad"))
-	assert.Equal(t, "xxxxx@h%zz", redactURL("u:pw@h%zz"))
-}
-
 func TestClientFormatHidesSecret(t *testing.T) {
 	c, err := NewFromConfig(Config{ZoneID: "z", ApplicationID: "a", ClientSecret: testSecret,
 		STSURL: "https://s", CoordinatorURL: "https://c"})

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/caracal-go/caracal/internal/apierr"
 )
 
 // checkServiceURL applies the URL rules of PROTOCOL §2.6 to one service URL.
@@ -58,7 +60,7 @@ func parseHTTPURL(raw string) (*url.URL, error) {
 
 // showURL quotes a URL for an error message with any password redacted.
 func showURL(raw string) string {
-	return strconv.Quote(redactURL(raw))
+	return strconv.Quote(apierr.RedactURL(raw))
 }
 
 // isLoopback reports whether host is localhost or a loopback IP.

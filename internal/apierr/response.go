@@ -147,3 +147,24 @@ func redirected(resp *http.Response) string {
 	}
 	return "the service redirected the request to " + to + "; Caracal services never redirect, so it was not followed (no credential was sent there): check the configured URL"
 }
+
+// RedactURL hides a password in a URL's userinfo, for messages and logs:
+// as url.URL.Redacted does, and also in a URL that does not parse.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	switch {
+	case err == nil && u.User != nil:
+		return u.Redacted()
+	case err == nil && u.Opaque == "":
+		return raw
+	}
+	// Unparseable or opaque: still hide anything that looks like userinfo.
+	if at := strings.LastIndexByte(raw, '@'); at >= 0 {
+		start := strings.Index(raw, "://") + 3
+		if start < 3 || start > at {
+			start = 0
+		}
+		return raw[:start] + "xxxxx" + raw[at:]
+	}
+	return raw
+}

@@ -153,3 +153,11 @@ func TestApprovalTextIsBounded(t *testing.T) {
 	assert.Equal(t, "r2", e.RequestID)
 	assert.Equal(t, "true.2: odd", e.Description)
 }
+
+func TestRedactURL(t *testing.T) {
+	assert.Equal(t, "https://u:xxxxx@h/p", RedactURL("https://u:pw@h/p"))
+	assert.Equal(t, "https://h/p", RedactURL("https://h/p"))
+	assert.Equal(t, "https://h/@user", RedactURL("https://h/@user"))
+	assert.Equal(t, "http://xxxxx@h:bad", RedactURL("http://u:pw@h:bad"))
+	assert.Equal(t, "xxxxx@h%zz", RedactURL("u:pw@h%zz"))
+}

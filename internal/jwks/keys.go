@@ -13,11 +13,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/caracal-go/caracal/internal/apierr"
 	"github.com/caracal-go/caracal/internal/wire"
 )
 
@@ -92,7 +92,7 @@ type Keys struct {
 func NewKeys(cfg KeysConfig) *Keys {
 	k := &Keys{
 		url:      cfg.URL,
-		shown:    redactURL(cfg.URL),
+		shown:    apierr.RedactURL(cfg.URL),
 		hc:       cfg.HTTPClient,
 		now:      cfg.Now,
 		maxAge:   cfg.MaxAge,
@@ -277,14 +277,4 @@ func ecKey(x, y string) (*ecdsa.PublicKey, error) {
 	// ParseUncompressedPublicKey refuses points off the curve.
 	raw := append(append([]byte{4}, xb...), yb...)
 	return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
-}
-
-// redactURL masks the password of a URL with one, as net/http does in its
-// own errors.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "the configured JWKS URL (not a valid URL)"
-	}
-	return u.Redacted()
 }
