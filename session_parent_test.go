@@ -35,11 +35,7 @@ func TestParentCloseCancelsAChildSpawnedWithParent(t *testing.T) {
 	}
 
 	require.NoError(t, root.Close(t.Context()))
-	select {
-	case <-child.Context().Done():
-	case <-time.After(10 * time.Second): // a hang guard, not a wait
-		t.Fatal("the child's context outlived its parent")
-	}
+	endsSoon(t, child.Context().Done(), "the child's context outlived its parent")
 	assert.True(t, errors.Is(context.Cause(child.Context()), caracal.ErrSessionClosed), "cause %v", context.Cause(child.Context()))
 	info, ok := st.SessionInfo(child.ID())
 	require.True(t, ok)
@@ -55,11 +51,7 @@ func TestServiceCloseCancelsATaskSpawnedWithParent(t *testing.T) {
 	task, err := c.Spawn(context.Background(), caracal.WithParent(svc.Agent()))
 	require.NoError(t, err)
 	require.NoError(t, svc.Close(t.Context()))
-	select {
-	case <-task.Context().Done():
-	case <-time.After(10 * time.Second): // a hang guard, not a wait
-		t.Fatal("the task's context outlived its service")
-	}
+	endsSoon(t, task.Context().Done(), "the task's context outlived its service")
 	assert.True(t, errors.Is(context.Cause(task.Context()), caracal.ErrSessionClosed), "cause %v", context.Cause(task.Context()))
 	require.NoError(t, task.Close(t.Context()))
 }
@@ -73,14 +65,21 @@ func TestParentServiceCloseEndsAChildServiceSpawnedWithParent(t *testing.T) {
 	child, err := c.SpawnService(context.Background(), caracal.WithParent(parent.Agent()))
 	require.NoError(t, err)
 	require.NoError(t, parent.Close(t.Context()))
-	select {
-	case <-child.Done():
-	case <-time.After(10 * time.Second): // a hang guard, not a wait
-		t.Fatal("the child service outlived its parent")
-	}
+	endsSoon(t, child.Done(), "the child service outlived its parent")
 	assert.True(t, errors.Is(context.Cause(child.Context()), caracal.ErrSessionClosed), "cause %v", context.Cause(child.Context()))
 	require.NoError(t, child.Close(t.Context()))
 	info, ok := st.SessionInfo(child.ID())
 	require.True(t, ok)
 	assert.Equal(t, "terminated", info.Status)
+}
+
+// endsSoon fails the test, instead of hanging it, if done is not closed:
+// the 10 s bound guards against a hang and never paces the test.
+func endsSoon(t *testing.T, done <-chan struct{}, failure string) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal(failure)
+	}
 }
