@@ -139,6 +139,7 @@ type Service struct {
 	generation int64
 	status     string
 	err        error // why the handle ended; nil while live
+	inherited  bool  // err is the parent's lease loss: this handle's own lease still holds
 	done       chan struct{}
 	expiry     *time.Timer     // fires at deadline: declares local loss
 	tick       *time.Timer     // background renewal (fire); nil in manual mode
@@ -408,13 +409,13 @@ func (s *Service) Close(ctx context.Context) error {
 }
 
 // shutdown is the start context's cancellation: close as Close would. When
-// the start context is a parent service's that lost its lease, the
-// Coordinator suspends or ends this session with its parent's subtree, and a
-// resume of the parent brings it back: the handle then ends with the
-// parent's reason but is not retired, as after a loss of its own.
+// the start context is a parent service's that lost its lease, the handle
+// ends with the parent's reason but is not retired then: a suspended subtree
+// resumes as a whole. Its own lease is intact, so Close still retires it (a
+// subtree the Coordinator ended answers that the session is gone).
 func (s *Service) shutdown(detached context.Context, cause error) {
 	if leaseLoss(cause) {
-		s.end(cause)
+		s.endWith(cause, true)
 		return
 	}
 	if s.claimClose() {
@@ -452,9 +453,9 @@ func (s *Service) closeSequence(detached context.Context, cause error) {
 	// progress (end cancelled its call).
 	s.ticking.Wait()
 	s.mu.Lock()
-	reason, gen := s.err, s.generation
+	reason, gen, inherited := s.err, s.generation, s.inherited
 	s.mu.Unlock()
-	if !retirable(reason) {
+	if !inherited && !retirable(reason) {
 		return
 	}
 	rctx, cancel := context.WithTimeout(detached, retireBound)

@@ -72,3 +72,29 @@ func TestChildServiceClosedWithParent(t *testing.T) {
 		assert.Equal(t, "terminated", info.Status)
 	})
 }
+
+// A parent whose lease another holder took over is fenced, but the
+// Coordinator leaves its subtree alone: the child still holds its own lease,
+// so closing the child (which ended with its parent's Context) retires it
+// instead of leaving it to run out its lease and stay suspended.
+func TestChildServiceOfATakenOverParentIsRetiredOnClose(t *testing.T) {
+	st, c := newStack(t)
+	parent, err := c.SpawnService(t.Context())
+	require.NoError(t, err)
+	child, err := c.SpawnService(parent.Context())
+	require.NoError(t, err)
+
+	again, err := c.AttachService(t.Context(), parent.ID())
+	require.NoError(t, err)
+	endsSoon(t, child.Done(), "the child outlived its parent's handle")
+	require.ErrorIs(t, child.Err(), caracal.ErrLeaseFenced)
+	info, _ := st.SessionInfo(child.ID())
+	require.Equal(t, "active", info.Status, "the takeover leaves the child running")
+
+	require.NoError(t, child.Close(t.Context()))
+	info, _ = st.SessionInfo(child.ID())
+	assert.Equal(t, "terminated", info.Status, "the child's own lease was never fenced")
+	info, _ = st.SessionInfo(parent.ID())
+	assert.Equal(t, "active", info.Status, "the parent belongs to its new holder")
+	require.NoError(t, again.Close(t.Context()))
+}

@@ -199,13 +199,18 @@ func (s *Service) lose(cause error) {
 
 // end records why the handle ended, stops renewal and cancels the context.
 // Only the first call counts; it reports whether it was that one.
-func (s *Service) end(cause error) bool {
+func (s *Service) end(cause error) bool { return s.endWith(cause, false) }
+
+// endWith is end; inherited marks cause as the parent's lease loss, which
+// leaves this handle's own lease (fencing the parent, say, fences none of
+// its subtree), so that Close still retires the session.
+func (s *Service) endWith(cause error, inherited bool) bool {
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()
 		return false
 	}
-	s.err = cause
+	s.err, s.inherited = cause, inherited
 	if s.expiry != nil {
 		s.expiry.Stop()
 	}
