@@ -292,9 +292,9 @@ func TestLoadConfigURLs(t *testing.T) {
 		{"binding userinfo option", baseEnv(), []Option{WithBinding("r", "https://svc:hunter2@up.example")}, `upstream prefix "https://svc:xxxxx@up.example" has a user:password part`},
 		{"sts userinfo", baseEnv().with("CARACAL_STS_URL", "https://svc:hunter2@sts.example"), nil, ""},
 		// Request paths are appended to a service URL: a query or fragment would swallow them.
-		{"query", baseEnv().with("CARACAL_STS_URL", "https://sts.example/?tenant=x"), nil, `caracal: CARACAL_STS_URL: "https://sts.example/?tenant=x" has a query or fragment`},
+		{"query", baseEnv().with("CARACAL_STS_URL", "https://sts.example/?tenant=x"), nil, `caracal: CARACAL_STS_URL: "https://sts.example/?tenant=xxxxx" has a query or fragment`},
 		{"empty query", baseEnv().with("CARACAL_COORDINATOR_URL", "https://coord.example?"), nil, `caracal: CARACAL_COORDINATOR_URL: "https://coord.example?" has a query or fragment`},
-		{"fragment", baseEnv(), []Option{WithGatewayURL("https://gw.example#x")}, `caracal: WithGatewayURL: "https://gw.example#x" has a query or fragment`},
+		{"fragment", baseEnv(), []Option{WithGatewayURL("https://gw.example#x")}, `caracal: WithGatewayURL: "https://gw.example#xxxxx" has a query or fragment`},
 		{"path prefix", baseEnv().with("CARACAL_STS_URL", "https://edge.example/caracal-sts/"), nil, ""},
 	}
 	for _, tc := range cases {
@@ -423,7 +423,7 @@ func TestValidate(t *testing.T) {
 			c.GatewayURL, c.Bindings = "https://gw", []ResourceBinding{{"", "http://r"}}
 		}, "caracal: Config.Bindings[0]: the resource id is empty"},
 		{"gateway userinfo", func(c *Config) { c.GatewayURL = "https://u:p@gw" }, `caracal: Config.GatewayURL: "https://u:xxxxx@gw" has a user:password part`},
-		{"coordinator query", func(c *Config) { c.CoordinatorURL = "https://coord?x=1" }, `caracal: Config.CoordinatorURL: "https://coord?x=1" has a query or fragment`},
+		{"coordinator query", func(c *Config) { c.CoordinatorURL = "https://coord?x=1" }, `caracal: Config.CoordinatorURL: "https://coord?x=xxxxx" has a query or fragment`},
 		{"binding userinfo", func(c *Config) {
 			c.GatewayURL, c.Bindings = "https://gw", []ResourceBinding{{"r", "http://u@r"}}
 		}, `caracal: Config.Bindings[0]: upstream prefix "http://u@r" has a user:password part`},

@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-
-	"github.com/caracal-go/caracal/internal/apierr"
 )
 
 const redacted = "[redacted]"
@@ -29,12 +27,12 @@ func (cfg Config) String() string {
 	fmt.Fprintf(&b, "Config{ZoneID: %q, ApplicationID: %q, ClientSecret: %q, BootstrapToken: %q, ",
 		cfg.ZoneID, cfg.ApplicationID, secretState(cfg.ClientSecret), secretState(cfg.BootstrapToken))
 	fmt.Fprintf(&b, "STSURL: %q, CoordinatorURL: %q, GatewayURL: %q, Resources: %q, Bindings: [",
-		apierr.RedactURL(cfg.STSURL), apierr.RedactURL(cfg.CoordinatorURL), apierr.RedactURL(cfg.GatewayURL), cfg.Resources)
+		printURL(cfg.STSURL), printURL(cfg.CoordinatorURL), printURL(cfg.GatewayURL), cfg.Resources)
 	for i, bd := range cfg.Bindings {
 		if i > 0 {
 			b.WriteString(" ")
 		}
-		fmt.Fprintf(&b, "%s=%s", bd.ResourceID, apierr.RedactURL(bd.UpstreamPrefix))
+		fmt.Fprintf(&b, "%s=%s", bd.ResourceID, printURL(bd.UpstreamPrefix))
 	}
 	fmt.Fprintf(&b, "], DefaultTTL: %v, Production: %t, AllowInsecureURLs: %t, Profile: %q}",
 		cfg.DefaultTTL, cfg.Production, cfg.AllowInsecureURLs, cfg.Profile)
@@ -48,12 +46,12 @@ func (cfg Config) GoString() string {
 	fmt.Fprintf(&b, "caracal.Config{ZoneID:%q, ApplicationID:%q, ClientSecret:%q, BootstrapToken:%q, ",
 		cfg.ZoneID, cfg.ApplicationID, secretState(cfg.ClientSecret), secretState(cfg.BootstrapToken))
 	fmt.Fprintf(&b, "STSURL:%q, CoordinatorURL:%q, GatewayURL:%q, Resources:%#v, Bindings:[]caracal.ResourceBinding{",
-		apierr.RedactURL(cfg.STSURL), apierr.RedactURL(cfg.CoordinatorURL), apierr.RedactURL(cfg.GatewayURL), cfg.Resources)
+		printURL(cfg.STSURL), printURL(cfg.CoordinatorURL), printURL(cfg.GatewayURL), cfg.Resources)
 	for i, bd := range cfg.Bindings {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "caracal.ResourceBinding{ResourceID:%q, UpstreamPrefix:%q}", bd.ResourceID, apierr.RedactURL(bd.UpstreamPrefix))
+		fmt.Fprintf(&b, "caracal.ResourceBinding{ResourceID:%q, UpstreamPrefix:%q}", bd.ResourceID, printURL(bd.UpstreamPrefix))
 	}
 	fmt.Fprintf(&b, "}, DefaultTTL:%d, Production:%t, AllowInsecureURLs:%t, Profile:%q}",
 		int64(cfg.DefaultTTL), cfg.Production, cfg.AllowInsecureURLs, cfg.Profile)
@@ -80,9 +78,9 @@ func (cfg Config) LogValue() slog.Value {
 		slog.String("application_id", cfg.ApplicationID),
 		slog.String("client_secret", secretState(cfg.ClientSecret)),
 		slog.String("bootstrap_token", secretState(cfg.BootstrapToken)),
-		slog.String("sts_url", apierr.RedactURL(cfg.STSURL)),
-		slog.String("coordinator_url", apierr.RedactURL(cfg.CoordinatorURL)),
-		slog.String("gateway_url", apierr.RedactURL(cfg.GatewayURL)),
+		slog.String("sts_url", printURL(cfg.STSURL)),
+		slog.String("coordinator_url", printURL(cfg.CoordinatorURL)),
+		slog.String("gateway_url", printURL(cfg.GatewayURL)),
 		slog.Any("resources", append([]string(nil), cfg.Resources...)),
 		slog.Any("bindings", cfg.redactedBindings()),
 		slog.Duration("default_ttl", cfg.DefaultTTL),
@@ -117,7 +115,7 @@ func (cfg Config) MarshalJSON() ([]byte, error) {
 		Profile           string   `json:"profile"`
 	}{
 		cfg.ZoneID, cfg.ApplicationID, secretState(cfg.ClientSecret), secretState(cfg.BootstrapToken),
-		apierr.RedactURL(cfg.STSURL), apierr.RedactURL(cfg.CoordinatorURL), apierr.RedactURL(cfg.GatewayURL),
+		printURL(cfg.STSURL), printURL(cfg.CoordinatorURL), printURL(cfg.GatewayURL),
 		resources, cfg.redactedBindings(), cfg.DefaultTTL.String(), cfg.Production, cfg.AllowInsecureURLs, cfg.Profile,
 	})
 }
@@ -127,7 +125,7 @@ func (cfg Config) MarshalJSON() ([]byte, error) {
 func (cfg Config) redactedBindings() []string {
 	bindings := make([]string, len(cfg.Bindings))
 	for i, b := range cfg.Bindings {
-		bindings[i] = b.ResourceID + "=" + apierr.RedactURL(b.UpstreamPrefix)
+		bindings[i] = b.ResourceID + "=" + printURL(b.UpstreamPrefix)
 	}
 	return bindings
 }

@@ -95,3 +95,51 @@ func TestLoadConfigDebugLogNamesSources(t *testing.T) {
 		assert.Contains(t, out, want)
 	}
 }
+
+// A token in a URL's query or fragment (?access_token=..., #token) is a
+// secret too: neither a load error nor the printed or logged Config shows
+// it, while the error still names the setting and the URL's place.
+func TestConfigHidesURLQueryTokens(t *testing.T) {
+	const tok = "qt0k3n-do-not-print"
+	for _, tc := range []struct {
+		name, key, val, want string
+	}{
+		{"query", "CARACAL_STS_URL", "https://sts.example.com/?access_token=" + tok, `CARACAL_STS_URL: "https://sts.example.com/?access_token=xxxxx" has a query or fragment`},
+		{"bare query", "CARACAL_COORDINATOR_URL", "https://c.example.com/?" + tok, `CARACAL_COORDINATOR_URL: "https://c.example.com/?xxxxx" has a query or fragment`},
+		{"fragment", "CARACAL_GATEWAY_URL", "https://g.example.com/#" + tok, `CARACAL_GATEWAY_URL: "https://g.example.com/#xxxxx" has a query or fragment`},
+		{"not absolute", "CARACAL_STS_URL", "sts.example.com/?a=1&token=" + tok, `CARACAL_STS_URL: "sts.example.com/?a=xxxxx&token=xxxxx" is not an absolute`},
+		{"bad binding", "CARACAL_RESOURCES", "r=up.example.com/?token=" + tok, `"up.example.com/?token=xxxxx" is not an absolute`},
+		{"binding without resource", "CARACAL_RESOURCES", "=https://up.example.com/?token=" + tok, `entry 1 "=https://up.example.com/?token=xxxxx": want resource=upstream_prefix`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadEnv(t, baseEnv().with(tc.key, tc.val))
+			require.Error(t, err)
+			assert.NotContains(t, err.Error(), tok)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+	t.Run("WithBinding", func(t *testing.T) {
+		_, err := loadEnv(t, baseEnv(), WithBinding("r", "up.example.com/?token="+tok))
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), tok)
+	})
+
+	t.Run("loaded", func(t *testing.T) {
+		var logs bytes.Buffer
+		log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		cfg, err := loadEnv(t, baseEnv().with("CARACAL_RESOURCES", "r=https://up.example.com/api?token="+tok+"#"+tok), WithLogger(log))
+		require.NoError(t, err)
+		js, err := json.Marshal(cfg)
+		require.NoError(t, err)
+		var text bytes.Buffer
+		slog.New(slog.NewTextHandler(&text, nil)).Info("cfg", "config", cfg)
+		for name, out := range map[string]string{
+			"debug log": logs.String(), "String": cfg.String(), "%#v": fmt.Sprintf("%#v", cfg),
+			"json": string(js), "slog": text.String(),
+		} {
+			assert.NotContains(t, out, tok, name)
+			assert.Contains(t, out, "https://up.example.com/api?token=xxxxx#xxxxx", name)
+		}
+		assert.Equal(t, "https://up.example.com/api?token="+tok+"#"+tok, cfg.Bindings[0].UpstreamPrefix, "the value itself is kept")
+	})
+}

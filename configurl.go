@@ -58,9 +58,53 @@ func parseHTTPURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// showURL quotes a URL for an error message with any password redacted.
+// showURL quotes a URL for an error message, masked as printURL does.
 func showURL(raw string) string {
-	return strconv.Quote(apierr.RedactURL(raw))
+	return strconv.Quote(printURL(raw))
+}
+
+// printURL is raw as messages and logs show it: a password masked
+// (apierr.RedactURL), and the values of its query and its fragment too,
+// which can carry a token (?access_token=...). Query keys stay, so the
+// reader still sees what the URL holds.
+func printURL(raw string) string {
+	s := apierr.RedactURL(raw)
+	i := strings.IndexAny(s, "?#")
+	if i < 0 {
+		return s
+	}
+	head, rest := s[:i], s[i:]
+	var b strings.Builder
+	b.WriteString(head)
+	if rest[0] == '?' {
+		query := rest[1:]
+		rest = ""
+		if j := strings.IndexByte(query, '#'); j >= 0 {
+			query, rest = query[:j], query[j:]
+		}
+		b.WriteByte('?')
+		for n, param := range strings.Split(query, "&") {
+			if n > 0 {
+				b.WriteByte('&')
+			}
+			key, val, hasVal := strings.Cut(param, "=")
+			switch {
+			case hasVal && val != "":
+				b.WriteString(key + "=xxxxx")
+			case hasVal:
+				b.WriteString(key + "=")
+			case param != "":
+				b.WriteString("xxxxx")
+			}
+		}
+	}
+	if rest != "" {
+		b.WriteByte('#')
+		if len(rest) > 1 {
+			b.WriteString("xxxxx")
+		}
+	}
+	return b.String()
 }
 
 // isLoopback reports whether host is localhost or a loopback IP.
