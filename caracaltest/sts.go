@@ -343,3 +343,15 @@ func (w *world) countAuthFailure(appID string, now time.Time) {
 		fw.blockedUntil = now.Add(authBlockDuration)
 	}
 }
+
+// dropAuthWindows forgets the failure windows that are over and block
+// nothing, as the real STS's per-minute counters expire. Failures are
+// counted under any application id a client sends, so without this a
+// client could grow the map without bound.
+func (w *world) dropAuthWindows(now time.Time) {
+	for id, fw := range w.authFails {
+		if now.Sub(fw.start) >= time.Minute && !now.Before(fw.blockedUntil) {
+			delete(w.authFails, id)
+		}
+	}
+}

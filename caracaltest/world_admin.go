@@ -101,7 +101,8 @@ func (w *world) edgeInfo(id string) (EdgeInfo, bool) {
 
 // sweep runs the Coordinator's service-lease and TTL sweepers once, and the
 // retention cleaner's edge expiry (PROTOCOL §5.6); it also wakes the long
-// polls of approval holds that expired. It takes w.mu.
+// polls of approval holds that expired and drops the STS's ended
+// failed-authentication windows. It takes w.mu.
 func (w *world) sweep() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -134,6 +135,7 @@ func (w *world) sweep() {
 	}
 	w.wakeExpiredHolds(now)
 	w.dropRetiredKeys(now)
+	w.dropAuthWindows(now)
 	// Retention cleaner, edge part: active edges past expires_at are marked
 	// expired. Every validity check already compares expires_at, so this
 	// only changes what listings and EdgeInfo show.
