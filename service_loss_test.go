@@ -29,7 +29,7 @@ func TestServiceManualLeaseExpiresLocally(t *testing.T) {
 		<-svc.Done()
 		assert.Equal(t, 120*time.Second, time.Since(start), "loss is declared exactly on the local deadline")
 		assert.ErrorIs(t, svc.Err(), caracal.ErrLeaseExpired)
-		assert.ErrorContains(t, svc.Err(), "Client.Resume, then AttachService")
+		assert.ErrorContains(t, svc.Err(), "AttachService")
 		assert.ErrorIs(t, context.Cause(svc.Context()), caracal.ErrLeaseExpired)
 		synctest.Wait()
 		assert.Equal(t, int32(1), lost.Load())
@@ -332,5 +332,31 @@ func TestServiceAttachSuspendedFails(t *testing.T) {
 		_, err = c.AttachService(t.Context(), svc.ID())
 		assert.ErrorIs(t, err, caracal.ErrSuspended)
 		require.NoError(t, svc.Close(t.Context()))
+	})
+}
+
+// Right after a local lease expiry the Coordinator has not suspended the
+// session yet (its sweeper runs later), so a Resume is refused; the recovery
+// the error names works at once.
+func TestServiceLeaseExpiredRecoveryTheErrorNames(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, c := serviceStack(t)
+		svc, err := c.SpawnService(t.Context())
+		require.NoError(t, err)
+		<-svc.Done()
+		require.ErrorIs(t, svc.Err(), caracal.ErrLeaseExpired)
+		assert.ErrorContains(t, svc.Err(), "take it back with AttachService; if that reports ErrSuspended, Client.Resume, then AttachService")
+
+		_, err = c.Resume(t.Context(), svc.ID())
+		require.ErrorIs(t, err, caracal.ErrConflict, "not suspended yet")
+
+		_, err = c.AttachService(t.Context(), svc.ID())
+		require.ErrorIs(t, err, caracal.ErrSuspended, "the attach finds the lapsed lease and suspends it")
+		n, err := c.Resume(t.Context(), svc.ID())
+		require.NoError(t, err)
+		assert.Equal(t, 1, n)
+		again, err := c.AttachService(t.Context(), svc.ID())
+		require.NoError(t, err)
+		require.NoError(t, again.Close(t.Context()))
 	})
 }

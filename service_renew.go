@@ -179,7 +179,7 @@ func (s *Service) expire() {
 	}
 	deadline, last := s.deadline, s.lastErr
 	s.mu.Unlock()
-	cause := fmt.Errorf("%w: service %s: no renewal succeeded before the lease deadline %s (the Coordinator suspends it: Client.Resume, then AttachService)", ErrLeaseExpired, s.id, deadline.Format(time.RFC3339Nano))
+	cause := fmt.Errorf("%w: service %s: no renewal succeeded before the lease deadline %s (take it back with AttachService; if that reports ErrSuspended, Client.Resume, then AttachService)", ErrLeaseExpired, s.id, deadline.Format(time.RFC3339Nano))
 	if last != nil {
 		cause = fmt.Errorf("%w; last error: %w", cause, last)
 	}
