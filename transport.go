@@ -230,10 +230,15 @@ func (t *transport) checkRedirect(req *http.Request, via []*http.Request) error 
 // is not a resource could otherwise steer an agent into using its authority
 // on a request the agent never made.
 func (t *transport) redirectedIn(req *http.Request) (from string, ok bool) {
-	if req.Response == nil || req.Response.Request == nil || req.Response.Request.URL == nil {
+	if req.Response == nil {
 		return "", false
 	}
 	prev := req.Response.Request
+	if prev == nil || prev.URL == nil {
+		// A Gateway hop always reports its request (governed sets it), so
+		// this one was not governed: its base transport left it out.
+		return "a previous hop", true
+	}
 	if d, err := t.router.decide(prev); err == nil && d.routed {
 		return "", false
 	}

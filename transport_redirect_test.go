@@ -53,3 +53,36 @@ func TestRedirectIntoABindingIsNotGoverned(t *testing.T) {
 	_ = resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 }
+
+// stripRequest is a base transport that answers without saying which
+// request it sent (Response.Request nil), as a RoundTripper may.
+type stripRequest struct{ base http.RoundTripper }
+
+func (s stripRequest) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := s.base.RoundTrip(req)
+	if resp != nil {
+		resp.Request = nil
+	}
+	return resp, err
+}
+
+// A redirect into a binding is refused also when the base transport does
+// not report the request a response answers: the hop it came from is then
+// unknown, which is no reason to follow it with the agent's authority.
+func TestRedirectIntoABindingFromAnUnreportedHop(t *testing.T) {
+	g := startGoverned(t)
+	target := g.url(tickets, "/tickets/3")
+	outside := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target, http.StatusFound)
+	}))
+	t.Cleanup(outside.Close)
+
+	mints := g.st.Count(caracaltest.RouteToken)
+	base := stripRequest{base: &http.Transport{}}
+	plain := &http.Client{Transport: g.c.Transport(base, caracal.WithScopes("tickets:read"))}
+	_, err := get(t, plain, g.reader.Context(), outside.URL+"/go")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "redirect")
+	assert.Equal(t, mints, g.st.Count(caracaltest.RouteToken), "no mandate minted")
+	assert.Zero(t, g.upstream.Load(), "nothing reached the resource")
+}
