@@ -112,7 +112,7 @@ func VerifyJWKSURL(u string) VerifyOption {
 }
 
 // RequireScopes refuses tokens that lack any of scopes (403
-// insufficient_scope).
+// insufficient_scope). A string may hold several space-separated scopes.
 func RequireScopes(scopes ...string) VerifyOption {
 	s := wire.NormalizeScopes(scopes)
 	return func(c *verifyConfig) { c.scopes = s }

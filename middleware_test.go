@@ -243,6 +243,17 @@ func TestMiddlewareRequireScopesAndSessionTokens(t *testing.T) {
 	cl["use"], cl["scope"] = "session", "agent:lifecycle tickets:write"
 	rec = serve(h, http.Header{"Authorization": {"Bearer " + s.sign(t, cl)}})
 	assert.Equal(t, http.StatusNoContent, rec.Code, rec.Body.String())
+
+	// Scopes may be given space-separated, as in an OAuth scope parameter.
+	mw, err = c.Middleware(caracal.VerifyTokens(mwResource, caracal.RequireScopes("tickets:read tickets:write")))
+	require.NoError(t, err)
+	h = mw(got.handler())
+	rec = serve(h, http.Header{"Authorization": {"Bearer " + s.sign(t, resourceClaims())}})
+	assert.Equal(t, http.StatusForbidden, rec.Code, "tickets:write is missing")
+	cl = resourceClaims()
+	cl["scope"] = "tickets:write tickets:read"
+	rec = serve(h, http.Header{"Authorization": {"Bearer " + s.sign(t, cl)}})
+	assert.Equal(t, http.StatusNoContent, rec.Code, rec.Body.String())
 }
 
 func TestMiddlewareRemembersTokensUntilTheyExpire(t *testing.T) {

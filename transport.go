@@ -39,7 +39,8 @@ const (
 	PropagateAlways
 )
 
-// WithScopes sets the scopes of the mandate minted for each Gateway request.
+// WithScopes sets the scopes of the mandate minted for each Gateway request
+// (a string may hold several space-separated scopes).
 // WithRequestScopes overrides them for one request. Without scopes a Gateway
 // request fails: the Gateway accepts only a per-request mandate.
 func WithScopes(scopes ...string) TransportOption {

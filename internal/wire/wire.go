@@ -91,21 +91,20 @@ func JoinScopes(scopes []string) string {
 	return strings.Join(NormalizeScopes(scopes), " ")
 }
 
-// NormalizeScopes returns the trimmed, non-empty, deduplicated scopes in
-// sorted order, as a new slice.
+// NormalizeScopes returns the deduplicated scopes in sorted order, as a new
+// slice. An element holding several space-separated scopes (the form of an
+// OAuth scope parameter) counts as each of them; empty elements are dropped.
 func NormalizeScopes(scopes []string) []string {
 	out := make([]string, 0, len(scopes))
 	seen := make(map[string]struct{}, len(scopes))
 	for _, s := range scopes {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
+		for _, f := range strings.Fields(s) {
+			if _, dup := seen[f]; dup {
+				continue
+			}
+			seen[f] = struct{}{}
+			out = append(out, f)
 		}
-		if _, dup := seen[s]; dup {
-			continue
-		}
-		seen[s] = struct{}{}
-		out = append(out, s)
 	}
 	sort.Strings(out)
 	return out

@@ -31,3 +31,17 @@ func TestJWTPart(t *testing.T) {
 		assert.Equal(t, tc.want, string(b), "%s %d", tc.tok, tc.i)
 	}
 }
+
+func TestNormalizeScopes(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want []string
+	}{
+		{nil, []string{}},
+		{[]string{" b ", "a", "", "b"}, []string{"a", "b"}},
+		{[]string{"tickets:write tickets:read", "tickets:read"}, []string{"tickets:read", "tickets:write"}},
+		{[]string{"  x\ty  "}, []string{"x", "y"}},
+	} {
+		assert.Equal(t, tc.want, NormalizeScopes(tc.in), "%q", tc.in)
+	}
+}
