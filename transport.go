@@ -451,7 +451,8 @@ func (c *Client) GatewayRequest(ctx context.Context, method, resource, path stri
 // used approval, and context.Cause(ctx) if ctx ends first (waiting again is
 // safe). A poll that fails transiently (no answer, 429, 5xx) is sent again
 // after a backoff that honours Retry-After; after four such failures in a
-// row the wait ends with the last one. After Close it returns ErrClosed.
+// row the wait ends with the last one. Close ends a wait in progress, and
+// a wait after Close, with ErrClosed.
 func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
 	if c.isClosed() {
 		return ErrClosed
@@ -459,6 +460,15 @@ func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
 	if approvalID == "" {
 		return errors.New("caracal: WaitApproval needs an approval id")
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-c.done:
+			cancel(ErrClosed)
+		case <-ctx.Done():
+		}
+	}()
 	// stsclient.WaitApproval long-polls until the approval leaves pending
 	// or ctx ends, so one call is the whole wait.
 	st, err := c.sts.WaitApproval(ctx, approvalID)
@@ -475,5 +485,5 @@ func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
 	case wire.ApprovalConsumed:
 		return fmt.Errorf("caracal: approval %s was already used by another request; send the request again to raise a new one", approvalID)
 	}
-	return fmt.Errorf("caracal: approval %s is in unknown state %q", approvalID, st.State)
+	return fmt.Errorf("caracal: approval %s is in unknown state %.64q", approvalID, st.State)
 }
