@@ -157,10 +157,11 @@ type Session struct {
 // only Close (or the TTL) retires the session. It also ends, with the
 // parent's cause, when the parent session this process holds ends (the
 // Coordinator ends the child with it), even when ctx does not derive from
-// the parent's Context (WithParent). When ctx ends while the start
-// may already have reached the Coordinator, the session it may have started
-// is retired in the background (Client.Close waits for that), unless
-// WithIdempotencyKey gave the key that leads back to it.
+// the parent's Context (WithParent). When Spawn fails (ctx ended, or the
+// retries ran out) after the start may already have reached the
+// Coordinator, the session it may have started is retired in the
+// background (Client.Close waits for that), unless WithIdempotencyKey gave
+// the key that leads back to it.
 func (c *Client) Spawn(ctx context.Context, opts ...SpawnOption) (*Session, error) {
 	if c.isClosed() {
 		return nil, ErrClosed

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -142,6 +143,57 @@ func TestSpawnGivenUpUnderAClosedParentIsNotReported(t *testing.T) {
 		require.NoError(t, c.Close(t.Context()))
 		assert.Equal(t, 3, st.Count(caracaltest.RouteStart), "the root's, the child's, and the child's again")
 		assert.Empty(t, logs.String())
+	})
+}
+
+// lostAnswer lets the first session start reach the Coordinator, which
+// starts the session, and loses the answer, as when a connection resets.
+type lostAnswer struct {
+	base http.RoundTripper
+
+	mu   sync.Mutex
+	lost string // the id of the session whose answer was lost
+}
+
+func (l *lostAnswer) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := l.base.RoundTrip(req)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil || l.lost != "" || req.Method != http.MethodPost || req.URL.Path != "/zones/zone-test/agents" {
+		return resp, err
+	}
+	var s struct {
+		ID string `json:"agent_session_id"`
+	}
+	b, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	_ = json.Unmarshal(b, &s)
+	l.lost = s.ID
+	return nil, errors.New("connection reset by peer")
+}
+
+// A start under a generated key whose retries run out after an attempt
+// that started the session leaves no session running: the caller gets the
+// error, and the client retires the session nobody can reach.
+func TestSpawnWhoseRetriesRunOutLeavesNoSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		lost := &lostAnswer{base: st.Transport()}
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: lost}))
+		require.NoError(t, err)
+		// The answer of the first attempt is lost; both retries meet a 503.
+		st.Inject(caracaltest.RouteStart, caracaltest.Fault{Times: 1})
+		st.Inject(caracaltest.RouteStart, caracaltest.Fault{Status: http.StatusServiceUnavailable, Times: 2})
+		_, err = c.Spawn(t.Context())
+		var apiErr *caracal.Error
+		require.ErrorAs(t, err, &apiErr)
+		require.Equal(t, http.StatusServiceUnavailable, apiErr.StatusCode)
+		require.NotEmpty(t, lost.lost)
+
+		require.NoError(t, c.Close(t.Context()))
+		info, ok := st.SessionInfo(lost.lost)
+		require.True(t, ok)
+		assert.Equal(t, "terminated", info.Status, "the session nobody can reach was retired")
 	})
 }
 

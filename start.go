@@ -247,9 +247,9 @@ func (c *Client) retireOrphan(ctx context.Context, id string, generation int64) 
 	}
 }
 
-// abandoned is the retire of a session whose start the caller gave up on
+// abandoned is the retire of a session whose start was given up
 // (coordclient.StartOptions.Abandon), running in the background so that
-// Spawn still returns when its ctx ends; Client.Close waits for it.
+// Spawn returns at once; Client.Close waits for it.
 type abandoned struct{ done chan struct{} }
 
 func (a *abandoned) Close(ctx context.Context) error {

@@ -20,10 +20,10 @@ type StartOptions struct {
 	IdempotencyKey string
 	Traceparent    string
 	Tracestate     string
-	// Abandon, if set, is called when Start gives up, because the caller's
-	// ctx ended (or its deadline leaves no time for a retry), on a start
-	// under a generated key that may have started a session: nobody could
-	// ever reach that session. The retire it is given
+	// Abandon, if set, is called when Start gives up (the caller's ctx
+	// ended, its deadline leaves no time for a retry, or the retries ran
+	// out) on a start under a generated key that may have started a
+	// session: nobody could ever reach that session. The retire it is given
 	// finds the session by sending the start again and retires it; it is
 	// detached from the caller's ctx and bounded by Timeout.
 	Abandon func(retire func(context.Context))
@@ -106,9 +106,7 @@ func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o Star
 		}
 		// Without a key a resend could start a second session.
 		if keyless || !out.retryable || retries >= StartRetries {
-			if ctx.Err() != nil {
-				abandon()
-			}
+			abandon()
 			return wire.Session{}, out.err
 		}
 		if err := c.pause(ctx, retries, out); err != nil {
