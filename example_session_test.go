@@ -90,7 +90,7 @@ func ExampleClient_Spawn() {
 	// root: true
 }
 
-func ExampleGrant_narrow() {
+func ExampleGrantBuilder_Narrow() {
 	st, c := exampleStack()
 	defer st.Close()
 	ctx := context.Background()
@@ -185,7 +185,7 @@ func ExampleClient_Headers() {
 	// true
 }
 
-func ExampleGrant_none() {
+func ExampleGrantBuilder_None() {
 	st, c := exampleStack()
 	defer st.Close()
 	ctx := context.Background()

@@ -29,8 +29,8 @@ const (
 	grantNarrow
 )
 
-// grants is the type of Grant.
-type grants struct{}
+// GrantBuilder is the type of Grant; its methods build an Authority.
+type GrantBuilder struct{}
 
 // Grant builds the authority a child session receives (WithGrant) or a
 // delegation gives (Delegate):
@@ -38,7 +38,7 @@ type grants struct{}
 //	caracal.Grant.Inherit()  // the parent's effective authority (default)
 //	caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 10*time.Minute)
 //	caracal.Grant.None()     // no inherited authority
-var Grant grants
+var Grant GrantBuilder
 
 // Authority is a grant built by Grant. The zero value is Grant.Inherit().
 type Authority struct {
@@ -79,11 +79,11 @@ type Constraints struct {
 // limits, to the child. A child of a root session gets none, as its parent
 // holds none: it can manage sessions but not call resources (Grant.Narrow
 // gives it some). It is the default.
-func (grants) Inherit() Authority { return Authority{mode: grantInherit} }
+func (GrantBuilder) Inherit() Authority { return Authority{mode: grantInherit} }
 
 // None gives the child no inherited authority: it can manage sessions but
 // cannot call resources until something delegates to it.
-func (grants) None() Authority { return Authority{mode: grantNone} }
+func (GrantBuilder) None() Authority { return Authority{mode: grantNone} }
 
 // Narrow gives the child a subset of its parent's authority: scopes on
 // resource (a resource identifier such as "resource://tickets") until ttl.
@@ -98,7 +98,7 @@ func (grants) None() Authority { return Authority{mode: grantNone} }
 // a later expiry, more hops) is refused with ErrInvalidGrant before any
 // call; the Coordinator refuses the rest (ErrAccessDenied). The slices are
 // copied.
-func (grants) Narrow(scopes []string, resource string, c Constraints, ttl time.Duration) Authority {
+func (GrantBuilder) Narrow(scopes []string, resource string, c Constraints, ttl time.Duration) Authority {
 	c.Resources = slices.Clone(c.Resources)
 	return Authority{mode: grantNarrow, scopes: slices.Clone(scopes), resource: resource, constraints: c, ttl: ttl}
 }
