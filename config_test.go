@@ -287,7 +287,7 @@ func TestLoadConfigURLs(t *testing.T) {
 		{"upper-case scheme", baseEnv().with("CARACAL_STS_URL", "HTTPS://sts.example"), nil, ""},
 		// The Gateway routing refuses a URL with userinfo; so does loading, naming the key.
 		{"gateway userinfo", baseEnv().with("CARACAL_GATEWAY_URL", "https://svc:hunter2@gw.example"), nil, `caracal: CARACAL_GATEWAY_URL: "https://svc:xxxxx@gw.example" has a user:password part`},
-		{"gateway userinfo option", baseEnv(), []Option{WithGatewayURL("https://svc@gw.example")}, `caracal: WithGatewayURL: "https://svc@gw.example" has a user:password part`},
+		{"gateway userinfo option", baseEnv(), []Option{WithGatewayURL("https://svc@gw.example")}, `caracal: WithGatewayURL: "https://xxxxx@gw.example" has a user:password part`},
 		{"binding userinfo", baseEnv().with("CARACAL_RESOURCES", "r=https://svc:hunter2@up.example"), nil, `caracal: CARACAL_RESOURCES: entry 1 "r": upstream prefix "https://svc:xxxxx@up.example" has a user:password part`},
 		{"binding userinfo option", baseEnv(), []Option{WithBinding("r", "https://svc:hunter2@up.example")}, `upstream prefix "https://svc:xxxxx@up.example" has a user:password part`},
 		{"sts userinfo", baseEnv().with("CARACAL_STS_URL", "https://svc:hunter2@sts.example"), nil, ""},
@@ -426,7 +426,7 @@ func TestValidate(t *testing.T) {
 		{"coordinator query", func(c *Config) { c.CoordinatorURL = "https://coord?x=1" }, `caracal: Config.CoordinatorURL: "https://coord?x=xxxxx" has a query or fragment`},
 		{"binding userinfo", func(c *Config) {
 			c.GatewayURL, c.Bindings = "https://gw", []ResourceBinding{{"r", "http://u@r"}}
-		}, `caracal: Config.Bindings[0]: upstream prefix "http://u@r" has a user:password part`},
+		}, `caracal: Config.Bindings[0]: upstream prefix "http://xxxxx@r" has a user:password part`},
 		{"bad resource", func(c *Config) { c.Resources = []string{"a", ""} }, "caracal: Config.Resources[1] is empty"},
 		{"negative ttl", func(c *Config) { c.DefaultTTL = -time.Second }, "caracal: Config.DefaultTTL is -1s"},
 		{"sub-second ttl", func(c *Config) { c.DefaultTTL = time.Millisecond }, "Config.DefaultTTL is 1ms"},

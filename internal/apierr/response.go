@@ -149,11 +149,17 @@ func redirected(resp *http.Response) string {
 }
 
 // RedactURL hides a password in a URL's userinfo, for messages and logs:
-// as url.URL.Redacted does, and also in a URL that does not parse.
+// as url.URL.Redacted does, and also in a URL that does not parse. A user
+// part without a password is hidden too: there it is often a token
+// (https://TOKEN@host).
 func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	switch {
 	case err == nil && u.User != nil:
+		if _, ok := u.User.Password(); !ok {
+			u.User = url.User("xxxxx")
+			return u.String()
+		}
 		return u.Redacted()
 	case err == nil && u.Opaque == "":
 		return raw

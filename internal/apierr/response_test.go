@@ -157,6 +157,7 @@ func TestApprovalTextIsBounded(t *testing.T) {
 func TestRedactURL(t *testing.T) {
 	assert.Equal(t, "https://u:xxxxx@h/p", RedactURL("https://u:pw@h/p"))
 	assert.Equal(t, "https://h/p", RedactURL("https://h/p"))
+	assert.Equal(t, "https://xxxxx@h/p", RedactURL("https://ghp_token@h/p"))
 	assert.Equal(t, "https://h/@user", RedactURL("https://h/@user"))
 	assert.Equal(t, "http://xxxxx@h:bad", RedactURL("http://u:pw@h:bad"))
 	assert.Equal(t, "xxxxx@h%zz", RedactURL("u:pw@h%zz"))
