@@ -322,11 +322,10 @@ func (c *Client) Headers(ctx context.Context, opts ...HeadersOption) (http.Heade
 	if ok && isDone(a.done) {
 		return nil, fmt.Errorf("%w: session %s", ErrSessionClosed, a.sessionID)
 	}
-	if ok && a.own && (a.applicationID != c.cfg.ApplicationID || a.zoneID != c.cfg.ZoneID) {
-		// This client's lifecycle token cannot speak for another
-		// application's session.
-		return nil, fmt.Errorf("%w: session %s belongs to application %s in zone %s, not to this client's %s in %s; call Headers on the client that spawned it",
-			ErrInvalidRequest, a.sessionID, a.applicationID, a.zoneID, c.cfg.ApplicationID, c.cfg.ZoneID)
+	if ok {
+		if err := c.checkOwnApplication(a, "call Headers on the client that spawned it"); err != nil {
+			return nil, err
+		}
 	}
 	var bearer string
 	switch {
@@ -365,4 +364,15 @@ func agentEnvelope(a *Agent) envelope.Envelope {
 		Hop:                a.hop,
 		Baggage:            a.baggage,
 	}
+}
+
+// checkOwnApplication refuses the agent of a session that another client of
+// this process spawned for another application or zone: this client's
+// lifecycle token cannot speak for it. fix says what to do instead.
+func (c *Client) checkOwnApplication(a *Agent, fix string) error {
+	if !a.own || (a.applicationID == c.cfg.ApplicationID && a.zoneID == c.cfg.ZoneID) {
+		return nil
+	}
+	return fmt.Errorf("%w: session %s belongs to application %s in zone %s, not to this client's %s in %s; %s",
+		ErrInvalidRequest, a.sessionID, a.applicationID, a.zoneID, c.cfg.ApplicationID, c.cfg.ZoneID, fix)
 }

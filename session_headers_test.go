@@ -2,7 +2,9 @@ package caracal_test
 
 import (
 	"context"
+	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -27,6 +29,26 @@ func TestHeadersRefusesAnotherApplicationsSession(t *testing.T) {
 	h, err := oc.Headers(s.Context())
 	require.NoError(t, err, "the session's own client gives headers")
 	assert.Contains(t, h.Get("Baggage"), s.ID())
+}
+
+// The transport refuses such a session too, before any mint: the mandate
+// would be minted with this client's lifecycle token.
+func TestTransportRefusesAnotherApplicationsSession(t *testing.T) {
+	st, c, oc := twoApplications(t)
+	root, err := oc.Spawn(t.Context())
+	require.NoError(t, err)
+	defer root.Close(context.Background())
+	reader, err := oc.Spawn(root.Context(), caracal.WithLabels("reader"),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{"notes:read"}, "resource://notes", caracal.Constraints{}, time.Minute)))
+	require.NoError(t, err)
+
+	st.ResetRecord()
+	req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet, st.UpstreamURL("resource://notes")+"/n/1", nil)
+	require.NoError(t, err)
+	_, err = c.HTTPClient(caracal.WithScopes("notes:read")).Do(req)
+	require.ErrorIs(t, err, caracal.ErrInvalidRequest)
+	assert.Contains(t, err.Error(), "app-other")
+	assert.Empty(t, st.Requests(), "nothing was sent")
 }
 
 // twoApplications starts a stack with two applications, app-test and

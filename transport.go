@@ -150,6 +150,9 @@ type transport struct {
 //
 // When minting needs a human approval the request fails with an
 // *ApprovalRequiredError; wait with WaitApproval and send the request again.
+// A Gateway request of a session another client of this process spawned for
+// another application or zone fails with ErrInvalidRequest before any call:
+// send it with a transport of that client.
 //
 // The transport never modifies the caller's request, closes its body on
 // every error, and is safe for concurrent use.
@@ -287,6 +290,10 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 		// Also under a context that outlives the session.
 		closeBody(req)
 		return nil, fmt.Errorf("%w: session %s", ErrSessionClosed, a.sessionID)
+	}
+	if err := t.c.checkOwnApplication(a, "send the request with a transport of the client that spawned it"); err != nil {
+		closeBody(req)
+		return nil, err
 	}
 	scopes := t.scopes
 	if s, ok := ctx.Value(requestScopesKey{}).([]string); ok {
