@@ -297,9 +297,15 @@ func (c *Client) post(ctx context.Context, tr wire.TokenRequest, mint *MintReque
 	tok, expiresIn, err := decodeToken(resp.Header.Get("Content-Type"), body)
 	// The token's exp is on the STS's clock; expires_in counted from before
 	// the request is on ours, and never later than the real expiry however
-	// far the clocks drift apart. The earlier of the two is kept.
-	if local := issued.Add(time.Duration(expiresIn) * time.Second); err == nil && (tok.ExpiresAt.IsZero() || local.Before(tok.ExpiresAt)) {
-		tok.ExpiresAt = local
+	// far the clocks drift apart. The earlier of the two is kept, counted
+	// from issued so that it keeps issued's monotonic clock reading: a step
+	// of the wall clock then cannot lengthen a cached token's life.
+	if err == nil {
+		life := time.Duration(expiresIn) * time.Second
+		if !tok.ExpiresAt.IsZero() {
+			life = min(life, tok.ExpiresAt.Sub(issued))
+		}
+		tok.ExpiresAt = issued.Add(life)
 	}
 	return tok, expiresIn, err
 }
