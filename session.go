@@ -232,7 +232,9 @@ func (s *Session) ExpiresAt() time.Time { return s.expiresAt }
 // still retired; Close returns by ctx's deadline, leaving the retire to
 // finish in the background (Client.Close waits for it). A session that is
 // already gone counts as retired. Close is idempotent: every call that waits
-// to the end returns the outcome of the one retire.
+// to the end returns the outcome of the one retire. Once retired, the
+// session's other handles in this client (a Spawn replayed under the same
+// WithIdempotencyKey) end too.
 func (s *Session) Close(ctx context.Context) error {
 	ctx, stop := closeBound(ctx)
 	defer stop()
@@ -272,6 +274,33 @@ func (s *Session) retire(detached context.Context) {
 	defer cancel()
 	if err := s.c.coord.Retire(ctx, s.id, 0); err != nil {
 		s.closeErr = fmt.Errorf("caracal: retiring session %s: %w", s.id, err)
+		return
+	}
+	s.c.endTwins(s)
+}
+
+// endTwins ends this client's other handles on s's session (a start
+// replayed under the caller's idempotency key gives a second one) once s
+// has retired it: their Contexts end and their Close returns nil.
+func (c *Client) endTwins(s *Session) {
+	c.mu.Lock()
+	var twins []*Session
+	for h := range c.open {
+		if t, ok := h.(*Session); ok && t != s && t.id == s.id {
+			twins = append(twins, t)
+		}
+	}
+	c.mu.Unlock()
+	for _, t := range twins {
+		t.closeOnce.Do(func() {
+			if t.unparent != nil {
+				t.unparent()
+			}
+			t.cancel(ErrSessionClosed)
+			close(t.done)
+			c.untrack(t)
+			close(t.closed)
+		})
 	}
 }
 

@@ -408,3 +408,27 @@ func TestIdempotentNarrowedSpawnReusesEdge(t *testing.T) {
 	_, err = caracal.MintUse(b.Context(), c, "resource://tickets", "tickets:read")
 	require.NoError(t, err)
 }
+
+// Two handles on one session (a start replayed under the caller's key) end
+// together: once one retires the session, the other's Context ends and its
+// Close has nothing left to do.
+func TestReplayedSpawnHandlesEndTogether(t *testing.T) {
+	st, c := newStack(t)
+	a, err := c.Spawn(t.Context(), caracal.WithIdempotencyKey("job-1"))
+	require.NoError(t, err)
+	b, err := c.Spawn(t.Context(), caracal.WithIdempotencyKey("job-1"))
+	require.NoError(t, err)
+	require.Equal(t, a.ID(), b.ID())
+
+	require.NoError(t, a.Close(t.Context()))
+	select {
+	case <-b.Context().Done():
+		assert.ErrorIs(t, context.Cause(b.Context()), caracal.ErrSessionClosed)
+	default:
+		t.Fatal("the other handle's Context is still live after its session was retired")
+	}
+	require.NoError(t, b.Close(t.Context()))
+	assert.Equal(t, 1, st.Count(caracaltest.RouteRetire))
+	info, _ := st.SessionInfo(a.ID())
+	assert.Equal(t, "terminated", info.Status)
+}
