@@ -1,15 +1,11 @@
 package caracal
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/caracal-go/caracal/internal/apierr"
-	"github.com/caracal-go/caracal/internal/coordclient"
 	"github.com/caracal-go/caracal/internal/wire"
 )
 
@@ -121,6 +117,34 @@ type edgeGrant struct {
 	expiresAt time.Time // zero when unknown
 	maxHops   int       // 0: the server default (1)
 	ttl       time.Duration
+	// depth is how many edges deep the edge sits (a root edge: 1); 0 when
+	// unknown.
+	depth int
+}
+
+// mirrored is what is known of an edge the Coordinator copied from e to a
+// child (PROTOCOL §6.2): the same authority, one edge deeper.
+func (e *edgeGrant) mirrored() *edgeGrant {
+	if e == nil {
+		return nil
+	}
+	m := *e
+	if m.depth > 0 {
+		m.depth++
+	}
+	return &m
+}
+
+// edgeDepth is how many edges deep the edge a presents sits, 0 for none.
+// Without a record of it, the hop count stands in.
+func (a *Agent) edgeDepth() int {
+	switch {
+	case a.delegationID == "":
+		return 0
+	case a.edge != nil && a.edge.depth > 0:
+		return a.edge.depth
+	}
+	return max(a.hop, 1)
 }
 
 // narrowPlan is a checked Narrow, ready to be sent.
@@ -130,6 +154,9 @@ type narrowPlan struct {
 	resources   []string // every identifier the edge is scoped to
 	constraints Constraints
 	ttlSeconds  int
+	// depth is how many edges deep the new edge sits: one more than the
+	// edge the source presents, 1 when it presents none (a root edge).
+	depth int
 }
 
 func invalidGrant(format string, args ...any) error {
@@ -144,7 +171,7 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 	if k.Budget != 0 {
 		return narrowPlan{}, ErrBudgetUnsupported
 	}
-	p := narrowPlan{scopes: wire.NormalizeScopes(g.scopes), constraints: k}
+	p := narrowPlan{scopes: wire.NormalizeScopes(g.scopes), constraints: k, depth: source.edgeDepth() + 1}
 	if len(p.scopes) == 0 {
 		return narrowPlan{}, invalidGrant("Grant.Narrow needs at least one scope")
 	}
@@ -225,7 +252,7 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 		// MaxHops >= its depth (PROTOCOL §6.6); the parent's must exceed
 		// the child's (§6.5 rule 4). An edge that cannot mint is refused:
 		// neither it nor anything under it could ever use a resource.
-		depth := max(source.hop, 1) + 1
+		depth := p.depth
 		parentHops := max(e.maxHops, 1)
 		if parentHops <= depth {
 			return narrowPlan{}, invalidGrant("the parent's delegation (MaxHops %d) leaves no usable hop for an edge %d deep; give the parent's Grant.Narrow Constraints.MaxHops >= %d and this one %d", parentHops, depth, depth+1, depth)
@@ -300,7 +327,7 @@ func (p narrowPlan) request(source *Agent, target, receiver string) wire.CreateD
 
 // granted is what the created edge d is known to allow.
 func (p narrowPlan) granted(d wire.Delegation) *edgeGrant {
-	e := &edgeGrant{scopes: p.scopes, resources: p.resources, maxHops: p.constraints.MaxHops}
+	e := &edgeGrant{scopes: p.scopes, resources: p.resources, maxHops: p.constraints.MaxHops, depth: p.depth}
 	if len(d.Scopes) > 0 {
 		e.scopes = wire.NormalizeScopes(d.Scopes)
 	}
@@ -321,179 +348,4 @@ func (p narrowPlan) granted(d wire.Delegation) *edgeGrant {
 		e.ttl = time.Duration(p.ttlSeconds) * time.Second
 	}
 	return e
-}
-
-// Delegation is a delegation edge created by Delegate.
-type Delegation struct {
-	// ID is the delegation edge id; hand it to the receiving session's
-	// process, which binds it with AcceptDelegation.
-	ID string
-	// Scopes are the delegated scopes.
-	Scopes []string
-	// ExpiresAt is when the delegation ends.
-	ExpiresAt time.Time
-	// Resource is the resource identifier the delegation is scoped to (the
-	// first, when several are).
-	Resource string
-	// TargetSessionID is the receiving session.
-	TargetSessionID string
-}
-
-// DelegateOption configures Delegate.
-type DelegateOption func(*delegateConfig)
-
-type delegateConfig struct {
-	receiver string
-}
-
-// ToApplication names the receiving session's application when it is not
-// the caller's own. The receiver can mint only for resources its own
-// application owns in the zone's policy.
-func ToApplication(applicationID string) DelegateOption {
-	return func(c *delegateConfig) { c.receiver = applicationID }
-}
-
-// Delegate grants part of the authority of the agent bound to ctx to another,
-// existing session (toSessionID), which binds it with AcceptDelegation. grant
-// must be a Grant.Narrow with a TTL or an expiry. The caller's own context is
-// unchanged. The request carries a random idempotency key and is retried
-// once after a transient failure.
-//
-// When ctx ends while the request is in flight, the delegation may have been
-// created all the same: it then holds until it expires, and calling Delegate
-// again creates a second one. It is not revoked for you, since revoking an
-// edge also ends the receiving session (PROTOCOL §4.8). It shows in the
-// Coordinator's list of the receiving session's inbound delegations
-// (GET /zones/{zone}/delegations/inbound/{session}).
-func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authority, opts ...DelegateOption) (Delegation, error) {
-	if c.isClosed() {
-		return Delegation{}, ErrClosed
-	}
-	src, ok := FromContext(ctx)
-	if !ok {
-		return Delegation{}, ErrNoSession
-	}
-	if grant.mode != grantNarrow {
-		return Delegation{}, invalidGrant("Delegate takes a Grant.Narrow, not Grant.%s", strings.ToUpper(grant.String()[:1])+grant.String()[1:])
-	}
-	if toSessionID == "" {
-		return Delegation{}, invalidGrant("Delegate needs the receiving session's id")
-	}
-	if toSessionID == src.sessionID {
-		return Delegation{}, invalidGrant("a session cannot delegate to itself")
-	}
-	if src.applicationID != c.cfg.ApplicationID || src.zoneID != c.cfg.ZoneID {
-		return Delegation{}, invalidGrant("the bound session %s belongs to application %s, not to this client's %s; only the issuer's application can delegate from it",
-			src.sessionID, src.applicationID, c.cfg.ApplicationID)
-	}
-	dc := delegateConfig{receiver: c.cfg.ApplicationID}
-	for _, o := range opts {
-		if o != nil {
-			o(&dc)
-		}
-	}
-	plan, err := c.planNarrow(grant, src, 0)
-	if err != nil {
-		return Delegation{}, err
-	}
-	req := plan.request(src, toSessionID, dc.receiver)
-	d, err := c.coord.Delegate(ctx, req, coordclient.NewIdempotencyKey())
-	var e *apierr.Error
-	if errors.As(err, &e) && e.Code == "idempotency_receipt_limit_exceeded" {
-		// Nothing executed; the receipt limit must not stop delegations.
-		d, err = c.coord.Delegate(ctx, req, "")
-	}
-	if err != nil {
-		return Delegation{}, fmt.Errorf("caracal: delegating %q on %s from session %s to session %s: %w",
-			wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), src.sessionID, toSessionID, err)
-	}
-	out := Delegation{ID: d.DelegationEdgeID, Scopes: slices.Clone(d.Scopes), TargetSessionID: toSessionID, Resource: plan.resources[0]}
-	if len(out.Scopes) == 0 {
-		out.Scopes = slices.Clone(plan.scopes)
-	}
-	if t, err := wire.ParseTime(d.ExpiresAt); err == nil {
-		out.ExpiresAt = t
-	}
-	return out, nil
-}
-
-// AcceptOption configures AcceptDelegation.
-type AcceptOption func(*acceptConfig)
-
-type acceptConfig struct {
-	skipCheck bool
-}
-
-// SkipInboundCheck makes AcceptDelegation bind the edge without asking the
-// Coordinator first; the STS still checks it at every mint.
-func SkipInboundCheck() AcceptOption {
-	return func(c *acceptConfig) { c.skipCheck = true }
-}
-
-// AcceptDelegation binds a delegation edge another session granted to the
-// agent bound to ctx (see Delegate) and returns a context whose agent
-// presents it: its delegation becomes edgeID, the previous one its parent
-// edge, and its hop count grows by one. (Hop then counts the edges this
-// process knows of; the edge may sit deeper in the delegator's chain, which
-// the STS counts at every mint, and the resource token's hop says.) First it checks with the Coordinator
-// that edgeID is an active delegation to this session for this application
-// (ErrNotFound otherwise), unless SkipInboundCheck is given.
-func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...AcceptOption) (context.Context, error) {
-	if c.isClosed() {
-		return nil, ErrClosed
-	}
-	a, ok := FromContext(ctx)
-	if !ok {
-		return nil, ErrNoSession
-	}
-	if edgeID == "" {
-		return nil, invalidGrant("AcceptDelegation needs the delegation id")
-	}
-	var ac acceptConfig
-	for _, o := range opts {
-		if o != nil {
-			o(&ac)
-		}
-	}
-	if !ac.skipCheck {
-		st, err := c.coord.InboundEdge(ctx, a.sessionID, edgeID)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			return nil, fmt.Errorf("caracal: delegation %s is not an active delegation to session %s of this application: %w", edgeID, a.sessionID, err)
-		case err != nil:
-			return nil, fmt.Errorf("caracal: checking delegation %s with the Coordinator failed (try again, or pass SkipInboundCheck to leave the check to the STS): %w", edgeID, err)
-		}
-		if st.Status != "" && st.Status != wire.StatusActive {
-			return nil, fmt.Errorf("caracal: delegation %s is %s, not active: %w", edgeID, st.Status, ErrNotFound)
-		}
-	}
-	b := *a
-	b.parentDelegationID = a.delegationID
-	b.delegationID = edgeID
-	b.hop = a.hop + 1
-	b.edge = nil // its limits are not known here
-	return NewContext(ctx, &b), nil
-}
-
-// RevokeDelegation revokes a delegation this application issued, every
-// delegation made under it, and ends the sessions that held them.
-func (c *Client) RevokeDelegation(ctx context.Context, edgeID string) error {
-	if c.isClosed() {
-		return ErrClosed
-	}
-	if edgeID == "" {
-		return invalidGrant("RevokeDelegation needs the delegation id")
-	}
-	r, err := c.coord.RevokeDelegation(ctx, edgeID)
-	if err != nil {
-		return fmt.Errorf("caracal: revoking delegation %s: %w", edgeID, err)
-	}
-	if r.AffectedSessions > 0 {
-		// The Coordinator also revokes the authority records the affected
-		// sessions were started under (PROTOCOL §3.4), normally the one of
-		// the cached lifecycle token: exchange a new one rather than hand
-		// out, or call the Coordinator with, a token it now refuses.
-		c.sts.Drop()
-	}
-	return nil
 }

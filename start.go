@@ -152,7 +152,7 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 			agent.delegationID = *ses.DelegationEdgeID
 			agent.hop++
 			if parent != nil {
-				agent.edge = parent.edge // a mirror copies the parent's edge
+				agent.edge = parent.edge.mirrored()
 			}
 		}
 	case grantNarrow:
