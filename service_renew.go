@@ -42,6 +42,7 @@ func (s *Service) renew(ctx context.Context) (Lease, error) {
 		return s.failed(ctx, err)
 	}
 
+	var lastErr error
 	s.mu.Lock()
 	if s.err != nil { // ended while the heartbeat was in flight
 		defer s.mu.Unlock()
@@ -53,13 +54,23 @@ func (s *Service) renew(ctx context.Context) (Lease, error) {
 	if !sent.Before(s.renewedAt) {
 		s.renewedAt = sent
 		before := s.deadline
-		if n := renewedLength(resp.Agent); n > 0 {
+		n, known := renewedLength(resp.Agent)
+		if n > 0 {
 			s.leaseLen = n
 		}
-		if s.leaseLen > 0 {
+		switch {
+		case known && n <= 0:
+			// A deadline no later than the renewal itself: the
+			// Coordinator granted no lease, and the length known before
+			// says nothing about this one.
+			s.deadline = sent
+			lastErr = fmt.Errorf("the Coordinator renewed the lease with none left (last heartbeat %s, deadline %s)", resp.Agent.LastHeartbeatAt, resp.Agent.HeartbeatDeadlineAt)
+		case s.leaseLen > 0:
 			s.deadline = sent.Add(s.leaseLen)
-		} else if d := leaseDeadline(resp.Agent.HeartbeatDeadlineAt, sent, 0); !d.IsZero() {
-			s.deadline = d
+		default:
+			if d := leaseDeadline(resp.Agent.HeartbeatDeadlineAt, sent, 0); !d.IsZero() {
+				s.deadline = d
+			}
 		}
 		if s.tick != nil && !s.stepping && s.deadline.Before(before) {
 			// A renewal by hand learnt of a shorter lease: the background
@@ -71,10 +82,15 @@ func (s *Service) renew(ctx context.Context) (Lease, error) {
 	if resp.Agent.Status != "" {
 		s.status = resp.Agent.Status
 	}
-	s.lastErr = nil
+	s.lastErr = lastErr
 	s.expiry.Reset(time.Until(s.deadline))
 	l := s.leaseLocked()
 	s.mu.Unlock()
+
+	if !l.Deadline.After(time.Now()) {
+		s.expire()
+		return s.current(), s.Err()
+	}
 
 	if l.Status == wire.StatusSuspended {
 		cause := fmt.Errorf("%w: service %s (the Coordinator reports it suspended; Client.Resume, then AttachService)", ErrSuspended, s.id)
@@ -246,14 +262,15 @@ func startDeadline(ses wire.Session, sent time.Time) (time.Time, time.Duration) 
 	return leaseDeadline(*ses.HeartbeatDeadlineAt, sent, 0), 0
 }
 
-// renewedLength is the lease length a heartbeat answer implies, or 0.
-func renewedLength(a wire.HeartbeatAgent) time.Duration {
+// renewedLength is the lease length a heartbeat answer implies; known is
+// false when the answer does not carry both of its times.
+func renewedLength(a wire.HeartbeatAgent) (n time.Duration, known bool) {
 	dl, err1 := wire.ParseTime(a.HeartbeatDeadlineAt)
 	last, err2 := wire.ParseTime(a.LastHeartbeatAt)
-	if err1 != nil || err2 != nil || !dl.After(last) {
-		return 0
+	if err1 != nil || err2 != nil {
+		return 0, false
 	}
-	return dl.Sub(last)
+	return dl.Sub(last), true
 }
 
 // leaseDeadline converts a Coordinator deadline to the local monotonic clock
