@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,6 +18,18 @@ import (
 
 // maxTextBody bounds how much of a non-JSON error body becomes Description.
 const maxTextBody = 512
+
+// ReadBody reads at most limit bytes of resp's body. An interim (1xx)
+// status given as the final answer has no body: for a 101 Switching
+// Protocols, net/http hands the raw connection over as the body, where no
+// request deadline reaches, so a server that then stays silent would hold
+// the read for ever. Nothing is read there; the status is the answer.
+func ReadBody(resp *http.Response, limit int64) ([]byte, error) {
+	if resp.StatusCode < 200 {
+		return nil, nil
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, limit))
+}
 
 // FromResponse builds the *Error for a non-success answer of service
 // ("sts", "coordinator", "gateway") to method path, and returns the decoded

@@ -350,7 +350,7 @@ func (c *Client) send(ctx context.Context, tok stsclient.Token, method, path str
 		return netFailure(ctx, callCtx, method, path, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	raw, err := apierr.ReadBody(resp, maxBody)
 	failed := resp.StatusCode < 200 || resp.StatusCode > 299
 	if err != nil && !failed {
 		return netFailure(ctx, callCtx, method, path, err)

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -215,7 +214,7 @@ func (k *Keys) fetch(ctx context.Context) error {
 		return fmt.Errorf("jwks: fetch: %w", err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
+	body, err := apierr.ReadBody(resp, MaxBody+1)
 	if err != nil {
 		return fmt.Errorf("jwks: fetch: %w", err)
 	}

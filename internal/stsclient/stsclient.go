@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -276,7 +275,7 @@ func (c *Client) post(ctx context.Context, tr wire.TokenRequest, mint *MintReque
 		return Token{}, 0, apierr.Transport(ctx, call, Timeout, "sts", http.MethodPost, tokenPath, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	body, err := apierr.ReadBody(resp, maxBody)
 	if err != nil && resp.StatusCode == http.StatusOK {
 		return Token{}, 0, apierr.Transport(ctx, call, Timeout, "sts", http.MethodPost, tokenPath, err)
 	}
@@ -469,7 +468,7 @@ func (c *Client) poll(ctx context.Context, path string, wait time.Duration) (wir
 		return wire.ApprovalStatus{}, apierr.Transport(ctx, call, limit, "sts", http.MethodGet, path, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	body, err := apierr.ReadBody(resp, maxBody)
 	if err != nil && resp.StatusCode == http.StatusOK {
 		return wire.ApprovalStatus{}, apierr.Transport(ctx, call, limit, "sts", http.MethodGet, path, err)
 	}
