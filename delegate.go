@@ -98,6 +98,9 @@ func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authori
 			wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), src.sessionID, toSessionID, err)
 	}
 	out := Delegation{ID: d.DelegationEdgeID, Scopes: slices.Clone(d.Scopes), TargetSessionID: toSessionID, Resource: plan.resources[0]}
+	if plan.resource != "" {
+		out.Resource = plan.resource // the resource_id scopes the edge
+	}
 	if len(out.Scopes) == 0 {
 		out.Scopes = slices.Clone(plan.scopes)
 	}

@@ -339,6 +339,11 @@ func (p narrowPlan) granted(d wire.Delegation) *edgeGrant {
 			e.maxHops = d.EffectiveAuthority.MaxHops
 		}
 	}
+	if p.resource != "" && len(p.constraints.Resources) > 0 {
+		// An edge with a resource_id lets its children resolve only to that
+		// resource, whatever else it lists (PROTOCOL §6.5 rule 3).
+		e.resources = []string{p.resource}
+	}
 	if t, err := wire.ParseTime(d.ExpiresAt); err == nil {
 		e.expiresAt = t
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
 )
 
 // A Grant.None child keeps its parent's hop but holds no edge, so an edge it
@@ -30,4 +31,34 @@ func TestNarrowUnderRootEdgeOfNoneChild(t *testing.T) {
 	use, err := caracal.MintUse(h.Context(), c, "resource://tickets", "tickets:read")
 	require.NoError(t, err)
 	assert.Equal(t, "gateway", use)
+}
+
+// An edge with a resource_id lets its children resolve only to that
+// resource (PROTOCOL §6.5 rule 3), whatever Constraints.Resources also
+// lists: a narrowing to another listed resource is refused before any call.
+func TestNarrowUnderEdgeWithResourceIDKeepsToIt(t *testing.T) {
+	st, c := newStack(t, caracaltest.WithResource(caracaltest.Resource{Identifier: "resource://ledger", Scopes: []string{"ledger:read"}}))
+	root, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	giver, err := c.Spawn(root.Context(), caracal.WithLabels("reader"), caracal.WithGrant(caracal.Grant.Narrow(
+		[]string{"tickets:read", "ledger:read"}, "resource://tickets",
+		caracal.Constraints{MaxHops: 3, Resources: []string{"resource://tickets", "resource://ledger"}}, 5*time.Minute)))
+	require.NoError(t, err)
+	peer, err := c.Spawn(root.Context(), caracal.WithLabels("reader"), caracal.WithGrant(caracal.Grant.None()))
+	require.NoError(t, err)
+	sent := st.Count(caracaltest.RouteDelegate)
+
+	_, err = c.Delegate(giver.Context(), peer.ID(), caracal.Grant.Narrow([]string{"ledger:read"}, "resource://ledger", caracal.Constraints{MaxHops: 2}, time.Minute))
+	require.ErrorIs(t, err, caracal.ErrInvalidGrant)
+	assert.ErrorContains(t, err, "resource resource://ledger is outside the parent's delegation (resource://tickets)")
+	assert.Equal(t, sent, st.Count(caracaltest.RouteDelegate), "refused before any call")
+
+	_, err = c.Delegate(giver.Context(), peer.ID(), caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{MaxHops: 2}, time.Minute))
+	require.NoError(t, err)
+
+	// The Delegation names the resource its resource_id scopes it to.
+	d, err := c.Delegate(root.Context(), peer.ID(), caracal.Grant.Narrow([]string{"ledger:read"}, "resource://ledger",
+		caracal.Constraints{Resources: []string{"resource://tickets", "resource://ledger"}}, time.Minute))
+	require.NoError(t, err)
+	assert.Equal(t, "resource://ledger", d.Resource)
 }
