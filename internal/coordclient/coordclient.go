@@ -130,7 +130,15 @@ func (c *Client) Heartbeat(ctx context.Context, id string, generation int64) (wi
 	}
 	var r wire.HeartbeatResponse
 	out := c.do(ctx, http.MethodPost, path, nil, func(stsclient.Token) ([]byte, error) { return b, nil }, &r)
-	return r, out.err
+	if out.err != nil {
+		return wire.HeartbeatResponse{}, out.err
+	}
+	// Only an answer about this session's lease renews it: one without the
+	// agent, or about another session or generation, says nothing of it.
+	if r.Agent.ID != id || (r.Agent.LeaseGeneration != 0 && int64(r.Agent.LeaseGeneration) != generation) {
+		return wire.HeartbeatResponse{}, invalid(http.MethodPost, path, "the answer is not about this session's lease")
+	}
+	return r, nil
 }
 
 // Lease acquires (attaches to) a service session, bumping its generation.
