@@ -80,6 +80,9 @@ func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o Star
 			if s.AgentSessionID == "" {
 				return wire.Session{}, invalid(http.MethodPost, path, "no agent_session_id")
 			}
+			if !validID(s.AgentSessionID) || (s.DelegationEdgeID != nil && *s.DelegationEdgeID != "" && !validID(*s.DelegationEdgeID)) {
+				return wire.Session{}, invalid(http.MethodPost, path, "an id that is not a Coordinator id")
+			}
 			if req.Lifecycle == wire.LifecycleService && s.LeaseGeneration < 1 {
 				return wire.Session{}, invalid(http.MethodPost, path, "service session without a lease generation")
 			}

@@ -1,0 +1,71 @@
+package caracal_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+// rewriting is a client transport that changes one field of the JSON
+// answers to POST requests on paths with the given suffix, as a confused or
+// hostile server (or a proxy in front of it) may answer.
+func rewriting(base http.RoundTripper, suffix, field, value string) http.RoundTripper {
+	return rtFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := base.RoundTrip(r)
+		if err != nil || r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, suffix) || resp.StatusCode/100 != 2 {
+			return resp, err
+		}
+		var m map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&m)
+		_ = resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		m[field] = value
+		b, _ := json.Marshal(m)
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		resp.ContentLength = int64(len(b))
+		resp.Header.Del("Content-Length")
+		return resp, nil
+	})
+}
+
+// An id the Coordinator answers with that is not an id of the protocol
+// (^[A-Za-z0-9_.\-:]{1,128}$, what every id in a Coordinator path must
+// match) is refused as an invalid answer: it never becomes the id of a
+// session or delegation, to be put into later requests, errors and logs.
+func TestAnswerWithAnIdOutsideTheProtocolIsRefused(t *testing.T) {
+	for _, bad := range []string{"sess\nlevel=INFO msg=forged", "../../agents", strings.Repeat("a", 129)} {
+		st := caracaltest.Start(t)
+		base := http.DefaultTransport.(*http.Transport).Clone()
+		t.Cleanup(base.CloseIdleConnections)
+
+		hc := &http.Client{Transport: rewriting(base, "/agents", "agent_session_id", bad)}
+		c, err := st.NewClient(caracal.WithHTTPClient(hc))
+		require.NoError(t, err)
+		_, err = c.Spawn(t.Context())
+		require.ErrorIs(t, err, caracal.ErrUnavailable, "%q", bad)
+		assert.NotContains(t, err.Error(), bad)
+		require.NoError(t, c.Close(t.Context()))
+
+		hc = &http.Client{Transport: rewriting(base, "/delegations", "delegation_edge_id", bad)}
+		c, err = st.NewClient(caracal.WithHTTPClient(hc))
+		require.NoError(t, err)
+		root, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		_, err = c.Spawn(root.Context(), caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, time.Minute)))
+		require.ErrorIs(t, err, caracal.ErrUnavailable, "%q", bad)
+		assert.NotContains(t, err.Error(), bad)
+		require.NoError(t, c.Close(t.Context()))
+	}
+}
