@@ -2,9 +2,11 @@ package caracal_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -68,4 +70,35 @@ func TestAnswerWithAnIdOutsideTheProtocolIsRefused(t *testing.T) {
 		assert.NotContains(t, err.Error(), bad)
 		require.NoError(t, c.Close(t.Context()))
 	}
+}
+
+// An inbound-edge check answered for another edge, or without saying which
+// edge it is about, does not confirm the edge asked about.
+func TestAcceptDelegationNeedsTheAnswerForItsEdge(t *testing.T) {
+	st := caracaltest.Start(t)
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(base.CloseIdleConnections)
+	var answer string
+	hc := &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/delegations/inbound/") {
+			return base.RoundTrip(r)
+		}
+		rec := httptest.NewRecorder()
+		rec.Header().Set("Content-Type", "application/json")
+		_, _ = rec.WriteString(answer)
+		return rec.Result(), nil
+	})}
+	c, err := st.NewClient(caracal.WithHTTPClient(hc))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	s, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+
+	for _, answer = range []string{`{}`, `{"id":"edge-other","status":"active"}`} {
+		_, err = c.AcceptDelegation(s.Context(), "edge-never-made")
+		assert.ErrorIs(t, err, caracal.ErrUnavailable, answer)
+	}
+	answer = `{"id":"edge-never-made","status":"active"}`
+	_, err = c.AcceptDelegation(s.Context(), "edge-never-made")
+	assert.NoError(t, err, "the answer about the edge asked about is taken")
 }

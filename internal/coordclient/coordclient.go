@@ -230,7 +230,14 @@ func (c *Client) InboundEdge(ctx context.Context, sessionID, edgeID string) (wir
 		r = wire.InboundEdgeStatus{}
 		return c.do(ctx, http.MethodGet, path, nil, nil, &r)
 	})
-	return r, err
+	if err != nil {
+		return wire.InboundEdgeStatus{}, err
+	}
+	if r.ID != edgeID {
+		// Not about the edge asked about: it confirms nothing.
+		return wire.InboundEdgeStatus{}, invalid(http.MethodGet, path, "the answer is not about this edge")
+	}
+	return r, nil
 }
 
 // InboundEdges lists the delegation edges into sessionID that the caller's

@@ -438,7 +438,7 @@ func TestErrorWithCutOffBody(t *testing.T) {
 // An id that is a dot segment would change which route a request reaches
 // once a server or proxy resolves the path: it is refused before any call.
 func TestDotSegmentIDIsRefused(t *testing.T) {
-	h := newHarness(t, answer(200, `{"id":"E","status":"active"}`))
+	h := newHarness(t, answer(200, `{"id":"E.","status":"active"}`))
 	for _, id := range []string{".", "..", ""} {
 		_, err := h.c.InboundEdge(t.Context(), id, "E")
 		require.ErrorIs(t, err, apierr.ErrInvalidRequest, "session id %q", id)
