@@ -173,22 +173,40 @@ func (c *Client) Lifecycle(ctx context.Context) (Token, error) {
 		x := &exchange{done: make(chan struct{})}
 		c.inflight = x
 		c.mu.Unlock()
-
-		issued := c.cfg.Now()
-		tok, expiresIn, err := c.exchangeLifecycle(ctx)
-
-		c.mu.Lock()
-		c.inflight = nil
-		if err == nil {
-			tok.bearer = "Bearer " + tok.Value
-			c.cached = tok
-			c.refresh = issued.Add(time.Duration(expiresIn)*time.Second - margin(expiresIn))
-		}
-		c.mu.Unlock()
-		x.tok, x.err, x.abandoned = tok, err, err != nil && ctx.Err() != nil
-		close(x.done)
-		return tok, err
+		return c.lead(ctx, x)
 	}
+}
+
+// lead runs the exchange x for Lifecycle and hands its outcome to the
+// callers waiting on it. If the exchange panics (a nil ctx, a caller's
+// transport or logger), the panic goes on to this caller and the waiting
+// ones try again, rather than waiting for an exchange that never ends.
+func (c *Client) lead(ctx context.Context, x *exchange) (Token, error) {
+	finished := false
+	defer func() {
+		if !finished {
+			c.mu.Lock()
+			c.inflight = nil
+			c.mu.Unlock()
+			x.abandoned = true
+			close(x.done)
+		}
+	}()
+	issued := c.cfg.Now()
+	tok, expiresIn, err := c.exchangeLifecycle(ctx)
+
+	c.mu.Lock()
+	c.inflight = nil
+	if err == nil {
+		tok.bearer = "Bearer " + tok.Value
+		c.cached = tok
+		c.refresh = issued.Add(time.Duration(expiresIn)*time.Second - margin(expiresIn))
+	}
+	c.mu.Unlock()
+	x.tok, x.err, x.abandoned = tok, err, err != nil && ctx.Err() != nil
+	finished = true
+	close(x.done)
+	return tok, err
 }
 
 // margin is how long before expiry a cached lifecycle token is replaced:
