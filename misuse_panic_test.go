@@ -51,3 +51,30 @@ func TestLifecycleExchangePanicDoesNotWedgeClient(t *testing.T) {
 		assert.NotEmpty(t, h.Get("Authorization"))
 	})
 }
+
+// A Session or Service that Spawn or SpawnService did not return (nil, as
+// left by a failed Spawn, or a zero value) is refused with an error that
+// says so, instead of a nil dereference; for a zero Service the dereference
+// happened on a goroutine of the SDK, where no recover could catch it.
+func TestHandleNotFromSpawnIsRefused(t *testing.T) {
+	ctx := t.Context()
+	var nilSession *caracal.Session
+	var zeroSession caracal.Session
+	var nilService *caracal.Service
+	var zeroService caracal.Service
+	for name, f := range map[string]func() error{
+		"nil Session Close":      func() error { return nilSession.Close(ctx) },
+		"zero Session Close":     func() error { return zeroSession.Close(ctx) },
+		"nil Service Close":      func() error { return nilService.Close(ctx) },
+		"zero Service Close":     func() error { return zeroService.Close(ctx) },
+		"nil Service Heartbeat":  func() error { _, err := nilService.Heartbeat(ctx); return err },
+		"zero Service Heartbeat": func() error { _, err := zeroService.Heartbeat(ctx); return err },
+	} {
+		t.Run(name, func(t *testing.T) {
+			var err error
+			require.NotPanics(t, func() { err = f() })
+			require.ErrorIs(t, err, caracal.ErrInvalidRequest)
+			assert.Contains(t, err.Error(), "returned")
+		})
+	}
+}

@@ -377,17 +377,6 @@ func (s *Service) leaseLocked() Lease {
 	return Lease{Deadline: s.deadline, Generation: s.generation, Status: s.status}
 }
 
-// Heartbeat renews the lease once and returns it. It is how a service
-// started without a heartbeat option stays alive: call it well before
-// Deadline (a third of the lease is a good cadence). A transient failure is
-// returned as is and leaves the handle live; a final answer ends the handle
-// and returns the reason (see Service). After the handle ended, Heartbeat
-// returns Err without calling the Coordinator. Close cancels a Heartbeat in
-// flight.
-func (s *Service) Heartbeat(ctx context.Context) (Lease, error) {
-	return s.renew(ctx)
-}
-
 // Close stops renewing, waits for a renewal in progress to stop and retires
 // the session with its lease generation, on a context detached from ctx's
 // cancellation and bounded to 10 s. It returns by ctx's deadline even while a
@@ -400,6 +389,9 @@ func (s *Service) Heartbeat(ctx context.Context) (Lease, error) {
 // (it no longer owns anything); a suspended or expired one is, unless a newer
 // holder has attached meanwhile.
 func (s *Service) Close(ctx context.Context) error {
+	if s == nil || s.c == nil {
+		return notFromSpawn("Service.Close", "Service", "Client.SpawnService or AttachService")
+	}
 	ctx, stop := closeBound(ctx)
 	defer stop()
 	if s.claimClose() {

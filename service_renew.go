@@ -18,6 +18,20 @@ import (
 // cadence and backoff rules themselves are the pure functions of
 // internal/lease.
 
+// Heartbeat renews the lease once and returns it. It is how a service
+// started without a heartbeat option stays alive: call it well before
+// Deadline (a third of the lease is a good cadence). A transient failure is
+// returned as is and leaves the handle live; a final answer ends the handle
+// and returns the reason (see Service). After the handle ended, Heartbeat
+// returns Err without calling the Coordinator. Close cancels a Heartbeat in
+// flight.
+func (s *Service) Heartbeat(ctx context.Context) (Lease, error) {
+	if s == nil || s.c == nil {
+		return Lease{}, notFromSpawn("Service.Heartbeat", "Service", "Client.SpawnService or AttachService")
+	}
+	return s.renew(ctx)
+}
+
 // renew sends one heartbeat, bounded by ctx, by the handle's end and by the
 // local lease deadline, and applies the answer.
 func (s *Service) renew(ctx context.Context) (Lease, error) {

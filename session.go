@@ -236,6 +236,9 @@ func (s *Session) ExpiresAt() time.Time { return s.expiresAt }
 // session's other handles in this client (a Spawn replayed under the same
 // WithIdempotencyKey) end too.
 func (s *Session) Close(ctx context.Context) error {
+	if s == nil || s.c == nil {
+		return notFromSpawn("Session.Close", "Session", "Client.Spawn")
+	}
 	ctx, stop := closeBound(ctx)
 	defer stop()
 	s.closeOnce.Do(func() {
@@ -247,6 +250,14 @@ func (s *Session) Close(ctx context.Context) error {
 		go s.retire(context.WithoutCancel(ctx))
 	})
 	return waitClosed(ctx, s.closed, &s.closeErr, "session "+s.id)
+}
+
+// notFromSpawn is the error of a handle method called on a nil or zero
+// handle (a Spawn that failed, a Session{} literal) instead of one the
+// client returned.
+func notFromSpawn(method, handle, maker string) error {
+	return fmt.Errorf("%w: %s on a nil or zero %s; use the *%s that %s returned (and check its error first)",
+		ErrInvalidRequest, method, handle, handle, maker)
 }
 
 // waitClosed returns the outcome of a close sequence that stores *outcome
