@@ -3,6 +3,7 @@ package caracal
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -178,6 +179,9 @@ func (c *Client) Config() Config { return c.cfg.clone() }
 // ErrClosed. It is idempotent: a later Close waits for the first one and
 // returns its outcome. Every Close returns by its ctx's deadline.
 func (c *Client) Close(ctx context.Context) error {
+	if err := c.check(ctx, "Close", false); err != nil {
+		return err
+	}
 	ctx, stop := closeBound(ctx)
 	defer stop()
 	c.mu.Lock()
@@ -234,6 +238,35 @@ func closeBound(ctx context.Context) (context.Context, context.CancelFunc) {
 		cancel(nil)
 		stopDeadline()
 	}
+}
+
+// check refuses a call that cannot run: on a nil or zero Client (one that
+// New did not make), with a nil ctx, or, with open, after Close. op names
+// the method for the error.
+func (c *Client) check(ctx context.Context, op string, open bool) error {
+	if err := c.made(op); err != nil {
+		return err
+	}
+	if ctx == nil {
+		return nilContext(op)
+	}
+	if open && c.isClosed() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// made refuses a call on a nil or zero Client.
+func (c *Client) made(op string) error {
+	if c == nil || c.done == nil {
+		return fmt.Errorf("%w: Client.%s on a nil or zero Client; create the client with caracal.New or NewFromConfig (and check its error first)", ErrInvalidRequest, op)
+	}
+	return nil
+}
+
+// nilContext is the error of a method given a nil ctx.
+func nilContext(op string) error {
+	return fmt.Errorf("%w: %s was given a nil context.Context; pass context.Background() (or the caller's context)", ErrInvalidRequest, op)
 }
 
 // track registers h to be closed by Close; it fails once the client is closed.

@@ -56,8 +56,8 @@ func ToApplication(applicationID string) DelegateOption {
 // Coordinator's list of the receiving session's inbound delegations
 // (GET /zones/{zone}/delegations/inbound/{session}).
 func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authority, opts ...DelegateOption) (Delegation, error) {
-	if c.isClosed() {
-		return Delegation{}, ErrClosed
+	if err := c.check(ctx, "Delegate", true); err != nil {
+		return Delegation{}, err
 	}
 	src, ok := FromContext(ctx)
 	if !ok {
@@ -132,8 +132,8 @@ func SkipInboundCheck() AcceptOption {
 // that edgeID is an active delegation to this session for this application
 // (ErrNotFound otherwise), unless SkipInboundCheck is given.
 func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...AcceptOption) (context.Context, error) {
-	if c.isClosed() {
-		return nil, ErrClosed
+	if err := c.check(ctx, "AcceptDelegation", true); err != nil {
+		return nil, err
 	}
 	a, ok := FromContext(ctx)
 	if !ok {
@@ -171,8 +171,8 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 // RevokeDelegation revokes a delegation this application issued, every
 // delegation made under it, and ends the sessions that held them.
 func (c *Client) RevokeDelegation(ctx context.Context, edgeID string) error {
-	if c.isClosed() {
-		return ErrClosed
+	if err := c.check(ctx, "RevokeDelegation", true); err != nil {
+		return err
 	}
 	if edgeID == "" {
 		return invalidGrant("RevokeDelegation needs the delegation id")

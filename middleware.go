@@ -212,6 +212,9 @@ type middleware struct {
 // request. Headers are size-capped and parsed strictly; irregularities are
 // logged once per kind, not per request.
 func (c *Client) Middleware(opts ...MiddlewareOption) (func(http.Handler) http.Handler, error) {
+	if err := c.made("Middleware"); err != nil {
+		return nil, err
+	}
 	var cfg middlewareConfig
 	for _, o := range opts {
 		if o != nil {

@@ -187,8 +187,8 @@ type Service struct {
 // delegation before then (Delegate from the parent, AcceptDelegation in the
 // service).
 func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Service, error) {
-	if c.isClosed() {
-		return nil, ErrClosed
+	if err := c.check(ctx, "SpawnService", true); err != nil {
+		return nil, err
 	}
 	cfg := newSpawnConfig(opts)
 	if cfg.service.err != nil {
@@ -391,6 +391,9 @@ func (s *Service) leaseLocked() Lease {
 func (s *Service) Close(ctx context.Context) error {
 	if s == nil || s.c == nil {
 		return notFromSpawn("Service.Close", "Service", "Client.SpawnService or AttachService")
+	}
+	if ctx == nil {
+		return nilContext("Service.Close")
 	}
 	ctx, stop := closeBound(ctx)
 	defer stop()

@@ -23,8 +23,8 @@ import (
 // narrowed. ctx bounds the attach and the service's life, as for
 // SpawnService.
 func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...SpawnOption) (*Service, error) {
-	if c.isClosed() {
-		return nil, ErrClosed
+	if err := c.check(ctx, "AttachService", true); err != nil {
+		return nil, err
 	}
 	if sessionID == "" {
 		return nil, fmt.Errorf("%w: AttachService needs the session id", ErrInvalidRequest)
@@ -91,8 +91,8 @@ func (takenOver) Is(target error) bool { return target == ErrLeaseFenced || targ
 // has ended. Resuming a session that is not suspended fails with an *Error
 // that matches ErrConflict (code session_not_found_or_not_suspended).
 func (c *Client) Resume(ctx context.Context, sessionID string) (int, error) {
-	if c.isClosed() {
-		return 0, ErrClosed
+	if err := c.check(ctx, "Resume", true); err != nil {
+		return 0, err
 	}
 	if sessionID == "" {
 		return 0, fmt.Errorf("%w: Resume needs the session id", ErrInvalidRequest)

@@ -29,6 +29,9 @@ func (s *Service) Heartbeat(ctx context.Context) (Lease, error) {
 	if s == nil || s.c == nil {
 		return Lease{}, notFromSpawn("Service.Heartbeat", "Service", "Client.SpawnService or AttachService")
 	}
+	if ctx == nil {
+		return Lease{}, nilContext("Service.Heartbeat")
+	}
 	return s.renew(ctx)
 }
 

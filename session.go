@@ -109,6 +109,9 @@ func NewContext(ctx context.Context, a *Agent) context.Context {
 
 // FromContext returns the agent bound to ctx, if any.
 func FromContext(ctx context.Context) (*Agent, bool) {
+	if ctx == nil {
+		return nil, false
+	}
 	a, ok := ctx.Value(agentKey{}).(*Agent)
 	return a, ok && a != nil
 }
@@ -163,8 +166,8 @@ type Session struct {
 // background (Client.Close waits for that), unless WithIdempotencyKey gave
 // the key that leads back to it.
 func (c *Client) Spawn(ctx context.Context, opts ...SpawnOption) (*Session, error) {
-	if c.isClosed() {
-		return nil, ErrClosed
+	if err := c.check(ctx, "Spawn", true); err != nil {
+		return nil, err
 	}
 	sent := time.Now()
 	st, err := c.start(ctx, wire.LifecycleTask, opts)
@@ -238,6 +241,9 @@ func (s *Session) ExpiresAt() time.Time { return s.expiresAt }
 func (s *Session) Close(ctx context.Context) error {
 	if s == nil || s.c == nil {
 		return notFromSpawn("Session.Close", "Session", "Client.Spawn")
+	}
+	if ctx == nil {
+		return nilContext("Session.Close")
 	}
 	ctx, stop := closeBound(ctx)
 	defer stop()
@@ -346,8 +352,8 @@ func AsApplication() HeadersOption {
 // ErrSessionClosed; for a session another client of this process spawned
 // for another application or zone, with ErrInvalidRequest.
 func (c *Client) Headers(ctx context.Context, opts ...HeadersOption) (http.Header, error) {
-	if c.isClosed() {
-		return nil, ErrClosed
+	if err := c.check(ctx, "Headers", true); err != nil {
+		return nil, err
 	}
 	var hc headersConfig
 	for _, o := range opts {

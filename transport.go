@@ -461,8 +461,8 @@ func (c *Client) GatewayRequest(ctx context.Context, method, resource, path stri
 // row the wait ends with the last one. Close ends a wait in progress, and
 // a wait after Close, with ErrClosed.
 func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
-	if c.isClosed() {
-		return ErrClosed
+	if err := c.check(ctx, "WaitApproval", true); err != nil {
+		return err
 	}
 	if approvalID == "" {
 		return errors.New("caracal: WaitApproval needs an approval id")
