@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -82,91 +81,6 @@ func WithVerifier(v Verifier) MiddlewareOption {
 func TrustedPropagation() MiddlewareOption {
 	return func(c *middlewareConfig) {
 		c.trusted = true
-		c.n++
-	}
-}
-
-// VerifyOption configures VerifyTokens.
-type VerifyOption func(*verifyConfig)
-
-type verifyConfig struct {
-	resource string
-	issuer   string
-	jwksURL  string
-	scopes   []string
-	session  bool
-	apps     []string // whose session tokens are accepted
-	cache    int      // 0: jwks.DefaultCacheSize; negative: off
-}
-
-// VerifyIssuer sets the STS issuer (its ISSUER_URL) tokens must carry in
-// iss; the default is the configured STS URL.
-func VerifyIssuer(issuer string) VerifyOption {
-	return func(c *verifyConfig) { c.issuer = issuer }
-}
-
-// VerifyJWKSURL sets where the STS signing keys are fetched; the default is
-// {STS URL}/.well-known/jwks.json?zone_id={zone}.
-func VerifyJWKSURL(u string) VerifyOption {
-	return func(c *verifyConfig) { c.jwksURL = u }
-}
-
-// RequireScopes refuses tokens that lack any of scopes (403
-// insufficient_scope). A string may hold several space-separated scopes.
-func RequireScopes(scopes ...string) VerifyOption {
-	s := wire.NormalizeScopes(scopes)
-	return func(c *verifyConfig) { c.scopes = s }
-}
-
-// AcceptSessionTokens also accepts use=session tokens: the lifecycle tokens
-// agents send with Headers on direct calls that do not go through the
-// Gateway. By default only the Gateway's use=resource tokens are accepted.
-//
-// A lifecycle token is not minted for a resource (its audience is the STS
-// issuer), so it is accepted only from applications: the listed ones, or the
-// middleware client's own application when none is listed. The request is
-// then bound to the calling application; a lifecycle token names no session
-// or delegation.
-func AcceptSessionTokens(applications ...string) VerifyOption {
-	apps := slices.Clone(applications)
-	return func(c *verifyConfig) { c.session, c.apps = true, apps }
-}
-
-// VerifyCacheSize sets how many verified tokens the middleware remembers
-// (default 1024), so that a token presented again (a session token sent
-// with every call, a retried request) costs a map lookup instead of a
-// signature check. A remembered token is still refused once it expires or
-// once its signing key leaves the zone's key set. n <= 0 turns the cache
-// off. Behind the Gateway every request carries a token of its own, so
-// there the cache rarely hits.
-func VerifyCacheSize(n int) VerifyOption {
-	if n <= 0 {
-		n = -1
-	}
-	return func(c *verifyConfig) { c.cache = n }
-}
-
-// VerifyTokens makes the middleware verify Caracal tokens issued for
-// resource (its identifier, e.g. "resource://tickets"): an ES256 signature by
-// a key of the zone's STS key set (fetched with the client's HTTP client,
-// cached five minutes, refetched on an unknown key id at most every 30 s),
-// the issuer, resource in the audience, the configured zone, use=resource,
-// expiry with 60 s leeway, the required Caracal claims and at most 10 hops.
-// Session, delegation and hop are then bound from the token's claims (behind
-// the Gateway the request carries no Caracal baggage). Verified tokens are
-// remembered (see VerifyCacheSize). After the STS rotates its signing key,
-// a token under the new key id that arrives less than 30 s after the last
-// fetch is refused (401 invalid_token "unknown signing key") until those
-// 30 s have passed.
-func VerifyTokens(resource string, opts ...VerifyOption) MiddlewareOption {
-	vc := &verifyConfig{resource: resource}
-	for _, o := range opts {
-		if o != nil {
-			o(vc)
-		}
-	}
-	return func(c *middlewareConfig) {
-		c.verify = vc
 		c.n++
 	}
 }
@@ -384,6 +298,9 @@ const codeMissingToken = "missing_token"
 
 // builtinVerifier builds the VerifyTokens verifier.
 func (c *Client) builtinVerifier(vc *verifyConfig) (Verifier, error) {
+	if vc.err != nil {
+		return nil, vc.err
+	}
 	resource := strings.TrimSpace(vc.resource)
 	if resource == "" {
 		return nil, errors.New("caracal: VerifyTokens needs the resource identifier the server protects")
