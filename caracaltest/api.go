@@ -71,7 +71,7 @@ type ApprovalTier struct {
 }
 
 // Limits are the servers' tunable limits. Zero fields take the Caracal 1.0
-// defaults shown.
+// defaults shown; a negative one makes New fail.
 type Limits struct {
 	SessionsPerZone   int // 50
 	SessionsPerApp    int // 200

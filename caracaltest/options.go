@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 )
@@ -97,7 +98,7 @@ func WithApprovalTier(t ApprovalTier) Option {
 func WithClock(c Clock) Option { return func(s *settings) { s.clock = c } }
 
 // WithLease sets the service-session lease (SERVICE_AGENT_LEASE_SECONDS,
-// default 120 s).
+// default 120 s). A negative d makes New fail.
 func WithLease(d time.Duration) Option { return func(s *settings) { s.lease = d } }
 
 // WithLimits sets the servers' tunable limits; zero fields keep the
@@ -171,6 +172,19 @@ func resolve(opts []Option) (settings, error) {
 		s.grants[id] = g
 	}
 
+	if s.lease < 0 {
+		return s, fmt.Errorf("caracaltest: WithLease(%v): the lease must be positive (0 keeps the default 120 s)", s.lease)
+	}
+	for name, v := range map[string]int{
+		"SessionsPerZone": s.limits.SessionsPerZone, "SessionsPerApp": s.limits.SessionsPerApp,
+		"ChildrenPerParent": s.limits.ChildrenPerParent, "MaxDepth": s.limits.MaxDepth,
+		"ReceiptsPerScope": s.limits.ReceiptsPerScope, "MintPerMinute": s.limits.MintPerMinute,
+		"AuthFailures": s.limits.AuthFailures,
+	} {
+		if v < 0 {
+			return s, fmt.Errorf("caracaltest: Limits.%s is %d; a limit must be positive (0 keeps the default)", name, v)
+		}
+	}
 	if len(s.apps) == 0 {
 		return s, errors.New("caracaltest: no application: add one with WithApplication")
 	}

@@ -2,10 +2,12 @@ package caracaltest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/BurntSushi/toml"
 
@@ -77,6 +79,10 @@ type profileCredential struct {
 // InMemory stack's profile names its in-memory URLs, so a client loaded
 // from it still needs ClientOptions.
 func (s *Stack) WriteConfig(dir string) (profilePath string, err error) {
+	if strings.TrimSpace(dir) == "" {
+		// Not the working directory: the secret would land in the source tree.
+		return "", errors.New("caracaltest: WriteConfig needs a directory (t.TempDir(), say)")
+	}
 	dir, err = filepath.Abs(dir)
 	if err != nil {
 		return "", fmt.Errorf("caracaltest: WriteConfig: %w", err)
