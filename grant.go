@@ -189,7 +189,9 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 		return narrowPlan{}, invalidGrant("Constraints.ExpiresAt %s is not in the future", k.ExpiresAt.Format(time.RFC3339))
 	}
 	if !k.ExpiresAt.IsZero() && k.ExpiresAt.Sub(now) < time.Second {
-		// It is sent in whole seconds, rounded down: already past.
+		// A TTL derived from it (whole seconds, rounded down) would be
+		// zero, and the expiry itself past by the time the Coordinator
+		// checks it.
 		return narrowPlan{}, invalidGrant("Constraints.ExpiresAt %s is less than a second away", k.ExpiresAt.Format(time.RFC3339))
 	}
 
