@@ -213,3 +213,30 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// A start under a generated key whose caller gives up while it waits to
+// send the start again, after an attempt that started the session, leaves
+// no session running either.
+func TestSpawnCancelledDuringARetryPauseLeavesNoSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		lost := &lostAnswer{base: st.Transport()}
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: lost}))
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.Spawn(ctx)
+			done <- err
+		}()
+		synctest.Wait() // the first answer is lost; the retry waits its backoff
+		cancel()
+		require.ErrorIs(t, <-done, context.Canceled)
+		require.NotEmpty(t, lost.lost)
+
+		require.NoError(t, c.Close(t.Context()))
+		info, ok := st.SessionInfo(lost.lost)
+		require.True(t, ok)
+		assert.Equal(t, "terminated", info.Status, "the session nobody can reach was retired")
+	})
+}
