@@ -51,6 +51,36 @@ func TestTransportRefusesAnotherApplicationsSession(t *testing.T) {
 	assert.Empty(t, st.Requests(), "nothing was sent")
 }
 
+// A session of the same application in another zone is refused the same
+// way, by Headers and by the transport: this client's lifecycle token is
+// for its own zone.
+func TestHeadersAndTransportRefuseAnotherZonesSession(t *testing.T) {
+	st := caracaltest.Start(t)
+	c, err := st.NewClient()
+	require.NoError(t, err)
+	defer c.Close(context.Background())
+	other := caracaltest.Start(t, caracaltest.WithZone("zone-other"))
+	oc, err := other.NewClient()
+	require.NoError(t, err)
+	defer oc.Close(context.Background())
+	require.Equal(t, st.Config().ApplicationID, other.Config().ApplicationID)
+
+	s, err := oc.Spawn(t.Context())
+	require.NoError(t, err)
+	defer s.Close(context.Background())
+	_, err = c.Headers(s.Context())
+	require.ErrorIs(t, err, caracal.ErrInvalidRequest)
+	assert.Contains(t, err.Error(), "zone-other")
+
+	st.ResetRecord()
+	req, err := http.NewRequestWithContext(s.Context(), http.MethodGet, st.UpstreamURL(tickets)+"/tickets/1", nil)
+	require.NoError(t, err)
+	_, err = c.HTTPClient(caracal.WithScopes("tickets:read")).Do(req)
+	require.ErrorIs(t, err, caracal.ErrInvalidRequest)
+	assert.Contains(t, err.Error(), "zone-other")
+	assert.Empty(t, st.Requests(), "nothing was sent")
+}
+
 // twoApplications starts a stack with two applications, app-test and
 // app-other (granted resource://notes), and returns a client of each.
 func twoApplications(t *testing.T, opts ...caracaltest.Option) (st *caracaltest.Stack, c, oc *caracal.Client) {
