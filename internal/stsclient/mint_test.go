@@ -265,6 +265,16 @@ func TestWaitApprovalThroughATransientFailure(t *testing.T) {
 		assert.EqualValues(t, 3, polls.Load())
 		assert.GreaterOrEqual(t, time.Since(start), 2*time.Second, "Retry-After was honoured")
 
+		// The count is of failures in a row: an answer in between starts it
+		// again.
+		pending := jsonResponse(200, `{"id":"ap-1","state":"pending","expires_at":"2026-08-22T10:15:00Z"}`)
+		c = New(Config{BaseURL: "http://sts.invalid", HTTPClient: answers(unavailable(), nil, unavailable(), pending,
+			unavailable(), nil, unavailable(), jsonResponse(200, `{"id":"ap-1","state":"approved","expires_at":"2026-08-22T10:15:00Z"}`))})
+		st, err = c.WaitApproval(t.Context(), "ap-1")
+		require.NoError(t, err)
+		assert.Equal(t, "approved", st.State)
+		assert.EqualValues(t, 8, polls.Load())
+
 		c = New(Config{BaseURL: "http://sts.invalid", HTTPClient: answers(unavailable())})
 		_, err = c.WaitApproval(t.Context(), "ap-1")
 		require.ErrorIs(t, err, apierr.ErrUnavailable)
