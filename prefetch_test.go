@@ -459,6 +459,6 @@ func TestPrefetchDepthIsCapped(t *testing.T) {
 		synctest.Wait()
 		n, ok := tr.pool.pooled(readKey())
 		require.True(t, ok)
-		assert.Equal(t, maxPrefetchDepth, n)
+		assert.Equal(t, 16, n, "the documented maximum")
 	})
 }
