@@ -200,7 +200,10 @@ func (c *Client) lead(ctx context.Context, x *exchange) (Token, error) {
 	if err == nil {
 		tok.bearer = "Bearer " + tok.Value
 		c.cached = tok
-		c.refresh = issued.Add(time.Duration(expiresIn)*time.Second - margin(expiresIn))
+		// expires_in, on the local clock: exp is on the STS's, and a clock
+		// ahead of it would make every token look expired.
+		life := time.Duration(expiresIn) * time.Second
+		c.refresh = issued.Add(life - margin(life))
 	}
 	c.mu.Unlock()
 	x.tok, x.err, x.abandoned = tok, err, err != nil && ctx.Err() != nil
@@ -209,11 +212,14 @@ func (c *Client) lead(ctx context.Context, x *exchange) (Token, error) {
 	return tok, err
 }
 
+// maxExpiresIn caps the expires_in of a token answer, in seconds.
+const maxExpiresIn = 24 * 60 * 60
+
 // margin is how long before expiry a cached lifecycle token is replaced:
 // min(Timeout+30s, expires_in/2), so that a token handed out is still
 // valid for a whole call.
-func margin(expiresIn int) time.Duration {
-	return min(Timeout+30*time.Second, time.Duration(expiresIn)*time.Second/2)
+func margin(life time.Duration) time.Duration {
+	return min(Timeout+30*time.Second, life/2)
 }
 
 // Invalidate drops the cached lifecycle token if it is still value, so that
@@ -359,7 +365,9 @@ func decodeToken(contentType string, body []byte) (Token, int, error) {
 	if err != nil || n <= 0 {
 		return bad("expires_in must be a positive integer")
 	}
-	return parseToken(tr.AccessToken), n, nil
+	// No Caracal token lives a day; a larger figure is not trusted, and
+	// would overflow a time.Duration past 292 years.
+	return parseToken(tr.AccessToken), min(n, maxExpiresIn), nil
 }
 
 // parseToken reads the unverified payload claims the SDK needs. A token that

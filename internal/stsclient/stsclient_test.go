@@ -155,6 +155,33 @@ func TestLifecycleCacheAndRefreshMargin(t *testing.T) {
 	}
 }
 
+// An expires_in beyond any token's life (here past what a time.Duration
+// holds) is capped at a day rather than overflowing into "already due".
+func TestLifecycleHugeExpiresInIsCapped(t *testing.T) {
+	sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"access_token":"opaque-%d","expires_in":100000000000}`, n)
+	}}
+	base := time.Date(2026, 8, 22, 10, 0, 0, 0, time.UTC)
+	var now atomic.Int64
+	now.Store(base.UnixNano())
+	c := newClient(t, sts, func(cfg *Config) {
+		cfg.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	})
+	first, err := c.Lifecycle(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, base.Add(24*time.Hour), first.ExpiresAt.UTC())
+	again, err := c.Lifecycle(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, first.Value, again.Value, "cached")
+	assert.EqualValues(t, 1, sts.calls.Load())
+
+	now.Store(base.Add(24 * time.Hour).UnixNano())
+	fresh, err := c.Lifecycle(t.Context())
+	require.NoError(t, err)
+	assert.NotEqual(t, first.Value, fresh.Value, "replaced within the day")
+}
+
 func TestInvalidate(t *testing.T) {
 	sts := &fakeSTS{}
 	c := newClient(t, sts)
