@@ -1,6 +1,7 @@
 package caracal_test
 
 import (
+	"net/http"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -65,5 +66,29 @@ func TestServiceReplayWhoseLeaseFailsLeavesTheHolder(t *testing.T) {
 		synctest.Wait()
 		require.NoError(t, first.Err(), "the first handle keeps renewing its session")
 		require.NoError(t, first.Close(t.Context()))
+	})
+}
+
+// A SpawnService whose first answer was lost and whose retry replays the
+// session under the generated key holds the only way to that session. When
+// the lease cannot be taken over, the session is retired, not left to run
+// out its lease and stay suspended.
+func TestServiceReplayUnderAGeneratedKeyWhoseLeaseFailsIsRetired(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		lost := &lostAnswer{base: st.Transport()}
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: lost}))
+		require.NoError(t, err)
+		st.Inject(caracaltest.RouteLease, caracaltest.Fault{Status: http.StatusServiceUnavailable, Times: 1})
+		_, err = c.SpawnService(t.Context())
+		require.Error(t, err)
+		require.NotEmpty(t, lost.lost)
+		assert.Contains(t, err.Error(), lost.lost)
+		assert.Equal(t, 1, st.Count(caracaltest.RouteLease), "the replay's lease acquire was refused")
+
+		require.NoError(t, c.Close(t.Context()))
+		info, ok := st.SessionInfo(lost.lost)
+		require.True(t, ok)
+		assert.Equal(t, "terminated", info.Status, "the session nobody holds was retired")
 	})
 }
