@@ -27,9 +27,10 @@ type lostStart struct {
 	base   http.RoundTripper
 	cancel context.CancelFunc
 
-	mu    sync.Mutex
-	armed bool
-	lost  string // the id of the session whose answer was lost
+	mu     sync.Mutex
+	armed  bool
+	lost   string // the id of the session whose answer was lost
+	onLost func() // if set, runs once the answer is lost
 }
 
 func (l *lostStart) arm(cancel context.CancelFunc) {
@@ -53,6 +54,9 @@ func (l *lostStart) RoundTrip(req *http.Request) (*http.Response, error) {
 	_ = resp.Body.Close()
 	_ = json.Unmarshal(b, &s)
 	l.lost = s.ID
+	if l.onLost != nil {
+		l.onLost()
+	}
 	l.cancel()
 	<-req.Context().Done()
 	return nil, req.Context().Err()
@@ -238,5 +242,29 @@ func TestSpawnCancelledDuringARetryPauseLeavesNoSession(t *testing.T) {
 		info, ok := st.SessionInfo(lost.lost)
 		require.True(t, ok)
 		assert.Equal(t, "terminated", info.Status, "the session nobody can reach was retired")
+	})
+}
+
+// When looking for the session of a given-up start meets a key conflict,
+// whether a session was started stays unknown: the client says so in a
+// warning instead of taking the refusal for "nothing was started".
+func TestSpawnGivenUpWhoseLookupConflictsIsReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		var logs lockedBuffer
+		lost := &lostStart{base: st.Transport(), onLost: func() {
+			st.Inject(caracaltest.RouteStart, caracaltest.Fault{Status: http.StatusConflict, Code: "idempotency_key_conflict", Times: 1})
+		}}
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: lost}),
+			caracal.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(t.Context())
+		lost.arm(cancel)
+		_, err = c.Spawn(ctx)
+		require.ErrorIs(t, err, context.Canceled)
+		require.NoError(t, c.Close(t.Context()))
+		assert.Equal(t, 2, st.Count(caracaltest.RouteStart), "the start, and the one looking for its session")
+		assert.Contains(t, logs.String(), "a session start was given up")
+		assert.Contains(t, logs.String(), "idempotency_key_conflict")
 	})
 }
