@@ -1,7 +1,9 @@
 package caracal_test
 
 import (
+	"context"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -33,4 +35,25 @@ func TestReplayedSpawnUnderACallerKeyIsNotRetired(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, "active", info.Status, "the first call's session is still running")
 	require.NoError(t, first.Close(t.Context()))
+}
+
+// A spawn replayed under the caller's key returns the session the first
+// call started, whose TTL runs from that first start: its ExpiresAt is the
+// first one's, not a full TTL from the replay.
+func TestReplayedSpawnKeepsTheFirstExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		defer c.Close(context.Background())
+		first, err := c.Spawn(t.Context(), caracal.WithIdempotencyKey("job-7"), caracal.WithTTL(time.Hour))
+		require.NoError(t, err)
+		require.True(t, first.ExpiresAt().Equal(time.Now().Add(time.Hour)), "expires at %v", first.ExpiresAt())
+
+		time.Sleep(10 * time.Minute)
+		again, err := c.Spawn(t.Context(), caracal.WithIdempotencyKey("job-7"), caracal.WithTTL(time.Hour))
+		require.NoError(t, err)
+		require.Equal(t, first.ID(), again.ID(), "the start was replayed")
+		assert.True(t, again.ExpiresAt().Equal(first.ExpiresAt()), "expires at %v, not %v", again.ExpiresAt(), first.ExpiresAt())
+	})
 }
