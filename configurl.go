@@ -68,20 +68,11 @@ func showURL(raw string) string {
 // which can carry a token (?access_token=...). Query keys stay, so the
 // reader still sees what the URL holds.
 func printURL(raw string) string {
-	s := apierr.RedactURL(raw)
-	i := strings.IndexAny(s, "?#")
-	if i < 0 {
-		return s
-	}
-	head, rest := s[:i], s[i:]
+	head, frag, hasFrag := strings.Cut(apierr.RedactURL(raw), "#")
+	head, query, hasQuery := strings.Cut(head, "?")
 	var b strings.Builder
 	b.WriteString(head)
-	if rest[0] == '?' {
-		query := rest[1:]
-		rest = ""
-		if j := strings.IndexByte(query, '#'); j >= 0 {
-			query, rest = query[:j], query[j:]
-		}
+	if hasQuery {
 		b.WriteByte('?')
 		for n, param := range strings.Split(query, "&") {
 			if n > 0 {
@@ -98,9 +89,9 @@ func printURL(raw string) string {
 			}
 		}
 	}
-	if rest != "" {
+	if hasFrag {
 		b.WriteByte('#')
-		if len(rest) > 1 {
+		if frag != "" {
 			b.WriteString("xxxxx")
 		}
 	}
