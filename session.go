@@ -248,14 +248,20 @@ func (s *Session) Close(ctx context.Context) error {
 	ctx, stop := closeBound(ctx)
 	defer stop()
 	s.closeOnce.Do(func() {
-		if s.unparent != nil {
-			s.unparent()
-		}
-		s.cancel(ErrSessionClosed)
-		close(s.done)
+		s.end()
 		go s.retire(context.WithoutCancel(ctx))
 	})
 	return waitClosed(ctx, s.closed, &s.closeErr, "session "+s.id)
+}
+
+// end ends the handle: it stops watching its parent, cancels its Context
+// with ErrSessionClosed and marks its agent done.
+func (s *Session) end() {
+	if s.unparent != nil {
+		s.unparent()
+	}
+	s.cancel(ErrSessionClosed)
+	close(s.done)
 }
 
 // notFromSpawn is the error of a handle method called on a nil or zero
@@ -310,11 +316,7 @@ func (c *Client) endTwins(s *Session) {
 	c.mu.Unlock()
 	for _, t := range twins {
 		t.closeOnce.Do(func() {
-			if t.unparent != nil {
-				t.unparent()
-			}
-			t.cancel(ErrSessionClosed)
-			close(t.done)
+			t.end()
 			c.untrack(t)
 			close(t.closed)
 		})
