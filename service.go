@@ -389,11 +389,8 @@ func (s *Service) leaseLocked() Lease {
 // (it no longer owns anything); a suspended or expired one is, unless a newer
 // holder has attached meanwhile.
 func (s *Service) Close(ctx context.Context) error {
-	if s == nil || s.c == nil {
-		return notFromSpawn("Service.Close", "Service", "Client.SpawnService or AttachService")
-	}
-	if ctx == nil {
-		return nilContext("Service.Close")
+	if err := s.check(ctx, "Close"); err != nil {
+		return err
 	}
 	ctx, stop := closeBound(ctx)
 	defer stop()

@@ -26,13 +26,22 @@ import (
 // returns Err without calling the Coordinator. Close cancels a Heartbeat in
 // flight.
 func (s *Service) Heartbeat(ctx context.Context) (Lease, error) {
-	if s == nil || s.c == nil {
-		return Lease{}, notFromSpawn("Service.Heartbeat", "Service", "Client.SpawnService or AttachService")
-	}
-	if ctx == nil {
-		return Lease{}, nilContext("Service.Heartbeat")
+	if err := s.check(ctx, "Heartbeat"); err != nil {
+		return Lease{}, err
 	}
 	return s.renew(ctx)
+}
+
+// check refuses a call of method on a nil or zero Service (one that
+// SpawnService or AttachService did not return), or with a nil ctx.
+func (s *Service) check(ctx context.Context, method string) error {
+	if s == nil || s.c == nil {
+		return notFromSpawn("Service."+method, "Service", "Client.SpawnService or AttachService")
+	}
+	if ctx == nil {
+		return nilContext("Service." + method)
+	}
+	return nil
 }
 
 // renew sends one heartbeat, bounded by ctx, by the handle's end and by the
