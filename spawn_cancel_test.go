@@ -47,13 +47,7 @@ func (l *lostStart) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	l.armed = false
-	var s struct {
-		ID string `json:"agent_session_id"`
-	}
-	b, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	_ = json.Unmarshal(b, &s)
-	l.lost = s.ID
+	l.lost = startedID(resp)
 	if l.onLost != nil {
 		l.onLost()
 	}
@@ -166,14 +160,20 @@ func (l *lostAnswer) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil || l.lost != "" || req.Method != http.MethodPost || req.URL.Path != "/zones/zone-test/agents" {
 		return resp, err
 	}
+	l.lost = startedID(resp)
+	return nil, errors.New("connection reset by peer")
+}
+
+// startedID reads the session id off the answer to a session start, and
+// closes its body.
+func startedID(resp *http.Response) string {
 	var s struct {
 		ID string `json:"agent_session_id"`
 	}
 	b, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
 	_ = json.Unmarshal(b, &s)
-	l.lost = s.ID
-	return nil, errors.New("connection reset by peer")
+	return s.ID
 }
 
 // A start under a generated key whose retries run out after an attempt
