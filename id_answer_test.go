@@ -83,10 +83,7 @@ func TestAcceptDelegationNeedsTheAnswerForItsEdge(t *testing.T) {
 		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/delegations/inbound/") {
 			return base.RoundTrip(r)
 		}
-		rec := httptest.NewRecorder()
-		rec.Header().Set("Content-Type", "application/json")
-		_, _ = rec.WriteString(answer)
-		return rec.Result(), nil
+		return jsonAnswer(answer), nil
 	})}
 	c, err := st.NewClient(caracal.WithHTTPClient(hc))
 	require.NoError(t, err)
@@ -101,4 +98,12 @@ func TestAcceptDelegationNeedsTheAnswerForItsEdge(t *testing.T) {
 	answer = `{"id":"edge-never-made","status":"active"}`
 	_, err = c.AcceptDelegation(s.Context(), "edge-never-made")
 	assert.NoError(t, err, "the answer about the edge asked about is taken")
+}
+
+// jsonAnswer is a 200 answer whose body is the JSON document body.
+func jsonAnswer(body string) *http.Response {
+	rec := httptest.NewRecorder()
+	rec.Header().Set("Content-Type", "application/json")
+	_, _ = rec.WriteString(body)
+	return rec.Result()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -43,10 +42,7 @@ func TestHeartbeatAnswerForNoLeaseIsNoRenewal(t *testing.T) {
 						return base.RoundTrip(r)
 					}
 					answered.Add(1)
-					rec := httptest.NewRecorder()
-					rec.Header().Set("Content-Type", "application/json")
-					_, _ = rec.WriteString(body(strings.Split(r.URL.Path, "/")[4], time.Now()))
-					return rec.Result(), nil
+					return jsonAnswer(body(strings.Split(r.URL.Path, "/")[4], time.Now())), nil
 				})}
 				c, err := st.NewClient(caracal.WithHTTPClient(hc))
 				require.NoError(t, err)
