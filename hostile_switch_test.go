@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -39,15 +38,11 @@ func switchingServer(t *testing.T) string {
 // far above what an answered call takes.
 func returns(t *testing.T, f func() error) error {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- f() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(20 * time.Second):
-		t.Fatal("the call did not return: the switched connection is read for ever")
-		return nil
-	}
+	var err error
+	done := make(chan struct{})
+	go func() { err = f(); close(done) }()
+	endsSoon(t, done, "the call did not return: the switched connection is read for ever")
+	return err
 }
 
 // A service that answers 101 Switching Protocols gives no answer to a
