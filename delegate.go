@@ -1,6 +1,7 @@
 package caracal
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -97,10 +98,8 @@ func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authori
 		return Delegation{}, fmt.Errorf("caracal: delegating %q on %s from session %s to session %s: %w",
 			wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), src.sessionID, toSessionID, err)
 	}
-	out := Delegation{ID: d.DelegationEdgeID, Scopes: slices.Clone(d.Scopes), TargetSessionID: toSessionID, Resource: plan.resources[0]}
-	if plan.resource != "" {
-		out.Resource = plan.resource // the resource_id scopes the edge
-	}
+	// The resource_id, when there is one, is what scopes the edge.
+	out := Delegation{ID: d.DelegationEdgeID, Scopes: slices.Clone(d.Scopes), TargetSessionID: toSessionID, Resource: cmp.Or(plan.resource, plan.resources[0])}
 	if len(out.Scopes) == 0 {
 		out.Scopes = slices.Clone(plan.scopes)
 	}
