@@ -7,7 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode/utf8"
+	"unicode/utf16"
 
 	"github.com/caracal-go/caracal/internal/wire"
 )
@@ -104,13 +104,24 @@ func (s *schema) str(key string, required, nullable bool, minLen, maxLen int) (s
 }
 
 func (s *schema) checkLen(str string, minLen, maxLen int, path ...string) {
-	n := utf8.RuneCountInString(str)
+	n := jsLength(str)
 	if minLen > 0 && n < minLen {
 		s.add(fmt.Sprintf("String must contain at least %d character(s)", minLen), path...)
 	}
 	if maxLen > 0 && n > maxLen {
 		s.add(fmt.Sprintf("String must contain at most %d character(s)", maxLen), path...)
 	}
+}
+
+// jsLength is the length of str as JavaScript counts it, in UTF-16 code
+// units, which is what the Coordinator's length limits apply to: a
+// character outside the Basic Multilingual Plane counts twice.
+func jsLength(str string) int {
+	n := 0
+	for _, r := range str {
+		n += utf16.RuneLen(r)
+	}
+	return n
 }
 
 // enum reads a string enum field.
@@ -470,7 +481,7 @@ func parseConstraints(req delegationRequest) (wire.Constraints, string) {
 	}
 	if v, ok := merged["broad_reason"]; ok && v != nil {
 		str, isStr := v.(string)
-		if !isStr || str == "" || utf8.RuneCountInString(str) > 256 {
+		if !isStr || str == "" || jsLength(str) > 256 {
 			return c, "invalid_broad_reason"
 		}
 		c.BroadReason = str

@@ -1,6 +1,7 @@
 package caracaltest
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -192,6 +193,8 @@ func TestRetire(t *testing.T) {
 		id := e.task("")
 		assert.Equal(t, "invalid_query", e.do(req{method: "DELETE", path: startPath + "/" + id + "?reason="}).code())
 		assert.Equal(t, "invalid_query", e.do(req{method: "DELETE", path: startPath + "/" + id + "?reason=" + strings.Repeat("r", 257)}).code())
+		// 129 characters outside the BMP are 258 UTF-16 code units.
+		assert.Equal(t, "invalid_query", e.do(req{method: "DELETE", path: startPath + "/" + id + "?reason=" + url.QueryEscape(strings.Repeat("\U0001D538", 129))}).code())
 		assert.Equal(t, 204, e.do(req{method: "DELETE", path: startPath + "/" + id + "?reason=done"}).status)
 		e.w.mu.Lock()
 		assert.Equal(t, "done", e.w.sessions[id].reason)

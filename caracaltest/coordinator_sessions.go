@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"slices"
 	"time"
-	"unicode/utf8"
 
 	"github.com/caracal-go/caracal/internal/wire"
 )
@@ -295,7 +294,7 @@ func (w *world) retireSession(c *call) {
 	reason := "requested"
 	if q := c.r.URL.Query(); q.Has("reason") {
 		reason = q.Get("reason")
-		if n := utf8.RuneCountInString(reason); n < 1 || n > 256 {
+		if n := jsLength(reason); n < 1 || n > 256 {
 			c.fail(http.StatusBadRequest, "invalid_query")
 			return
 		}

@@ -217,6 +217,8 @@ func TestStartSessionValidation(t *testing.T) {
 		{`{"application_id":"app-reporter","labels":["  "]}`, issue([]any{"labels", "0"}, "String must contain at least 1 character(s)")},
 		{`{"application_id":"app-reporter","labels":["` + strings.Repeat("x", 65) + `"]}`, issue([]any{"labels", "0"}, "String must contain at most 64 character(s)")},
 		{`{"application_id":"app-reporter","labels":[` + strings.Repeat(`"a",`, 32) + `"a"]}`, issue([]any{"labels"}, "Array must contain at most 32 element(s)")},
+		// zod counts UTF-16 code units: 33 characters outside the BMP are 66.
+		{`{"application_id":"app-reporter","labels":["` + strings.Repeat("\U0001D538", 33) + `"]}`, issue([]any{"labels", "0"}, "String must contain at most 64 character(s)")},
 		{`{"application_id":"app-reporter","ttl_seconds":0}`, issue([]any{"ttl_seconds"}, "Number must be greater than or equal to 1")},
 		{`{"application_id":"app-reporter","ttl_seconds":86401}`, issue([]any{"ttl_seconds"}, "Number must be less than or equal to 86400")},
 		{`{"application_id":"app-reporter","ttl_seconds":1.5}`, issue([]any{"ttl_seconds"}, "Expected integer, received float")},
