@@ -122,7 +122,8 @@ type middleware struct {
 // {"error","error_description"}; a refused token 401 (or 403 for scope and
 // hop failures); under TrustedPropagation, a baggage header that is over
 // its caps, has a malformed member (of any key: it might have been a
-// Caracal one) or a bad caracal.hop 400. Nothing is bound from a refused
+// Caracal one), a Caracal id that is not of the Coordinator's id form, or
+// a bad caracal.hop 400. Nothing is bound from a refused
 // request. Headers are size-capped and parsed strictly; irregularities are
 // logged once per kind, not per request.
 func (c *Client) Middleware(opts ...MiddlewareOption) (func(http.Handler) http.Handler, error) {
@@ -220,7 +221,7 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 		case modeTrusted:
 			// A malformed Caracal baggage would bind some ids and drop
 			// others: refuse the request rather than bind half an identity.
-			if problems&(envelope.BaggageIgnored|envelope.BaggageMember|envelope.HopInvalid) != 0 {
+			if problems&(envelope.BaggageIgnored|envelope.BaggageMember|envelope.HopInvalid) != 0 || !idsValid(env) {
 				writeAuthError(w, http.StatusBadRequest, "invalid_request", "malformed baggage")
 				return
 			}
@@ -232,6 +233,18 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), a)))
 	})
+}
+
+// idsValid reports whether every Caracal id env carries has the form of a
+// Coordinator id: another value names no session or edge, and bound it
+// would travel on in Headers and the transport's baggage.
+func idsValid(env envelope.Envelope) bool {
+	for _, id := range [...]string{env.SessionID, env.DelegationID, env.ParentDelegationID, env.SubjectRecordID} {
+		if id != "" && !wire.ValidID(id) {
+			return false
+		}
+	}
+	return true
 }
 
 // keysFailed logs, once per outage, that the signing keys cannot be

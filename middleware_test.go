@@ -347,6 +347,11 @@ func TestMiddlewareTrustedPropagation(t *testing.T) {
 		"caracal.agent_session=sess-1,tenant", // any malformed member: it might have been a Caracal one
 		strings.Repeat("k=v,", 65) + "caracal.agent_session=sess-1",
 		"caracal.agent_session=" + strings.Repeat("a", 8200),
+		// Ids outside the Coordinator's id form: no session has them.
+		"caracal.agent_session=sess-1,caracal.delegation_edge=" + strings.Repeat("%C8", 50),
+		"caracal.agent_session=sess%2F1",
+		"caracal.parent_edge=e%201",
+		"caracal.session=" + strings.Repeat("r", 129),
 	} {
 		var none seen
 		rec := serve(mw(none.handler()), http.Header{"Authorization": {"Bearer tok"}, "Baggage": {bag}})

@@ -206,7 +206,7 @@ func (c *Client) Delegate(ctx context.Context, req wire.CreateDelegationRequest,
 	if d.DelegationEdgeID == "" {
 		return wire.Delegation{}, invalid(http.MethodPost, path, "no delegation_edge_id")
 	}
-	if !validID(d.DelegationEdgeID) {
+	if !wire.ValidID(d.DelegationEdgeID) {
 		return wire.Delegation{}, invalid(http.MethodPost, path, "a delegation_edge_id that is not a Coordinator id")
 	}
 	return d, nil
@@ -417,25 +417,6 @@ func gaveUp(last, why error) error {
 
 func invalid(method, path, why string) error {
 	return fmt.Errorf("caracal: coordinator %s %s: invalid response: %s: %w", method, path, why, apierr.ErrUnavailable)
-}
-
-// validID reports whether id has the form of a Coordinator id: 1 to 128
-// of A-Z, a-z, 0-9, "_", ".", "-" and ":", what the Coordinator requires of
-// every id in a path (PROTOCOL Conventions). An id a server answers with
-// outside it could not be used in a later request, and would carry its
-// other characters into errors and logs.
-func validID(id string) bool {
-	if len(id) == 0 || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		switch b := id[i]; {
-		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9', b == '_', b == '.', b == '-', b == ':':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // checkPath refuses a request path with an empty or dot segment: an id

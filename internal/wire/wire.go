@@ -475,3 +475,23 @@ func JWTPart(token string, i int) (b []byte, ok bool) {
 	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(token, "="))
 	return b, err == nil
 }
+
+// ValidID reports whether id has the form of a Coordinator id: 1 to 128
+// of A-Z, a-z, 0-9, "_", ".", "-" and ":", what the Coordinator requires of
+// every id in a path (PROTOCOL Conventions). An id from outside (a server's
+// answer, an inbound envelope) that does not have it could not be used in
+// a later request, and would carry its other characters into errors, logs
+// and onward headers.
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch b := id[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9', b == '_', b == '.', b == '-', b == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
