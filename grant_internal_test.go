@@ -122,6 +122,7 @@ func TestSpawnOptionValidation(t *testing.T) {
 	for name, opt := range map[string]SpawnOption{
 		"empty label":    WithLabels("ok", " "),
 		"long label":     WithLabels(string(make([]byte, 65))),
+		"long in UTF-16": WithLabels(strings.Repeat("\U0001F600", 33)), // 33 characters, 66 code units
 		"ttl":            WithTTL(0),
 		"ttl too long":   WithTTL(25 * time.Hour),
 		"nil parent":     WithParent(nil),
@@ -134,12 +135,16 @@ func TestSpawnOptionValidation(t *testing.T) {
 		cfg := newSpawnConfig([]SpawnOption{opt})
 		assert.ErrorIs(t, cfg.err, ErrInvalidRequest, name)
 	}
+	cfg := newSpawnConfig([]SpawnOption{WithLabels(strings.Repeat("\U0001F600", 32), strings.Repeat("é", 64))})
+	assert.NoError(t, cfg.err, "64 code units each")
+	cfg = newSpawnConfig([]SpawnOption{WithLabels(strings.Repeat("x", 1<<20))})
+	assert.Less(t, len(cfg.err.Error()), 300, "the label is quoted in part")
 	many := make([]string, 33)
 	for i := range many {
 		many[i] = "l"
 	}
 	assert.ErrorContains(t, newSpawnConfig([]SpawnOption{WithLabels(many...)}).err, "at most 32 labels")
-	cfg := newSpawnConfig([]SpawnOption{WithLabels(" a ", "b"), WithLabels("c"), nil, WithTTL(90 * time.Second)})
+	cfg = newSpawnConfig([]SpawnOption{WithLabels(" a ", "b"), WithLabels("c"), nil, WithTTL(90 * time.Second)})
 	require.NoError(t, cfg.err)
 	assert.Equal(t, []string{"a", "b", "c"}, cfg.labels)
 	assert.Equal(t, 90*time.Second, cfg.ttl)

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
+	"unicode/utf16"
 
 	"github.com/caracal-go/caracal/internal/envelope"
 )
@@ -50,13 +50,15 @@ func (c *spawnConfig) fail(format string, args ...any) {
 // policy matches when the agent asks for a token (they become
 // input.principal.labels), so a session that calls resources needs a label
 // whose role grants the scopes it uses. At most 32 labels of 1 to 64
-// characters (surrounding space is trimmed). Repeated WithLabels add up.
+// characters, counted as the Coordinator counts them (in UTF-16 code units:
+// a character outside the Basic Multilingual Plane, such as an emoji,
+// counts twice); surrounding space is trimmed. Repeated WithLabels add up.
 func WithLabels(labels ...string) SpawnOption {
 	return func(c *spawnConfig) {
 		for _, l := range labels {
 			t := strings.TrimSpace(l)
-			if t == "" || utf8.RuneCountInString(t) > maxLabelLen {
-				c.fail("label %q must have 1 to %d characters", l, maxLabelLen)
+			if t == "" || utf16Len(t) > maxLabelLen {
+				c.fail("label %.80q must have 1 to %d characters", l, maxLabelLen)
 				continue
 			}
 			c.labels = append(c.labels, t)
@@ -149,4 +151,14 @@ func WithTraceID(id string) SpawnOption {
 		}
 		c.traceID = id
 	}
+}
+
+// utf16Len is the length of s in UTF-16 code units, the unit of the
+// Coordinator's string limits.
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		n += utf16.RuneLen(r)
+	}
+	return n
 }
