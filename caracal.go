@@ -35,6 +35,13 @@ type Client struct {
 	mu   sync.Mutex
 	open map[closer]struct{} // sessions and services to retire on Close
 
+	// starting counts the starts in flight (Spawn, SpawnService,
+	// AttachService), which Close waits for: one that ends after Close began
+	// cannot hand out its session and retires it instead. unretired (under
+	// mu) collects the failures of those retires, which Close reports.
+	starting  sync.WaitGroup
+	unretired []error
+
 	// closed is closed when the first Close has closed every handle;
 	// closeErr is that outcome, which every Close returns.
 	closed   chan struct{}
@@ -176,7 +183,9 @@ func (c *Client) Config() Config { return c.cfg.clone() }
 
 // Close retires every session and service the client started and has not
 // closed yet, stops background work, and makes further calls fail with
-// ErrClosed. It is idempotent: a later Close waits for the first one and
+// ErrClosed. A Spawn, SpawnService or AttachService still in flight is waited
+// for: it fails with ErrClosed and retires the session it started, and a
+// failure of that retire is part of Close's error too. It is idempotent: a later Close waits for the first one and
 // returns its outcome. Every Close returns by its ctx's deadline.
 func (c *Client) Close(ctx context.Context) error {
 	if err := c.check(ctx, "Close", false); err != nil {
@@ -198,12 +207,16 @@ func (c *Client) Close(ctx context.Context) error {
 	c.mu.Unlock()
 
 	if first {
-		errs := make([]error, len(open))
+		errs := make([]error, len(open)+1)
 		var wg sync.WaitGroup
 		for i, h := range open {
 			wg.Go(func() { errs[i] = h.Close(ctx) })
 		}
+		wg.Go(func() { errs[len(open)] = c.waitStarts(ctx) })
 		wg.Wait()
+		c.mu.Lock()
+		errs = append(errs, c.unretired...)
+		c.mu.Unlock()
 		c.closeErr = errors.Join(errs...)
 		close(c.closed)
 		return c.closeErr
@@ -278,6 +291,46 @@ func (c *Client) track(h closer) error {
 	}
 	c.open[h] = struct{}{}
 	return nil
+}
+
+// beginStart registers a start in flight; it fails once the client is
+// closed. The caller calls c.starting.Done when the start ends.
+func (c *Client) beginStart() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isClosed() {
+		return ErrClosed
+	}
+	c.starting.Add(1)
+	return nil
+}
+
+// unhanded is the error of a start that ended after Close began: its
+// session was retired instead of handed out, or, if retiring it failed
+// (retireErr), left running, which Close reports too.
+func (c *Client) unhanded(retireErr error) error {
+	if retireErr == nil {
+		return ErrClosed
+	}
+	c.mu.Lock()
+	c.unretired = append(c.unretired, retireErr)
+	c.mu.Unlock()
+	return fmt.Errorf("%w; %w", ErrClosed, retireErr)
+}
+
+// waitStarts waits for the starts in flight until ctx ends.
+func (c *Client) waitStarts(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		c.starting.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("caracal: a session start in flight goes on in the background (it retires what it starts): %w", context.Cause(ctx))
+	}
 }
 
 // untrack forgets h (called when h closes itself).

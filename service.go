@@ -2,6 +2,7 @@ package caracal
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -190,6 +191,10 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 	if err := c.check(ctx, "SpawnService", true); err != nil {
 		return nil, err
 	}
+	if err := c.beginStart(); err != nil {
+		return nil, err
+	}
+	defer c.starting.Done()
 	cfg := newSpawnConfig(opts)
 	if cfg.service.err != nil {
 		return nil, cfg.service.err
@@ -266,7 +271,10 @@ func (c *Client) hand(ctx context.Context, s *Service) (*Service, error) {
 	}
 	if err != nil {
 		s.end(err)
-		c.retireOrphan(ctx, s.id, s.generation)
+		rerr := c.retireOrphan(ctx, s.id, s.generation)
+		if errors.Is(err, ErrClosed) {
+			return nil, c.unhanded(rerr)
+		}
 		return nil, err
 	}
 	s.begin(ctx)

@@ -26,6 +26,10 @@ func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...Sp
 	if err := c.check(ctx, "AttachService", true); err != nil {
 		return nil, err
 	}
+	if err := c.beginStart(); err != nil {
+		return nil, err
+	}
+	defer c.starting.Done()
 	if sessionID == "" {
 		return nil, fmt.Errorf("%w: AttachService needs the session id", ErrInvalidRequest)
 	}

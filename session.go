@@ -169,6 +169,10 @@ func (c *Client) Spawn(ctx context.Context, opts ...SpawnOption) (*Session, erro
 	if err := c.check(ctx, "Spawn", true); err != nil {
 		return nil, err
 	}
+	if err := c.beginStart(); err != nil {
+		return nil, err
+	}
+	defer c.starting.Done()
 	sent := time.Now()
 	st, err := c.start(ctx, wire.LifecycleTask, opts)
 	if err != nil {
@@ -203,8 +207,7 @@ func (c *Client) Spawn(ctx context.Context, opts ...SpawnOption) (*Session, erro
 		s.unparent = context.AfterFunc(p.life, func() { s.cancel(context.Cause(p.life)) })
 	}
 	if err := c.track(s); err != nil {
-		s.Close(context.WithoutCancel(ctx))
-		return nil, err
+		return nil, c.unhanded(s.Close(context.WithoutCancel(ctx)))
 	}
 	return s, nil
 }

@@ -239,12 +239,14 @@ func (c *Client) resolveParent(ctx context.Context, cfg spawnConfig) (*Agent, er
 
 // retireOrphan retires a session this call started but cannot hand out,
 // detached from ctx's cancellation and bounded.
-func (c *Client) retireOrphan(ctx context.Context, id string, generation int64) {
+func (c *Client) retireOrphan(ctx context.Context, id string, generation int64) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), retireBound)
 	defer cancel()
 	if err := c.coord.Retire(rctx, id, generation); err != nil {
 		c.log.WarnContext(ctx, "caracal: retiring a session that could not be handed out failed", "session", id, "error", err)
+		return fmt.Errorf("caracal: retiring session %s: %w", id, err)
 	}
+	return nil
 }
 
 // abandoned is the retire of a session whose start was given up

@@ -1,0 +1,106 @@
+package caracal_test
+
+import (
+	"net/http"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+// startsInFlight are the calls that start (or take over) a session, each as
+// the Client.Close test below runs it.
+var startsInFlight = []struct {
+	name  string
+	route string // the request the test holds up
+	run   func(t *testing.T, c *caracal.Client, svcID string) error
+}{
+	{"Spawn", caracaltest.RouteStart, func(t *testing.T, c *caracal.Client, _ string) error {
+		_, err := c.Spawn(t.Context())
+		return err
+	}},
+	{"SpawnService", caracaltest.RouteStart, func(t *testing.T, c *caracal.Client, _ string) error {
+		_, err := c.SpawnService(t.Context(), caracal.HeartbeatAuto())
+		return err
+	}},
+	{"AttachService", caracaltest.RouteLease, func(t *testing.T, c *caracal.Client, svcID string) error {
+		_, err := c.AttachService(t.Context(), svcID, caracal.HeartbeatAuto())
+		return err
+	}},
+}
+
+// A start in flight when Client.Close begins ends before Close returns, and
+// the session it started is retired by then: Close retires every session
+// the client started, also one whose start it overtook.
+func TestClientCloseWaitsForStartsInFlight(t *testing.T) {
+	for _, tc := range startsInFlight {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				st := caracaltest.Start(t, caracaltest.InMemory())
+				c, err := st.NewClient()
+				require.NoError(t, err)
+				other, err := st.NewClient()
+				require.NoError(t, err)
+				svc, err := other.SpawnService(t.Context())
+				require.NoError(t, err)
+
+				st.Inject(tc.route, caracaltest.Fault{Delay: time.Second, Times: 1})
+				started := make(chan error, 1)
+				go func() { started <- tc.run(t, c, svc.ID()) }()
+				synctest.Wait() // the request waits in the Coordinator
+
+				require.NoError(t, c.Close(t.Context()))
+				select {
+				case err := <-started:
+					assert.ErrorIs(t, err, caracal.ErrClosed)
+				default:
+					t.Fatal("Close returned while a session was still starting")
+				}
+				for _, r := range st.Requests() {
+					if r.Pattern == caracaltest.RouteStart || r.Pattern == caracaltest.RouteLease {
+						assert.NotZero(t, r.Status, "answered before Close returned")
+					}
+				}
+				assert.Equal(t, 1, st.Count(caracaltest.RouteRetire), "the session is retired before Close returns")
+				require.NoError(t, other.Close(t.Context()))
+			})
+		})
+	}
+}
+
+// When the retire of a session whose start Close overtook fails, Close and
+// the start both say so; neither reports success while the session runs on.
+func TestClientCloseReportsRetireOfStartInFlight(t *testing.T) {
+	for _, tc := range startsInFlight {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				st := caracaltest.Start(t, caracaltest.InMemory())
+				c, err := st.NewClient()
+				require.NoError(t, err)
+				other, err := st.NewClient()
+				require.NoError(t, err)
+				svc, err := other.SpawnService(t.Context())
+				require.NoError(t, err)
+
+				st.Inject(tc.route, caracaltest.Fault{Delay: time.Second, Times: 1})
+				st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Status: http.StatusServiceUnavailable})
+				started := make(chan error, 1)
+				go func() { started <- tc.run(t, c, svc.ID()) }()
+				synctest.Wait()
+
+				err = c.Close(t.Context())
+				assert.ErrorIs(t, err, caracal.ErrUnavailable, "Close reports the failed retire")
+				err = <-started
+				assert.ErrorIs(t, err, caracal.ErrClosed)
+				assert.ErrorIs(t, err, caracal.ErrUnavailable, "the start reports the failed retire")
+				st.ClearFaults()
+				require.NoError(t, other.Close(t.Context()))
+			})
+		})
+	}
+}
