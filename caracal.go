@@ -38,7 +38,8 @@ type Client struct {
 	// starting counts the starts in flight (Spawn, SpawnService,
 	// AttachService), which Close waits for: one that ends after Close began
 	// cannot hand out its session and retires it instead. unretired (under
-	// mu) collects the failures of those retires, which Close reports.
+	// mu) collects the failures of those retires, and of the retires of
+	// given-up starts, which Close reports.
 	starting  sync.WaitGroup
 	unretired []error
 
@@ -312,10 +313,19 @@ func (c *Client) unhanded(retireErr error) error {
 	if retireErr == nil {
 		return ErrClosed
 	}
-	c.mu.Lock()
-	c.unretired = append(c.unretired, retireErr)
-	c.mu.Unlock()
+	c.keepUnretired(retireErr)
 	return fmt.Errorf("%w; %w", ErrClosed, retireErr)
+}
+
+// keepUnretired keeps a failed retire of a session nobody holds (err, if
+// not nil) for Close to report.
+func (c *Client) keepUnretired(err error) {
+	if err == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unretired = append(c.unretired, err)
 }
 
 // waitStarts waits for the starts in flight until ctx ends.

@@ -104,3 +104,37 @@ func TestClientCloseReportsRetireOfStartInFlight(t *testing.T) {
 		})
 	}
 }
+
+// When the retire of the session of a given-up start fails, that session
+// runs on, known to no one: Close reports it instead of returning nil,
+// whether the retire ended before Close began or while Close waited for it.
+func TestClientCloseReportsFailedRetireOfGivenUpStart(t *testing.T) {
+	for _, during := range []bool{false, true} {
+		t.Run(map[bool]string{false: "before Close", true: "during Close"}[during], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				st := caracaltest.Start(t, caracaltest.InMemory())
+				lost := &lostAnswer{base: st.Transport()}
+				c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: lost}))
+				require.NoError(t, err)
+				// The answer of the first attempt is lost; both retries meet a
+				// 503, and so does the retire of the session found again.
+				st.Inject(caracaltest.RouteStart, caracaltest.Fault{Times: 1})
+				st.Inject(caracaltest.RouteStart, caracaltest.Fault{Status: http.StatusServiceUnavailable, Times: 2})
+				st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Status: http.StatusServiceUnavailable, Delay: time.Second})
+				_, err = c.Spawn(t.Context())
+				require.ErrorIs(t, err, caracal.ErrUnavailable)
+				require.NotEmpty(t, lost.lost)
+				if !during {
+					time.Sleep(2 * time.Second) // the retire failed
+					require.Equal(t, 1, st.Count(caracaltest.RouteRetire))
+				}
+
+				err = c.Close(t.Context())
+				assert.ErrorIs(t, err, caracal.ErrUnavailable, "during=%v", during)
+				assert.ErrorContains(t, err, lost.lost)
+				info, _ := st.SessionInfo(lost.lost)
+				assert.Equal(t, "active", info.Status)
+			})
+		})
+	}
+}

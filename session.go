@@ -163,8 +163,8 @@ type Session struct {
 // the parent's Context (WithParent). When Spawn fails (ctx ended, or the
 // retries ran out) after the start may already have reached the
 // Coordinator, the session it may have started is retired in the
-// background (Client.Close waits for that), unless WithIdempotencyKey gave
-// the key that leads back to it.
+// background (Client.Close waits for that, and reports it if that retire
+// fails), unless WithIdempotencyKey gave the key that leads back to it.
 func (c *Client) Spawn(ctx context.Context, opts ...SpawnOption) (*Session, error) {
 	if err := c.check(ctx, "Spawn", true); err != nil {
 		return nil, err

@@ -264,17 +264,18 @@ func (a *abandoned) Close(ctx context.Context) error {
 }
 
 // retireAbandoned runs retire in the background, detached from ctx, or at
-// once when the client is closed (nothing would wait for it then).
-func (c *Client) retireAbandoned(retire func(context.Context)) {
+// once when the client is closed (nothing would wait for it then). Nobody
+// else learns of a failure of that retire, so Close reports it.
+func (c *Client) retireAbandoned(retire func(context.Context) error) {
 	a := &abandoned{done: make(chan struct{})}
 	if c.track(a) != nil {
-		retire(context.Background())
+		c.keepUnretired(retire(context.Background()))
 		return
 	}
 	go func() {
 		defer c.untrack(a)
 		defer close(a.done)
-		retire(context.Background())
+		c.keepUnretired(retire(context.Background()))
 	}()
 }
 

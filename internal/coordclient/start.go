@@ -6,6 +6,7 @@ package coordclient
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -25,8 +26,9 @@ type StartOptions struct {
 	// out) on a start under a generated key that may have started a
 	// session: nobody could ever reach that session. The retire it is given
 	// finds the session by sending the start again and retires it; it is
-	// detached from the caller's ctx and bounded by Timeout.
-	Abandon func(retire func(context.Context))
+	// detached from the caller's ctx and bounded by Timeout, and returns an
+	// error when it found a session and could not retire it.
+	Abandon func(retire func(context.Context) error)
 }
 
 // Start starts a session (POST /zones/{z}/agents).
@@ -104,7 +106,7 @@ func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o Star
 		// a place in the zone's session limits.
 		abandon := func() {
 			if generated && !keyless && executed && o.Abandon != nil {
-				o.Abandon(func(bg context.Context) { c.abandonStart(bg, path, hdr, body) })
+				o.Abandon(func(bg context.Context) error { return c.abandonStart(bg, path, hdr, body) })
 			}
 		}
 		// Without a key a resend could start a second session.
@@ -124,7 +126,8 @@ func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o Star
 // have started: it sends the start once more with the same key and body,
 // which replays the session if there is one (or starts one), and retires
 // what comes back. Detached from ctx's cancellation and bounded by Timeout.
-func (c *Client) abandonStart(ctx context.Context, path string, hdr http.Header, body func(stsclient.Token) ([]byte, error)) {
+// It fails only when it found a session and retiring it failed.
+func (c *Client) abandonStart(ctx context.Context, path string, hdr http.Header, body func(stsclient.Token) ([]byte, error)) error {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), Timeout)
 	defer cancel()
 	var s wire.Session
@@ -134,7 +137,7 @@ func (c *Client) abandonStart(ctx context.Context, path string, hdr http.Header,
 		out.api.Code != "idempotency_key_conflict":
 		// Refused after the key was looked up (its result no longer live,
 		// or the parent gone, say): no live session was started under it.
-		return
+		return nil
 	case out.err != nil:
 		c.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "caracal: a session start was given up; a session it may have started runs until its TTL or lease ends",
 			slog.String("error", out.err.Error()))
@@ -142,6 +145,8 @@ func (c *Client) abandonStart(ctx context.Context, path string, hdr http.Header,
 		if err := c.Retire(dctx, s.AgentSessionID, int64(s.LeaseGeneration)); err != nil {
 			c.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "caracal: retiring the session of a start that was given up failed",
 				slog.String("session", s.AgentSessionID), slog.String("error", err.Error()))
+			return fmt.Errorf("caracal: retiring session %s, whose start was given up: %w", s.AgentSessionID, err)
 		}
 	}
+	return nil
 }
