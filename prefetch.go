@@ -92,10 +92,12 @@ type prefetcher struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	closed bool
-	pools  map[poolKey]*pool
-	gates  *gateSet // shared by the client's transports
+	mu      sync.Mutex
+	closed  bool
+	pools   map[poolKey]*pool
+	gates   *gateSet // shared by the client's transports
+	workers int      // running workers
+	onIdle  func()   // set by abandon: called when the last worker exits
 }
 
 // pool is one key's mandates, refilled by one worker goroutine.
@@ -244,6 +246,7 @@ func (p *prefetcher) start(key poolKey, gk gateKey, r stsclient.MintRequest, ses
 	r.ApprovalID = ""
 	pl := &pool{key: key, req: r, lastTake: time.Now(), wake: make(chan struct{}, 1), session: session}
 	p.pools[key] = pl
+	p.workers++
 	p.wg.Add(1)
 	go p.worker(pl)
 }
@@ -263,7 +266,7 @@ func isDone(ch <-chan struct{}) bool {
 // worker keeps pl filled to depth until pl is dropped, its session closes,
 // it idles, or the prefetcher stops. It mints one mandate at a time.
 func (p *prefetcher) worker(pl *pool) {
-	defer p.wg.Done()
+	defer p.workerDone()
 	idle := time.NewTimer(prefetchIdle)
 	defer idle.Stop()
 	backoff := time.Duration(0)
@@ -427,6 +430,43 @@ func (p *prefetcher) dropLocked(pl *pool) {
 	}
 	pl.tokens = nil
 	pl.signal()
+}
+
+// workerDone ends a worker: the last one out after abandon runs onIdle.
+func (p *prefetcher) workerDone() {
+	p.mu.Lock()
+	p.workers--
+	var f func()
+	if p.workers == 0 {
+		f, p.onIdle = p.onIdle, nil
+	}
+	p.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	p.wg.Done()
+}
+
+// abandon stops p for a transport that was garbage-collected: it drops
+// every pool and calls f once no worker runs, at once if none does. It
+// touches no channel, because it runs on the runtime's cleanup goroutine,
+// outside the testing/synctest bubble the workers may run in (where closing
+// one of their channels is fatal): the workers see it when they next wake,
+// at the latest after prefetchIdle, or at the client's Close.
+func (p *prefetcher) abandon(f func()) {
+	p.mu.Lock()
+	p.closed = true
+	for _, pl := range p.pools {
+		pl.tokens = nil
+	}
+	clear(p.pools)
+	if p.workers > 0 {
+		p.onIdle, f = f, nil
+	}
+	p.mu.Unlock()
+	if f != nil {
+		f()
+	}
 }
 
 // closeNow stops background minting and drops every pool without waiting.

@@ -339,26 +339,47 @@ func TestPrefetchStopsWithTheClient(t *testing.T) {
 // TestPrefetchDroppedTransportUnregisters: a prefetching transport that is
 // dropped without closing the client stops its workers and no longer stays
 // registered with the client.
+// A transport dropped while its client is open has its prefetcher stopped
+// and unregistered. The runtime's cleanup runs outside the synctest bubble
+// the workers run in, so it must touch none of their channels (that would
+// be fatal); the worker leaves at its next wake.
 func TestPrefetchDroppedTransportUnregisters(t *testing.T) {
-	c := unitClient(t)
-	tracked := func() int {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return len(c.open)
-	}
-	f := &fakeMint{}
-	func() {
-		tr := c.newTransport(&recorder{}, []TransportOption{WithScopes("tickets:read"), WithPrefetch(1)}, f.Mint)
-		req, _ := http.NewRequestWithContext(NewContext(context.Background(), unitAgent()), http.MethodGet, testUpstream+"/t", nil)
-		resp, err := tr.RoundTrip(req)
-		require.NoError(t, err)
-		_ = resp.Body.Close()
-	}()
-	require.Equal(t, 1, tracked())
-	require.Eventually(t, func() bool {
-		runtime.GC()
-		return tracked() == 0
-	}, 10*time.Second, time.Millisecond, "the dropped transport's prefetcher is unregistered")
+	synctest.Test(t, func(t *testing.T) {
+		c := unitClient(t)
+		tracked := func() int {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return len(c.open)
+		}
+		f := &fakeMint{}
+		var p *prefetcher
+		func() {
+			tr := c.newTransport(&recorder{}, []TransportOption{WithScopes("tickets:read"), WithPrefetch(1)}, f.Mint)
+			p = tr.pool
+			req, _ := http.NewRequestWithContext(NewContext(context.Background(), unitAgent()), http.MethodGet, testUpstream+"/t", nil)
+			resp, err := tr.RoundTrip(req)
+			require.NoError(t, err)
+			_ = resp.Body.Close()
+		}()
+		synctest.Wait() // the worker has refilled the pool and waits
+		require.Equal(t, 1, tracked())
+		require.Equal(t, 2, f.count())
+
+		abandoned := func() bool {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return p.closed
+		}
+		for i := 0; i < 1000 && !abandoned(); i++ {
+			runtime.GC() // the cleanup runs on the runtime's own goroutine
+			runtime.Gosched()
+		}
+		require.True(t, abandoned(), "the dropped transport's cleanup ran")
+		time.Sleep(prefetchIdle)
+		synctest.Wait()
+		assert.Zero(t, tracked(), "the dropped transport's prefetcher is unregistered")
+		assert.Equal(t, 2, f.count(), "and mints no more")
+	})
 }
 
 func TestPrefetchWaitsForTheRefillInFlight(t *testing.T) {

@@ -67,8 +67,8 @@ func WithPropagation(p Propagation) TransportOption {
 // closes, after a minute or so without use or when the STS refuses a
 // background mint, and is never kept for scopes that needed a human
 // approval. Background minting runs one refill at a time per
-// pool (at most 256 pools per transport) and stops when the client closes or
-// the transport is garbage collected. Each prefetched mandate counts against
+// pool (at most 256 pools per transport) and stops when the client closes,
+// or within a minute after the transport is garbage collected. Each prefetched mandate counts against
 // the STS mint budget (1,000 per minute per application and resource) like
 // any other: a pool nobody takes from again wastes up to depth mints. The
 // pools belong to the transport, so build one prefetching transport (or
@@ -195,11 +195,7 @@ func (c *Client) newTransport(base http.RoundTripper, opts []TransportOption, mi
 		// until its workers have exited, so Client.Close still waits for
 		// them; the cleanup itself must not block.
 		runtime.AddCleanup(t, func(p *prefetcher) {
-			p.closeNow()
-			go func() {
-				p.wg.Wait()
-				c.untrack(p)
-			}()
+			p.abandon(func() { c.untrack(p) })
 		}, t.pool)
 	}
 	return t
