@@ -184,10 +184,12 @@ func (c *Client) Config() Config { return c.cfg.clone() }
 
 // Close retires every session and service the client started and has not
 // closed yet, stops background work, and makes further calls fail with
-// ErrClosed. A Spawn, SpawnService or AttachService still in flight is waited
-// for: it fails with ErrClosed and retires the session it started, and a
-// failure of that retire is part of Close's error too. It is idempotent: a later Close waits for the first one and
-// returns its outcome. Every Close returns by its ctx's deadline.
+// ErrClosed. A Spawn, SpawnService or AttachService still in flight is
+// waited for: it fails with ErrClosed and retires the session it started,
+// and a failure of that retire is part of Close's error too, as is one of
+// the background retire of a start that was given up. It is idempotent: a
+// later Close waits for the first one and returns its outcome. Every Close
+// returns by its ctx's deadline.
 func (c *Client) Close(ctx context.Context) error {
 	if err := c.check(ctx, "Close", false); err != nil {
 		return err
