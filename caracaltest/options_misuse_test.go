@@ -44,3 +44,38 @@ func TestWriteConfigRefusesEmptyDir(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, entries, "WriteConfig wrote into the working directory")
 }
+
+// A fault's Code, Description and RetryAfter shape the error answer of its
+// Status, and Drop sends no answer at all: a fault that sets them where they
+// cannot apply is refused rather than installed with the field ignored, which
+// used to let the route answer normally (or drop) as if it were not set.
+func TestInjectRefusesFieldsThatWouldBeIgnored(t *testing.T) {
+	st := caracaltest.Start(t)
+	for name, f := range map[string]caracaltest.Fault{
+		"Code without Status":        {Code: "rate_limited", Times: 1},
+		"Description without Status": {Description: "down for maintenance"},
+		"RetryAfter without Status":  {RetryAfter: time.Second, Delay: time.Millisecond},
+		"RetryAfter with Drop":       {RetryAfter: time.Second, Drop: true},
+		"Status with Drop":           {Status: 503, Drop: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			assert.Panics(t, func() { st.Inject(caracaltest.RouteStart, f) })
+		})
+	}
+	c, err := st.NewClient()
+	require.NoError(t, err)
+	defer c.Close(t.Context())
+	_, err = c.Spawn(t.Context())
+	require.NoError(t, err, "a refused fault is not installed")
+
+	for name, f := range map[string]caracaltest.Fault{
+		"pass one request": {Times: 1},
+		"slow":             {Delay: time.Millisecond},
+		"drop":             {Drop: true, Delay: time.Millisecond},
+		"error answer":     {Status: 429, Code: "rate_limited", RetryAfter: time.Second, Delay: time.Millisecond},
+	} {
+		t.Run(name, func(t *testing.T) {
+			assert.NotPanics(t, func() { st.Inject(caracaltest.RouteStart, f) })
+		})
+	}
+}

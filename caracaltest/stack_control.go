@@ -12,7 +12,8 @@ import (
 // make the fault silently never happen.
 //
 // A negative Times, For, Delay or RetryAfter, or a Status outside 100-599,
-// panics too.
+// panics too, and so does a field the fault would ignore: Code, Description
+// or RetryAfter without a Status, or Drop with one of them or a Status.
 func (s *Stack) Inject(pattern string, f Fault) {
 	s.mustKnow("Inject", pattern)
 	if f.Times < 0 || f.For < 0 || f.Delay < 0 || f.RetryAfter < 0 {
@@ -20,6 +21,12 @@ func (s *Stack) Inject(pattern string, f Fault) {
 	}
 	if f.Status != 0 && (f.Status < 100 || f.Status > 599) {
 		panic(fmt.Sprintf("caracaltest: Inject(%q): invalid Status %d", pattern, f.Status))
+	}
+	if f.Drop && f.Status != 0 {
+		panic(fmt.Sprintf("caracaltest: Inject(%q): Drop sends no answer, so Status %d would be ignored; set one of them", pattern, f.Status))
+	}
+	if f.Status == 0 && (f.Code != "" || f.Description != "" || f.RetryAfter > 0) {
+		panic(fmt.Sprintf("caracaltest: Inject(%q): Code, Description and RetryAfter shape the answer of a Status; without one they would be ignored", pattern))
 	}
 	s.faults.add(pattern, f)
 }
