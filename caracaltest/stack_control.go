@@ -48,7 +48,11 @@ func (s *Stack) mustKnow(caller, pattern string) {
 func (s *Stack) ClearFaults() { s.faults.clear() }
 
 // Requests returns a copy of every request recorded since the start or the
-// last ResetRecord, in arrival order.
+// last ResetRecord, in arrival order. A request enters the record when its
+// answer begins, or when it ends without one: a request still held (by a
+// Delay, an approval long poll, a slow upstream) is not listed yet, so
+// polling Requests or Count does not tell that a request has arrived.
+// ResetRecord also drops the requests running when it is called.
 func (s *Stack) Requests() []Request { return s.rec.all() }
 
 // Count returns how many recorded requests a route served, by its pattern
