@@ -49,6 +49,7 @@ func TestWriteConfigRefusesEmptyDir(t *testing.T) {
 // Status, and Drop sends no answer at all: a fault that sets them where they
 // cannot apply is refused rather than installed with the field ignored, which
 // used to let the route answer normally (or drop) as if it were not set.
+// An informational Status is no answer either: it ended in an empty 200.
 func TestInjectRefusesFieldsThatWouldBeIgnored(t *testing.T) {
 	st := caracaltest.Start(t)
 	for name, f := range map[string]caracaltest.Fault{
@@ -57,6 +58,7 @@ func TestInjectRefusesFieldsThatWouldBeIgnored(t *testing.T) {
 		"RetryAfter without Status":  {RetryAfter: time.Second, Delay: time.Millisecond},
 		"RetryAfter with Drop":       {RetryAfter: time.Second, Drop: true},
 		"Status with Drop":           {Status: 503, Drop: true},
+		"informational Status":       {Status: 103, Times: 1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			assert.Panics(t, func() { st.Inject(caracaltest.RouteStart, f) })

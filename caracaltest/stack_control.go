@@ -11,7 +11,7 @@ import (
 // Times or For runs out. An unknown pattern panics: a typo would otherwise
 // make the fault silently never happen.
 //
-// A negative Times, For, Delay or RetryAfter, or a Status outside 100-599,
+// A negative Times, For, Delay or RetryAfter, or a Status outside 200-599,
 // panics too, and so does a field the fault would ignore: Code, Description
 // or RetryAfter without a Status, or Drop with one of them or a Status.
 func (s *Stack) Inject(pattern string, f Fault) {
@@ -19,7 +19,7 @@ func (s *Stack) Inject(pattern string, f Fault) {
 	if f.Times < 0 || f.For < 0 || f.Delay < 0 || f.RetryAfter < 0 {
 		panic(fmt.Sprintf("caracaltest: Inject(%q): negative Times, For, Delay or RetryAfter", pattern))
 	}
-	if f.Status != 0 && (f.Status < 100 || f.Status > 599) {
+	if f.Status != 0 && (f.Status < 200 || f.Status > 599) {
 		panic(fmt.Sprintf("caracaltest: Inject(%q): invalid Status %d", pattern, f.Status))
 	}
 	if f.Drop && f.Status != 0 {
