@@ -26,9 +26,6 @@ const (
 	// prefetchMaxPools bounds the pools (and so the refill workers) of one
 	// transport; past it, requests mint on the request path.
 	prefetchMaxPools = 256
-	// prefetchMaxGated bounds the remembered approval-gated keys; past it no
-	// new pool is created, which is the safe side.
-	prefetchMaxGated = 1024
 	// prefetchWaitInflight bounds how long a request with an empty pool
 	// waits for the refill in flight before minting itself: a mint takes a
 	// few milliseconds, so a refill that is not done by then is stuck.
@@ -44,40 +41,6 @@ const (
 // poolKey identifies the mandates that are interchangeable.
 type poolKey struct {
 	session, delegation, resource, scopes string
-}
-
-// gateKey identifies an approval-gated request: gating follows the scopes'
-// risk tiers, not the session.
-type gateKey struct {
-	resource, scopes string
-}
-
-// gateSet remembers the approval-gated (resource, scopes) pairs that one
-// client has met, so that none of the client's transports prefetches them:
-// a transport that did not see the hold itself would otherwise start a pool
-// after the approved retry, and its background mint would raise a new hold
-// nobody waits for. A full set counts every key as gated, the safe side.
-type gateSet struct {
-	mu sync.Mutex
-	m  map[gateKey]struct{}
-}
-
-func (g *gateSet) add(k gateKey) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.m == nil {
-		g.m = make(map[gateKey]struct{})
-	}
-	if len(g.m) < prefetchMaxGated {
-		g.m[k] = struct{}{}
-	}
-}
-
-func (g *gateSet) has(k gateKey) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	_, ok := g.m[k]
-	return ok || len(g.m) >= prefetchMaxGated
 }
 
 // prefetcher keeps the mandate pools of one transport. It is registered with
