@@ -9,8 +9,9 @@ import (
 
 // Config is a complete client configuration. Its String, GoString, Format
 // and LogValue methods never show a secret: ClientSecret and BootstrapToken
-// appear as "[redacted]" when set and "" when not, and a password and the
-// query and fragment values in a URL are masked.
+// appear as "[redacted]" when set and "" when not, and a URL's password (or
+// its user part, when it has no password) and its query and fragment values
+// are masked.
 //
 // LoadConfig (and New) builds a Config from four sources. For each key the
 // first source that sets it wins:
