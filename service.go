@@ -116,7 +116,8 @@ func OnLeaseLost(f func(error)) SpawnOption {
 //
 // Closing the handle (Close, Client.Close) or cancelling the context it was
 // started with ends it without a loss: the cause is then ErrSessionClosed or
-// that context's cause.
+// that context's cause. A child service started from a parent's Context ends
+// with the parent's reason, but keeps its own lease: Close retires it.
 type Service struct {
 	c      *Client
 	id     string
@@ -393,9 +394,10 @@ func (s *Service) leaseLocked() Lease {
 // is idempotent: every call that waits to the end returns the outcome of the
 // one close.
 //
-// A handle whose lease was fenced or whose session is gone is not retired
-// (it no longer owns anything); a suspended or expired one is, unless a newer
-// holder has attached meanwhile.
+// A handle whose own lease was fenced or whose session is gone is not
+// retired (it no longer owns anything); a suspended or expired one is, unless
+// a newer holder has attached meanwhile, and so is a child that ended with
+// its parent's loss.
 func (s *Service) Close(ctx context.Context) error {
 	if err := s.check(ctx, "Close"); err != nil {
 		return err
