@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"reflect"
 	"sync"
 	"time"
 
@@ -25,72 +24,6 @@ type Lease struct {
 	// Status is the session status the Coordinator reported ("active" or
 	// "suspended").
 	Status string
-}
-
-// serviceConfig collects the options that only SpawnService and
-// AttachService accept. Spawn refuses a spawnConfig whose service part is
-// set (see checkTask).
-type serviceConfig struct {
-	set        bool          // a service-only option was given
-	background bool          // renew in the background
-	interval   time.Duration // > 0: fixed cadence; 0: derived from the lease
-	onLost     func(error)
-	err        error // an invalid option value, reported by SpawnService
-}
-
-// checkTask is what Spawn calls: the service-only options make no sense for
-// a task session, and silently ignoring a heartbeat option would leave the
-// caller believing something renews.
-func (sc *serviceConfig) checkTask() error {
-	if sc.set {
-		return fmt.Errorf("%w: HeartbeatInterval, HeartbeatAuto and OnLeaseLost apply to SpawnService and AttachService only", ErrInvalidRequest)
-	}
-	return nil
-}
-
-// HeartbeatInterval renews the service lease in the background every d, so
-// that the lease stays current while the caller's code is busy. Whatever d
-// is, a renewal is due before two thirds of the remaining lease have passed,
-// so an interval longer than the lease cannot let it lapse. d must be at
-// least one second. The last of HeartbeatInterval and HeartbeatAuto given
-// wins. Without either, the lease is renewed only by Service.Heartbeat.
-func HeartbeatInterval(d time.Duration) SpawnOption {
-	return func(c *spawnConfig) {
-		c.service.set = true
-		c.service.background = true
-		c.service.interval = d
-		c.service.err = nil
-		if d < time.Second {
-			c.service.err = fmt.Errorf("%w: HeartbeatInterval(%v): the interval must be at least 1s", ErrInvalidRequest, d)
-		}
-	}
-}
-
-// HeartbeatAuto renews the service lease in the background at a cadence
-// derived from the lease: about a third of the remaining lease (clamped to
-// [1s, 5min]) with ±10% jitter, so about every 40 s for the
-// Coordinator's default 120 s lease. The last of HeartbeatInterval and
-// HeartbeatAuto given wins.
-func HeartbeatAuto() SpawnOption {
-	return func(c *spawnConfig) {
-		c.service.set = true
-		c.service.background = true
-		c.service.interval = 0
-		c.service.err = nil
-	}
-}
-
-// OnLeaseLost registers f to run once when the service lease is lost (the
-// Coordinator fenced, suspended or no longer knows the session, or the local
-// deadline passed without a renewal). f receives the same error as
-// context.Cause(s.Context()). It runs in its own goroutine, so it never delays
-// the renewal loop and may call Close; it is not called when the service is
-// closed or its context is cancelled.
-func OnLeaseLost(f func(error)) SpawnOption {
-	return func(c *spawnConfig) {
-		c.service.set = true
-		c.service.onLost = f
-	}
 }
 
 // Service is a long-lived service session kept alive by a heartbeat lease.
@@ -473,25 +406,6 @@ func (s *Service) closeSequence(detached context.Context, cause error) {
 	default:
 		s.closeErr = fmt.Errorf("caracal: retiring service %s: %w", s.id, err)
 	}
-}
-
-// serviceOnly reports whether every option in opts is a service option: the
-// only ones an attach can honour (the Coordinator keeps the labels, parent and
-// grant of the original start). Each option is applied to an empty
-// configuration on its own, so that options added later are covered too.
-func serviceOnly(opts []SpawnOption) bool {
-	for _, opt := range opts {
-		if opt == nil {
-			continue
-		}
-		var probe spawnConfig
-		opt(&probe)
-		probe.service = serviceConfig{}
-		if !reflect.ValueOf(probe).IsZero() {
-			return false
-		}
-	}
-	return true
 }
 
 func deref(p *string) string {
