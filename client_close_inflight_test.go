@@ -34,6 +34,20 @@ var startsInFlight = []struct {
 	}},
 }
 
+// inFlightStack starts an in-memory stack with a client c to close and
+// another client holding the service svcID that AttachService takes over.
+func inFlightStack(t *testing.T) (st *caracaltest.Stack, c, other *caracal.Client, svcID string) {
+	t.Helper()
+	st = caracaltest.Start(t, caracaltest.InMemory())
+	c, err := st.NewClient()
+	require.NoError(t, err)
+	other, err = st.NewClient()
+	require.NoError(t, err)
+	svc, err := other.SpawnService(t.Context())
+	require.NoError(t, err)
+	return st, c, other, svc.ID()
+}
+
 // A start in flight when Client.Close begins ends before Close returns, and
 // the session it started is retired by then: Close retires every session
 // the client started, also one whose start it overtook.
@@ -41,18 +55,12 @@ func TestClientCloseWaitsForStartsInFlight(t *testing.T) {
 	for _, tc := range startsInFlight {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				st := caracaltest.Start(t, caracaltest.InMemory())
-				c, err := st.NewClient()
-				require.NoError(t, err)
-				other, err := st.NewClient()
-				require.NoError(t, err)
-				svc, err := other.SpawnService(t.Context())
-				require.NoError(t, err)
+				st, c, other, svcID := inFlightStack(t)
 
 				before := st.Count(tc.route)
 				st.Inject(tc.route, caracaltest.Fault{Delay: time.Second, Times: 1})
 				started := make(chan error, 1)
-				go func() { started <- tc.run(t, c, svc.ID()) }()
+				go func() { started <- tc.run(t, c, svcID) }()
 				synctest.Wait() // the request waits in the Coordinator
 
 				require.NoError(t, c.Close(t.Context()))
@@ -75,21 +83,15 @@ func TestClientCloseReportsRetireOfStartInFlight(t *testing.T) {
 	for _, tc := range startsInFlight {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				st := caracaltest.Start(t, caracaltest.InMemory())
-				c, err := st.NewClient()
-				require.NoError(t, err)
-				other, err := st.NewClient()
-				require.NoError(t, err)
-				svc, err := other.SpawnService(t.Context())
-				require.NoError(t, err)
+				st, c, other, svcID := inFlightStack(t)
 
 				st.Inject(tc.route, caracaltest.Fault{Delay: time.Second, Times: 1})
 				st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Status: http.StatusServiceUnavailable})
 				started := make(chan error, 1)
-				go func() { started <- tc.run(t, c, svc.ID()) }()
+				go func() { started <- tc.run(t, c, svcID) }()
 				synctest.Wait()
 
-				err = c.Close(t.Context())
+				err := c.Close(t.Context())
 				assert.ErrorIs(t, err, caracal.ErrUnavailable, "Close reports the failed retire")
 				err = <-started
 				assert.ErrorIs(t, err, caracal.ErrClosed)
@@ -109,15 +111,11 @@ func TestClientCloseReportsFailedRetireOfGivenUpStart(t *testing.T) {
 		t.Run(map[bool]string{false: "before Close", true: "during Close"}[during], func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				st := caracaltest.Start(t, caracaltest.InMemory())
-				lost := &lostAnswer{base: st.Transport()}
-				c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: lost}))
-				require.NoError(t, err)
 				// The answer of the first attempt is lost; both retries meet a
 				// 503, and so does the retire of the session found again.
-				st.Inject(caracaltest.RouteStart, caracaltest.Fault{Times: 1})
-				st.Inject(caracaltest.RouteStart, caracaltest.Fault{Status: http.StatusServiceUnavailable, Times: 2})
+				c, lost := lostStartClient(t, st)
 				st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Status: http.StatusServiceUnavailable, Delay: time.Second})
-				_, err = c.Spawn(t.Context())
+				_, err := c.Spawn(t.Context())
 				require.ErrorIs(t, err, caracal.ErrUnavailable)
 				require.NotEmpty(t, lost.lost)
 				if !during {

@@ -176,19 +176,27 @@ func startedID(resp *http.Response) string {
 	return s.ID
 }
 
+// lostStartClient returns a client of st whose next start reaches the
+// Coordinator, which starts the session, but loses the answer; the two
+// retries that follow meet a 503.
+func lostStartClient(t *testing.T, st *caracaltest.Stack) (*caracal.Client, *lostAnswer) {
+	t.Helper()
+	lost := &lostAnswer{base: st.Transport()}
+	c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: lost}))
+	require.NoError(t, err)
+	st.Inject(caracaltest.RouteStart, caracaltest.Fault{Times: 1})
+	st.Inject(caracaltest.RouteStart, caracaltest.Fault{Status: http.StatusServiceUnavailable, Times: 2})
+	return c, lost
+}
+
 // A start under a generated key whose retries run out after an attempt
 // that started the session leaves no session running: the caller gets the
 // error, and the client retires the session nobody can reach.
 func TestSpawnWhoseRetriesRunOutLeavesNoSession(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := caracaltest.Start(t, caracaltest.InMemory())
-		lost := &lostAnswer{base: st.Transport()}
-		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: lost}))
-		require.NoError(t, err)
-		// The answer of the first attempt is lost; both retries meet a 503.
-		st.Inject(caracaltest.RouteStart, caracaltest.Fault{Times: 1})
-		st.Inject(caracaltest.RouteStart, caracaltest.Fault{Status: http.StatusServiceUnavailable, Times: 2})
-		_, err = c.Spawn(t.Context())
+		c, lost := lostStartClient(t, st)
+		_, err := c.Spawn(t.Context())
 		var apiErr *caracal.Error
 		require.ErrorAs(t, err, &apiErr)
 		require.Equal(t, http.StatusServiceUnavailable, apiErr.StatusCode)
