@@ -228,13 +228,13 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 		p.resources = []string{p.resource}
 	}
 
-	// Lifetime.
-	ttl, defaulted := g.ttl, false
+	// Lifetime, in the whole seconds it is sent as.
+	ttl, defaulted := time.Duration(ceilSeconds(g.ttl))*time.Second, false
 	if ttl == 0 && k.ExpiresAt.IsZero() {
 		if defaultTTL <= 0 {
 			return narrowPlan{}, invalidGrant("a delegation needs a TTL or Constraints.ExpiresAt")
 		}
-		ttl, defaulted = defaultTTL, true
+		ttl, defaulted = time.Duration(ceilSeconds(defaultTTL))*time.Second, true
 	}
 
 	if e := source.edge; e != nil {
@@ -279,7 +279,7 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 			case ttl > e.ttl && defaulted:
 				ttl = e.ttl
 			case ttl > e.ttl:
-				return narrowPlan{}, invalidGrant("the TTL %v is longer than the parent's delegation TTL %v", ttl, e.ttl)
+				return narrowPlan{}, invalidGrant("the TTL %v is longer than the parent's delegation TTL %v", g.ttl, e.ttl)
 			}
 		}
 		if !e.expiresAt.IsZero() {
@@ -288,7 +288,7 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 			}
 			if end := now.Add(ttl); k.ExpiresAt.IsZero() && end.After(e.expiresAt) {
 				if !defaulted {
-					return narrowPlan{}, invalidGrant("the TTL %v runs past the parent's delegation expiry %s", ttl, e.expiresAt.Format(time.RFC3339))
+					return narrowPlan{}, invalidGrant("the TTL %v (sent as %v) runs past the parent's delegation expiry %s", g.ttl, ttl, e.expiresAt.Format(time.RFC3339))
 				}
 				// Fit a default inside the parent, a second short to absorb
 				// the rounding to whole seconds.

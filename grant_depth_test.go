@@ -1,7 +1,9 @@
 package caracal_test
 
 import (
+	"context"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -61,4 +63,36 @@ func TestNarrowUnderEdgeWithResourceIDKeepsToIt(t *testing.T) {
 		caracal.Constraints{Resources: []string{"resource://tickets", "resource://ledger"}}, time.Minute))
 	require.NoError(t, err)
 	assert.Equal(t, "resource://ledger", d.Resource)
+}
+
+// A TTL is sent in whole seconds, rounded up, so it is checked against the
+// parent's expiry as it will be sent: a TTL that fits only before rounding
+// is refused before any call, not by the Coordinator.
+func TestNarrowTTLIsCheckedAsSent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		defer c.Close(context.Background())
+		root, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+		require.NoError(t, err)
+		parent, err := c.Spawn(root.Context(), caracal.WithLabels("reader"), caracal.WithTTL(time.Hour),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{MaxHops: 3}, 10*time.Second)))
+		require.NoError(t, err)
+		time.Sleep(600 * time.Millisecond)
+		sent := st.Count(caracaltest.RouteStart)
+
+		// 9.1 s ends 0.3 s before the parent's edge; sent as 10 s, it
+		// would end 0.6 s after it.
+		_, err = c.Spawn(parent.Context(), caracal.WithLabels("reader"),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: 2}, 9100*time.Millisecond)))
+		require.ErrorIs(t, err, caracal.ErrInvalidGrant)
+		assert.ErrorContains(t, err, "runs past the parent's delegation expiry")
+		assert.Equal(t, sent, st.Count(caracaltest.RouteStart), "refused before any call")
+
+		child, err := c.Spawn(parent.Context(), caracal.WithLabels("reader"),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: 2}, 9*time.Second)))
+		require.NoError(t, err, "9 s fits")
+		require.NoError(t, child.Close(context.Background()))
+	})
 }
