@@ -127,9 +127,11 @@ func SkipInboundCheck() AcceptOption {
 // presents it: its delegation becomes edgeID, the previous one its parent
 // edge, and its hop count grows by one. (Hop then counts the edges this
 // process knows of; the edge may sit deeper in the delegator's chain, which
-// the STS counts at every mint, and the resource token's hop says.) First it checks with the Coordinator
-// that edgeID is an active delegation to this session for this application
-// (ErrNotFound otherwise), unless SkipInboundCheck is given.
+// the STS counts at every mint, and the resource token's hop says.) An edge
+// ctx already presents is checked again, and ctx is returned unchanged.
+// First it checks with the Coordinator that edgeID is an active delegation
+// to this session for this application (ErrNotFound otherwise), unless
+// SkipInboundCheck is given.
 func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...AcceptOption) (context.Context, error) {
 	if err := c.check(ctx, "AcceptDelegation", true); err != nil {
 		return nil, err
@@ -158,6 +160,9 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 		if st.Status != "" && st.Status != wire.StatusActive {
 			return nil, fmt.Errorf("caracal: delegation %s is %s, not active: %w", edgeID, st.Status, ErrNotFound)
 		}
+	}
+	if edgeID == a.delegationID {
+		return ctx, nil // already presented: nothing changes
 	}
 	b := *a
 	b.parentDelegationID = a.delegationID

@@ -96,3 +96,22 @@ func TestNarrowTTLIsCheckedAsSent(t *testing.T) {
 		require.NoError(t, child.Close(context.Background()))
 	})
 }
+
+// Accepting the edge a context already presents changes nothing: the hop
+// count stays that of the first acceptance.
+func TestAcceptDelegationTwiceKeepsTheHop(t *testing.T) {
+	_, c := newStack(t)
+	root, giver := narrowReader(t, c, caracal.Constraints{MaxHops: 3}, "reader")
+	peer, err := c.Spawn(root.Context(), caracal.WithLabels("reader"), caracal.WithGrant(caracal.Grant.None()))
+	require.NoError(t, err)
+	d, err := c.Delegate(giver.Context(), peer.ID(), caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: 2}, time.Minute))
+	require.NoError(t, err)
+	once, err := c.AcceptDelegation(peer.Context(), d.ID)
+	require.NoError(t, err)
+	twice, err := c.AcceptDelegation(once, d.ID)
+	require.NoError(t, err)
+	a, b := mustAgent(t, once), mustAgent(t, twice)
+	assert.Equal(t, a.Hop(), b.Hop())
+	assert.Equal(t, a.ParentDelegationID(), b.ParentDelegationID())
+	assert.Equal(t, d.ID, b.DelegationID())
+}
