@@ -337,6 +337,10 @@ func TestLoadConfigProduction(t *testing.T) {
 		{"http refused", urls.with("CARACAL_COORDINATOR_URL", "http://coord.example"), nil, []string{
 			`caracal: CARACAL_COORDINATOR_URL: http://coord.example is not https, which CARACAL_ENV=production requires`,
 		}, false},
+		// The user part of a URL is often a token (https://TOKEN@host).
+		{"http refused, user part masked", urls.with("CARACAL_STS_URL", "http://tok3nUser@sts.example"), nil, []string{
+			`caracal: CARACAL_STS_URL: http://xxxxx@sts.example is not https`,
+		}, false},
 		{"loopback http allowed", urls.with("CARACAL_STS_URL", "http://localhost:8080", "CARACAL_COORDINATOR_URL", "http://127.0.0.1:4000", "CARACAL_GATEWAY_URL", "http://[::1]:8081"), nil, nil, false},
 		{"insecure allowed with one warning", urls.with("CARACAL_STS_URL", "http://sts.example", "CARACAL_GATEWAY_URL", "http://gw.example", "CARACAL_ALLOW_INSECURE_CONFIG_URLS", "true"), nil, nil, true},
 		{"allow needs exactly true", urls.with("CARACAL_STS_URL", "http://sts.example", "CARACAL_ALLOW_INSECURE_CONFIG_URLS", "1"), nil, []string{"CARACAL_STS_URL: http://sts.example is not https"}, false},

@@ -24,7 +24,7 @@ func checkServiceURL(name, raw string, production, allowInsecure bool) error {
 		return fmt.Errorf("caracal: %s: %s has a query or fragment, where the request paths are appended (give the base URL only, e.g. https://caracal.example.com)", name, showURL(raw))
 	}
 	if production && u.Scheme == "http" && !isLoopback(u.Hostname()) && !allowInsecure {
-		return fmt.Errorf("caracal: %s: %s is not https, which CARACAL_ENV=production requires for non-loopback hosts (use https, or set CARACAL_ALLOW_INSECURE_CONFIG_URLS=true)", name, u.Redacted())
+		return fmt.Errorf("caracal: %s: %s is not https, which CARACAL_ENV=production requires for non-loopback hosts (use https, or set CARACAL_ALLOW_INSECURE_CONFIG_URLS=true)", name, printURL(raw))
 	}
 	return nil
 }
