@@ -130,7 +130,17 @@ func Transport(ctx, call context.Context, limit time.Duration, service, method, 
 	if call.Err() != nil {
 		err = fmt.Errorf("no answer within %s: %w", limit, context.DeadlineExceeded)
 	}
-	return fmt.Errorf("caracal: %s %s %s: %w: %w", service, method, path, ErrUnavailable, err)
+	return fmt.Errorf("caracal: %s %s %s: %w: %w", service, method, path, ErrUnavailable, HideURLUser(err))
+}
+
+// HideURLUser returns err with the URL of a *url.Error (what
+// http.Client.Do returns) shown as RedactURL shows it: net/http masks a
+// password there, but keeps a user part without one, often a token.
+func HideURLUser(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return &url.Error{Op: ue.Op, URL: RedactURL(ue.URL), Err: ue.Err}
+	}
+	return err
 }
 
 // Approval builds the error for an STS interaction_required hold on a mint

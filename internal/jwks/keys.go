@@ -211,7 +211,7 @@ func (k *Keys) fetch(ctx context.Context) error {
 	req.Header.Set("Accept", "application/json")
 	resp, err := k.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("jwks: fetch: %w", err)
+		return fmt.Errorf("jwks: fetch: %w", apierr.HideURLUser(err))
 	}
 	defer resp.Body.Close()
 	body, err := apierr.ReadBody(resp, MaxBody+1)

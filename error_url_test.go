@@ -1,0 +1,79 @@
+package caracal_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+// withUser puts user (a token, as in https://TOKEN@host) into a service URL.
+func withUser(raw, user string) string {
+	return strings.Replace(raw, "://", "://"+user+"@", 1)
+}
+
+// A service URL's user part is often a token: a request that gets no answer
+// fails with ErrUnavailable, and neither its error nor the logs show it.
+func TestNoAnswerErrorHidesURLUser(t *testing.T) {
+	const stsUser, coordUser = "stsTok3nUser", "coordTok3nUser"
+	for _, tc := range []struct {
+		name, route string
+	}{
+		{"sts", caracaltest.RouteToken},
+		{"coordinator", caracaltest.RouteStart},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := caracaltest.Start(t)
+			var logs bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			c, _ := newClient(t, st, caracal.WithLogger(log),
+				caracal.WithSTSURL(withUser(st.STSURL(), stsUser)),
+				caracal.WithCoordinatorURL(withUser(st.CoordinatorURL(), coordUser)))
+			st.Inject(tc.route, caracaltest.Fault{Drop: true})
+			_, err := c.Spawn(t.Context())
+			require.Error(t, err)
+			assert.ErrorIs(t, err, caracal.ErrUnavailable)
+			// Close waits for the background retire of the start given up.
+			st.ClearFaults()
+			closeErr := fmt.Sprint(c.Close(context.Background()))
+			for _, out := range []string{err.Error(), closeErr, logs.String()} {
+				assert.NotContains(t, out, stsUser)
+				assert.NotContains(t, out, coordUser)
+			}
+		})
+	}
+}
+
+// The same for the Middleware's fetch of the signing keys from the STS: the
+// one log line of the outage names the URL with its user part masked.
+func TestKeyFetchFailureLogHidesURLUser(t *testing.T) {
+	const user = "jwksTok3nUser"
+	st, c := newStack(t)
+	var logs bytes.Buffer
+	rc, _ := newClient(t, st, caracal.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),
+		caracal.WithSTSURL(withUser(st.STSURL(), user)))
+	mw, err := rc.Middleware(caracal.VerifyTokens("resource://tickets"))
+	require.NoError(t, err)
+	var got seen
+	require.NoError(t, st.SetUpstream("resource://tickets", mw(got.handler())))
+	st.Inject(caracaltest.RouteJWKS, caracaltest.Fault{Drop: true})
+
+	_, reader := narrowReader(t, c, caracal.Constraints{}, "reader")
+	req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
+	require.NoError(t, err)
+	resp, err := c.HTTPClient(caracal.WithScopes("tickets:read")).Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	assert.Contains(t, logs.String(), "cannot fetch the STS signing keys")
+	assert.NotContains(t, logs.String(), user)
+}
