@@ -297,3 +297,49 @@ func TestResourcesWithTheirOwnUpstreams(t *testing.T) {
 		})
 	}
 }
+
+// TestNonCanonicalHeaderKeys sends header keys as a client may put them in
+// the map, lower-cased: net/http sends them as they are and a server
+// canonicalises them, so the stack answers the same in memory as over
+// loopback, in both directions.
+func TestNonCanonicalHeaderKeys(t *testing.T) {
+	docs := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["x-served-by"] = []string{"docs:" + r.Header.Get("X-Team")}
+		_, _ = io.WriteString(w, "ok")
+	})
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			s, hc := m.start(t,
+				caracaltest.WithResource(caracaltest.Resource{Identifier: "resource://docs", Scopes: []string{"docs:read"}, Upstream: docs}),
+				caracaltest.WithGrant("resource://docs", "app-test", map[string][]string{"reader": {"docs:read"}}),
+			)
+			w := wire{t: t, s: s, hc: hc}
+			_, child, edge := w.narrowedOn(w.lifecycle(), "resource://docs", "reader", "docs:read")
+			send := func(extra http.Header) (*http.Response, string) {
+				m := w.mintOn("resource://docs", child, edge, "docs:read")
+				require.Equal(t, 200, m.status, m.raw)
+				req, err := http.NewRequestWithContext(t.Context(), "GET", s.GatewayURL()+"/a", nil)
+				require.NoError(t, err)
+				req.Header["authorization"] = []string{"Bearer " + m.body["access_token"].(string)}
+				req.Header["x-caracal-resource"] = []string{"resource://docs"}
+				for k, v := range extra {
+					req.Header[k] = v
+				}
+				resp, err := hc.Do(req)
+				require.NoError(t, err)
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				require.NoError(t, err)
+				return resp, string(b)
+			}
+
+			resp, body := send(http.Header{"x-team": {"blue"}})
+			require.Equal(t, 200, resp.StatusCode, body)
+			assert.Equal(t, "docs:blue", resp.Header.Get("X-Served-By"))
+
+			resp, body = send(http.Header{"x-caracal-client-id": {"app-test"}})
+			assert.Equal(t, 400, resp.StatusCode, body)
+			assert.Contains(t, body, "client identity derives from the bearer token")
+		})
+	}
+}

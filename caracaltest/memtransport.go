@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -159,10 +161,7 @@ func serverRequest(ctx context.Context, req *http.Request) *http.Request {
 	if host == "" {
 		host = req.URL.Host
 	}
-	header := req.Header.Clone()
-	if header == nil {
-		header = http.Header{}
-	}
+	header := canonicalHeader(req.Header)
 	body := req.Body
 	cl := req.ContentLength
 	if body == nil || body == http.NoBody {
@@ -189,6 +188,23 @@ func serverRequest(ctx context.Context, req *http.Request) *http.Request {
 		RequestURI:    u.RequestURI(),
 	}
 	return sreq.WithContext(ctx)
+}
+
+// canonicalHeader copies h with every key in canonical form, as a header
+// that crossed the wire arrives: net/http sends keys as they are in the map
+// and the receiving side canonicalises them. Values of keys that differ only
+// in case are joined in the order net/http writes them, sorted by key; a key
+// without values is not sent at all.
+func canonicalHeader(h http.Header) http.Header {
+	out := make(http.Header, len(h))
+	for _, k := range slices.Sorted(maps.Keys(h)) {
+		if len(h[k]) == 0 {
+			continue
+		}
+		ck := http.CanonicalHeaderKey(k)
+		out[ck] = append(out[ck], h[k]...)
+	}
+	return out
 }
 
 // memResponseWriter is the http.ResponseWriter of an in-memory request.
@@ -220,7 +236,7 @@ func (w *memResponseWriter) WriteHeader(code int) {
 	}
 	w.committed = true
 	w.status = code
-	w.sent = w.header.Clone()
+	w.sent = canonicalHeader(w.header)
 	for _, v := range w.sent.Values("Trailer") {
 		for _, k := range strings.Split(v, ",") {
 			if k = strings.TrimSpace(k); k != "" {
@@ -268,10 +284,11 @@ func (w *memResponseWriter) Flush() {
 func (w *memResponseWriter) finish() {
 	w.Flush()
 	w.mu.Lock()
+	header := canonicalHeader(w.header)
 	for k := range w.trailer {
-		w.trailer[k] = w.header.Values(k)
+		w.trailer[k] = header.Values(k)
 	}
-	for k, v := range w.header {
+	for k, v := range header {
 		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
 			if w.trailer == nil {
 				w.trailer = http.Header{}
