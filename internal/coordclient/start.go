@@ -42,7 +42,8 @@ type StartOptions struct {
 // key because the application's receipt limit is reached (429
 // idempotency_receipt_limit_exceeded: nothing executed), the start is sent
 // once more without a key so that the limit never stops the application's
-// agents; a caller-given key is never dropped.
+// agents, unless an earlier attempt may have executed (its session could
+// still commit beside a keyless one); a caller-given key is never dropped.
 func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o StartOptions) (wire.Session, error) {
 	path := "/zones/" + c.zone + "/agents"
 	key, generated := o.IdempotencyKey, false
@@ -91,7 +92,9 @@ func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o Star
 			s.Replayed = out.header.Get(wire.HeaderReplayed) == "true"
 			return s, nil
 		}
-		if out.api != nil && out.api.Code == codeReceiptLimit && generated && !keyless {
+		// Only while no earlier attempt can have executed: one that may
+		// still commit would leave a keyless start a second session.
+		if out.api != nil && out.api.Code == codeReceiptLimit && generated && !keyless && !executed {
 			level := slog.LevelWarn
 			if c.receiptLimitSeen.Swap(true) {
 				level = slog.LevelDebug
