@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caracal-go/caracal/internal/apierr"
 	"github.com/caracal-go/caracal/internal/coordclient"
 	"github.com/caracal-go/caracal/internal/wire"
 )
@@ -89,11 +88,6 @@ func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authori
 	}
 	req := plan.request(src, toSessionID, dc.receiver)
 	d, err := c.coord.Delegate(ctx, req, coordclient.NewIdempotencyKey())
-	var e *apierr.Error
-	if errors.As(err, &e) && e.Code == "idempotency_receipt_limit_exceeded" {
-		// Nothing executed; the receipt limit must not stop delegations.
-		d, err = c.coord.Delegate(ctx, req, "")
-	}
 	if err != nil {
 		return Delegation{}, fmt.Errorf("caracal: delegating %q on %s from session %s to session %s: %w",
 			wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), src.sessionID, toSessionID, err)

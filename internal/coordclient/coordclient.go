@@ -176,7 +176,10 @@ func (c *Client) Resume(ctx context.Context, id string) (int, error) {
 
 // Delegate creates a delegation edge. An empty idempotencyKey sends none and
 // makes one attempt (plus one after a 401); with a key, a transient failure
-// is retried DelegateRetries times with the same key.
+// is retried DelegateRetries times with the same key. When the Coordinator
+// refuses the key because the receipt limit is reached (nothing executed),
+// the create is sent once more without a key, unless an earlier attempt may
+// have executed: its edge could still commit beside a keyless one.
 func (c *Client) Delegate(ctx context.Context, req wire.CreateDelegationRequest, idempotencyKey string) (wire.Delegation, error) {
 	path := "/zones/" + c.zone + "/delegations"
 	if req.Scopes == nil {
@@ -193,10 +196,22 @@ func (c *Client) Delegate(ctx context.Context, req wire.CreateDelegationRequest,
 		retries = DelegateRetries
 	}
 	var d wire.Delegation
+	send := func(hdr http.Header) func() outcome {
+		return func() outcome {
+			d = wire.Delegation{}
+			return c.do(ctx, http.MethodPost, path, hdr, func(stsclient.Token) ([]byte, error) { return b, nil }, &d)
+		}
+	}
+	executed := false // an earlier keyed attempt may have committed
+	var last outcome
 	err = c.retrying(ctx, retries, func() outcome {
-		d = wire.Delegation{}
-		return c.do(ctx, http.MethodPost, path, hdr, func(stsclient.Token) ([]byte, error) { return b, nil }, &d)
+		executed = executed || last.ambiguous
+		last = send(hdr)()
+		return last
 	})
+	if last.api != nil && last.api.Code == codeReceiptLimit && idempotencyKey != "" && !executed {
+		err = c.retrying(ctx, 0, send(nil)) // without a key a resend could create a second edge
+	}
 	if err != nil {
 		return wire.Delegation{}, err
 	}
