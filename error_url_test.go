@@ -77,3 +77,35 @@ func TestKeyFetchFailureLogHidesURLUser(t *testing.T) {
 	assert.Contains(t, logs.String(), "cannot fetch the STS signing keys")
 	assert.NotContains(t, logs.String(), user)
 }
+
+// Most Coordinator refusals ({"error":"<code>"}) carry no request id, and
+// the Coordinator sends none as a header (PROTOCOL §4.1, §11): the id the
+// client sent, which the Coordinator adopts, is the one the error carries,
+// for a plain refusal as for a 5xx that outlasted the retries.
+func TestCoordinatorErrorCarriesTheRequestID(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		fault    caracaltest.Fault
+		sentinel error
+	}{
+		{"refusal", caracaltest.Fault{Status: 404}, caracal.ErrNotFound},
+		{"5xx after retries", caracaltest.Fault{Status: 503, Code: "service_unavailable"}, caracal.ErrUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, c := newStack(t)
+			st.Inject(caracaltest.RouteStart, tc.fault)
+			_, err := c.Spawn(t.Context())
+			var e *caracal.Error
+			require.ErrorAs(t, err, &e)
+			assert.ErrorIs(t, err, tc.sentinel)
+			assert.Equal(t, tc.fault.Status, e.StatusCode)
+			assert.NotEmpty(t, e.Code)
+			starts := startsOf(st)
+			require.NotEmpty(t, starts)
+			sent := starts[len(starts)-1].Header.Get("X-Request-Id")
+			assert.NotEmpty(t, sent, "the start carries a request id")
+			assert.Equal(t, sent, e.RequestID)
+			assert.Contains(t, err.Error(), "(request id "+sent+")")
+		})
+	}
+}

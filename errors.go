@@ -14,7 +14,7 @@ import "github.com/caracal-go/caracal/internal/apierr"
 //	StatusCode  int           // the HTTP status
 //	Code        string        // the server's error code, e.g. "session_not_found"
 //	Description string        // the server's text, if any
-//	RequestID   string        // the server's request id, if any
+//	RequestID   string        // the server's request id (at the Coordinator, the one the SDK sent), if any
 //	RetryAfter  time.Duration // the server's Retry-After, if any
 type Error = apierr.Error
 

@@ -50,7 +50,9 @@ type Error struct {
 	Code string
 	// Description is the server's human text, if any.
 	Description string
-	// RequestID is the server's request id, if any.
+	// RequestID is the server's request id, if any. The Coordinator
+	// seldom returns it: there it is the id the SDK sent, which the
+	// Coordinator adopts.
 	RequestID string
 	// RetryAfter is the server's Retry-After, if any.
 	RetryAfter time.Duration

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/caracal-go/caracal/internal/apierr"
 	"github.com/caracal-go/caracal/internal/retry"
 	"github.com/caracal-go/caracal/internal/stsclient"
@@ -369,6 +371,12 @@ func (c *Client) send(ctx context.Context, tok stsclient.Token, method, path str
 	}
 	req.Header.Set("Authorization", tok.Bearer())
 	req.Header.Set("Accept", "application/json")
+	// The Coordinator adopts this id as its own request id, but most of its
+	// error bodies ({"error":"<code>"}) and no response header carry it
+	// back (PROTOCOL §4.1): it is the id an error reports when the answer
+	// names none.
+	rid := uuid.NewString()
+	req.Header.Set(wire.HeaderRequestID, rid)
 	if body != nil {
 		// Only with a body: the Coordinator refuses an empty body declared
 		// as JSON.
@@ -397,6 +405,9 @@ func (c *Client) send(ctx context.Context, tok stsclient.Token, method, path str
 			raw = nil
 		}
 		e, _ := apierr.FromResponse("coordinator", method, path, resp, raw, tok.Value)
+		if e.RequestID == "" {
+			e.RequestID = rid
+		}
 		return outcome{
 			header:    resp.Header,
 			err:       e,
