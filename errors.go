@@ -39,7 +39,8 @@ var (
 	ErrNoSession = apierr.ErrNoSession
 	// ErrClosed: the client was closed.
 	ErrClosed = apierr.ErrClosed
-	// ErrSessionClosed: the session or service handle was closed.
+	// ErrSessionClosed: the session or service handle was closed, or a
+	// parent session it was started under here ended.
 	ErrSessionClosed = apierr.ErrSessionClosed
 	// ErrNarrowNeedsParent: Grant.Narrow was used with no parent session.
 	ErrNarrowNeedsParent = apierr.ErrNarrowNeedsParent

@@ -46,6 +46,9 @@ type Agent struct {
 	// life, if non-nil, is the Context of the session this process holds
 	// for this identity: its children end with it.
 	life context.Context
+	// up is the parent's agent when this process started the session
+	// under one: the parent's end is this session's too (see ended).
+	up *Agent
 	// service marks the identity of a service session this process holds
 	// (SpawnService, AttachService): only such a session parents a service.
 	service bool
@@ -53,6 +56,19 @@ type Agent struct {
 	// (set when this process created or mirrored the edge), so that a
 	// narrowing that is knowably wider is refused before any call.
 	edge *edgeGrant
+}
+
+// ended reports whether the session closed here, or one of the parents this
+// process started it under did: the Coordinator ends a session's subtree
+// with it. It sees the end as soon as Close begins, before any Context
+// learns of it.
+func (a *Agent) ended() bool {
+	for x := a; x != nil; x = x.up {
+		if isDone(x.done) {
+			return true
+		}
+	}
+	return false
 }
 
 // ZoneID returns the zone.
@@ -353,7 +369,8 @@ func AsApplication() HeadersOption {
 // per request instead.
 //
 // With no bound agent Headers fails with ErrNoSession, unless AsApplication
-// is given; for the agent of a session that was closed, with
+// is given; for the agent of a session that was closed, or that this
+// process started under a parent session that was closed or ended, with
 // ErrSessionClosed; for a session another client of this process spawned
 // for another application or zone, with ErrInvalidRequest.
 func (c *Client) Headers(ctx context.Context, opts ...HeadersOption) (http.Header, error) {
@@ -370,7 +387,7 @@ func (c *Client) Headers(ctx context.Context, opts ...HeadersOption) (http.Heade
 	if !ok && !hc.asApplication {
 		return nil, ErrNoSession
 	}
-	if ok && isDone(a.done) {
+	if ok && a.ended() {
 		return nil, fmt.Errorf("%w: session %s", ErrSessionClosed, a.sessionID)
 	}
 	if ok {

@@ -3,6 +3,7 @@ package caracal_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"testing"
 	"time"
 
@@ -82,4 +83,33 @@ func endsSoon(t *testing.T, done <-chan struct{}, failure string) {
 	case <-time.After(10 * time.Second):
 		t.Fatal(failure)
 	}
+}
+
+// A child the Coordinator ended with its parent is closed here too: Headers
+// and the transport refuse it with ErrSessionClosed before any call, also
+// under a context that outlives it, down to the grandchildren.
+func TestParentCloseClosesItsChildrenForHeadersAndTransport(t *testing.T) {
+	st, c := newStack(t)
+	root, child := narrowReader(t, c, caracal.Constraints{MaxHops: 3}, "reader")
+	grandchild, err := c.Spawn(child.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	_, err = c.Headers(grandchild.Context())
+	require.NoError(t, err)
+
+	require.NoError(t, root.Close(t.Context()))
+	st.ResetRecord()
+	hc := c.HTTPClient(caracal.WithScopes("tickets:read"))
+	for _, s := range []*caracal.Session{child, grandchild} {
+		for _, ctx := range []context.Context{s.Context(), caracal.NewContext(context.Background(), s.Agent())} {
+			_, err := c.Headers(ctx)
+			assert.ErrorIs(t, err, caracal.ErrSessionClosed, "headers of %s", s.ID())
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
+			require.NoError(t, err)
+			_, err = hc.Do(req)
+			assert.ErrorIs(t, err, caracal.ErrSessionClosed, "transport of %s", s.ID())
+		}
+	}
+	assert.Empty(t, st.Requests(), "refused before any call")
+	require.NoError(t, grandchild.Close(t.Context()))
+	require.NoError(t, child.Close(t.Context()))
 }

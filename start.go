@@ -135,6 +135,7 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 		own:             true,
 	}
 	if parent != nil {
+		agent.up = parent
 		agent.parentDelegationID = parent.delegationID
 		agent.hop = parent.hop
 		if parent.subjectRecordID != "" {

@@ -282,7 +282,7 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 		closeBody(req)
 		return nil, ErrClosed
 	}
-	if isDone(a.done) {
+	if a.ended() {
 		// Also under a context that outlives the session.
 		closeBody(req)
 		return nil, fmt.Errorf("%w: session %s", ErrSessionClosed, a.sessionID)
