@@ -14,8 +14,9 @@ import (
 )
 
 // Client is a connection to one Caracal zone as one application. It is safe
-// for concurrent use; nothing in it changes after New except the token cache
-// and the set of open sessions, both behind locks.
+// for concurrent use; what changes after New (the token cache, the open
+// sessions, the approval-gated scopes met, the close state) is behind locks
+// or channels.
 type Client struct {
 	cfg  Config
 	http *http.Client
