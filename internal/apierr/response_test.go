@@ -152,6 +152,13 @@ func TestApprovalTextIsBounded(t *testing.T) {
 	assert.Equal(t, "invalid_body", e.Code)
 	assert.Equal(t, "r2", e.RequestID)
 	assert.Equal(t, "true.2: odd", e.Description)
+
+	// Nor does a path that is not an array: decoding stops at an error a
+	// field's own decoder returns, which would drop the request id after it.
+	e, _ = FromResponse("coordinator", "POST", "/p", resp(400), []byte(`{"error":"invalid_body","details":{"issues":[{"path":"ttl_seconds","message":"odd"}]},"requestId":"r3"}`))
+	assert.Equal(t, "invalid_body", e.Code)
+	assert.Equal(t, "r3", e.RequestID)
+	assert.Equal(t, "ttl_seconds: odd", e.Description)
 }
 
 func TestRedactURL(t *testing.T) {

@@ -177,11 +177,19 @@ type Issue struct {
 // kept as its JSON text.
 type IssuePath []string
 
-// UnmarshalJSON accepts string and number elements.
+// UnmarshalJSON accepts string and number elements. A path that is not an
+// array is kept as one element (a string as its text, anything else as its
+// JSON text) rather than refused: an error here would stop the decoding of
+// the whole error body, and lose the request id that may follow.
 func (p *IssuePath) UnmarshalJSON(b []byte) error {
 	var raw []json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
-		return err
+		var s string
+		if json.Unmarshal(b, &s) != nil {
+			s = string(b)
+		}
+		*p = IssuePath{s}
+		return nil
 	}
 	out := make(IssuePath, 0, len(raw))
 	for _, r := range raw {
