@@ -297,6 +297,9 @@ func LoadConfig(opts ...Option) (Config, error) {
 // WithConfigFile names the profile file to load. It must exist. It takes
 // precedence over CARACAL_CONFIG and the default profile locations.
 func WithConfigFile(path string) Option {
+	if strings.TrimSpace(path) == "" {
+		return optErr(errors.New("caracal: WithConfigFile: the path is empty (name the profile to load, or leave the option out)"))
+	}
 	return func(o *options) { o.configFile = path }
 }
 

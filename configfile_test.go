@@ -144,6 +144,19 @@ func TestLoadConfigWithConfigFileBeatsCARACAL_CONFIG(t *testing.T) {
 	assert.Equal(t, b, cfg.Profile)
 }
 
+// WithConfigFile("") (say, from an unset variable) names no file: it is
+// refused rather than read as "no option", which would load whichever
+// profile the default locations hold.
+func TestLoadConfigWithConfigFileEmpty(t *testing.T) {
+	home := t.TempDir()
+	writeFile(t, home, "caracal.toml", "zone_id = \"zone-default\"\napplication_id = \"x\"\napp_client_secret = \"y\"\n", 0o600)
+	for _, path := range []string{"", "  "} {
+		_, err := loadEnv(t, env{"CARACAL_CONFIG_HOME": home}, WithConfigFile(path))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "caracal: WithConfigFile: the path is empty")
+	}
+}
+
 func TestLoadConfigNamedProfileMissing(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "nope.toml")
 	_, err := loadEnv(t, baseEnv().with("CARACAL_CONFIG", missing))
