@@ -79,7 +79,7 @@ func TestMiddlewareKeyOutageLogSaysWhy(t *testing.T) {
 	require.NoError(t, err)
 	var got seen
 	require.NoError(t, st.SetUpstream("resource://tickets", mw(got.handler())))
-	st.Inject(caracaltest.RouteJWKS, caracaltest.Fault{Status: http.StatusServiceUnavailable})
+	st.Inject(caracaltest.RouteJWKS, caracaltest.Fault{Status: http.StatusServiceUnavailable, Description: "key store offline"})
 
 	_, reader := narrowReader(t, c, caracal.Constraints{}, "reader")
 	req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
@@ -93,5 +93,5 @@ func TestMiddlewareKeyOutageLogSaysWhy(t *testing.T) {
 	line := logs.String()
 	assert.Contains(t, line, "cannot fetch the STS signing keys")
 	assert.Contains(t, line, st.STSURL()+"/.well-known/jwks.json", "the URL that failed")
-	assert.Contains(t, line, "status 503", "what the STS answered")
+	assert.Contains(t, line, "503 sts_unavailable: key store offline", "what the STS answered: status, code and text")
 }

@@ -219,7 +219,9 @@ func (k *Keys) fetch(ctx context.Context) error {
 		return fmt.Errorf("jwks: fetch: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("jwks: fetch: status %d", resp.StatusCode)
+		// The STS's refusal: its status, code and text.
+		e, _ := apierr.FromResponse("sts", http.MethodGet, req.URL.Path, resp, body)
+		return fmt.Errorf("jwks: fetch: %w", e)
 	}
 	if len(body) > MaxBody {
 		return errors.New("jwks: document larger than 256 KiB")
