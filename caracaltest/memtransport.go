@@ -82,6 +82,12 @@ func (t *memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	hctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(t.stack, cancel)
 	sreq := serverRequest(hctx, req)
+	// Once the request ends (the client gives up, the stack closes, the
+	// response is done with), its body is closed, which fails a handler's
+	// read that would otherwise wait for a client that stopped sending, as
+	// a server's read fails when its connection closes.
+	body := sreq.Body // a handler may replace sreq.Body with a wrapper
+	context.AfterFunc(hctx, func() { _ = body.Close() })
 	rw := &memResponseWriter{
 		header: http.Header{},
 		ready:  make(chan struct{}),
@@ -162,13 +168,15 @@ func serverRequest(ctx context.Context, req *http.Request) *http.Request {
 		host = req.URL.Host
 	}
 	header := canonicalHeader(req.Header)
-	body := req.Body
+	var body io.ReadCloser = http.NoBody
 	cl := req.ContentLength
-	if body == nil || body == http.NoBody {
-		body = http.NoBody
+	if req.Body == nil || req.Body == http.NoBody {
 		cl = 0
-	} else if cl == 0 {
-		cl = -1 // unknown length: the client would send it chunked
+	} else {
+		body = &onceCloser{ReadCloser: req.Body}
+		if cl == 0 {
+			cl = -1 // unknown length: the client would send it chunked
+		}
 	}
 	u := &url.URL{Path: req.URL.Path, RawPath: req.URL.RawPath, RawQuery: req.URL.RawQuery}
 	if u.Path == "" {
@@ -188,6 +196,19 @@ func serverRequest(ctx context.Context, req *http.Request) *http.Request {
 		RequestURI:    u.RequestURI(),
 	}
 	return sreq.WithContext(ctx)
+}
+
+// onceCloser closes a request body once, however many parts of the
+// transport close it.
+type onceCloser struct {
+	io.ReadCloser
+	once sync.Once
+	err  error
+}
+
+func (c *onceCloser) Close() error {
+	c.once.Do(func() { c.err = c.ReadCloser.Close() })
+	return c.err
 }
 
 // canonicalHeader copies h with every key in canonical form, as a header

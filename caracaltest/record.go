@@ -194,9 +194,10 @@ func recordHandler(rc *recorder, clock Clock, closed context.Context, service st
 			rc.complete(slot, rec)
 		}
 		if err != nil {
-			// The body could not be read (the client went away): answer as
-			// net/http would, without running the route.
-			sw.commit(0)
+			// The body could not be read (the client went away): drop the
+			// connection without running the route, as net/http's answer
+			// never reaches a client whose connection is gone.
+			dropConnection(sw)
 			return
 		}
 		completed := false

@@ -2,6 +2,7 @@ package caracaltest_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -201,4 +202,55 @@ func TestCloseDoesNotWaitForAStalledReader(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Close hangs on a handler blocked writing to a client that stopped reading")
 	}
+}
+
+// TestInMemoryStalledRequestBody sends requests whose bodies never finish:
+// as over a socket, the client's cancellation and the stack's Close end
+// them, instead of leaving the round trip, and Close, waiting for a
+// handler stuck reading the body.
+func TestInMemoryStalledRequestBody(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := caracaltest.Start(t, caracaltest.InMemory())
+		send := func(ctx context.Context, u string) <-chan error {
+			pr, pw := io.Pipe()
+			t.Cleanup(func() { pw.Close() })
+			req, err := http.NewRequestWithContext(ctx, "POST", u, pr)
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			done := make(chan error, 1)
+			go func() {
+				resp, err := s.HTTPClient().Do(req)
+				if err == nil {
+					resp.Body.Close()
+				}
+				done <- err
+			}()
+			return done
+		}
+
+		// The bubble's clock runs on (the sweeper ticks), so a round trip
+		// that never ends shows as one that outlasts a minute of it.
+		result := func(done <-chan error) error {
+			select {
+			case err := <-done:
+				return err
+			case <-time.After(time.Minute):
+				t.Fatal("the round trip did not end")
+				return nil
+			}
+		}
+
+		ctx, cancel := context.WithCancel(t.Context())
+		done := send(ctx, s.STSURL()+"/oauth/2/token")
+		synctest.Wait()
+		cancel()
+		require.ErrorIs(t, result(done), context.Canceled)
+
+		done = send(t.Context(), s.CoordinatorURL()+"/zones/zone-test/agents")
+		synctest.Wait()
+		closed := make(chan error, 1)
+		go func() { closed <- s.Close() }()
+		require.Error(t, result(done))
+		require.NoError(t, result(closed))
+	})
 }
