@@ -63,40 +63,9 @@ func showURL(raw string) string {
 	return strconv.Quote(printURL(raw))
 }
 
-// printURL is raw as messages and logs show it: a password masked
-// (apierr.RedactURL), and the values of its query and its fragment too,
-// which can carry a token (?access_token=...). Query keys stay, so the
-// reader still sees what the URL holds.
-func printURL(raw string) string {
-	head, frag, hasFrag := strings.Cut(apierr.RedactURL(raw), "#")
-	head, query, hasQuery := strings.Cut(head, "?")
-	var b strings.Builder
-	b.WriteString(head)
-	if hasQuery {
-		b.WriteByte('?')
-		for n, param := range strings.Split(query, "&") {
-			if n > 0 {
-				b.WriteByte('&')
-			}
-			key, val, hasVal := strings.Cut(param, "=")
-			switch {
-			case hasVal && val != "":
-				b.WriteString(key + "=xxxxx")
-			case hasVal:
-				b.WriteString(key + "=")
-			case param != "":
-				b.WriteString("xxxxx")
-			}
-		}
-	}
-	if hasFrag {
-		b.WriteByte('#')
-		if frag != "" {
-			b.WriteString("xxxxx")
-		}
-	}
-	return b.String()
-}
+// printURL is raw as messages and logs show it (apierr.ShowURL): a
+// password masked, and the values of its query and its fragment too.
+func printURL(raw string) string { return apierr.ShowURL(raw) }
 
 // isLoopback reports whether host is localhost or a loopback IP.
 func isLoopback(host string) bool {

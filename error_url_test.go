@@ -109,3 +109,32 @@ func TestCoordinatorErrorCarriesTheRequestID(t *testing.T) {
 		})
 	}
 }
+
+// A key given in the query of VerifyJWKSURL (a key proxy's api key, say)
+// is masked in the outage's log line like a token in any configured URL,
+// whether the fetch got no answer or a refusal.
+func TestKeyFetchFailureLogHidesURLQuery(t *testing.T) {
+	const key = "k3yQuerySecret"
+	for _, fault := range []caracaltest.Fault{{Drop: true}, {Status: http.StatusServiceUnavailable}} {
+		st, c := newStack(t)
+		var logs bytes.Buffer
+		rc, _ := newClient(t, st, caracal.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		mw, err := rc.Middleware(caracal.VerifyTokens("resource://tickets",
+			caracal.VerifyJWKSURL(st.STSURL()+"/.well-known/jwks.json?zone_id="+st.Zone()+"&api_key="+key)))
+		require.NoError(t, err)
+		var got seen
+		require.NoError(t, st.SetUpstream("resource://tickets", mw(got.handler())))
+		st.Inject(caracaltest.RouteJWKS, fault)
+
+		_, reader := narrowReader(t, c, caracal.Constraints{}, "reader")
+		req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
+		require.NoError(t, err)
+		resp, err := c.HTTPClient(caracal.WithScopes("tickets:read")).Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+		assert.Contains(t, logs.String(), "cannot fetch the STS signing keys")
+		assert.Contains(t, logs.String(), "api_key=xxxxx")
+		assert.NotContains(t, logs.String(), key)
+	}
+}

@@ -134,11 +134,12 @@ func Transport(ctx, call context.Context, limit time.Duration, service, method, 
 }
 
 // HideURLUser returns err with the URL of a *url.Error (what
-// http.Client.Do returns) shown as RedactURL shows it: net/http masks a
-// password there, but keeps a user part without one, often a token.
+// http.Client.Do returns) shown as ShowURL shows it: net/http masks a
+// password there, but keeps a user part without one and the query, either
+// of which can be a token.
 func HideURLUser(err error) error {
 	if ue, ok := err.(*url.Error); ok {
-		return &url.Error{Op: ue.Op, URL: RedactURL(ue.URL), Err: ue.Err}
+		return &url.Error{Op: ue.Op, URL: ShowURL(ue.URL), Err: ue.Err}
 	}
 	return err
 }
@@ -196,4 +197,39 @@ func RedactURL(raw string) string {
 		return raw[:start] + "xxxxx" + raw[at:]
 	}
 	return raw
+}
+
+// ShowURL is raw as messages and logs show it: its user part masked as
+// RedactURL does, and the values of its query and its fragment too, which
+// can carry a token (?access_token=...). Query keys stay, so the reader
+// still sees what the URL holds.
+func ShowURL(raw string) string {
+	head, frag, hasFrag := strings.Cut(RedactURL(raw), "#")
+	head, query, hasQuery := strings.Cut(head, "?")
+	var b strings.Builder
+	b.WriteString(head)
+	if hasQuery {
+		b.WriteByte('?')
+		for n, param := range strings.Split(query, "&") {
+			if n > 0 {
+				b.WriteByte('&')
+			}
+			key, val, hasVal := strings.Cut(param, "=")
+			switch {
+			case hasVal && val != "":
+				b.WriteString(key + "=xxxxx")
+			case hasVal:
+				b.WriteString(key + "=")
+			case param != "":
+				b.WriteString("xxxxx")
+			}
+		}
+	}
+	if hasFrag {
+		b.WriteByte('#')
+		if frag != "" {
+			b.WriteString("xxxxx")
+		}
+	}
+	return b.String()
 }

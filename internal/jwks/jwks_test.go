@@ -444,9 +444,10 @@ func TestKeysErrorHidesURLPassword(t *testing.T) {
 	down := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	})
-	k := NewKeys(KeysConfig{URL: "http://keys:hunter2@sts.test/jwks?zone_id=z", HTTPClient: handlerClient(down)})
+	k := NewKeys(KeysConfig{URL: "http://keys:hunter2@sts.test/jwks?zone_id=z&key=qs3cret", HTTPClient: handlerClient(down)})
 	_, err := k.Key(context.Background(), "x")
 	require.ErrorIs(t, err, ErrKeysUnavailable)
 	assert.NotContains(t, err.Error(), "hunter2")
-	assert.Contains(t, err.Error(), "sts.test/jwks?zone_id=z", "the error still says where the keys were fetched")
+	assert.NotContains(t, err.Error(), "qs3cret", "a query value can be a key too")
+	assert.Contains(t, err.Error(), "sts.test/jwks?zone_id=xxxxx&key=xxxxx", "the error still says where the keys were fetched")
 }

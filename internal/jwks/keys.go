@@ -66,7 +66,7 @@ type KeysConfig struct {
 // use; a warm lookup takes a read lock only.
 type Keys struct {
 	url      string
-	shown    string // url as errors show it: a password is masked
+	shown    string // url as errors show it: user part and query values masked
 	hc       *http.Client
 	now      func() time.Time
 	maxAge   time.Duration
@@ -91,7 +91,7 @@ type Keys struct {
 func NewKeys(cfg KeysConfig) *Keys {
 	k := &Keys{
 		url:      cfg.URL,
-		shown:    apierr.RedactURL(cfg.URL),
+		shown:    apierr.ShowURL(cfg.URL),
 		hc:       cfg.HTTPClient,
 		now:      cfg.Now,
 		maxAge:   cfg.MaxAge,
