@@ -338,6 +338,9 @@ func (s *Service) Close(ctx context.Context) error {
 	ctx, stop := closeBound(ctx)
 	defer stop()
 	if s.claimClose() {
+		// End the handle before returning, even by a ctx already done:
+		// nothing renews, and no loss is reported, once Close returned.
+		s.end(ErrSessionClosed)
 		go s.closeSequence(context.WithoutCancel(ctx), ErrSessionClosed)
 	}
 	return waitClosed(ctx, s.closed, &s.closeErr, "service "+s.id)
