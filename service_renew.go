@@ -133,10 +133,6 @@ func (s *Service) failed(ctx context.Context, err error) (Lease, error) {
 		// The handle ended while the call was in flight; report why.
 		return s.current(), s.Err()
 	}
-	if ctx.Err() != nil {
-		// The caller of Heartbeat gave up: says nothing about the lease.
-		return s.current(), err
-	}
 	var cause error
 	switch lease.Classify(err) {
 	case lease.Fenced:
@@ -146,6 +142,12 @@ func (s *Service) failed(ctx context.Context, err error) (Lease, error) {
 	case lease.Suspended:
 		cause = fmt.Errorf("caracal: service %s: the session is suspended; Client.Resume, then AttachService: %w", s.id, err)
 	default:
+		if ctx.Err() != nil {
+			// The caller of Heartbeat gave up: says nothing about the
+			// lease. (A final answer above came from the Coordinator
+			// whatever the caller did after.)
+			return s.current(), err
+		}
 		s.mu.Lock()
 		s.lastErr = err
 		s.mu.Unlock()
