@@ -455,13 +455,19 @@ func (c *Client) GatewayRequest(ctx context.Context, method, resource, path stri
 // safe). A poll that fails transiently (no answer, 429, 5xx) is sent again
 // after a backoff that honours Retry-After; after four such failures in a
 // row the wait ends with the last one. Close ends a wait in progress, and
-// a wait after Close, with ErrClosed.
+// a wait after Close, with ErrClosed. An id that does not have the form of
+// the ids the STS issues is refused with ErrInvalidRequest before any call.
 func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
 	if err := c.check(ctx, "WaitApproval", true); err != nil {
 		return err
 	}
 	if approvalID == "" {
 		return errors.New("caracal: WaitApproval needs an approval id")
+	}
+	if !wire.ValidID(approvalID) {
+		// Not an id the STS issues: it would reach the poll's path and
+		// every message here as it is.
+		return fmt.Errorf("%w: WaitApproval: %.64q is not an approval id; pass ApprovalRequiredError.ApprovalID", ErrInvalidRequest, approvalID)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

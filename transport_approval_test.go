@@ -3,9 +3,11 @@ package caracal_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"testing/synctest"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/caracal-go/caracal"
@@ -34,4 +36,19 @@ func TestWaitApprovalInProgressEndsWithClose(t *testing.T) {
 		require.NoError(t, g.c.Close(context.Background()))
 		require.ErrorIs(t, <-waited, caracal.ErrClosed)
 	})
+}
+
+// An approval id comes from the STS as an id of the protocol's form; one
+// that is not (a newline, kilobytes of text) is refused before any call,
+// and the error quotes a bounded part of it.
+func TestWaitApprovalRefusesAnIDOfAnotherForm(t *testing.T) {
+	g := startGoverned(t)
+	g.st.ResetRecord()
+	for _, id := range []string{"ap\nforged: line", strings.Repeat("x", 4096), "../../oauth/2/token"} {
+		err := g.c.WaitApproval(t.Context(), id)
+		require.ErrorIs(t, err, caracal.ErrInvalidRequest)
+		assert.NotContains(t, err.Error(), "\n")
+		assert.Less(t, len(err.Error()), 300)
+	}
+	assert.Empty(t, g.st.Requests(), "refused before any call")
 }
