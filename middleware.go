@@ -167,6 +167,13 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 			m.warn(problems)
 		}
 		if problems.Has(envelope.AuthorizationInvalid) {
+			if v := r.Header["Authorization"]; len(v) == 1 && !bearerScheme(v[0]) {
+				// Another scheme carries no bearer (§7.3): answer it as a
+				// missing one, with a challenge naming no error (RFC 6750
+				// §3.1), not as a bearer the client should replace.
+				writeAuthError(w, http.StatusUnauthorized, codeMissingToken, "missing bearer token")
+				return
+			}
 			writeAuthError(w, http.StatusUnauthorized, jwks.CodeInvalidToken, "malformed authorization header")
 			return
 		}
@@ -233,6 +240,14 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), a)))
 	})
+}
+
+// bearerScheme reports whether an Authorization value names the Bearer
+// scheme, whatever follows it.
+func bearerScheme(v string) bool {
+	scheme, _, _ := strings.Cut(strings.TrimSpace(v), " ")
+	scheme, _, _ = strings.Cut(scheme, "\t")
+	return strings.EqualFold(scheme, "bearer")
 }
 
 // idsValid reports whether every Caracal id env carries has the form of a

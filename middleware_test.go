@@ -178,7 +178,7 @@ func TestMiddlewareVerifiesResourceTokens(t *testing.T) {
 		code   string
 	}{
 		"missing bearer":  {nil, 401, "missing_token"},
-		"basic auth":      {[]string{"Basic dXNlcjpwYXNz"}, 401, "invalid_token"},
+		"basic auth":      {[]string{"Basic dXNlcjpwYXNz"}, 401, "missing_token"},
 		"two headers":     {[]string{"Bearer a", "Bearer b"}, 401, "invalid_token"},
 		"expired":         {[]string{"Bearer " + forge(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-2 * time.Minute).Unix() })}, 401, "invalid_token"},
 		"wrong zone":      {[]string{"Bearer " + forge(func(c jwt.MapClaims) { c["zone_id"] = "zone-other" })}, 401, "invalid_zone"},
