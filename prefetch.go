@@ -72,6 +72,10 @@ type pool struct {
 	wake     chan struct{}     // capacity 1: "a mandate was taken"
 	inflight chan struct{}     // closed when the running refill ends; guarded by prefetcher.mu
 	session  <-chan struct{}   // closed when the session closes; may be nil
+	// life is closed when the session's Context ends, also when a parent
+	// session this process holds ends (the Coordinator ends the child
+	// with it); may be nil.
+	life <-chan struct{}
 }
 
 func newPrefetcher(c *Client, mint func(context.Context, stsclient.MintRequest) (stsclient.Token, error), depth int) *prefetcher {
@@ -138,7 +142,7 @@ func (p *prefetcher) take(ctx context.Context, a *Agent, r stsclient.MintRequest
 		// A mandate minted for the same key now is the best guess of what a
 		// background mint would get: one too short-lived to pool would only
 		// start a worker whose single mint is wasted, once per request.
-		p.start(key, gk, r, a.done)
+		p.start(key, gk, r, a)
 	}
 	return tok, nil
 }
@@ -196,8 +200,12 @@ func (p *prefetcher) gate(gk gateKey) {
 // start creates key's pool and its worker after a successful mint on the
 // request path, unless one exists, the key is gated, the session is closed,
 // or a bound is reached.
-func (p *prefetcher) start(key poolKey, gk gateKey, r stsclient.MintRequest, session <-chan struct{}) {
-	if isDone(session) {
+func (p *prefetcher) start(key poolKey, gk gateKey, r stsclient.MintRequest, a *Agent) {
+	var life <-chan struct{}
+	if a.life != nil {
+		life = a.life.Done()
+	}
+	if isDone(a.done) || isDone(life) {
 		return
 	}
 	p.mu.Lock()
@@ -207,7 +215,7 @@ func (p *prefetcher) start(key poolKey, gk gateKey, r stsclient.MintRequest, ses
 	}
 	r.Scopes = append([]string(nil), r.Scopes...)
 	r.ApprovalID = ""
-	pl := &pool{key: key, req: r, lastTake: time.Now(), wake: make(chan struct{}, 1), session: session}
+	pl := &pool{key: key, req: r, lastTake: time.Now(), wake: make(chan struct{}, 1), session: a.done, life: life}
 	p.pools[key] = pl
 	p.workers++
 	p.wg.Add(1)
@@ -226,8 +234,8 @@ func isDone(ch <-chan struct{}) bool {
 	}
 }
 
-// worker keeps pl filled to depth until pl is dropped, its session closes,
-// it idles, or the prefetcher stops. It mints one mandate at a time.
+// worker keeps pl filled to depth until pl is dropped, its session closes
+// or its Context ends, it idles, or the prefetcher stops. It mints one mandate at a time.
 func (p *prefetcher) worker(pl *pool) {
 	defer p.workerDone()
 	idle := time.NewTimer(prefetchIdle)
@@ -287,6 +295,9 @@ func (p *prefetcher) worker(pl *pool) {
 		case <-pl.session:
 			p.drop(pl)
 			return
+		case <-pl.life:
+			p.drop(pl)
+			return
 		case <-p.ctx.Done():
 			return
 		}
@@ -321,7 +332,7 @@ func (p *prefetcher) state(pl *pool) (live, need bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	live = !p.closed && p.pools[pl.key] == pl
-	return live, live && len(pl.tokens) < p.depth && !isDone(pl.session)
+	return live, live && len(pl.tokens) < p.depth && !isDone(pl.session) && !isDone(pl.life)
 }
 
 // mintOne mints for pl; requests waiting on pl.inflight are released when
@@ -373,6 +384,9 @@ func (p *prefetcher) sleep(pl *pool, d time.Duration) bool {
 	case <-t.C:
 		return true
 	case <-pl.session:
+		p.drop(pl)
+		return false
+	case <-pl.life:
 		p.drop(pl)
 		return false
 	case <-p.ctx.Done():

@@ -64,9 +64,10 @@ func WithPropagation(p Propagation) TransportOption {
 // pool is created only after a mint for its key succeeded on the request
 // path with a mandate of at least 90 s of life (so an edge whose TTL caps
 // its mandates below that is never prefetched), is dropped when its session
-// closes, after a minute or so without use or when the STS refuses a
-// background mint, and is never kept for scopes that needed a human
-// approval. Background minting runs one refill at a time per pool (at most
+// closes or its Context ends (as it does when a parent session it was
+// spawned under ends), after a minute or so without use or when the STS
+// refuses a background mint, and is never kept for scopes that needed a
+// human approval. Background minting runs one refill at a time per pool (at most
 // 256 pools per transport) and stops when the client closes, or within a
 // minute or so after the transport is garbage collected. Each prefetched
 // mandate counts against the STS mint budget (1,000 per minute per
