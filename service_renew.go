@@ -62,6 +62,11 @@ func (s *Service) renew(ctx context.Context) (Lease, error) {
 	cctx, cancel := context.WithTimeout(ctx, lease.CallTimeout(remaining))
 	defer cancel()
 	defer context.AfterFunc(s.stop, cancel)()
+	if s.stop.Err() != nil {
+		// The handle ended since the check above: the watch would cancel
+		// the call only from its own goroutine, perhaps after it was sent.
+		return s.current(), s.Err()
+	}
 	sent := time.Now()
 	resp, err := s.c.coord.Heartbeat(cctx, s.id, gen)
 	if err != nil {
