@@ -325,25 +325,22 @@ func leaseDeadline(serverDeadline string, sent time.Time, leaseLen time.Duration
 	return local
 }
 
-// acquiredDeadline is the local deadline of a lease acquire answer. The
-// wall-clock conversion of leaseDeadline is checked against the answer's
-// Date (the Coordinator's clock, whole seconds): the deadline lies between
-// sent + (deadline − Date) − 1s and now + (deadline − Date). Outside those
-// bounds the clocks disagree, and the lower bound, which never lies later
-// than the Coordinator's deadline, is used instead. Without a Date the
-// wall clocks are trusted.
+// acquiredDeadline is the local deadline of a lease acquire answer. With the
+// answer's Date (the Coordinator's clock, whole seconds) it is sent +
+// (deadline − Date) − 1s, which never lies later than the Coordinator's
+// deadline whatever the clocks say: the renewal happened after sent, and
+// Date is at most a second behind the Coordinator's time when it answered.
+// The wall-clock conversion of leaseDeadline cannot be used then: clocks
+// that disagree by less than Date's grain would pass any check against it,
+// and a local clock behind the Coordinator's makes that deadline late.
+// Without a Date the wall clocks are trusted.
 func acquiredDeadline(serverDeadline string, date, sent time.Time, leaseLen time.Duration) time.Time {
 	local := leaseDeadline(serverDeadline, sent, leaseLen)
 	dl, err := wire.ParseTime(serverDeadline)
 	if local.IsZero() || err != nil || date.IsZero() {
 		return local
 	}
-	left := dl.Sub(date)
-	lower, upper := sent.Add(left-time.Second), time.Now().Add(left)
-	if local.Before(lower) || local.After(upper) {
-		return lower
-	}
-	return local
+	return sent.Add(dl.Sub(date) - time.Second)
 }
 
 // lost marks a heartbeat answer that ended the lease for good as

@@ -44,3 +44,28 @@ func TestServiceAttachUnderClockSkew(t *testing.T) {
 		})
 	}
 }
+
+// Clocks that disagree by less than the Date header's one-second grain are
+// not noticed by comparing with it: the attached deadline must still be no
+// later than the Coordinator's, whichever clock is ahead.
+func TestServiceAttachUnderSubSecondSkew(t *testing.T) {
+	for _, off := range []time.Duration{500 * time.Millisecond, 900 * time.Millisecond, -500 * time.Millisecond} {
+		t.Run(off.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				clk := &skewClock{}
+				clk.off.Store(int64(off))
+				_, c := serviceStack(t, caracaltest.WithClock(clk))
+				svc, err := c.SpawnService(t.Context())
+				require.NoError(t, err)
+				time.Sleep(300 * time.Millisecond) // the Coordinator's clock is mid-second
+
+				start := time.Now()
+				taken, err := c.AttachService(t.Context(), svc.ID())
+				require.NoError(t, err)
+				assert.False(t, taken.Deadline().After(start.Add(120*time.Second)), "deadline %v after the Coordinator's", taken.Deadline().Sub(start))
+				assert.GreaterOrEqual(t, taken.Deadline().Sub(start), 118*time.Second)
+				require.NoError(t, taken.Close(t.Context()))
+			})
+		})
+	}
+}
