@@ -110,9 +110,10 @@ func VerifyCacheSize(n int) VerifyOption {
 // Session, delegation and hop are then bound from the token's claims (behind
 // the Gateway the request carries no Caracal baggage). Verified tokens are
 // remembered (see VerifyCacheSize). After the STS rotates its signing key,
-// a token under the new key id that arrives less than 30 s after the last
-// fetch is refused (401 invalid_token "unknown signing key") until those
-// 30 s have passed.
+// the first token under the new key id refetches the key set, unless a
+// fetch for another unknown key id (or a failed fetch) came less than 30 s
+// before: the token is then refused (401 invalid_token "unknown signing
+// key") until those 30 s have passed.
 func VerifyTokens(resource string, opts ...VerifyOption) MiddlewareOption {
 	vc := &verifyConfig{resource: resource}
 	for _, o := range opts {

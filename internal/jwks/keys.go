@@ -27,7 +27,9 @@ const (
 	DefaultMaxAge = 5 * time.Minute
 	// DefaultCooldown is the shortest interval between two fetches caused by
 	// an unknown key id, so that a stream of tokens with invented key ids
-	// cannot turn the verifier into a load generator against the STS.
+	// cannot turn the verifier into a load generator against the STS, and
+	// between a failed fetch and the next one. The refetch of an aged set
+	// starts none, so that a rotation right after it is found at once.
 	DefaultCooldown = 30 * time.Second
 	// DefaultFetchTimeout bounds one JWKS fetch.
 	DefaultFetchTimeout = 5 * time.Second
@@ -78,10 +80,11 @@ type Keys struct {
 	fetched time.Time // last successful fetch; zero before the first
 
 	// fetching serialises fetches (a lock a waiter can give up on when its
-	// request ends); lastTry and lastErr are guarded by it.
-	fetching chan struct{}
-	lastTry  time.Time
-	lastErr  error // outcome of the fetch at lastTry
+	// request ends); lastTry, lastErr and lastUnknown are guarded by it.
+	fetching    chan struct{}
+	lastTry     time.Time
+	lastErr     error     // outcome of the fetch at lastTry
+	lastUnknown time.Time // the last fetch caused by an unknown key id
 
 	// failing mirrors lastErr != nil for readers that do not hold fetching.
 	failing atomic.Bool
@@ -118,7 +121,8 @@ func NewKeys(cfg KeysConfig) *Keys {
 }
 
 // Key returns the public key with id kid. A fresh cache answers from memory;
-// a stale one, or an unknown kid, refetches first, at most once per cooldown.
+// a stale one refetches first, and an unknown kid too, at most once per
+// cooldown.
 // A key that aged but is inside the stale grace is returned without waiting
 // while another caller refetches, and without refetching again when the last
 // attempt failed within the cooldown: an STS outage then costs one fetch per
@@ -169,18 +173,22 @@ func (k *Keys) slow(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
 	if ok && now.Sub(fetched) < k.maxAge {
 		return key, nil
 	}
-	// Every fetch attempt starts a cooldown in which neither an unknown kid
-	// nor an aged set refetches.
-	if !k.lastTry.IsZero() && now.Sub(k.lastTry) < k.cooldown {
+	// A failed attempt starts a cooldown in which nothing refetches; a
+	// fetch for an unknown kid, one in which no other unknown kid does.
+	failed := k.lastErr != nil && now.Sub(k.lastTry) < k.cooldown
+	if failed || !ok && !k.lastUnknown.IsZero() && now.Sub(k.lastUnknown) < k.cooldown {
 		switch {
 		case ok && now.Sub(fetched) < k.maxAge+staleGrace:
 			return key, nil
-		case k.lastErr != nil:
+		case failed:
 			return nil, k.lastErr
 		}
 		return nil, ErrUnknownKey
 	}
 	k.lastTry = now
+	if !ok {
+		k.lastUnknown = now
+	}
 	err := k.fetch(ctx)
 	if err != nil {
 		err = fmt.Errorf("%w from %s: %w", ErrKeysUnavailable, k.shown, err)
