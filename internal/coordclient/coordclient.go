@@ -42,6 +42,9 @@ const (
 	maxBody = 1 << 20
 
 	codeReceiptLimit = "idempotency_receipt_limit_exceeded"
+	// codeDepthLimit refuses a start for its parent's depth, which no
+	// retry changes.
+	codeDepthLimit = "session_depth_limit_exceeded"
 )
 
 // TokenSource yields lifecycle tokens.
@@ -285,7 +288,7 @@ type outcome struct {
 	err    error
 	api    *apierr.Error // the answer, when there was a non-success one
 	// retryable: sending the same request again may succeed (408, 425, 429
-	// except the receipt limit, 5xx, network failure).
+	// except the receipt and depth limits, 5xx, network failure).
 	retryable bool
 	// ambiguous: the request may have executed although no success came
 	// back (5xx or a network failure after sending).
@@ -412,7 +415,7 @@ func (c *Client) send(ctx context.Context, tok stsclient.Token, method, path str
 			header:    resp.Header,
 			err:       e,
 			api:       e,
-			retryable: retry.RetryableStatus(e.StatusCode) && e.Code != codeReceiptLimit,
+			retryable: retry.RetryableStatus(e.StatusCode) && e.Code != codeReceiptLimit && e.Code != codeDepthLimit,
 			ambiguous: e.StatusCode >= 500,
 		}
 	}

@@ -103,12 +103,13 @@ func TestStartNotRetried(t *testing.T) {
 		answer(404, `{"error":"parent_not_found"}`),
 		answer(409, `{"error":"idempotency_key_conflict","message":"…"}`),
 		answer(429, `{"error":"session_limit_exceeded"}`),
+		answer(429, `{"error":"session_depth_limit_exceeded"}`),
 	} {
 		h := newHarness(t, a)
 		_, err := h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "app-test"}, StartOptions{})
 		require.Error(t, err)
 		want := 1
-		if strings.Contains(err.Error(), "session_limit_exceeded") {
+		if strings.Contains(err.Error(), " session_limit_exceeded") {
 			want = 1 + StartRetries // a plain 429 is transient
 		}
 		assert.Len(t, h.coord.requests(), want, err.Error())
