@@ -170,7 +170,7 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 				if cfg.idemKey != "" {
 					return nil, fmt.Errorf("caracal: service %s, replayed under the given idempotency key: acquiring the lease (left running; the call that started it may hold it, or retry): %w", ses.AgentSessionID, lerr)
 				}
-				c.retireOrphan(ctx, ses.AgentSessionID, gen)
+				c.retireReplayed(ctx, ses.AgentSessionID, gen)
 			}
 			return nil, fmt.Errorf("caracal: service %s: acquiring the lease after a replayed start: %w", ses.AgentSessionID, lerr)
 		}
@@ -190,6 +190,24 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 		svc.parentLife = st.parent.life
 	}
 	return c.hand(ctx, svc)
+}
+
+// retireReplayed retires a replayed service whose lease this call failed to
+// take over. The failed acquire may have executed, its answer lost, and
+// moved the generation on: when the retire is fenced, the lease is taken
+// once more and the session retired with the generation that returns.
+func (c *Client) retireReplayed(ctx context.Context, id string, gen int64) {
+	if err := c.retireOrphan(ctx, id, gen); err == nil || lease.Classify(err) != lease.Fenced {
+		return
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), retireBound)
+	defer cancel()
+	lr, _, err := c.coord.Lease(lctx, id)
+	if err != nil {
+		c.log.WarnContext(ctx, "caracal: taking over a replayed service to retire it failed", "session", id, "error", err)
+		return
+	}
+	c.retireOrphan(ctx, id, int64(lr.LeaseGeneration))
 }
 
 // hand registers s with the client and starts it. If the client closed or
