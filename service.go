@@ -180,7 +180,7 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 		status = lr.Status
 	}
 	if gen < 1 || deadline.IsZero() {
-		c.retireOrphan(ctx, ses.AgentSessionID, gen)
+		c.retireUnhanded(ctx, ses.AgentSessionID, gen)
 		return nil, fmt.Errorf("caracal: service %s: the Coordinator's start answer has no lease (generation %d, deadline %q); is it a Caracal v1 Coordinator?",
 			ses.AgentSessionID, gen, deref(ses.HeartbeatDeadlineAt))
 	}
@@ -197,7 +197,9 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 // moved the generation on: when the retire is fenced, the lease is taken
 // once more and the session retired with the generation that returns.
 func (c *Client) retireReplayed(ctx context.Context, id string, gen int64) {
-	if err := c.retireOrphan(ctx, id, gen); err == nil || lease.Classify(err) != lease.Fenced {
+	err := c.retireOrphan(ctx, id, gen)
+	if err == nil || lease.Classify(err) != lease.Fenced {
+		c.keepUnretired(err)
 		return
 	}
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), retireBound)
@@ -205,9 +207,10 @@ func (c *Client) retireReplayed(ctx context.Context, id string, gen int64) {
 	lr, _, err := c.coord.Lease(lctx, id)
 	if err != nil {
 		c.log.WarnContext(ctx, "caracal: taking over a replayed service to retire it failed", "session", id, "error", err)
+		c.keepUnretired(fmt.Errorf("caracal: retiring session %s: taking its lease over: %w", id, err))
 		return
 	}
-	c.retireOrphan(ctx, id, int64(lr.LeaseGeneration))
+	c.retireUnhanded(ctx, id, int64(lr.LeaseGeneration))
 }
 
 // hand registers s with the client and starts it. If the client closed or
@@ -226,6 +229,10 @@ func (c *Client) hand(ctx context.Context, s *Service) (*Service, error) {
 		rerr := c.retireOrphan(ctx, s.id, s.generation)
 		if errors.Is(err, ErrClosed) {
 			return nil, c.unhanded(rerr)
+		}
+		if rerr != nil {
+			c.keepUnretired(rerr)
+			return nil, fmt.Errorf("%w; %w", err, rerr)
 		}
 		return nil, err
 	}

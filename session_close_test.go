@@ -2,6 +2,8 @@ package caracal_test
 
 import (
 	"context"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -185,4 +187,31 @@ func TestClientCloseWithASessionsContext(t *testing.T) {
 		info, _ := st.SessionInfo(s.ID())
 		assert.Equal(t, "terminated", info.Status)
 	}
+}
+
+// A narrowing the Coordinator refuses retires the new session again; when
+// that retire fails too, the Spawn error says so, and Client.Close reports
+// the session left running, instead of "(retired again)" and nil.
+func TestNarrowingRefusedWhoseRetireFailsIsReported(t *testing.T) {
+	st, c := newStack(t)
+	root, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Status: http.StatusServiceUnavailable, Times: 1})
+	_, err = c.Spawn(root.Context(), caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:admin"}, "resource://tickets", caracal.Constraints{}, time.Minute)))
+	require.ErrorIs(t, err, caracal.ErrAccessDenied)
+	assert.NotContains(t, err.Error(), "(retired again)")
+	assert.ErrorContains(t, err, "retiring it failed")
+	var child string
+	for _, r := range st.Requests() {
+		if r.Pattern == caracaltest.RouteRetire {
+			child = r.Path[strings.LastIndex(r.Path, "/")+1:]
+		}
+	}
+	require.NotEmpty(t, child, "the retire was sent")
+	info, _ := st.SessionInfo(child)
+	assert.Equal(t, "active", info.Status)
+
+	err = c.Close(t.Context())
+	assert.ErrorIs(t, err, caracal.ErrUnavailable)
+	assert.ErrorContains(t, err, child)
 }

@@ -177,9 +177,9 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 				return started{}, fmt.Errorf("caracal: narrowing the session %s, replayed under the given idempotency key, to %q on %s (left running; close it from the call that started it, or retry): %w",
 					ses.AgentSessionID, wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), err)
 			}
-			c.retireOrphan(ctx, ses.AgentSessionID, int64(ses.LeaseGeneration))
-			return started{}, fmt.Errorf("caracal: narrowing the new session %s to %q on %s (retired again): %w",
-				ses.AgentSessionID, wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), err)
+			rerr := c.retireUnhanded(ctx, ses.AgentSessionID, int64(ses.LeaseGeneration))
+			return started{}, fmt.Errorf("caracal: narrowing the new session %s to %q on %s (%s): %w",
+				ses.AgentSessionID, wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), retiredAgain(rerr), err)
 		}
 		agent.delegationID = d.DelegationEdgeID
 		agent.hop++
@@ -236,6 +236,23 @@ func (c *Client) resolveParent(ctx context.Context, cfg spawnConfig) (*Agent, er
 			ErrInvalidRequest, p.sessionID, p.applicationID, p.zoneID, c.cfg.ApplicationID, c.cfg.ZoneID)
 	}
 	return p, nil
+}
+
+// retireUnhanded is retireOrphan as the last attempt on a session nobody
+// will hold: a failure is kept for Client.Close to report.
+func (c *Client) retireUnhanded(ctx context.Context, id string, generation int64) error {
+	err := c.retireOrphan(ctx, id, generation)
+	c.keepUnretired(err)
+	return err
+}
+
+// retiredAgain says, for the error of a call that failed after starting a
+// session, how the retire of that session went.
+func retiredAgain(retireErr error) string {
+	if retireErr != nil {
+		return "retiring it failed too, which Client.Close reports: " + retireErr.Error()
+	}
+	return "retired again"
 }
 
 // retireOrphan retires a session this call started but cannot hand out,
