@@ -185,7 +185,9 @@ func (c *Client) Config() Config { return c.cfg.clone() }
 
 // Close retires every session and service the client started and has not
 // closed yet, stops background work, and makes further calls fail with
-// ErrClosed. A Spawn, SpawnService or AttachService still in flight is
+// ErrClosed. A session or service whose retire failed earlier (its Close, or
+// a service's start context ending) is left running, and part of Close's
+// error. A Spawn, SpawnService or AttachService still in flight is
 // waited for: it fails with ErrClosed and retires the session it started,
 // and a failure of that retire is part of Close's error too, as is one of
 // the background retire of a start that was given up. It is idempotent: a

@@ -401,7 +401,15 @@ func (s *Service) claimClose() bool {
 
 func (s *Service) closeSequence(detached context.Context, cause error) {
 	defer close(s.closed)
-	defer s.c.untrack(s)
+	defer func() {
+		// A service left running stays with the client, whose Close
+		// reports it: nobody else may learn of it (a retire after the
+		// start context ended, or after a Close that returned by its ctx's
+		// deadline).
+		if s.closeErr == nil {
+			s.c.untrack(s)
+		}
+	}()
 	s.end(cause)
 	s.mu.Lock()
 	unwatch, unparent := s.unwatch, s.unparent

@@ -311,13 +311,16 @@ func waitClosed(ctx context.Context, closed <-chan struct{}, outcome *error, wha
 
 func (s *Session) retire(detached context.Context) {
 	defer close(s.closed)
-	defer s.c.untrack(s)
 	ctx, cancel := context.WithTimeout(detached, retireBound)
 	defer cancel()
 	if err := s.c.coord.Retire(ctx, s.id, 0); err != nil {
+		// The session is left running: the client keeps the handle, so
+		// that Client.Close reports it also when no Close waited for this
+		// outcome (one that returned by its ctx's deadline).
 		s.closeErr = fmt.Errorf("caracal: retiring session %s: %w", s.id, err)
 		return
 	}
+	s.c.untrack(s)
 	s.c.endTwins(s)
 }
 

@@ -1,0 +1,67 @@
+package caracal_test
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+// A Session.Close that returned by its ctx's deadline leaves the retire to
+// the background; when that retire fails after the Close returned, nobody
+// has heard of it yet, so Client.Close reports it, also once it is over.
+func TestClientCloseReportsBackgroundRetireFailedEarlier(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		s, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Delay: time.Hour})
+
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		require.ErrorIs(t, s.Close(ctx), context.DeadlineExceeded)
+		time.Sleep(time.Minute) // fake time: the background retire gave up
+		synctest.Wait()
+		st.ClearFaults()
+
+		info, _ := st.SessionInfo(s.ID())
+		require.Equal(t, "active", info.Status)
+		err = c.Close(context.Background())
+		require.Error(t, err, "the session left running is reported")
+		assert.Contains(t, err.Error(), s.ID())
+	})
+}
+
+// A service whose start context ended is retired as by Close; when that
+// retire fails, Client.Close reports the service left running.
+func TestClientCloseReportsServiceRetireAfterContextEnded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(t.Context())
+		svc, err := c.SpawnService(ctx, caracal.HeartbeatAuto())
+		require.NoError(t, err)
+		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Status: 500})
+
+		cancel()
+		<-svc.Done()
+		time.Sleep(time.Minute) // fake time: the retire and its retries are over
+		synctest.Wait()
+		st.ClearFaults()
+
+		info, _ := st.SessionInfo(svc.ID())
+		require.Equal(t, "active", info.Status)
+		err = c.Close(context.Background())
+		require.Error(t, err, "the service left running is reported")
+		assert.Contains(t, err.Error(), svc.ID())
+	})
+}
