@@ -65,3 +65,28 @@ func TestClientCloseReportsServiceRetireAfterContextEnded(t *testing.T) {
 		assert.Contains(t, err.Error(), svc.ID())
 	})
 }
+
+// A handle whose retire failed is kept for Client.Close to report only while
+// its session runs: once a twin handle (the same start replayed under its
+// idempotency key) retired the session, there is nothing left to report.
+func TestClientCloseForgetsFailedRetireATwinRedid(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		first, err := c.Spawn(t.Context(), caracal.WithIdempotencyKey("twin"))
+		require.NoError(t, err)
+		second, err := c.Spawn(t.Context(), caracal.WithIdempotencyKey("twin"))
+		require.NoError(t, err)
+		require.Equal(t, first.ID(), second.ID())
+
+		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Status: 500})
+		require.Error(t, first.Close(t.Context()))
+		st.ClearFaults()
+		require.NoError(t, second.Close(t.Context()))
+
+		info, _ := st.SessionInfo(first.ID())
+		require.Equal(t, "terminated", info.Status)
+		assert.NoError(t, c.Close(context.Background()))
+	})
+}

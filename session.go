@@ -339,9 +339,13 @@ func (c *Client) endTwins(s *Session) {
 	for _, t := range twins {
 		t.closeOnce.Do(func() {
 			t.end()
-			c.untrack(t)
 			close(t.closed)
 		})
+		// Also one whose own retire failed: the session is retired now.
+		// (One still retiring stays, so that Client.Close waits for it.)
+		if isDone(t.closed) {
+			c.untrack(t)
+		}
 	}
 }
 
