@@ -102,8 +102,9 @@ func (e noAgentError) Error() string {
 
 func (noAgentError) Is(target error) bool { return target == ErrNoSession }
 
-// errNoDelegation is returned when the bound session holds no delegation edge.
-var errNoDelegation = errors.New("caracal: the bound session holds no delegation edge, so the STS would refuse its mandate (policy denied, no_rule_matched); call resources from a child spawned with Grant.Narrow")
+// errNoDelegation is returned when the bound session holds no delegation
+// edge; it matches ErrInvalidGrant, as the other local refusals of a grant.
+var errNoDelegation = invalidGrant("the bound session holds no delegation edge, so the STS would refuse its mandate (policy denied, no_rule_matched); call resources from a child spawned with Grant.Narrow")
 
 // transport is the RoundTripper returned by Client.Transport. Its fields are
 // set at construction and never change; the prefetch pools sit behind their
