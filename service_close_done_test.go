@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,6 +24,9 @@ func TestServiceCloseWithDoneContextEndsTheHandleFirst(t *testing.T) {
 		svc, err := c.SpawnService(t.Context(), caracal.OnLeaseLost(func(error) { lost.Add(1) }))
 		require.NoError(t, err)
 
+		// The retire takes a second of the bubble's time, so that Close
+		// returns by its ctx, before the retire ends.
+		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Delay: time.Second, Times: 1})
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
 		assert.ErrorIs(t, svc.Close(ctx), context.Canceled)
@@ -31,6 +35,7 @@ func TestServiceCloseWithDoneContextEndsTheHandleFirst(t *testing.T) {
 		_, err = svc.Heartbeat(t.Context())
 		assert.ErrorIs(t, err, caracal.ErrSessionClosed)
 
+		time.Sleep(time.Second) // the retire ends
 		synctest.Wait()
 		assert.Zero(t, st.Count(caracaltest.RouteHeartbeat), "no heartbeat after Close")
 		assert.Equal(t, 1, st.Count(caracaltest.RouteRetire))
