@@ -47,7 +47,8 @@ func ToApplication(applicationID string) DelegateOption {
 // existing session (toSessionID), which binds it with AcceptDelegation. grant
 // must be a Grant.Narrow with a TTL or an expiry. The caller's own context is
 // unchanged. The request carries a random idempotency key and is retried
-// once after a transient failure.
+// once after a transient failure. An agent whose session ended (see
+// Headers) delegates nothing: ErrSessionClosed, before any call.
 //
 // When ctx ends while the request is in flight, the delegation may have been
 // created all the same: it then holds until it expires, and calling Delegate
@@ -62,6 +63,9 @@ func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authori
 	src, ok := FromContext(ctx)
 	if !ok {
 		return Delegation{}, ErrNoSession
+	}
+	if err := src.closedErr(); err != nil {
+		return Delegation{}, err
 	}
 	if grant.mode != grantNarrow {
 		return Delegation{}, invalidGrant("Delegate takes a Grant.Narrow, not Grant.%s", strings.ToUpper(grant.String()[:1])+grant.String()[1:])
@@ -122,7 +126,8 @@ func SkipInboundCheck() AcceptOption {
 // edge, and its hop count grows by one. (Hop then counts the edges this
 // process knows of; the edge may sit deeper in the delegator's chain, which
 // the STS counts at every mint, and the resource token's hop says.) An edge
-// ctx already presents is checked again, and ctx is returned unchanged.
+// ctx already presents is checked again, and ctx is returned unchanged; an
+// agent whose session ended gets ErrSessionClosed before any call.
 // First it checks with the Coordinator that edgeID is an active delegation
 // to this session for this application (ErrNotFound otherwise), unless
 // SkipInboundCheck is given.
@@ -133,6 +138,9 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 	a, ok := FromContext(ctx)
 	if !ok {
 		return nil, ErrNoSession
+	}
+	if err := a.closedErr(); err != nil {
+		return nil, err
 	}
 	if edgeID == "" {
 		return nil, invalidGrant("AcceptDelegation needs the delegation id")

@@ -58,17 +58,17 @@ type Agent struct {
 	edge *edgeGrant
 }
 
-// ended reports whether the session closed here, or one of the parents this
-// process started it under did: the Coordinator ends a session's subtree
-// with it. It sees the end as soon as Close begins, before any Context
-// learns of it.
-func (a *Agent) ended() bool {
+// closedErr returns ErrSessionClosed, naming the session, when the session
+// closed here or one of the parents this process started it under did (the
+// Coordinator ends a session's subtree with it), and nil otherwise. It sees
+// the end as soon as Close begins, before any Context learns of it.
+func (a *Agent) closedErr() error {
 	for x := a; x != nil; x = x.up {
 		if isDone(x.done) {
-			return true
+			return fmt.Errorf("%w: session %s", ErrSessionClosed, a.sessionID)
 		}
 	}
-	return false
+	return nil
 }
 
 // ZoneID returns the zone.
@@ -176,7 +176,8 @@ type Session struct {
 // only Close (or the TTL) retires the session. It also ends, with the
 // parent's cause, when the parent session this process holds ends (the
 // Coordinator ends the child with it), even when ctx does not derive from
-// the parent's Context (WithParent). When Spawn fails (ctx ended, or the
+// the parent's Context (WithParent); a parent already ended so is refused
+// with ErrSessionClosed before any call. When Spawn fails (ctx ended, or the
 // retries ran out) after the start may already have reached the
 // Coordinator, the session it may have started is retired in the
 // background (Client.Close waits for that, and reports it if that retire
@@ -394,10 +395,10 @@ func (c *Client) Headers(ctx context.Context, opts ...HeadersOption) (http.Heade
 	if !ok && !hc.asApplication {
 		return nil, ErrNoSession
 	}
-	if ok && a.ended() {
-		return nil, fmt.Errorf("%w: session %s", ErrSessionClosed, a.sessionID)
-	}
 	if ok {
+		if err := a.closedErr(); err != nil {
+			return nil, err
+		}
 		if err := c.checkOwnApplication(a, "call Headers on the client that spawned it"); err != nil {
 			return nil, err
 		}

@@ -113,3 +113,28 @@ func TestParentCloseClosesItsChildrenForHeadersAndTransport(t *testing.T) {
 	require.NoError(t, grandchild.Close(t.Context()))
 	require.NoError(t, child.Close(t.Context()))
 }
+
+// Nor does anything start from such a session: a child spawned under it, a
+// delegation from it, an edge accepted for it are refused with
+// ErrSessionClosed before any call.
+func TestEndedSessionStartsNothing(t *testing.T) {
+	st, c := newStack(t)
+	root, giver := narrowReader(t, c, caracal.Constraints{MaxHops: 3}, "reader")
+	peer, err := c.Spawn(root.Context(), caracal.WithLabels("reader"), caracal.WithGrant(caracal.Grant.None()))
+	require.NoError(t, err)
+	d, err := c.Delegate(giver.Context(), peer.ID(), caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: 2}, time.Minute))
+	require.NoError(t, err)
+
+	require.NoError(t, root.Close(t.Context()))
+	st.ResetRecord()
+	bg := context.Background()
+	_, err = c.Spawn(bg, caracal.WithParent(giver.Agent()))
+	assert.ErrorIs(t, err, caracal.ErrSessionClosed)
+	_, err = c.Spawn(caracal.NewContext(bg, root.Agent()))
+	assert.ErrorIs(t, err, caracal.ErrSessionClosed)
+	_, err = c.Delegate(caracal.NewContext(bg, giver.Agent()), peer.ID(), caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: 2}, time.Minute))
+	assert.ErrorIs(t, err, caracal.ErrSessionClosed)
+	_, err = c.AcceptDelegation(caracal.NewContext(bg, peer.Agent()), d.ID)
+	assert.ErrorIs(t, err, caracal.ErrSessionClosed)
+	assert.Empty(t, st.Requests(), "refused before any call")
+}

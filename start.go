@@ -228,6 +228,9 @@ func (c *Client) resolveParent(ctx context.Context, cfg spawnConfig) (*Agent, er
 	if p == nil {
 		return nil, nil
 	}
+	if err := p.closedErr(); err != nil {
+		return nil, fmt.Errorf("caracal: the parent session: %w", err)
+	}
 	if p.sessionID == "" {
 		return nil, fmt.Errorf("%w: the parent agent has no session id (an inbound context without Caracal baggage?); pass WithoutParent to start a root session", ErrInvalidRequest)
 	}

@@ -284,10 +284,10 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 		closeBody(req)
 		return nil, ErrClosed
 	}
-	if a.ended() {
+	if err := a.closedErr(); err != nil {
 		// Also under a context that outlives the session.
 		closeBody(req)
-		return nil, fmt.Errorf("%w: session %s", ErrSessionClosed, a.sessionID)
+		return nil, err
 	}
 	if err := t.c.checkOwnApplication(a, "send the request with a transport of the client that spawned it"); err != nil {
 		closeBody(req)
