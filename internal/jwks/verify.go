@@ -217,7 +217,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	}
 	dot1 := strings.IndexByte(token, '.')
 	dot2 := strings.LastIndexByte(token, '.')
-	if dot1 <= 0 || dot2 <= dot1+1 || strings.IndexByte(token[dot1+1:dot2], '.') >= 0 {
+	if dot1 <= 0 || dot2 <= dot1+1 || strings.IndexByte(token[dot1+1:dot2], '.') >= 0 || !compact(token) {
 		return nil, fail(CodeInvalidToken, "malformed token", nil)
 	}
 	// One buffer serves the three segments: each is decoded after the
@@ -270,6 +270,20 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		v.cache.put(token, verified{claims: claims, kid: h.Kid, key: key, until: claims.Expiry().Add(Leeway)}, now)
 	}
 	return claims, nil
+}
+
+// compact reports whether token holds only the base64url alphabet and dots.
+// The decoder skips CR and LF, so without this check a signature with a
+// line break in it would verify as the same token.
+func compact(token string) bool {
+	for i := 0; i < len(token); i++ {
+		switch b := token[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9', b == '-', b == '_', b == '.':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // fromCache answers a token found in the cache. hit is false when the key
