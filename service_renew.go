@@ -288,7 +288,7 @@ func startDeadline(ses wire.Session, sent time.Time) (time.Time, time.Duration) 
 	}
 	if ses.LastHeartbeatAt != nil {
 		if last, err := wire.ParseTime(*ses.LastHeartbeatAt); err == nil && dl.After(last) {
-			n := dl.Sub(last)
+			n := min(dl.Sub(last), lease.MaxLease)
 			return sent.Add(n), n
 		}
 	}
@@ -303,13 +303,14 @@ func renewedLength(a wire.HeartbeatAgent) (n time.Duration, known bool) {
 	if err1 != nil || err2 != nil {
 		return 0, false
 	}
-	return dl.Sub(last), true
+	return min(dl.Sub(last), lease.MaxLease), true
 }
 
 // leaseDeadline converts a Coordinator deadline to the local monotonic clock
 // when the answer carries no server time to measure the lease against (lease
 // acquire): it then trusts the wall clocks to agree, but never gives more than
-// leaseLen from sent when the lease length is known.
+// leaseLen from sent when the lease length is known, nor more than
+// lease.MaxLease.
 func leaseDeadline(serverDeadline string, sent time.Time, leaseLen time.Duration) time.Time {
 	dl, err := wire.ParseTime(serverDeadline)
 	if err != nil {
@@ -317,10 +318,11 @@ func leaseDeadline(serverDeadline string, sent time.Time, leaseLen time.Duration
 	}
 	now := time.Now()
 	local := now.Add(dl.Sub(now.Round(0)))
-	if leaseLen > 0 {
-		if limit := sent.Add(leaseLen); local.After(limit) {
-			local = limit
-		}
+	if leaseLen <= 0 {
+		leaseLen = lease.MaxLease
+	}
+	if limit := sent.Add(min(leaseLen, lease.MaxLease)); local.After(limit) {
+		local = limit
 	}
 	return local
 }
@@ -340,7 +342,7 @@ func acquiredDeadline(serverDeadline string, date, sent time.Time, leaseLen time
 	if local.IsZero() || err != nil || date.IsZero() {
 		return local
 	}
-	return sent.Add(dl.Sub(date) - time.Second)
+	return sent.Add(min(dl.Sub(date)-time.Second, lease.MaxLease))
 }
 
 // lost marks a heartbeat answer that ended the lease for good as

@@ -28,6 +28,12 @@ const (
 	// CallTimeoutMax bounds one renewal call (the SDK's Coordinator
 	// per-call timeout).
 	CallTimeoutMax = 10 * time.Second
+	// MaxLease is the longest lease a handle holds between renewals,
+	// whatever the Coordinator's answer implies (its default is 120 s): a
+	// deadline centuries away, or a lease measured from a last heartbeat
+	// that long ago, would otherwise keep a handle whose renewals all fail
+	// from ever reporting its lease lost.
+	MaxLease = 24 * time.Hour
 )
 
 // RenewDelay returns how long to wait after a successful renewal before the
