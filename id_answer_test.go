@@ -107,3 +107,56 @@ func jsonAnswer(body string) *http.Response {
 	_, _ = rec.WriteString(body)
 	return rec.Result()
 }
+
+// A replayed narrowed spawn looks for the edge its first start created in
+// the session's inbound edges: an edge listed there with an id outside the
+// protocol (or none) is refused as an invalid answer, as a created edge's
+// id is, instead of becoming the new session's delegation.
+func TestReplayedSpawnRefusesAListedEdgeIdOutsideTheProtocol(t *testing.T) {
+	for _, bad := range []string{"edge\nlevel=INFO msg=forged", ""} {
+		st := caracaltest.Start(t)
+		base := http.DefaultTransport.(*http.Transport).Clone()
+		t.Cleanup(base.CloseIdleConnections)
+		hc := &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := base.RoundTrip(r)
+			if err != nil || r.Method != http.MethodGet || strings.Count(r.URL.Path[strings.Index(r.URL.Path, "/inbound/")+1:], "/") != 1 {
+				return resp, err
+			}
+			var list map[string][]map[string]any
+			err = json.NewDecoder(resp.Body).Decode(&list)
+			_ = resp.Body.Close()
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range list["items"] {
+				e["id"], e["delegation_edge_id"] = bad, bad
+			}
+			return jsonAnswer(mustJSON(t, list)), nil
+		})}
+		c, err := st.NewClient(caracal.WithHTTPClient(hc))
+		require.NoError(t, err)
+		root, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		opts := []caracal.SpawnOption{caracal.WithIdempotencyKey("job-9"),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, time.Minute))}
+		first, err := c.Spawn(root.Context(), opts...)
+		require.NoError(t, err)
+
+		again, err := c.Spawn(root.Context(), opts...)
+		if err == nil {
+			t.Errorf("%q: the replayed spawn bound delegation %q", bad, again.Agent().DelegationID())
+		}
+		require.ErrorIs(t, err, caracal.ErrUnavailable, "%q", bad)
+		if bad != "" {
+			assert.NotContains(t, err.Error(), bad)
+		}
+		require.NoError(t, first.Close(t.Context()))
+		require.NoError(t, c.Close(t.Context()))
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(b)
+}

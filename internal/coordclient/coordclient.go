@@ -278,6 +278,11 @@ func (c *Client) InboundEdges(ctx context.Context, sessionID string) ([]wire.Del
 		if r.Items[i].DelegationEdgeID == "" {
 			r.Items[i].DelegationEdgeID = r.Items[i].ID
 		}
+		// A listed edge may become a session's delegation: its id must be
+		// one, as a created edge's is (see Delegate).
+		if !wire.ValidID(r.Items[i].DelegationEdgeID) {
+			return nil, invalid(http.MethodGet, path, "an edge without a Coordinator id")
+		}
 	}
 	return r.Items, nil
 }
