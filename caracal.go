@@ -100,7 +100,7 @@ func New(opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newClient(cfg, &o)
+	return newClient(cfg, &o), nil
 }
 
 // NewFromConfig returns a Client for a configuration built in code. The
@@ -121,7 +121,7 @@ func NewFromConfig(cfg Config, opts ...Option) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return newClient(cfg, &o)
+	return newClient(cfg, &o), nil
 }
 
 func collect(opts []Option) options {
@@ -134,7 +134,7 @@ func collect(opts []Option) options {
 	return o
 }
 
-func newClient(cfg Config, o *options) (*Client, error) {
+func newClient(cfg Config, o *options) *Client {
 	hc := o.httpClient
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
@@ -160,7 +160,7 @@ func newClient(cfg Config, o *options) (*Client, error) {
 		HTTPClient:     &control,
 		Logger:         log,
 	})
-	c := &Client{
+	return &Client{
 		cfg:     cfg,
 		http:    hc,
 		control: &control,
@@ -177,7 +177,6 @@ func newClient(cfg Config, o *options) (*Client, error) {
 		open:   make(map[closer]struct{}),
 		closed: make(chan struct{}),
 	}
-	return c, nil
 }
 
 // Config returns the client's configuration. Its String method hides secrets.
