@@ -86,11 +86,7 @@ func load(o *options) (Config, error) {
 	if l.env == nil {
 		l.env = os.LookupEnv
 	}
-	cfg, err := l.load()
-	if err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
+	return l.load()
 }
 
 func (l *loader) load() (Config, error) {
