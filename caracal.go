@@ -126,12 +126,17 @@ func NewFromConfig(cfg Config, opts ...Option) (*Client, error) {
 
 func collect(opts []Option) options {
 	var o options
-	for _, opt := range opts {
-		if opt != nil {
-			opt(&o)
+	apply(&o, opts)
+	return o
+}
+
+// apply runs the options on cfg in order, skipping nil ones.
+func apply[T any, O ~func(*T)](cfg *T, opts []O) {
+	for _, o := range opts {
+		if o != nil {
+			o(cfg)
 		}
 	}
-	return o
 }
 
 func newClient(cfg Config, o *options) *Client {

@@ -81,11 +81,7 @@ func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authori
 			src.sessionID, src.applicationID, c.cfg.ApplicationID)
 	}
 	dc := delegateConfig{receiver: c.cfg.ApplicationID}
-	for _, o := range opts {
-		if o != nil {
-			o(&dc)
-		}
-	}
+	apply(&dc, opts)
 	plan, err := c.planNarrow(grant, src, 0)
 	if err != nil {
 		return Delegation{}, err
@@ -146,11 +142,7 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 		return nil, invalidGrant("AcceptDelegation needs the delegation id")
 	}
 	var ac acceptConfig
-	for _, o := range opts {
-		if o != nil {
-			o(&ac)
-		}
-	}
+	apply(&ac, opts)
 	if !ac.skipCheck {
 		st, err := c.coord.InboundEdge(ctx, a.sessionID, edgeID)
 		switch {

@@ -131,11 +131,7 @@ func (c *Client) Middleware(opts ...MiddlewareOption) (func(http.Handler) http.H
 		return nil, err
 	}
 	var cfg middlewareConfig
-	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
-		}
-	}
+	apply(&cfg, opts)
 	m := &middleware{c: c}
 	switch {
 	case cfg.n > 1:

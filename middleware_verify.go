@@ -116,11 +116,7 @@ func VerifyCacheSize(n int) VerifyOption {
 // key") until those 30 s have passed.
 func VerifyTokens(resource string, opts ...VerifyOption) MiddlewareOption {
 	vc := &verifyConfig{resource: resource}
-	for _, o := range opts {
-		if o != nil {
-			o(vc)
-		}
-	}
+	apply(vc, opts)
 	return func(c *middlewareConfig) {
 		c.verify = vc
 		c.n++

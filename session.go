@@ -386,11 +386,7 @@ func (c *Client) Headers(ctx context.Context, opts ...HeadersOption) (http.Heade
 		return nil, err
 	}
 	var hc headersConfig
-	for _, o := range opts {
-		if o != nil {
-			o(&hc)
-		}
-	}
+	apply(&hc, opts)
 	a, ok := FromContext(ctx)
 	if !ok && !hc.asApplication {
 		return nil, ErrNoSession

@@ -34,11 +34,7 @@ type spawnConfig struct {
 
 func newSpawnConfig(opts []SpawnOption) spawnConfig {
 	var c spawnConfig
-	for _, o := range opts {
-		if o != nil {
-			o(&c)
-		}
-	}
+	apply(&c, opts)
 	return c
 }
 

@@ -166,11 +166,7 @@ func (c *Client) Transport(base http.RoundTripper, opts ...TransportOption) http
 // (tests pass a fake).
 func (c *Client) newTransport(base http.RoundTripper, opts []TransportOption, mint func(context.Context, stsclient.MintRequest) (stsclient.Token, error)) *transport {
 	var cfg transportConfig
-	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
-		}
-	}
+	apply(&cfg, opts)
 	if base == nil {
 		base = c.http.Transport
 	}
