@@ -43,6 +43,10 @@ type poolKey struct {
 	session, delegation, resource, scopes string
 }
 
+// gateKey is the approval-gating key of k's mandates: gating follows the
+// scopes' risk tiers, not the session.
+func (k poolKey) gateKey() gateKey { return gateKey{resource: k.resource, scopes: k.scopes} }
+
 // prefetcher keeps the mandate pools of one transport. It is registered with
 // the client, whose Close stops and waits for its workers.
 type prefetcher struct {
@@ -102,9 +106,7 @@ func newPrefetcherFunc(mint func(context.Context, stsclient.MintRequest) (stscli
 
 // take returns a pooled mandate for r, or mints one on the request path.
 func (p *prefetcher) take(ctx context.Context, a *Agent, r stsclient.MintRequest) (stsclient.Token, error) {
-	scopes := strings.Join(r.Scopes, " ")
-	key := poolKey{session: r.AgentSessionID, delegation: r.DelegationEdgeID, resource: r.Resource, scopes: scopes}
-	gk := gateKey{resource: r.Resource, scopes: scopes}
+	key := poolKey{session: r.AgentSessionID, delegation: r.DelegationEdgeID, resource: r.Resource, scopes: strings.Join(r.Scopes, " ")}
 	if ctx.Err() != nil {
 		// The request will not be sent: it must not spend a pooled mandate,
 		// which the worker would replace with another mint.
@@ -132,9 +134,8 @@ func (p *prefetcher) take(ctx context.Context, a *Agent, r stsclient.MintRequest
 
 	tok, err := p.mint(ctx, r)
 	if err != nil {
-		var ae *apierr.ApprovalRequiredError
-		if errors.As(err, &ae) {
-			p.gate(gk)
+		if isApproval(err) {
+			p.gate(key.gateKey())
 		}
 		return stsclient.Token{}, err
 	}
@@ -142,7 +143,7 @@ func (p *prefetcher) take(ctx context.Context, a *Agent, r stsclient.MintRequest
 		// A mandate minted for the same key now is the best guess of what a
 		// background mint would get: one too short-lived to pool would only
 		// start a worker whose single mint is wasted, once per request.
-		p.start(key, gk, r, a)
+		p.start(key, r, a)
 	}
 	return tok, nil
 }
@@ -200,7 +201,7 @@ func (p *prefetcher) gate(gk gateKey) {
 // start creates key's pool and its worker after a successful mint on the
 // request path, unless one exists, the key is gated, the session is closed,
 // or a bound is reached.
-func (p *prefetcher) start(key poolKey, gk gateKey, r stsclient.MintRequest, a *Agent) {
+func (p *prefetcher) start(key poolKey, r stsclient.MintRequest, a *Agent) {
 	var life <-chan struct{}
 	if a.life != nil {
 		life = a.life.Done()
@@ -210,7 +211,7 @@ func (p *prefetcher) start(key poolKey, gk gateKey, r stsclient.MintRequest, a *
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.pools[key] != nil || len(p.pools) >= prefetchMaxPools || p.gates.has(gk) {
+	if p.closed || p.pools[key] != nil || len(p.pools) >= prefetchMaxPools || p.gates.has(key.gateKey()) {
 		return
 	}
 	r.Scopes = append([]string(nil), r.Scopes...)
@@ -247,7 +248,7 @@ func (p *prefetcher) worker(pl *pool) {
 			return
 		}
 		if need {
-			if p.gates.has(gateKey{resource: pl.key.resource, scopes: pl.key.scopes}) {
+			if p.gates.has(pl.key.gateKey()) {
 				// Another transport of the client met a hold for these scopes.
 				p.drop(pl)
 				return
@@ -263,7 +264,7 @@ func (p *prefetcher) worker(pl *pool) {
 				}
 				continue
 			case isApproval(err):
-				p.gate(gateKey{resource: pl.key.resource, scopes: pl.key.scopes})
+				p.gate(pl.key.gateKey())
 				return
 			case p.ctx.Err() != nil:
 				return
