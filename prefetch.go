@@ -433,11 +433,7 @@ func (p *prefetcher) workerDone() {
 // at the latest after prefetchIdle, or at the client's Close.
 func (p *prefetcher) abandon(f func()) {
 	p.mu.Lock()
-	p.closed = true
-	for _, pl := range p.pools {
-		pl.tokens = nil
-	}
-	clear(p.pools)
+	p.closeLocked()
 	if p.workers > 0 {
 		p.onIdle, f = f, nil
 	}
@@ -450,13 +446,20 @@ func (p *prefetcher) abandon(f func()) {
 // closeNow stops background minting and drops every pool without waiting.
 func (p *prefetcher) closeNow() {
 	p.mu.Lock()
+	p.closeLocked()
+	p.mu.Unlock()
+	p.cancel()
+}
+
+// closeLocked marks p closed and forgets every pool and its mandates. It
+// touches no channel (see abandon): a worker finds its pool gone when it
+// next looks.
+func (p *prefetcher) closeLocked() {
 	p.closed = true
 	for _, pl := range p.pools {
 		pl.tokens = nil
 	}
 	clear(p.pools)
-	p.mu.Unlock()
-	p.cancel()
 }
 
 // Close stops the workers and waits for them until ctx ends. The client
