@@ -339,16 +339,24 @@ func (c *Client) keepUnretired(err error) {
 
 // waitStarts waits for the starts in flight until ctx ends.
 func (c *Client) waitStarts(ctx context.Context) error {
+	if waitGroup(ctx, &c.starting) {
+		return nil
+	}
+	return fmt.Errorf("caracal: a session start in flight goes on in the background (it retires what it starts): %w", context.Cause(ctx))
+}
+
+// waitGroup waits for wg until ctx ends, and reports whether wg finished.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) bool {
 	done := make(chan struct{})
 	go func() {
-		c.starting.Wait()
+		wg.Wait()
 		close(done)
 	}()
 	select {
 	case <-done:
-		return nil
+		return true
 	case <-ctx.Done():
-		return fmt.Errorf("caracal: a session start in flight goes on in the background (it retires what it starts): %w", context.Cause(ctx))
+		return false
 	}
 }
 

@@ -466,17 +466,10 @@ func (p *prefetcher) closeLocked() {
 // calls it from Close.
 func (p *prefetcher) Close(ctx context.Context) error {
 	p.closeNow()
-	done := make(chan struct{})
-	go func() {
-		p.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
+	if waitGroup(ctx, &p.wg) {
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
+	return ctx.Err()
 }
 
 // pooled reports the number of mandates pooled for key (tests).
