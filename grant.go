@@ -350,7 +350,7 @@ func (p narrowPlan) granted(d wire.Delegation) *edgeGrant {
 		e.expiresAt = t
 	}
 	if s := d.ConstraintsJSON.TTLSeconds; s > 0 {
-		e.ttl = time.Duration(s) * time.Second
+		e.ttl = time.Duration(min(s, int(maxTTL/time.Second))) * time.Second // the Coordinator's limit
 	} else if p.ttlSeconds > 0 {
 		e.ttl = time.Duration(p.ttlSeconds) * time.Second
 	}

@@ -205,7 +205,9 @@ func (c *Client) Spawn(ctx context.Context, opts ...SpawnOption) (*Session, erro
 	}
 	ttl := defaultTaskTTL
 	if st.session.TTLSeconds != nil && *st.session.TTLSeconds > 0 {
-		ttl = time.Duration(*st.session.TTLSeconds) * time.Second
+		// At most the Coordinator's limit: a larger count would wrap
+		// around in nanoseconds.
+		ttl = time.Duration(min(*st.session.TTLSeconds, int(maxTTL/time.Second))) * time.Second
 	}
 	// Counted from when the start was sent, on the local clock, so that it
 	// is never later than the Coordinator's own expiry; a replayed start
