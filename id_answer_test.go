@@ -60,6 +60,17 @@ func TestAnswerWithAnIdOutsideTheProtocolIsRefused(t *testing.T) {
 		assert.NotContains(t, err.Error(), bad)
 		require.NoError(t, c.Close(t.Context()))
 
+		hc = &http.Client{Transport: rewriting(base, "/agents", "subject_authority_record_id", bad)}
+		c, err = st.NewClient(caracal.WithHTTPClient(hc))
+		require.NoError(t, err)
+		s, err := c.Spawn(t.Context())
+		if err == nil {
+			t.Errorf("%q: the session's agent carries subject record %q", bad, s.Agent().SubjectRecordID())
+		}
+		require.ErrorIs(t, err, caracal.ErrUnavailable, "%q", bad)
+		assert.NotContains(t, err.Error(), bad)
+		require.NoError(t, c.Close(t.Context()))
+
 		hc = &http.Client{Transport: rewriting(base, "/delegations", "delegation_edge_id", bad)}
 		c, err = st.NewClient(caracal.WithHTTPClient(hc))
 		require.NoError(t, err)

@@ -83,7 +83,8 @@ func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o Star
 			if s.AgentSessionID == "" {
 				return wire.Session{}, invalid(http.MethodPost, path, "no agent_session_id")
 			}
-			if !wire.ValidID(s.AgentSessionID) || (s.DelegationEdgeID != nil && *s.DelegationEdgeID != "" && !wire.ValidID(*s.DelegationEdgeID)) {
+			if !wire.ValidID(s.AgentSessionID) || (s.DelegationEdgeID != nil && *s.DelegationEdgeID != "" && !wire.ValidID(*s.DelegationEdgeID)) ||
+				(s.SubjectAuthorityRecordID != "" && !wire.ValidID(s.SubjectAuthorityRecordID)) {
 				return wire.Session{}, invalid(http.MethodPost, path, "an id that is not a Coordinator id")
 			}
 			if req.Lifecycle == wire.LifecycleService && s.LeaseGeneration < 1 {
