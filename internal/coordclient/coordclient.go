@@ -104,13 +104,13 @@ func NewIdempotencyKey() string {
 // as retired. One attempt, plus one after a 401.
 func (c *Client) Retire(ctx context.Context, id string, generation int64) error {
 	path := "/zones/" + c.zone + "/agents/" + url.PathEscape(id)
-	var body func(stsclient.Token) ([]byte, error)
+	var body bodyFunc
 	if generation != 0 {
 		b, err := json.Marshal(wire.RetireRequest{LeaseGeneration: generation})
 		if err != nil {
 			return err
 		}
-		body = func(stsclient.Token) ([]byte, error) { return b, nil }
+		body = fixedBody(b)
 	}
 	out := c.do(ctx, http.MethodDelete, path, nil, body, nil)
 	if out.api != nil && gone(out.api) {
@@ -134,7 +134,7 @@ func (c *Client) Heartbeat(ctx context.Context, id string, generation int64) (wi
 		return wire.HeartbeatResponse{}, err
 	}
 	var r wire.HeartbeatResponse
-	out := c.do(ctx, http.MethodPost, path, nil, func(stsclient.Token) ([]byte, error) { return b, nil }, &r)
+	out := c.do(ctx, http.MethodPost, path, nil, fixedBody(b), &r)
 	if out.err != nil {
 		return wire.HeartbeatResponse{}, out.err
 	}
@@ -204,7 +204,7 @@ func (c *Client) Delegate(ctx context.Context, req wire.CreateDelegationRequest,
 	send := func(hdr http.Header) func() outcome {
 		return func() outcome {
 			d = wire.Delegation{}
-			return c.do(ctx, http.MethodPost, path, hdr, func(stsclient.Token) ([]byte, error) { return b, nil }, &d)
+			return c.do(ctx, http.MethodPost, path, hdr, fixedBody(b), &d)
 		}
 	}
 	executed := false // an earlier keyed attempt may have committed
@@ -334,7 +334,7 @@ func (c *Client) pause(ctx context.Context, retries int, out outcome) error {
 // 401, invalidates that token and sends it once more with a fresh one after
 // a short random pause. body (nil for a bodiless request) is called with the
 // token of each send. out, if non-nil, receives the decoded success body.
-func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, body func(stsclient.Token) ([]byte, error), out any) outcome {
+func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, body bodyFunc, out any) outcome {
 	if err := checkPath(path); err != nil {
 		return outcome{err: err}
 	}
@@ -357,8 +357,16 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, b
 	return c.send(ctx, tok, method, path, hdr, body, out)
 }
 
+// bodyFunc builds a request body for the lifecycle token of one send.
+type bodyFunc func(stsclient.Token) ([]byte, error)
+
+// fixedBody is the bodyFunc of a body that does not depend on the token.
+func fixedBody(b []byte) bodyFunc {
+	return func(stsclient.Token) ([]byte, error) { return b, nil }
+}
+
 // send performs one HTTP request.
-func (c *Client) send(ctx context.Context, tok stsclient.Token, method, path string, hdr http.Header, body func(stsclient.Token) ([]byte, error), out any) outcome {
+func (c *Client) send(ctx context.Context, tok stsclient.Token, method, path string, hdr http.Header, body bodyFunc, out any) outcome {
 	var rd io.Reader
 	var payload []byte
 	if body != nil {

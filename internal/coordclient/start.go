@@ -131,7 +131,7 @@ func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o Star
 // which replays the session if there is one (or starts one), and retires
 // what comes back. Detached from ctx's cancellation and bounded by Timeout.
 // It fails only when it found a session and retiring it failed.
-func (c *Client) abandonStart(ctx context.Context, path string, hdr http.Header, body func(stsclient.Token) ([]byte, error)) error {
+func (c *Client) abandonStart(ctx context.Context, path string, hdr http.Header, body bodyFunc) error {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), Timeout)
 	defer cancel()
 	var s wire.Session
