@@ -218,11 +218,9 @@ func (c *Client) retireReplayed(ctx context.Context, id string, gen int64) {
 // Registering first means Client.Close can never miss a running handle; a
 // handle it closes before begin simply never starts its timers.
 func (c *Client) hand(ctx context.Context, s *Service) (*Service, error) {
-	err := ctx.Err()
+	err := context.Cause(ctx)
 	if err == nil {
 		err = c.track(s)
-	} else {
-		err = context.Cause(ctx)
 	}
 	if err != nil {
 		s.end(err)
