@@ -36,8 +36,8 @@ const (
 )
 
 // profilePath finds the profile: the named one (option, then CARACAL_CONFIG)
-// or the first existing default location. named reports whether the file
-// was named explicitly (and so must exist).
+// or the first existing default location. namedBy is the option or variable
+// that named the file, which must then exist; "" for a default location.
 func (l *loader) profilePath() (path, namedBy string) {
 	if l.o.configFile != "" {
 		return l.o.configFile, "WithConfigFile"
