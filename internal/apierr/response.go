@@ -167,7 +167,8 @@ func Approval(e *Error, eb wire.ErrorBody, resource string, scopes []string) *Ap
 func redirected(resp *http.Response) string {
 	to := "elsewhere"
 	if u, err := resp.Location(); err == nil && u.Host != "" {
-		to = u.Scheme + "://" + u.Host
+		// Server text: one line, bounded.
+		to = printable([]byte(u.Scheme+"://"+u.Host), maxTextBody/2)
 	}
 	return "the service redirected the request to " + to + "; Caracal services never redirect, so it was not followed (no credential was sent there): check the configured URL"
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -168,4 +169,17 @@ func TestRedactURL(t *testing.T) {
 	assert.Equal(t, "https://h/@user", RedactURL("https://h/@user"))
 	assert.Equal(t, "http://xxxxx@h:bad", RedactURL("http://u:pw@h:bad"))
 	assert.Equal(t, "xxxxx@h%zz", RedactURL("u:pw@h%zz"))
+}
+
+// A redirect's target is server text too: a Location with a host of any
+// length, or of characters that are not printable, is shown bounded and on
+// one line, as the rest of the answer is.
+func TestFromResponseRedirectTargetIsBounded(t *testing.T) {
+	for _, host := range []string{strings.Repeat("a", 1<<20), "evil\u2028host", "ex%0Aample"} {
+		e, _ := FromResponse("sts", "POST", "/oauth/2/token", resp(302, "Location", "https://"+host+"/x"), nil)
+		assert.LessOrEqual(t, len(e.Description), 4*maxTextBody, "%.20q", host)
+		for _, r := range e.Description {
+			assert.True(t, r == ' ' || unicode.IsPrint(r) && r != '\u2028', "%q in %.80q", r, e.Description)
+		}
+	}
 }
