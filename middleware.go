@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -345,7 +344,7 @@ func (c *Client) builtinVerifier(vc *verifyConfig) (Verifier, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return nil, errors.New("caracal: the JWKS URL is not an absolute http(s) URL")
 	}
-	if u.Scheme != "https" && c.cfg.Production && !c.cfg.AllowInsecureURLs && !loopback(u.Hostname()) {
+	if u.Scheme != "https" && c.cfg.Production && !c.cfg.AllowInsecureURLs && !isLoopback(u.Hostname()) {
 		return nil, errors.New("caracal: in production the JWKS URL must be https (or loopback)")
 	}
 	uses := []string{wire.UseResource}
@@ -372,14 +371,6 @@ func (c *Client) builtinVerifier(vc *verifyConfig) (Verifier, error) {
 		return nil, err
 	}
 	return tokenVerifier{v, keys}, nil
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // tokenVerifier adapts jwks.Verifier to Verifier.

@@ -382,6 +382,10 @@ func TestMiddlewareConstruction(t *testing.T) {
 	require.Error(t, err, "production refuses an unverifying middleware")
 	_, err = prod.Middleware(caracal.VerifyTokens(mwResource, caracal.VerifyJWKSURL("http://keys.example/jwks")))
 	require.Error(t, err, "production refuses plain-http keys")
+	for _, local := range []string{"http://localhost:8080/jwks", "http://LocalHost:8080/jwks", "http://127.0.0.1:8080/jwks", "http://[::1]:8080/jwks"} {
+		_, err = prod.Middleware(caracal.VerifyTokens(mwResource, caracal.VerifyJWKSURL(local)))
+		require.NoError(t, err, "plain http on loopback is allowed, as for the service URLs: %s", local)
+	}
 	_, err = prod.Middleware(caracal.VerifyTokens(mwResource))
 	require.NoError(t, err)
 
