@@ -152,7 +152,7 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 			return nil, fmt.Errorf("caracal: checking delegation %s with the Coordinator failed (try again, or pass SkipInboundCheck to leave the check to the STS): %w", edgeID, err)
 		}
 		if st.Status != "" && st.Status != wire.StatusActive {
-			return nil, fmt.Errorf("caracal: delegation %s is %s, not active: %w", edgeID, st.Status, ErrNotFound)
+			return nil, fmt.Errorf("caracal: delegation %s is %.64q, not active: %w", edgeID, st.Status, ErrNotFound)
 		}
 	}
 	if edgeID == a.delegationID {

@@ -106,6 +106,14 @@ func TestAcceptDelegationNeedsTheAnswerForItsEdge(t *testing.T) {
 		_, err = c.AcceptDelegation(s.Context(), "edge-never-made")
 		assert.ErrorIs(t, err, caracal.ErrUnavailable, answer)
 	}
+	// A status other than active refuses the edge; the server's text
+	// shows on one line, bounded.
+	answer = `{"id":"edge-never-made","status":"revoked\nlevel=INFO msg=forged` + strings.Repeat("x", 1000) + `"}`
+	_, err = c.AcceptDelegation(s.Context(), "edge-never-made")
+	require.ErrorIs(t, err, caracal.ErrNotFound)
+	assert.NotContains(t, err.Error(), "\n")
+	assert.Less(t, len(err.Error()), 500)
+
 	answer = `{"id":"edge-never-made","status":"active"}`
 	_, err = c.AcceptDelegation(s.Context(), "edge-never-made")
 	assert.NoError(t, err, "the answer about the edge asked about is taken")
