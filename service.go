@@ -181,7 +181,7 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 	}
 	if gen < 1 || deadline.IsZero() {
 		c.retireUnhanded(ctx, ses.AgentSessionID, gen)
-		return nil, fmt.Errorf("caracal: service %s: the Coordinator's start answer has no lease (generation %d, deadline %q); is it a Caracal v1 Coordinator?",
+		return nil, fmt.Errorf("caracal: service %s: the Coordinator's start answer has no lease (generation %d, deadline %.64q); is it a Caracal v1 Coordinator?",
 			ses.AgentSessionID, gen, deref(ses.HeartbeatDeadlineAt))
 	}
 	st.agent.service = true

@@ -51,7 +51,7 @@ func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...Sp
 	deadline := acquiredDeadline(lr.HeartbeatDeadlineAt, date, sent, 0)
 	gen := int64(lr.LeaseGeneration)
 	if gen < 1 || deadline.IsZero() {
-		return nil, fmt.Errorf("caracal: attaching service %s: the Coordinator's answer has no lease (generation %d, deadline %q)", sessionID, gen, lr.HeartbeatDeadlineAt)
+		return nil, fmt.Errorf("caracal: attaching service %s: the Coordinator's answer has no lease (generation %d, deadline %.64q)", sessionID, gen, lr.HeartbeatDeadlineAt)
 	}
 	c.fenceHeld(sessionID, gen)
 	agent := c.attachedAgent(ctx, sessionID)

@@ -96,8 +96,12 @@ func TestServiceGivenUpWhoseRetireFailsIsReported(t *testing.T) {
 	})
 }
 
-// noLeaseStart drops the lease deadline from the answers to session starts.
-type noLeaseStart struct{ base http.RoundTripper }
+// noLeaseStart drops the lease deadline from the answers to session starts,
+// or sends another value in its place.
+type noLeaseStart struct {
+	base     http.RoundTripper
+	deadline any // the heartbeat_deadline_at sent instead; nil drops it
+}
 
 func (n noLeaseStart) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := n.base.RoundTrip(req)
@@ -114,6 +118,9 @@ func (n noLeaseStart) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	delete(m, "heartbeat_deadline_at")
+	if n.deadline != nil {
+		m["heartbeat_deadline_at"] = n.deadline
+	}
 	body, _ = json.Marshal(m)
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
@@ -126,7 +133,7 @@ func (n noLeaseStart) RoundTrip(req *http.Request) (*http.Response, error) {
 func TestServiceStartWithoutLeaseWhoseRetireFailsIsReported(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := caracaltest.Start(t, caracaltest.InMemory())
-		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: noLeaseStart{st.Transport()}}))
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: noLeaseStart{base: st.Transport()}}))
 		require.NoError(t, err)
 		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Status: http.StatusServiceUnavailable, Times: 1})
 		_, err = c.SpawnService(t.Context())
@@ -144,5 +151,21 @@ func TestServiceStartWithoutLeaseWhoseRetireFailsIsReported(t *testing.T) {
 		err = c.Close(t.Context())
 		assert.ErrorIs(t, err, caracal.ErrUnavailable)
 		assert.ErrorContains(t, err, id)
+	})
+}
+
+// The deadline such an answer carries is quoted in the error, on one line
+// and bounded, whatever its size.
+func TestServiceStartWithUnreadableDeadlineQuotesItBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		odd := strings.Repeat("soon\n", 2000)
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: noLeaseStart{base: st.Transport(), deadline: odd}}))
+		require.NoError(t, err)
+		_, err = c.SpawnService(t.Context())
+		require.ErrorContains(t, err, "has no lease")
+		assert.NotContains(t, err.Error(), "\n")
+		assert.Less(t, len(err.Error()), 400)
+		require.NoError(t, c.Close(t.Context()))
 	})
 }
