@@ -96,16 +96,21 @@ func TestServiceGivenUpWhoseRetireFailsIsReported(t *testing.T) {
 	})
 }
 
-// noLeaseStart drops the lease deadline from the answers to session starts,
-// or sends another value in its place.
+// noLeaseStart drops the lease deadline from the answers to session starts
+// (or, with attach, to lease acquires), or sends another value in its place.
 type noLeaseStart struct {
 	base     http.RoundTripper
 	deadline any // the heartbeat_deadline_at sent instead; nil drops it
+	attach   bool
 }
 
 func (n noLeaseStart) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := n.base.RoundTrip(req)
-	if err != nil || req.Method != http.MethodPost || req.URL.Path != "/zones/zone-test/agents" {
+	target := req.URL.Path == "/zones/zone-test/agents"
+	if n.attach {
+		target = strings.HasSuffix(req.URL.Path, "/lease")
+	}
+	if err != nil || req.Method != http.MethodPost || !target {
 		return resp, err
 	}
 	body, err := io.ReadAll(resp.Body)
@@ -167,5 +172,18 @@ func TestServiceStartWithUnreadableDeadlineQuotesItBounded(t *testing.T) {
 		assert.NotContains(t, err.Error(), "\n")
 		assert.Less(t, len(err.Error()), 400)
 		require.NoError(t, c.Close(t.Context()))
+
+		svc, err := st.NewClient()
+		require.NoError(t, err)
+		s, err := svc.SpawnService(t.Context())
+		require.NoError(t, err)
+		c, err = st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: noLeaseStart{base: st.Transport(), deadline: odd, attach: true}}))
+		require.NoError(t, err)
+		_, err = c.AttachService(t.Context(), s.ID())
+		require.ErrorContains(t, err, "has no lease")
+		assert.NotContains(t, err.Error(), "\n")
+		assert.Less(t, len(err.Error()), 400)
+		require.NoError(t, c.Close(t.Context()))
+		require.NoError(t, svc.Close(t.Context()))
 	})
 }
