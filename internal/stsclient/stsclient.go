@@ -368,6 +368,9 @@ func decodeToken(contentType string, body []byte) (Token, int, error) {
 
 // parseToken reads the unverified payload claims the SDK needs. A token that
 // is not a JWT is kept as an opaque value.
+// maxUnix is 9999-12-31T23:59:59Z, the latest exp taken as it is.
+const maxUnix = 253402300799
+
 func parseToken(value string) Token {
 	tok := Token{Value: value}
 	raw, ok := wire.JWTPart(value, 1)
@@ -384,7 +387,9 @@ func parseToken(value string) Token {
 	}
 	tok.SID, tok.Use = claims.SID, claims.Use
 	if exp, err := claims.Exp.Float64(); err == nil && exp > 0 {
-		tok.ExpiresAt = time.Unix(int64(exp), 0)
+		// Capped at the year 9999: a larger figure would overflow the
+		// conversion into a time long past.
+		tok.ExpiresAt = time.Unix(int64(min(exp, maxUnix)), 0)
 	}
 	return tok
 }

@@ -467,4 +467,13 @@ func TestStaticMode(t *testing.T) {
 	_, err = c.Lifecycle(t.Context())
 	assert.ErrorContains(t, err, "bootstrap token expired")
 	assert.NotContains(t, err.Error(), expired)
+
+	// An exp past what a Unix time in int64 holds is far future, not past.
+	for _, exp := range []float64{1e19, 1e300} {
+		far := jwt(map[string]any{"sid": "rec-far", "use": "session", "exp": exp})
+		c = newClient(t, sts, func(cfg *Config) { cfg.ClientSecret = ""; cfg.BootstrapToken = far })
+		tok, err = c.Lifecycle(t.Context())
+		require.NoError(t, err, "exp %g", exp)
+		assert.Equal(t, far, tok.Value)
+	}
 }
