@@ -366,11 +366,11 @@ func decodeToken(contentType string, body []byte) (Token, int, error) {
 	return parseToken(tr.AccessToken), min(n, maxExpiresIn), nil
 }
 
-// parseToken reads the unverified payload claims the SDK needs. A token that
-// is not a JWT is kept as an opaque value.
 // maxUnix is 9999-12-31T23:59:59Z, the latest exp taken as it is.
 const maxUnix = 253402300799
 
+// parseToken reads the unverified payload claims the SDK needs. A token that
+// is not a JWT is kept as an opaque value.
 func parseToken(value string) Token {
 	tok := Token{Value: value}
 	raw, ok := wire.JWTPart(value, 1)
