@@ -32,12 +32,7 @@ func TestServiceReplayWhoseRetireFailsIsReported(t *testing.T) {
 		require.Error(t, err)
 		require.NotEmpty(t, lost.lost)
 		require.Equal(t, 1, st.Count(caracaltest.RouteRetire), "the retire was sent")
-		info, _ := st.SessionInfo(lost.lost)
-		require.Equal(t, "active", info.Status)
-
-		err = c.Close(t.Context())
-		assert.ErrorIs(t, err, caracal.ErrUnavailable)
-		assert.ErrorContains(t, err, lost.lost)
+		requireReportedRunning(t, st, c, lost.lost)
 	})
 }
 
@@ -87,12 +82,7 @@ func TestServiceGivenUpWhoseRetireFailsIsReported(t *testing.T) {
 		require.NotEmpty(t, rt.id)
 		assert.ErrorIs(t, err, caracal.ErrUnavailable, "the failed retire is named")
 		require.Equal(t, 1, st.Count(caracaltest.RouteRetire), "the retire was sent")
-		info, _ := st.SessionInfo(rt.id)
-		require.Equal(t, "active", info.Status)
-
-		err = c.Close(t.Context())
-		assert.ErrorIs(t, err, caracal.ErrUnavailable)
-		assert.ErrorContains(t, err, rt.id)
+		requireReportedRunning(t, st, c, rt.id)
 	})
 }
 
@@ -143,19 +133,7 @@ func TestServiceStartWithoutLeaseWhoseRetireFailsIsReported(t *testing.T) {
 		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Status: http.StatusServiceUnavailable, Times: 1})
 		_, err = c.SpawnService(t.Context())
 		require.ErrorContains(t, err, "has no lease")
-		var id string
-		for _, r := range st.Requests() {
-			if r.Pattern == caracaltest.RouteRetire {
-				id = r.Path[strings.LastIndex(r.Path, "/")+1:]
-			}
-		}
-		require.NotEmpty(t, id, "the retire was sent")
-		info, _ := st.SessionInfo(id)
-		require.Equal(t, "active", info.Status)
-
-		err = c.Close(t.Context())
-		assert.ErrorIs(t, err, caracal.ErrUnavailable)
-		assert.ErrorContains(t, err, id)
+		requireReportedRunning(t, st, c, retiredID(t, st))
 	})
 }
 

@@ -3,7 +3,6 @@ package caracal_test
 import (
 	"context"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -201,17 +200,5 @@ func TestNarrowingRefusedWhoseRetireFailsIsReported(t *testing.T) {
 	require.ErrorIs(t, err, caracal.ErrAccessDenied)
 	assert.NotContains(t, err.Error(), "(retired again)")
 	assert.ErrorContains(t, err, "retiring it failed")
-	var child string
-	for _, r := range st.Requests() {
-		if r.Pattern == caracaltest.RouteRetire {
-			child = r.Path[strings.LastIndex(r.Path, "/")+1:]
-		}
-	}
-	require.NotEmpty(t, child, "the retire was sent")
-	info, _ := st.SessionInfo(child)
-	assert.Equal(t, "active", info.Status)
-
-	err = c.Close(t.Context())
-	assert.ErrorIs(t, err, caracal.ErrUnavailable)
-	assert.ErrorContains(t, err, child)
+	requireReportedRunning(t, st, c, retiredID(t, st))
 }

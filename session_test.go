@@ -40,6 +40,31 @@ func newClient(tb testing.TB, st *caracaltest.Stack, opts ...caracal.Option) (*c
 	return c, hc
 }
 
+// retiredID returns the session id of the last retire st recorded; the
+// test fails if there was none.
+func retiredID(t *testing.T, st *caracaltest.Stack) string {
+	t.Helper()
+	var id string
+	for _, r := range st.Requests() {
+		if r.Pattern == caracaltest.RouteRetire {
+			id = r.Path[strings.LastIndex(r.Path, "/")+1:]
+		}
+	}
+	require.NotEmpty(t, id, "the retire was sent")
+	return id
+}
+
+// requireReportedRunning checks that session id, whose retire failed, is
+// still active on st and that c's Close reports it.
+func requireReportedRunning(t *testing.T, st *caracaltest.Stack, c *caracal.Client, id string) {
+	t.Helper()
+	info, _ := st.SessionInfo(id)
+	require.Equal(t, "active", info.Status)
+	err := c.Close(t.Context())
+	assert.ErrorIs(t, err, caracal.ErrUnavailable)
+	assert.ErrorContains(t, err, id)
+}
+
 // startsOf returns the recorded session-start requests.
 func startsOf(st *caracaltest.Stack) []caracaltest.Request {
 	var out []caracaltest.Request
@@ -270,13 +295,7 @@ func TestNarrowingRefusedByServerRetiresChild(t *testing.T) {
 
 	starts := startsOf(st)
 	require.Len(t, starts, 2)
-	var childID string
-	for _, r := range st.Requests() {
-		if r.Pattern == caracaltest.RouteRetire {
-			childID = r.Path[strings.LastIndex(r.Path, "/")+1:]
-		}
-	}
-	require.NotEmpty(t, childID, "the child was retired")
+	childID := retiredID(t, st)
 	info, ok := st.SessionInfo(childID)
 	require.True(t, ok)
 	assert.Equal(t, "terminated", info.Status, "never an orphan")
