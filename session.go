@@ -47,7 +47,7 @@ type Agent struct {
 	// for this identity: its children end with it.
 	life context.Context
 	// up is the parent's agent when this process started the session
-	// under one: the parent's end is this session's too (see ended).
+	// under one: the parent's end is this session's too (see closedErr).
 	up *Agent
 	// service marks the identity of a service session this process holds
 	// (SpawnService, AttachService): only such a session parents a service.
