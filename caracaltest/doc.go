@@ -68,8 +68,13 @@
 //	synctest.Test(t, func(t *testing.T) {
 //		s := caracaltest.Start(t, caracaltest.InMemory())
 //		c, _ := s.NewClient()
+//		defer c.Close(t.Context())
 //		// ... a heartbeat loop that runs for an hour takes no real time ...
 //	})
+//
+// Close the client before the bubble's function returns: a goroutine it
+// still runs (a WithPrefetch transport's refill) would outlive the bubble,
+// and synctest fails the test with a deadlock.
 //
 // # Time
 //

@@ -20,6 +20,8 @@ import (
 //			st := caracaltest.Start(t, caracaltest.InMemory())
 //			c, err := st.NewClient()
 //			...
+//			defer c.Close(t.Context())
+//			...
 //		})
 //	}
 func ExampleInMemory() {
