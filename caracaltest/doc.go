@@ -72,9 +72,9 @@
 //		// ... a heartbeat loop that runs for an hour takes no real time ...
 //	})
 //
-// Close the client before the bubble's function returns: a goroutine it
-// still runs (a WithPrefetch transport's refill) would outlive the bubble,
-// and synctest fails the test with a deadlock.
+// Close the client before the bubble's function returns, so that its
+// background work (service leases, mandate pools) ends with the test
+// instead of running on in the bubble's fake time until it gives up.
 //
 // # Time
 //
