@@ -58,24 +58,9 @@ func TestNoAnswerErrorHidesURLUser(t *testing.T) {
 func TestKeyFetchFailureLogHidesURLUser(t *testing.T) {
 	const user = "jwksTok3nUser"
 	st, c := newStack(t)
-	var logs bytes.Buffer
-	rc, _ := newClient(t, st, caracal.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),
-		caracal.WithSTSURL(withUser(st.STSURL(), user)))
-	mw, err := rc.Middleware(caracal.VerifyTokens("resource://tickets"))
-	require.NoError(t, err)
-	var got seen
-	require.NoError(t, st.SetUpstream("resource://tickets", mw(got.handler())))
-	st.Inject(caracaltest.RouteJWKS, caracaltest.Fault{Drop: true})
-
-	_, reader := narrowReader(t, c, caracal.Constraints{}, "reader")
-	req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
-	require.NoError(t, err)
-	resp, err := c.HTTPClient(caracal.WithScopes("tickets:read")).Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-	assert.Contains(t, logs.String(), "cannot fetch the STS signing keys")
-	assert.NotContains(t, logs.String(), user)
+	logs := keyOutageLog(t, st, c, caracaltest.Fault{Drop: true}, []caracal.Option{caracal.WithSTSURL(withUser(st.STSURL(), user))})
+	assert.Contains(t, logs, "cannot fetch the STS signing keys")
+	assert.NotContains(t, logs, user)
 }
 
 // Most Coordinator refusals ({"error":"<code>"}) carry no request id, and
@@ -120,24 +105,10 @@ func TestKeyFetchFailureLogHidesURLQuery(t *testing.T) {
 	const key = "k3yQuerySecret"
 	for _, fault := range []caracaltest.Fault{{Drop: true}, {Status: http.StatusServiceUnavailable}} {
 		st, c := newStack(t)
-		var logs bytes.Buffer
-		rc, _ := newClient(t, st, caracal.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-		mw, err := rc.Middleware(caracal.VerifyTokens("resource://tickets",
-			caracal.VerifyJWKSURL(st.STSURL()+"/.well-known/jwks.json?zone_id="+st.Zone()+"&api_key="+key)))
-		require.NoError(t, err)
-		var got seen
-		require.NoError(t, st.SetUpstream("resource://tickets", mw(got.handler())))
-		st.Inject(caracaltest.RouteJWKS, fault)
-
-		_, reader := narrowReader(t, c, caracal.Constraints{}, "reader")
-		req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
-		require.NoError(t, err)
-		resp, err := c.HTTPClient(caracal.WithScopes("tickets:read")).Do(req)
-		require.NoError(t, err)
-		resp.Body.Close()
-		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-		assert.Contains(t, logs.String(), "cannot fetch the STS signing keys")
-		assert.Contains(t, logs.String(), "api_key=xxxxx")
-		assert.NotContains(t, logs.String(), key)
+		logs := keyOutageLog(t, st, c, fault, nil,
+			caracal.VerifyJWKSURL(st.STSURL()+"/.well-known/jwks.json?zone_id="+st.Zone()+"&api_key="+key))
+		assert.Contains(t, logs, "cannot fetch the STS signing keys")
+		assert.Contains(t, logs, "api_key=xxxxx")
+		assert.NotContains(t, logs, key)
 	}
 }

@@ -68,18 +68,20 @@ func TestMiddlewareKeyOutageWithAgedKeysLogsOnce(t *testing.T) {
 	})
 }
 
-// TestMiddlewareKeyOutageLogSaysWhy: the one log line of a key outage names
-// what failed (the JWKS URL and the STS's answer), not only the 401 the
-// clients got, so that the operator can act on it.
-func TestMiddlewareKeyOutageLogSaysWhy(t *testing.T) {
-	st, c := newStack(t)
+// keyOutageLog sends one governed GET, from a reader of c, to a resource
+// server whose verifying middleware (on a client with clientOpts, verifying
+// with verifyOpts) meets fault when it fetches the signing keys. It checks
+// that the request was refused 401 without reaching the handler and returns
+// what the middleware logged.
+func keyOutageLog(t *testing.T, st *caracaltest.Stack, c *caracal.Client, fault caracaltest.Fault, clientOpts []caracal.Option, verifyOpts ...caracal.VerifyOption) string {
+	t.Helper()
 	var logs bytes.Buffer
-	rc, _ := newClient(t, st, caracal.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	mw, err := rc.Middleware(caracal.VerifyTokens("resource://tickets"))
+	rc, _ := newClient(t, st, append(clientOpts, caracal.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))...)
+	mw, err := rc.Middleware(caracal.VerifyTokens("resource://tickets", verifyOpts...))
 	require.NoError(t, err)
 	var got seen
 	require.NoError(t, st.SetUpstream("resource://tickets", mw(got.handler())))
-	st.Inject(caracaltest.RouteJWKS, caracaltest.Fault{Status: http.StatusServiceUnavailable, Description: "key store offline"})
+	st.Inject(caracaltest.RouteJWKS, fault)
 
 	_, reader := narrowReader(t, c, caracal.Constraints{}, "reader")
 	req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
@@ -89,8 +91,15 @@ func TestMiddlewareKeyOutageLogSaysWhy(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	require.Zero(t, got.calls.Load())
+	return logs.String()
+}
 
-	line := logs.String()
+// TestMiddlewareKeyOutageLogSaysWhy: the one log line of a key outage names
+// what failed (the JWKS URL and the STS's answer), not only the 401 the
+// clients got, so that the operator can act on it.
+func TestMiddlewareKeyOutageLogSaysWhy(t *testing.T) {
+	st, c := newStack(t)
+	line := keyOutageLog(t, st, c, caracaltest.Fault{Status: http.StatusServiceUnavailable, Description: "key store offline"}, nil)
 	assert.Contains(t, line, "cannot fetch the STS signing keys")
 	assert.Contains(t, line, st.STSURL()+"/.well-known/jwks.json", "the URL that failed")
 	assert.Contains(t, line, "503 sts_unavailable: key store offline", "what the STS answered: status, code and text")
