@@ -419,6 +419,9 @@ func TestValidate(t *testing.T) {
 		{"bad token", func(c *Config) {
 			c.ClientSecret, c.BootstrapToken = "", jwt(map[string]any{"alg": "none"}, nil)
 		}, "caracal: Config.BootstrapToken: the token is unsigned"},
+		{"token with a line break", func(c *Config) {
+			c.ClientSecret, c.BootstrapToken = "", "a.b.c\n"
+		}, "caracal: Config.BootstrapToken: the token has characters a bearer token cannot have"},
 		{"no STS", func(c *Config) { c.STSURL = "" }, "caracal: Config.STSURL is empty"},
 		{"bad coordinator", func(c *Config) { c.CoordinatorURL = "coord" }, `caracal: Config.CoordinatorURL: "coord" is not an absolute`},
 		{"production http", func(c *Config) { c.Production, c.STSURL = true, "http://sts" }, "caracal: Config.STSURL: http://sts is not https"},

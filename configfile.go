@@ -247,8 +247,12 @@ func readSecretFile(from, path string) (string, error) {
 
 // checkBootstrapToken applies PROTOCOL §2.7: a JWT-shaped token must not use
 // alg "none" and must not be expired. Opaque tokens, and JWT-shaped ones whose
-// parts do not decode, are accepted: the Coordinator has the last word.
+// parts do not decode, are accepted: the Coordinator has the last word. Any
+// token must be one a header can carry.
 func checkBootstrapToken(from, token string, now time.Time) error {
+	if !wire.BearerToken(token) {
+		return fmt.Errorf("caracal: %s: the token has characters a bearer token cannot have (whitespace, a line break or other bytes outside RFC 6750's token form)", from)
+	}
 	var header struct {
 		Alg any `json:"alg"`
 	}

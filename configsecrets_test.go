@@ -170,6 +170,8 @@ func TestBootstrapTokenChecks(t *testing.T) {
 		{"opaque", "opaque-bootstrap-token", ""},
 		{"three undecodable parts", "a.b.c", ""},
 		{"two parts", "a.b", ""},
+		{"line break inside", "a.b\nc", "characters a bearer token cannot have"},
+		{"space inside", "opaque token", "characters a bearer token cannot have"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -330,7 +330,7 @@ func (c *Client) post(ctx context.Context, tr wire.TokenRequest, mint *MintReque
 }
 
 // decodeToken validates a 200 answer (PROTOCOL §3.6): JSON (or no content
-// type), non-empty access_token, token_type absent or Bearer, integer
+// type), an access_token in RFC 6750 form, token_type absent or Bearer, integer
 // expires_in > 0.
 func decodeToken(contentType string, body []byte) (Token, int, error) {
 	bad := func(why string) (Token, int, error) {
@@ -352,6 +352,9 @@ func decodeToken(contentType string, body []byte) (Token, int, error) {
 	}
 	if tr.AccessToken == "" {
 		return bad("no access_token")
+	}
+	if !wire.BearerToken(tr.AccessToken) {
+		return bad("access_token has characters a bearer token cannot have")
 	}
 	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "Bearer") {
 		return bad("token_type " + strconv.Quote(tr.TokenType))

@@ -394,6 +394,12 @@ func TestInvalidSuccessBodies(t *testing.T) {
 		"string expiry":     {"application/json", `{"access_token":"x","expires_in":"900"}`},
 		"not json":          {"application/json", `<html>`},
 		"html content type": {"text/html", `{"access_token":"x","expires_in":900}`},
+		// A token is sent as a header value: one that could split or
+		// corrupt a header is not a bearer token (RFC 6750 §2.1).
+		"line break in token": {"application/json", `{"access_token":"a.b.c\r\nX-Injected: 1","expires_in":900}`},
+		"space in token":      {"application/json", `{"access_token":"a b","expires_in":900}`},
+		"non-ascii token":     {"application/json", `{"access_token":"a\u00e9b","expires_in":900}`},
+		"padding inside":      {"application/json", `{"access_token":"a=b","expires_in":900}`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
@@ -407,9 +413,10 @@ func TestInvalidSuccessBodies(t *testing.T) {
 		})
 	}
 	// Accepted variants: no content type, lower-case bearer, charset param.
-	for name, tc := range map[string]struct{ ct, body string }{
-		"no content type": {"", `{"access_token":"x","expires_in":900}`},
-		"bearer":          {"application/json; charset=utf-8", `{"access_token":"x","token_type":"bearer","expires_in":900}`},
+	for name, tc := range map[string]struct{ ct, body, want string }{
+		"no content type": {"", `{"access_token":"x","expires_in":900}`, "x"},
+		"bearer":          {"application/json; charset=utf-8", `{"access_token":"x","token_type":"bearer","expires_in":900}`, "x"},
+		"b64token chars":  {"application/json", `{"access_token":"x-._~+/9==","expires_in":900}`, "x-._~+/9=="},
 	} {
 		t.Run(name, func(t *testing.T) {
 			sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
@@ -418,7 +425,7 @@ func TestInvalidSuccessBodies(t *testing.T) {
 			}}
 			tok, err := newClient(t, sts).Lifecycle(t.Context())
 			require.NoError(t, err)
-			assert.Equal(t, "x", tok.Value)
+			assert.Equal(t, tc.want, tok.Value)
 		})
 	}
 }

@@ -357,6 +357,25 @@ func ParseTime(s string) (time.Time, error) {
 	return time.Parse(time.RFC3339Nano, s)
 }
 
+// BearerToken reports whether s can be sent as a bearer token, in the form
+// RFC 6750 §2.1 gives it: letters, digits and "-._~+/", then any "="
+// padding. Anything else could split or corrupt the header that carries it.
+func BearerToken(s string) bool {
+	body := strings.TrimRight(s, "=")
+	if body == "" {
+		return false
+	}
+	for i := 0; i < len(body); i++ {
+		switch b := body[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9',
+			b == '-', b == '.', b == '_', b == '~', b == '+', b == '/':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // JWTPart decodes part i (0 the header, 1 the payload) of a compact JWT
 // without verifying anything: the SDK reads claims of tokens it holds, never
 // to trust them. ok is false when token does not have three dot-separated
