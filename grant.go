@@ -240,13 +240,13 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 	if e := source.edge; e != nil {
 		for _, s := range p.scopes {
 			if !slices.Contains(e.scopes, s) {
-				return narrowPlan{}, invalidGrant("scope %s is wider than the parent's delegation (%s)", s, strings.Join(e.scopes, " "))
+				return narrowPlan{}, invalidGrant("scope %s is wider than the parent's delegation (%q)", s, e.scopes)
 			}
 		}
 		if len(e.resources) > 0 {
 			for _, r := range p.resources {
 				if !slices.Contains(e.resources, r) {
-					return narrowPlan{}, invalidGrant("resource %s is outside the parent's delegation (%s)", r, strings.Join(e.resources, ", "))
+					return narrowPlan{}, invalidGrant("resource %s is outside the parent's delegation (%q)", r, e.resources)
 				}
 			}
 		}

@@ -1,0 +1,76 @@
+package caracal_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+// answerDelegation is a client transport that changes the answers of the
+// Coordinator's POST /delegations with edit, as a confused or hostile server
+// (or a proxy in front of it) may answer.
+func answerDelegation(base http.RoundTripper, edit func(map[string]any)) http.RoundTripper {
+	return rtFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := base.RoundTrip(r)
+		if err != nil || r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/delegations") || resp.StatusCode/100 != 2 {
+			return resp, err
+		}
+		var m map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&m)
+		_ = resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		edit(m)
+		b, _ := json.Marshal(m)
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		resp.ContentLength = int64(len(b))
+		resp.Header.Del("Content-Length")
+		return resp, nil
+	})
+}
+
+// The scopes and resources a Coordinator answered for a parent's edge are
+// server text: when a narrowing is refused as wider than that edge, they
+// show quoted, so a line break or a direction override in them cannot
+// forge or disguise a line of a log that records the error.
+func TestWiderThanAnsweredEdgeShowsItQuoted(t *testing.T) {
+	const forged = "x\nlevel=ERROR msg=forged\u202e"
+	st := caracaltest.Start(t, caracaltest.WithResource(caracaltest.Resource{Identifier: tickets,
+		Scopes: []string{"tickets:read", "tickets:write"}}))
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(base.CloseIdleConnections)
+	hc := &http.Client{Transport: answerDelegation(base, func(m map[string]any) {
+		m["scopes"] = []string{"tickets:read", forged}
+		if ea, ok := m["effective_authority"].(map[string]any); ok {
+			ea["resources"] = []string{tickets, forged}
+		}
+	})}
+	c, err := st.NewClient(caracal.WithHTTPClient(hc))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close(t.Context()) })
+	root, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	child, err := c.Spawn(root.Context(), caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, tickets, caracal.Constraints{MaxHops: 3}, time.Minute)))
+	require.NoError(t, err)
+
+	for _, g := range []caracal.Authority{
+		caracal.Grant.Narrow([]string{"tickets:write"}, tickets, caracal.Constraints{MaxHops: 2}, time.Minute),
+		caracal.Grant.Narrow([]string{"tickets:read"}, "resource://ledger", caracal.Constraints{MaxHops: 2}, time.Minute),
+	} {
+		_, err = c.Spawn(child.Context(), caracal.WithGrant(g))
+		require.ErrorIs(t, err, caracal.ErrInvalidGrant, g.String())
+		assert.NotContains(t, err.Error(), "\n", g.String())
+		assert.NotContains(t, err.Error(), "\u202e", g.String())
+	}
+}
