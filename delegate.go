@@ -73,6 +73,7 @@ func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authori
 	if toSessionID == "" {
 		return Delegation{}, invalidGrant("Delegate needs the receiving session's id")
 	}
+	toSessionID = wire.CanonicalID(toSessionID)
 	if toSessionID == src.sessionID {
 		return Delegation{}, invalidGrant("a session cannot delegate to itself")
 	}
@@ -141,6 +142,7 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 	if edgeID == "" {
 		return nil, invalidGrant("AcceptDelegation needs the delegation id")
 	}
+	edgeID = wire.CanonicalID(edgeID)
 	var ac acceptConfig
 	apply(&ac, opts)
 	if !ac.skipCheck {
@@ -175,6 +177,7 @@ func (c *Client) RevokeDelegation(ctx context.Context, edgeID string) error {
 	if edgeID == "" {
 		return invalidGrant("RevokeDelegation needs the delegation id")
 	}
+	edgeID = wire.CanonicalID(edgeID)
 	r, err := c.coord.RevokeDelegation(ctx, edgeID)
 	if err != nil {
 		return fmt.Errorf("caracal: revoking delegation %s: %w", edgeID, err)

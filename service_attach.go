@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/caracal-go/caracal/internal/envelope"
+	"github.com/caracal-go/caracal/internal/wire"
 )
 
 // AttachService takes over a persisted service session by id (after a
@@ -33,6 +34,7 @@ func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...Sp
 	if sessionID == "" {
 		return nil, fmt.Errorf("%w: AttachService needs the session id", ErrInvalidRequest)
 	}
+	sessionID = wire.CanonicalID(sessionID)
 	cfg := newSpawnConfig(opts)
 	if cfg.service.err != nil {
 		return nil, cfg.service.err
@@ -101,6 +103,7 @@ func (c *Client) Resume(ctx context.Context, sessionID string) (int, error) {
 	if sessionID == "" {
 		return 0, fmt.Errorf("%w: Resume needs the session id", ErrInvalidRequest)
 	}
+	sessionID = wire.CanonicalID(sessionID)
 	n, err := c.coord.Resume(ctx, sessionID)
 	if err != nil {
 		return 0, fmt.Errorf("caracal: resuming session %s: %w", sessionID, err)

@@ -462,6 +462,7 @@ func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
 	if approvalID == "" {
 		return errors.New("caracal: WaitApproval needs an approval id")
 	}
+	approvalID = wire.CanonicalID(approvalID)
 	if !wire.ValidID(approvalID) {
 		// Not an id the STS issues: it would reach the poll's path and
 		// every message here as it is.

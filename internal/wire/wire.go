@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Protocol constants.
@@ -355,6 +357,20 @@ func STSTime(t time.Time) string {
 // ParseTime parses either timestamp form.
 func ParseTime(s string) (time.Time, error) {
 	return time.Parse(time.RFC3339Nano, s)
+}
+
+// CanonicalID returns id in lower case when it is a UUID in its usual
+// 36-character form, and id unchanged otherwise. A UUID names the same
+// thing in either case (RFC 9562 §4), and the Coordinator answers with the
+// lower-case form; comparing ids then works whichever form a caller had.
+func CanonicalID(id string) string {
+	if len(id) != 36 {
+		return id
+	}
+	if _, err := uuid.Parse(id); err != nil {
+		return id
+	}
+	return strings.ToLower(id)
 }
 
 // BearerToken reports whether s can be sent as a bearer token, in the form

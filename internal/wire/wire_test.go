@@ -45,3 +45,16 @@ func TestNormalizeScopes(t *testing.T) {
 		assert.Equal(t, tc.want, NormalizeScopes(tc.in), "%q", tc.in)
 	}
 }
+
+func TestCanonicalID(t *testing.T) {
+	for in, want := range map[string]string{
+		"01A2265D-4236-7169-9643-7671F6C7397E":          "01a2265d-4236-7169-9643-7671f6c7397e",
+		"01a2265d-4236-7169-9643-7671f6c7397e":          "01a2265d-4236-7169-9643-7671f6c7397e",
+		"EDGE-1":                                        "EDGE-1", // not a UUID: ids are compared as they are
+		"01A2265D42367169964376 71F6C7397E":             "01A2265D42367169964376 71F6C7397E",
+		"01A2265D-4236-7169-9643-7671F6C7397G":          "01A2265D-4236-7169-9643-7671F6C7397G",
+		"urn:uuid:01A2265D-4236-7169-9643-7671F6C7397E": "urn:uuid:01A2265D-4236-7169-9643-7671F6C7397E",
+	} {
+		assert.Equal(t, want, CanonicalID(in), in)
+	}
+}
