@@ -169,7 +169,8 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 }
 
 // RevokeDelegation revokes a delegation this application issued, every
-// delegation made under it, and ends the sessions that held them.
+// delegation made under it, and ends the sessions that held them. The
+// mandates the client's prefetching transports pooled are dropped with it.
 func (c *Client) RevokeDelegation(ctx context.Context, edgeID string) error {
 	if err := c.check(ctx, "RevokeDelegation", true); err != nil {
 		return err
@@ -189,5 +190,28 @@ func (c *Client) RevokeDelegation(ctx context.Context, edgeID string) error {
 		// out, or call the Coordinator with, a token it now refuses.
 		c.sts.Drop()
 	}
+	// Mandates pooled before the revoke would still reach the Gateway.
+	c.dropPools()
 	return nil
+}
+
+// dropPools drops the pools of every prefetching transport of c: a
+// delegation revoked here also revokes the ones made under it and ends
+// their sessions, which no pool key tells.
+func (c *Client) dropPools() {
+	c.mu.Lock()
+	var ps []*prefetcher
+	for h := range c.open {
+		if p, ok := h.(*prefetcher); ok {
+			ps = append(ps, p)
+		}
+	}
+	c.mu.Unlock()
+	for _, p := range ps {
+		p.mu.Lock()
+		for _, pl := range p.pools {
+			p.dropLocked(pl)
+		}
+		p.mu.Unlock()
+	}
 }

@@ -65,7 +65,7 @@ func WithPropagation(p Propagation) TransportOption {
 // path with a mandate of at least 90 s of life (so an edge whose TTL caps
 // its mandates below that is never prefetched), is dropped when its session
 // closes or its Context ends (as it does when a parent session it was
-// spawned under ends), after a minute or so without use or when the STS
+// spawned under ends), when the client revokes a delegation, after a minute or so without use or when the STS
 // refuses a background mint, and is never kept for scopes that needed a
 // human approval. Background minting runs one refill at a time per pool (at most
 // 256 pools per transport) and stops when the client closes, or within a
