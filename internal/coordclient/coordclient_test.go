@@ -376,14 +376,18 @@ func TestBackoffPastDeadlineFailsAtOnce(t *testing.T) {
 }
 
 func TestInboundEdges(t *testing.T) {
-	h := newHarness(t, answer(200, `{"items":[{"id":"E2","source_session_id":"P","target_session_id":"S","status":"active","scopes":["a"]},
-		{"id":"E1","status":"revoked"}],"next_cursor":null}`))
+	// The listing returns raw rows: a bigint column may come as a JSON
+	// string, as lease_generation does on the read routes (PROTOCOL §4.10).
+	h := newHarness(t, answer(200, `{"items":[{"id":"E2","source_session_id":"P","target_session_id":"S","status":"active","scopes":["a"],"edge_version":"3"},
+		{"id":"E1","status":"revoked","edge_version":1}],"next_cursor":null}`))
 	edges, err := h.c.InboundEdges(t.Context(), "S")
 	require.NoError(t, err)
 	require.Len(t, edges, 2)
 	assert.Equal(t, "E2", edges[0].DelegationEdgeID)
 	assert.Equal(t, "P", edges[0].SourceSessionID)
 	assert.Equal(t, "revoked", edges[1].Status)
+	assert.EqualValues(t, 3, edges[0].EdgeVersion)
+	assert.EqualValues(t, 1, edges[1].EdgeVersion)
 	r := h.coord.requests()[0]
 	assert.Equal(t, "GET", r.Method)
 	assert.Equal(t, "/zones/zone-test/delegations/inbound/S", r.Path)

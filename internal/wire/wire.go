@@ -277,7 +277,7 @@ type Delegation struct {
 	ConstraintsJSON       Constraints         `json:"constraints_json"`
 	Status                string              `json:"status"`
 	ExpiresAt             string              `json:"expires_at"`
-	EdgeVersion           int64               `json:"edge_version"`
+	EdgeVersion           Int64               `json:"edge_version"` // a string in listings (raw bigint rows)
 	RevokedAt             *string             `json:"revoked_at"`
 	CreatedAt             string              `json:"created_at"`
 	Warnings              []string            `json:"warnings,omitempty"`
