@@ -129,6 +129,10 @@ func TestSpawnOptionValidation(t *testing.T) {
 		"key space":      WithIdempotencyKey(" k"),
 		"key control":    WithIdempotencyKey("k\n"),
 		"key long":       WithIdempotencyKey(string(make([]byte, 256))),
+		// A header's bytes past ASCII are read by the Coordinator as Latin-1:
+		// it would trim and measure another key than the one sent.
+		"key non-ASCII":  WithIdempotencyKey("\u00a0k"),
+		"key BOM":        WithIdempotencyKey("k\ufeff"),
 		"trace id":       WithTraceID("00000000000000000000000000000000"),
 		"trace id upper": WithTraceID("ABCDEF0123456789ABCDEF0123456789"),
 	} {
