@@ -170,7 +170,9 @@ var knownProfileKeys = []string{
 }
 
 // tomlError turns a TOML error into one that names the file and line but
-// echoes nothing of the file's content.
+// echoes nothing of the file's content. It does not wrap err: the parser's
+// error holds the whole file and prints the offending line, secret and all
+// (ErrorWithPosition).
 func tomlError(path string, err error) error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
@@ -182,7 +184,7 @@ func tomlError(path string, err error) error {
 				key = fmt.Sprintf(" (key %s)", last)
 			}
 		}
-		return &wrapErr{fmt.Sprintf("caracal: %s: line %d, column %d%s: invalid TOML: %s", path, pe.Position.Line, pe.Position.Col, key, msg), err}
+		return fmt.Errorf("caracal: %s: line %d, column %d%s: invalid TOML: %s", path, pe.Position.Line, pe.Position.Col, key, msg)
 	}
 	if m := tomlTypeErr.FindStringSubmatch(err.Error()); m != nil {
 		if key, uerr := strconv.Unquote(m[2]); uerr == nil {
@@ -192,11 +194,11 @@ func tomlError(path string, err error) error {
 				if m[1] != "" {
 					line = "line " + m[1] + ": "
 				}
-				return &wrapErr{fmt.Sprintf("caracal: %s: %s%s must be %s (%s)", path, line, key, want, tomlQuoted.ReplaceAllString(m[3], "…")), err}
+				return fmt.Errorf("caracal: %s: %s%s must be %s (%s)", path, line, key, want, tomlQuoted.ReplaceAllString(m[3], "…"))
 			}
 		}
 	}
-	return &wrapErr{fmt.Sprintf("caracal: %s: invalid TOML: %s", path, tomlQuoted.ReplaceAllString(err.Error(), "…")), err}
+	return fmt.Errorf("caracal: %s: invalid TOML: %s", path, tomlQuoted.ReplaceAllString(err.Error(), "…"))
 }
 
 // tomlTypeErr matches the decoder's message for a value that does not fit

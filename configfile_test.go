@@ -2,6 +2,7 @@ package caracal
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -194,6 +196,28 @@ func TestLoadConfigBadTOML(t *testing.T) {
 			assert.Contains(t, err.Error(), "caracal: "+path+": ")
 			assert.Contains(t, err.Error(), tc.want)
 		})
+	}
+}
+
+// The parser's own error holds the whole profile and prints the offending
+// line (ErrorWithPosition, as the TOML package suggests for reporting): it
+// is not in the chain of a load error, so a secret on that line cannot
+// reach a report of the error that walks its causes.
+func TestLoadConfigBadTOMLKeepsNoParserError(t *testing.T) {
+	dir := t.TempDir()
+	for i, content := range []string{
+		"zone_id = \"z\"\napp_client_secret = " + testSecret + "\n",
+		"app_client_secret = \"" + testSecret + "\" x\n",
+		"bootstrap_token = '" + testSecret + "\n",
+	} {
+		path := writeFile(t, dir, fmt.Sprint(i, ".toml"), content, 0o600)
+		_, err := loadEnv(t, baseEnv().with("CARACAL_CONFIG", path))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "invalid TOML")
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			assert.NotContains(t, pe.ErrorWithPosition(), testSecret, "profile %d", i)
+		}
 	}
 }
 
