@@ -48,7 +48,9 @@ func ToApplication(applicationID string) DelegateOption {
 // must be a Grant.Narrow with a TTL or an expiry. The caller's own context is
 // unchanged. The request carries a random idempotency key and is retried
 // once after a transient failure. An agent whose session ended (see
-// Headers) delegates nothing: ErrSessionClosed, before any call.
+// Headers) delegates nothing: ErrSessionClosed, before any call; nor does
+// one with no session id (bound by a Middleware that verifies nothing):
+// ErrInvalidRequest.
 //
 // When ctx ends while the request is in flight, the delegation may have been
 // created all the same: it then holds until it expires, and calling Delegate
@@ -65,6 +67,9 @@ func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authori
 		return Delegation{}, ErrNoSession
 	}
 	if err := src.closedErr(); err != nil {
+		return Delegation{}, err
+	}
+	if err := sessionless(src, "Delegate"); err != nil {
 		return Delegation{}, err
 	}
 	if grant.mode != grantNarrow {
@@ -124,7 +129,8 @@ func SkipInboundCheck() AcceptOption {
 // process knows of; the edge may sit deeper in the delegator's chain, which
 // the STS counts at every mint, and the resource token's hop says.) An edge
 // ctx already presents is checked again, and ctx is returned unchanged; an
-// agent whose session ended gets ErrSessionClosed before any call.
+// agent whose session ended gets ErrSessionClosed before any call, and one
+// with no session id ErrInvalidRequest.
 // First it checks with the Coordinator that edgeID is an active delegation
 // to this session for this application (ErrNotFound otherwise), unless
 // SkipInboundCheck is given.
@@ -137,6 +143,9 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 		return nil, ErrNoSession
 	}
 	if err := a.closedErr(); err != nil {
+		return nil, err
+	}
+	if err := sessionless(a, "AcceptDelegation"); err != nil {
 		return nil, err
 	}
 	if edgeID == "" {
@@ -166,6 +175,16 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 	b.hop = a.hop + 1
 	b.edge = nil // its limits are not known here
 	return NewContext(ctx, &b), nil
+}
+
+// sessionless refuses an agent that names no session (one bound by a
+// Middleware that verifies nothing): a delegation has no session to come
+// from or to be bound to. op names the method for the error.
+func sessionless(a *Agent, op string) error {
+	if a.sessionID != "" {
+		return nil
+	}
+	return fmt.Errorf("%w: %s: the agent bound to the context has no session id (an inbound context without a verified token or Caracal baggage?)", ErrInvalidRequest, op)
 }
 
 // RevokeDelegation revokes a delegation this application issued, every
