@@ -43,6 +43,17 @@ func ToApplication(applicationID string) DelegateOption {
 	return func(c *delegateConfig) { c.receiver = applicationID }
 }
 
+// noDelegationAgentError is returned by Delegate and AcceptDelegation when
+// ctx carries no agent. It matches ErrNoSession, whose own advice
+// (AsApplication) does not apply: a delegation runs between two sessions.
+type noDelegationAgentError struct{ op, agent string }
+
+func (e noDelegationAgentError) Error() string {
+	return "caracal: " + e.op + " acts for the agent bound to ctx, and none is: pass the Context of " + e.agent
+}
+
+func (noDelegationAgentError) Is(target error) bool { return target == ErrNoSession }
+
 // Delegate grants part of the authority of the agent bound to ctx to another,
 // existing session (toSessionID), which binds it with AcceptDelegation. grant
 // must be a Grant.Narrow with a TTL or an expiry. The caller's own context is
@@ -64,7 +75,7 @@ func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authori
 	}
 	src, ok := FromContext(ctx)
 	if !ok {
-		return Delegation{}, ErrNoSession
+		return Delegation{}, noDelegationAgentError{"Delegate", "the session or service whose authority it grants"}
 	}
 	if err := src.closedErr(); err != nil {
 		return Delegation{}, err
@@ -140,7 +151,7 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 	}
 	a, ok := FromContext(ctx)
 	if !ok {
-		return nil, ErrNoSession
+		return nil, noDelegationAgentError{"AcceptDelegation", "the session or service the delegation was granted to"}
 	}
 	if err := a.closedErr(); err != nil {
 		return nil, err
