@@ -3,6 +3,7 @@ package caracal
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -469,7 +470,7 @@ func (p *prefetcher) Close(ctx context.Context) error {
 	if waitGroup(ctx, &p.wg) {
 		return nil
 	}
-	return ctx.Err()
+	return fmt.Errorf("caracal: a mandate prefetch worker is still stopping: %w", context.Cause(ctx))
 }
 
 // pooled reports the number of mandates pooled for key (tests).
