@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/caracal-go/caracal/internal/envelope"
 	"github.com/caracal-go/caracal/internal/wire"
@@ -49,6 +50,14 @@ func (r router) decide(req *http.Request) (decision, error) {
 	}
 	d, ok := r.r.Route(req.URL, explicit)
 	if !ok {
+		if strings.TrimSpace(explicit) != "" {
+			// The caller asked for a governed request: sending it as it is
+			// would reach the upstream without the Gateway.
+			if !r.r.HasGateway() {
+				return decision{}, errors.New("caracal: the request names a resource (X-Caracal-Resource) but no Gateway URL is configured, so it cannot be governed (set CARACAL_GATEWAY_URL or Config.GatewayURL)")
+			}
+			return decision{}, errors.New("caracal: the request names a resource (X-Caracal-Resource) but its URL cannot go through the Gateway: its path has a dot segment or a backslash (even percent-encoded); clean the path")
+		}
 		return decision{}, nil
 	}
 	if d.Targeted {

@@ -45,6 +45,10 @@ func TestRouterDecisions(t *testing.T) {
 		{url: "http://tickets.test/a/%252e%252e/b", routed: false},
 		{url: "http://tickets.test/a%5Cb", routed: false},
 		{url: "http://elsewhere.test/a/../b", routed: false},
+		// A request that names its resource asks to be governed: one that
+		// cannot go through the Gateway fails instead of going out as it is.
+		{url: "http://elsewhere.test/a/../b", header: "resource://other", err: true},
+		{url: "http://tickets.test/a%5Cb", header: "resource://tickets", err: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.url+" "+tc.header, func(t *testing.T) {
@@ -79,6 +83,10 @@ func TestRouterDecisions(t *testing.T) {
 	d, err := none.decide(httptest.NewRequest(http.MethodGet, "http://tickets.test/x", nil))
 	require.NoError(t, err)
 	require.False(t, d.routed, "no gateway URL: nothing is routed")
+	named := httptest.NewRequest(http.MethodGet, "http://tickets.test/x", nil)
+	named.Header.Set(wire.HeaderResource, "r")
+	_, err = none.decide(named)
+	require.ErrorContains(t, err, "no Gateway URL is configured", "a request that names its resource is not sent ungoverned")
 }
 
 func TestGatewayRequest(t *testing.T) {

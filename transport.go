@@ -132,7 +132,9 @@ type transport struct {
 // Authorization, X-Caracal-Resource, the envelope headers and Host. Every
 // other request, including one whose path has a dot segment or a backslash
 // (even percent-encoded), is sent as it is: it never gets a Caracal bearer,
-// and gets the envelope only with PropagateAlways.
+// and gets the envelope only with PropagateAlways. A request that carries
+// X-Caracal-Resource but cannot be routed (no Gateway URL is configured, or
+// such a path) fails before anything is sent.
 //
 // A minted mandate is presented once: a retry or a redirect of a Gateway
 // request mints again (WithPrefetch mints ahead of use, still one mandate per

@@ -155,6 +155,10 @@ func parseBase(s string) (*url.URL, error) {
 
 func trimSlash(p string) string { return strings.TrimSuffix(p, "/") }
 
+// HasGateway reports whether r was given a Gateway URL: without one, no
+// request is routed.
+func (r *Router) HasGateway() bool { return r != nil && r.gateway }
+
 // Route decides whether a request for target goes through the Gateway
 // (PROTOCOL §8.1 steps 2 and 3). explicitResource is the request's own
 // X-Caracal-Resource (trimmed here). ok is false when the request is not
