@@ -35,6 +35,9 @@ type Client struct {
 
 	mu   sync.Mutex
 	open map[closer]struct{} // sessions and services to retire on Close
+	// received holds the delegations open handles received through this
+	// client (Delegate, AcceptDelegation), for RevokeDelegation.
+	received map[closer][]string
 
 	// starting counts the starts in flight (Spawn, SpawnService,
 	// AttachService), which Close waits for: one that ends after Close began
@@ -365,6 +368,7 @@ func (c *Client) untrack(h closer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.open, h)
+	delete(c.received, h)
 }
 
 // isClosed reports whether Close has been called.

@@ -109,6 +109,7 @@ func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authori
 		return Delegation{}, fmt.Errorf("caracal: delegating %q on %s from session %s to session %s: %w",
 			wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), src.sessionID, toSessionID, err)
 	}
+	c.receivedBy(toSessionID, d.DelegationEdgeID)
 	// The resource_id, when there is one, is what scopes the edge.
 	out := Delegation{ID: d.DelegationEdgeID, Scopes: slices.Clone(d.Scopes), TargetSessionID: toSessionID, Resource: cmp.Or(plan.resource, plan.resources[0])}
 	if len(out.Scopes) == 0 {
@@ -180,6 +181,7 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 	if edgeID == a.delegationID {
 		return ctx, nil // already presented: nothing changes
 	}
+	c.receivedBy(a.sessionID, edgeID)
 	b := *a
 	b.parentDelegationID = a.delegationID
 	b.delegationID = edgeID
@@ -196,52 +198,4 @@ func sessionless(a *Agent, op string) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %s: the agent bound to the context has no session id (an inbound context without a verified token or Caracal baggage?)", ErrInvalidRequest, op)
-}
-
-// RevokeDelegation revokes a delegation this application issued, every
-// delegation made under it, and ends the sessions that held them. The
-// mandates the client's prefetching transports pooled are dropped with it.
-func (c *Client) RevokeDelegation(ctx context.Context, edgeID string) error {
-	if err := c.check(ctx, "RevokeDelegation", true); err != nil {
-		return err
-	}
-	if edgeID == "" {
-		return invalidGrant("RevokeDelegation needs the delegation id")
-	}
-	edgeID = wire.CanonicalID(edgeID)
-	r, err := c.coord.RevokeDelegation(ctx, edgeID)
-	if err != nil {
-		return fmt.Errorf("caracal: revoking delegation %s: %w", edgeID, err)
-	}
-	if r.AffectedSessions > 0 {
-		// The Coordinator also revokes the authority records the affected
-		// sessions were started under (PROTOCOL §3.4), normally the one of
-		// the cached lifecycle token: exchange a new one rather than hand
-		// out, or call the Coordinator with, a token it now refuses.
-		c.sts.Drop()
-	}
-	// Mandates pooled before the revoke would still reach the Gateway.
-	c.dropPools()
-	return nil
-}
-
-// dropPools drops the pools of every prefetching transport of c: a
-// delegation revoked here also revokes the ones made under it and ends
-// their sessions, which no pool key tells.
-func (c *Client) dropPools() {
-	c.mu.Lock()
-	var ps []*prefetcher
-	for h := range c.open {
-		if p, ok := h.(*prefetcher); ok {
-			ps = append(ps, p)
-		}
-	}
-	c.mu.Unlock()
-	for _, p := range ps {
-		p.mu.Lock()
-		for _, pl := range p.pools {
-			p.dropLocked(pl)
-		}
-		p.mu.Unlock()
-	}
 }

@@ -251,7 +251,8 @@ func ExampleClient_RevokeDelegation() {
 	}
 
 	// The job is done early: take the authority back before it expires.
-	// The Coordinator also ends the session that held it.
+	// The Coordinator also ends the session that held it, and so does
+	// this client: its Context ends, and it makes no more calls.
 	if err := c.RevokeDelegation(ctx, d.ID); err != nil {
 		log.Fatal(err)
 	}
@@ -262,11 +263,11 @@ func ExampleClient_RevokeDelegation() {
 
 	req, _ := http.NewRequestWithContext(peerCtx, http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/7", nil)
 	_, err = c.HTTPClient(caracal.WithScopes("tickets:read")).Do(req)
-	fmt.Println("mint refused:", errors.Is(err, caracal.ErrAccessDenied))
+	fmt.Println("peer closed here:", errors.Is(err, caracal.ErrSessionClosed), peer.Context().Err() != nil)
 	// Output:
 	// edge: revoked
 	// peer: terminated
-	// mint refused: true
+	// peer closed here: true true
 }
 
 // A service that trusts the agents of its own application accepts the

@@ -160,6 +160,7 @@ type Session struct {
 	done      chan struct{} // closed when Close begins (Agent.done)
 
 	unparent  func() bool   // stops the watch on the parent's Context, if any
+	endOnce   sync.Once     // ends the handle (endWith)
 	closeOnce sync.Once     // starts the retire
 	closed    chan struct{} // closed when the retire finished
 	closeErr  error
@@ -270,20 +271,22 @@ func (s *Session) Close(ctx context.Context) error {
 	ctx, stop := closeBound(ctx)
 	defer stop()
 	s.closeOnce.Do(func() {
-		s.end()
+		s.endWith(ErrSessionClosed)
 		go s.retire(context.WithoutCancel(ctx))
 	})
 	return waitClosed(ctx, s.closed, &s.closeErr, "session "+s.id)
 }
 
-// end ends the handle: it stops watching its parent, cancels its Context
-// with ErrSessionClosed and marks its agent done.
-func (s *Session) end() {
-	if s.unparent != nil {
-		s.unparent()
-	}
-	s.cancel(ErrSessionClosed)
-	close(s.done)
+// endWith ends the handle, once: it stops watching its parent, cancels its
+// Context with cause and marks its agent done.
+func (s *Session) endWith(cause error) {
+	s.endOnce.Do(func() {
+		if s.unparent != nil {
+			s.unparent()
+		}
+		s.cancel(cause)
+		close(s.done)
+	})
 }
 
 // notFromSpawn is the error of a handle method called on a nil or zero
@@ -341,7 +344,7 @@ func (c *Client) endTwins(s *Session) {
 	c.mu.Unlock()
 	for _, t := range twins {
 		t.closeOnce.Do(func() {
-			t.end()
+			t.endWith(ErrSessionClosed)
 			close(t.closed)
 		})
 		// Also one whose own retire failed: the session is retired now.

@@ -21,7 +21,7 @@ func TestDelegateToAnExistingSessionThenRevoke(t *testing.T) {
 		`the dispatcher's own context is unchanged: delegation ""\.`,
 		`Peer accepted delegation [0-9a-f-]{36} \(hop 1\)\.`,
 		`peer called the resource: 200 OK\.`,
-		`peer's next call is refused: .*403 access_denied`,
+		`peer's next call is refused: .*the session is closed`,
 	} {
 		require.Regexp(t, want, got)
 	}
@@ -39,5 +39,5 @@ func TestDelegateAgainstADeployment(t *testing.T) {
 	got := out.String()
 	require.Contains(t, got, "at "+st.CoordinatorURL())
 	require.Contains(t, got, "peer called the resource: 200 OK.")
-	require.Regexp(t, `peer's next call is refused: .*403 access_denied`, got)
+	require.Regexp(t, `peer's next call is refused: .*the session is closed`, got)
 }

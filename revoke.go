@@ -1,0 +1,151 @@
+package caracal
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/caracal-go/caracal/internal/wire"
+)
+
+// maxReceived bounds the delegations recorded per handle as received
+// (Delegate, AcceptDelegation); past it the oldest is forgotten, and its
+// revoke is then not seen here until the session's next call.
+const maxReceived = 64
+
+// RevokeDelegation revokes a delegation this application issued, every
+// delegation made under it, and ends the sessions that held them. The
+// mandates the client's prefetching transports pooled are dropped with it.
+//
+// The sessions and services of this client that the revoke ended, as far
+// as this process knows them, end here at once: a session presenting the
+// delegation or one made under it (its Grant.Narrow, or an inherited copy),
+// one that received it through this client's Delegate or AcceptDelegation,
+// and their children. Their Contexts end with a cause matching
+// ErrSessionClosed (a service's matches ErrLeaseLost, and OnLeaseLost
+// runs); their Close still answers, and finds them gone.
+func (c *Client) RevokeDelegation(ctx context.Context, edgeID string) error {
+	if err := c.check(ctx, "RevokeDelegation", true); err != nil {
+		return err
+	}
+	if edgeID == "" {
+		return invalidGrant("RevokeDelegation needs the delegation id")
+	}
+	edgeID = wire.CanonicalID(edgeID)
+	r, err := c.coord.RevokeDelegation(ctx, edgeID)
+	if err != nil {
+		return fmt.Errorf("caracal: revoking delegation %s: %w", edgeID, err)
+	}
+	if r.AffectedSessions > 0 {
+		// The Coordinator also revokes the authority records the affected
+		// sessions were started under (PROTOCOL §3.4), normally the one of
+		// the cached lifecycle token: exchange a new one rather than hand
+		// out, or call the Coordinator with, a token it now refuses.
+		c.sts.Drop()
+	}
+	c.endRevoked(edgeID)
+	// Mandates pooled before the revoke would still reach the Gateway.
+	c.dropPools()
+	return nil
+}
+
+// endRevoked ends the handles of this client whose sessions the revoke of
+// edgeID ended (PROTOCOL §4.8): the target of the edge and of every edge
+// made under it, with their subtrees. Children started here end with
+// their parent (Spawn watches it), so only the holders are looked for.
+func (c *Client) endRevoked(edgeID string) {
+	revoked := map[string]bool{edgeID: true}
+	ended := make(map[closer]bool)
+	c.mu.Lock()
+	for grew := true; grew; {
+		grew = false
+		for h := range c.open {
+			a := handleAgent(h)
+			if a == nil || ended[h] || !c.holds(h, a, revoked) {
+				continue
+			}
+			ended[h] = true
+			if a.delegationID != "" && !revoked[a.delegationID] {
+				// Its edge was made under a revoked one: the sessions
+				// under it end too.
+				revoked[a.delegationID] = true
+				grew = true
+			}
+		}
+	}
+	c.mu.Unlock()
+	for h := range ended {
+		switch h := h.(type) {
+		case *Session:
+			h.endWith(fmt.Errorf("%w: session %s ended when delegation %s was revoked", ErrSessionClosed, h.id, edgeID))
+		case *Service:
+			h.lose(fmt.Errorf("caracal: service %s ended when delegation %s was revoked: %w", h.id, edgeID, ErrLeaseLost))
+		}
+	}
+}
+
+// holds reports whether the session of handle h (agent a) held one of the
+// revoked edges: it presents one, its edge was made under one, or it
+// received one here. Called with c.mu held.
+func (c *Client) holds(h closer, a *Agent, revoked map[string]bool) bool {
+	if revoked[a.delegationID] || revoked[a.parentDelegationID] {
+		return true
+	}
+	for _, e := range c.received[h] {
+		if revoked[e] {
+			return true
+		}
+	}
+	return false
+}
+
+// receivedBy records that the session sessionID, if this client holds it,
+// received the delegation edgeID, so that revoking the edge here ends it.
+func (c *Client) receivedBy(sessionID, edgeID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for h := range c.open {
+		if a := handleAgent(h); a != nil && a.sessionID == sessionID {
+			edges := c.received[h]
+			if len(edges) == maxReceived {
+				edges = edges[1:]
+			}
+			if c.received == nil {
+				c.received = make(map[closer][]string)
+			}
+			c.received[h] = append(edges, edgeID)
+		}
+	}
+}
+
+// handleAgent returns the agent of a session or service handle, nil for
+// other tracked values.
+func handleAgent(h closer) *Agent {
+	switch h := h.(type) {
+	case *Session:
+		return h.agent
+	case *Service:
+		return h.agent
+	}
+	return nil
+}
+
+// dropPools drops the pools of every prefetching transport of c: a
+// delegation revoked here also revokes the ones made under it and ends
+// their sessions, which no pool key tells.
+func (c *Client) dropPools() {
+	c.mu.Lock()
+	var ps []*prefetcher
+	for h := range c.open {
+		if p, ok := h.(*prefetcher); ok {
+			ps = append(ps, p)
+		}
+	}
+	c.mu.Unlock()
+	for _, p := range ps {
+		p.mu.Lock()
+		for _, pl := range p.pools {
+			p.dropLocked(pl)
+		}
+		p.mu.Unlock()
+	}
+}

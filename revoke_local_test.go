@@ -1,0 +1,96 @@
+package caracal_test
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+)
+
+// Revoking a delegation ends the sessions that held it, and their subtrees
+// (PROTOCOL §4.8). The sessions this client holds end here too, at once:
+// their Contexts end, and they make no more calls.
+func TestRevokeEndsTheSessionsThatHeldTheDelegation(t *testing.T) {
+	st, c := newStack(t)
+	root, child := narrowReader(t, c, caracal.Constraints{MaxHops: 3}, "reader")
+	grandchild, err := c.Spawn(child.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	sibling, err := c.Spawn(root.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	defer sibling.Close(context.Background())
+
+	require.NoError(t, c.RevokeDelegation(t.Context(), child.Agent().DelegationID()))
+	for name, s := range map[string]*caracal.Session{"holder": child, "its child": grandchild} {
+		require.Error(t, s.Context().Err(), name)
+		assert.ErrorIs(t, context.Cause(s.Context()), caracal.ErrSessionClosed, name)
+		_, err = c.Headers(s.Context())
+		assert.ErrorIs(t, err, caracal.ErrSessionClosed, name)
+		info, _ := st.SessionInfo(s.ID())
+		assert.Equal(t, "terminated", info.Status, name)
+	}
+	assert.Contains(t, context.Cause(child.Context()).Error(), "delegation "+child.Agent().DelegationID()+" was revoked")
+	for _, s := range []*caracal.Session{root, sibling} {
+		require.NoError(t, s.Context().Err(), "a session the revoke did not end goes on")
+		_, err = c.Headers(s.Context())
+		require.NoError(t, err)
+	}
+	require.NoError(t, grandchild.Close(t.Context()), "gone counts as retired")
+	require.NoError(t, child.Close(t.Context()))
+	require.NoError(t, c.Close(t.Context()), "nothing is left running")
+}
+
+// The receiver of a Delegate, or of an AcceptDelegation, in this client is
+// known to hold the edge.
+func TestRevokeEndsTheReceiverOfADelegation(t *testing.T) {
+	st, c := newStack(t)
+	other, _ := newClient(t, st)
+	giver, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	defer giver.Close(context.Background())
+	read := caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, time.Minute)
+
+	// Delegated by this client.
+	peer, err := c.Spawn(t.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	d, err := c.Delegate(giver.Context(), peer.ID(), read)
+	require.NoError(t, err)
+	require.NoError(t, c.RevokeDelegation(t.Context(), d.ID))
+	assert.ErrorIs(t, context.Cause(peer.Context()), caracal.ErrSessionClosed)
+
+	// Delegated by another client, accepted by this one.
+	peer2, err := other.Spawn(t.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	d2, err := c.Delegate(giver.Context(), peer2.ID(), read)
+	require.NoError(t, err)
+	ctx, err := other.AcceptDelegation(peer2.Context(), d2.ID)
+	require.NoError(t, err)
+	require.NoError(t, other.RevokeDelegation(t.Context(), d2.ID))
+	assert.ErrorIs(t, context.Cause(peer2.Context()), caracal.ErrSessionClosed)
+	_, err = other.Headers(ctx)
+	assert.ErrorIs(t, err, caracal.ErrSessionClosed)
+	require.NoError(t, other.Close(t.Context()))
+}
+
+func TestRevokeEndsANarrowedService(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, c := serviceStack(t)
+		root, err := c.SpawnService(t.Context(), caracal.WithLabels("dispatcher"))
+		require.NoError(t, err)
+		defer root.Close(context.Background())
+		lost := make(chan error, 1)
+		svc, err := c.SpawnService(root.Context(), caracal.OnLeaseLost(func(err error) { lost <- err }),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, time.Hour)))
+		require.NoError(t, err)
+
+		require.NoError(t, c.RevokeDelegation(t.Context(), svc.Agent().DelegationID()))
+		assert.ErrorIs(t, svc.Err(), caracal.ErrLeaseLost)
+		assert.ErrorIs(t, <-lost, caracal.ErrLeaseLost)
+		require.NoError(t, svc.Close(t.Context()))
+		require.NoError(t, root.Err(), "the parent service goes on")
+	})
+}
