@@ -94,6 +94,11 @@ func (GrantBuilder) None() Authority { return Authority{mode: grantNone} }
 // a later expiry, more hops) is refused with ErrInvalidGrant before any
 // call; the Coordinator refuses the rest (ErrAccessDenied). The slices are
 // copied.
+//
+// The Gateway refuses a mandate that expires within 35 s, and no mandate
+// outlives its delegation: a delegation is usable through the Gateway until
+// 35 s before it ends, and one with a ttl under 35 s never is (the
+// transport then fails the request with ErrInvalidGrant).
 func (GrantBuilder) Narrow(scopes []string, resource string, c Constraints, ttl time.Duration) Authority {
 	c.Resources = slices.Clone(c.Resources)
 	return Authority{mode: grantNarrow, scopes: slices.Clone(scopes), resource: resource, constraints: c, ttl: ttl}

@@ -12,12 +12,16 @@ import (
 	"github.com/caracal-go/caracal/internal/stsclient"
 )
 
+// gatewayMinLife is the least life a mandate must have left when it reaches
+// the Gateway, which refuses one that expires sooner (PROTOCOL §8.2).
+const gatewayMinLife = 35 * time.Second
+
 // Prefetch limits.
 const (
 	// prefetchMinLife is the least life a pooled mandate must have when it
-	// is taken: the Gateway refuses one with less than 35 s left, and the
-	// margin covers the time to reach it.
-	prefetchMinLife = 35*time.Second + 10*time.Second
+	// is taken: gatewayMinLife, and a margin for the time to reach the
+	// Gateway.
+	prefetchMinLife = gatewayMinLife + 10*time.Second
 	// prefetchIdle drops a pool nobody took from for this long, so that an
 	// abandoned key stops holding a worker and unspent mandates.
 	prefetchIdle = time.Minute

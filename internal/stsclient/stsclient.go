@@ -50,7 +50,8 @@ type Config struct {
 type Token struct {
 	Value     string
 	ExpiresAt time.Time
-	SID       string // authority record id
+	IssuedAt  time.Time // the iat claim, on the STS's clock; zero if absent
+	SID       string    // authority record id
 	Use       string
 
 	// bearer is "Bearer " + Value, built once for a token that is served
@@ -384,6 +385,7 @@ func parseToken(value string) Token {
 		SID string      `json:"sid"`
 		Use string      `json:"use"`
 		Exp json.Number `json:"exp"`
+		Iat json.Number `json:"iat"`
 	}
 	if json.Unmarshal(raw, &claims) != nil {
 		return tok
@@ -393,6 +395,9 @@ func parseToken(value string) Token {
 		// Capped at the year 9999: a larger figure would overflow the
 		// conversion into a time long past.
 		tok.ExpiresAt = time.Unix(int64(min(exp, maxUnix)), 0)
+	}
+	if iat, err := claims.Iat.Float64(); err == nil && iat > 0 {
+		tok.IssuedAt = time.Unix(int64(min(iat, maxUnix)), 0)
 	}
 	return tok
 }
