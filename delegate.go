@@ -171,6 +171,8 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 		switch {
 		case errors.Is(err, ErrNotFound):
 			return nil, fmt.Errorf("caracal: delegation %s is not an active delegation to session %s of this application: %w", edgeID, a.sessionID, err)
+		case err != nil && ctx.Err() != nil:
+			return nil, fmt.Errorf("caracal: checking delegation %s with the Coordinator: %w", edgeID, err)
 		case err != nil:
 			return nil, fmt.Errorf("caracal: checking delegation %s with the Coordinator failed (try again, or pass SkipInboundCheck to leave the check to the STS): %w", edgeID, err)
 		}
