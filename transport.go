@@ -370,7 +370,7 @@ func (t *transport) mandate(ctx context.Context, a *Agent, resource string, scop
 	}
 	// Measured on the STS's clock alone, so that clock skew plays no part:
 	// the STS never mints past the delegation's end.
-	if life := tok.ExpiresAt.Sub(tok.IssuedAt); !tok.IssuedAt.IsZero() && !tok.ExpiresAt.IsZero() && life < gatewayMinLife {
+	if life := tok.ExpClaim.Sub(tok.IssuedAt); !tok.IssuedAt.IsZero() && !tok.ExpClaim.IsZero() && life < gatewayMinLife {
 		return stsclient.Token{}, fmt.Errorf("%w: the gateway mandate for %s expires %v after it was minted, under the %v the Gateway requires: delegation %s ends too soon to be used (narrow a new one with a longer TTL)",
 			ErrInvalidGrant, r.Resource, life, gatewayMinLife, r.DelegationEdgeID)
 	}

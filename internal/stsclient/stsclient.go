@@ -51,8 +51,12 @@ type Token struct {
 	Value     string
 	ExpiresAt time.Time
 	IssuedAt  time.Time // the iat claim, on the STS's clock; zero if absent
-	SID       string    // authority record id
-	Use       string
+	// ExpClaim is the exp claim, on the STS's clock (zero if absent):
+	// ExpClaim minus IssuedAt is the life the STS gave the token, which
+	// ExpiresAt, on the local clock, does not tell when the clocks differ.
+	ExpClaim time.Time
+	SID      string // authority record id
+	Use      string
 
 	// bearer is "Bearer " + Value, built once for a token that is served
 	// many times (the cached lifecycle token, the static one).
@@ -395,6 +399,7 @@ func parseToken(value string) Token {
 		// Capped at the year 9999: a larger figure would overflow the
 		// conversion into a time long past.
 		tok.ExpiresAt = time.Unix(int64(min(exp, maxUnix)), 0)
+		tok.ExpClaim = tok.ExpiresAt
 	}
 	if iat, err := claims.Iat.Float64(); err == nil && iat > 0 {
 		tok.IssuedAt = time.Unix(int64(min(iat, maxUnix)), 0)
