@@ -332,7 +332,8 @@ func (c *Client) pause(ctx context.Context, retries int, out outcome) error {
 
 // do sends one request with a lifecycle token and, if the Coordinator answers
 // 401, invalidates that token and sends it once more with a fresh one after
-// a short random pause. body (nil for a bodiless request) is called with the
+// a short random pause (not when the source is a static, pre-minted token,
+// which no refresh changes). body (nil for a bodiless request) is called with the
 // token of each send. out, if non-nil, receives the decoded success body.
 func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, body bodyFunc, out any) outcome {
 	if err := checkPath(path); err != nil {
@@ -344,6 +345,11 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, b
 	}
 	res := c.send(ctx, tok, method, path, hdr, body, out)
 	if res.api == nil || res.api.StatusCode != http.StatusUnauthorized {
+		return res
+	}
+	if s, ok := c.cfg.Tokens.(interface{ Static() bool }); ok && s.Static() {
+		// A pre-minted token is never refreshed: sending it again would
+		// meet the same 401.
 		return res
 	}
 	c.cfg.Tokens.Invalidate(tok.Value)

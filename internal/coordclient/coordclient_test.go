@@ -190,6 +190,21 @@ func TestRetire401RetriesOnce(t *testing.T) {
 	assert.Equal(t, "Bearer tok-2", reqs[1].Header.Get("Authorization"))
 }
 
+// staticTokens is a source of one pre-minted token, as in bootstrap-token
+// mode.
+type staticTokens struct{ tokens }
+
+func (*staticTokens) Static() bool { return true }
+
+func TestStatic401IsNotResent(t *testing.T) {
+	h := newHarness(t, answer(401, `{"error":"identity_revoked"}`))
+	h.c.cfg.Tokens = &staticTokens{}
+	err := h.c.Retire(t.Context(), "S", 0)
+	assert.ErrorIs(t, err, apierr.ErrUnauthorized)
+	assert.Len(t, h.coord.requests(), 1, "the same token would meet the same 401")
+	assert.Empty(t, *h.sleeps, "no pause before giving up")
+}
+
 func TestRefreshPauseCutShortKeeps401(t *testing.T) {
 	h := newHarness(t, answer(401, `{"error":"identity_revoked"}`))
 	stop := errors.New("caller gave up")
