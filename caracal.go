@@ -37,7 +37,7 @@ type Client struct {
 	open map[closer]struct{} // sessions and services to retire on Close
 	// received holds the delegations open handles received through this
 	// client (Delegate, AcceptDelegation), for RevokeDelegation.
-	received map[closer][]string
+	received map[closer][]receivedEdge
 
 	// starting counts the starts in flight (Spawn, SpawnService,
 	// AttachService), which Close waits for: one that ends after Close began

@@ -109,7 +109,11 @@ func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authori
 		return Delegation{}, fmt.Errorf("caracal: delegating %q on %s from session %s to session %s: %w",
 			wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), src.sessionID, toSessionID, err)
 	}
-	c.receivedBy(toSessionID, d.DelegationEdgeID)
+	parent := ""
+	if d.ParentEdgeID != nil {
+		parent = *d.ParentEdgeID
+	}
+	c.receivedBy(toSessionID, d.DelegationEdgeID, parent)
 	// The resource_id, when there is one, is what scopes the edge.
 	out := Delegation{ID: d.DelegationEdgeID, Scopes: slices.Clone(d.Scopes), TargetSessionID: toSessionID, Resource: cmp.Or(plan.resource, plan.resources[0])}
 	if len(out.Scopes) == 0 {
@@ -183,7 +187,7 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 	if edgeID == a.delegationID {
 		return ctx, nil // already presented: nothing changes
 	}
-	c.receivedBy(a.sessionID, edgeID)
+	c.receivedBy(a.sessionID, edgeID, "")
 	b := *a
 	b.parentDelegationID = a.delegationID
 	b.delegationID = edgeID

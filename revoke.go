@@ -53,27 +53,16 @@ func (c *Client) RevokeDelegation(ctx context.Context, edgeID string) error {
 // made under it, with their subtrees. Children started here end with
 // their parent (Spawn watches it), so only the holders are looked for.
 func (c *Client) endRevoked(edgeID string) {
-	revoked := map[string]bool{edgeID: true}
-	ended := make(map[closer]bool)
+	var ended []closer
 	c.mu.Lock()
-	for grew := true; grew; {
-		grew = false
-		for h := range c.open {
-			a := handleAgent(h)
-			if a == nil || ended[h] || !c.holds(h, a, revoked) {
-				continue
-			}
-			ended[h] = true
-			if a.delegationID != "" && !revoked[a.delegationID] {
-				// Its edge was made under a revoked one: the sessions
-				// under it end too.
-				revoked[a.delegationID] = true
-				grew = true
-			}
+	revoked := c.underRevoked(edgeID)
+	for h := range c.open {
+		if a := handleAgent(h); a != nil && c.holds(h, a, revoked) {
+			ended = append(ended, h)
 		}
 	}
 	c.mu.Unlock()
-	for h := range ended {
+	for _, h := range ended {
 		switch h := h.(type) {
 		case *Session:
 			h.endWith(fmt.Errorf("%w: session %s ended when delegation %s was revoked", ErrSessionClosed, h.id, edgeID))
@@ -83,6 +72,31 @@ func (c *Client) endRevoked(edgeID string) {
 	}
 }
 
+// underRevoked returns edgeID and the edges this client knows were made
+// under it, at any depth: the edges of sessions narrowed or inheriting
+// under it, and those its Delegate made under it. Called with c.mu held.
+func (c *Client) underRevoked(edgeID string) map[string]bool {
+	revoked := map[string]bool{edgeID: true}
+	for grew := true; grew; {
+		grew = false
+		add := func(edge, parent string) {
+			if edge != "" && parent != "" && revoked[parent] && !revoked[edge] {
+				revoked[edge] = true
+				grew = true
+			}
+		}
+		for h := range c.open {
+			if a := handleAgent(h); a != nil {
+				add(a.delegationID, a.parentDelegationID)
+			}
+			for _, r := range c.received[h] {
+				add(r.edge, r.parent)
+			}
+		}
+	}
+	return revoked
+}
+
 // holds reports whether the session of handle h (agent a) held one of the
 // revoked edges: it presents one, its edge was made under one, or it
 // received one here. Called with c.mu held.
@@ -90,17 +104,22 @@ func (c *Client) holds(h closer, a *Agent, revoked map[string]bool) bool {
 	if revoked[a.delegationID] || revoked[a.parentDelegationID] {
 		return true
 	}
-	for _, e := range c.received[h] {
-		if revoked[e] {
+	for _, r := range c.received[h] {
+		if revoked[r.edge] {
 			return true
 		}
 	}
 	return false
 }
 
+// receivedEdge is a delegation a handle received through this client, and
+// the edge it was made under ("" for a root edge, or when not known).
+type receivedEdge struct{ edge, parent string }
+
 // receivedBy records that the session sessionID, if this client holds it,
-// received the delegation edgeID, so that revoking the edge here ends it.
-func (c *Client) receivedBy(sessionID, edgeID string) {
+// received the delegation edgeID, made under parentID, so that revoking
+// either here ends it.
+func (c *Client) receivedBy(sessionID, edgeID, parentID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for h := range c.open {
@@ -110,9 +129,9 @@ func (c *Client) receivedBy(sessionID, edgeID string) {
 				edges = edges[1:]
 			}
 			if c.received == nil {
-				c.received = make(map[closer][]string)
+				c.received = make(map[closer][]receivedEdge)
 			}
-			c.received[h] = append(edges, edgeID)
+			c.received[h] = append(edges, receivedEdge{edgeID, parentID})
 		}
 	}
 }
