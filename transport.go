@@ -369,9 +369,11 @@ func (t *transport) mandate(ctx context.Context, a *Agent, resource string, scop
 		return stsclient.Token{}, mintError(err, r)
 	}
 	// Measured on the STS's clock alone, so that clock skew plays no part:
-	// the STS never mints past the delegation's end.
-	if life := tok.ExpClaim.Sub(tok.IssuedAt); !tok.IssuedAt.IsZero() && !tok.ExpClaim.IsZero() && life < gatewayMinLife {
-		return stsclient.Token{}, fmt.Errorf("%w: the gateway mandate for %s expires %v after it was minted, under the %v the Gateway requires: delegation %s ends too soon to be used (narrow a new one with a longer TTL)",
+	// the STS never mints past the delegation's end. The claims are whole
+	// seconds and part of one has passed by the time the mandate arrives,
+	// so exactly gatewayMinLife is too little.
+	if life := tok.ExpClaim.Sub(tok.IssuedAt); !tok.IssuedAt.IsZero() && !tok.ExpClaim.IsZero() && life <= gatewayMinLife {
+		return stsclient.Token{}, fmt.Errorf("%w: the gateway mandate for %s expires %v after it was minted, and the Gateway requires more than %v left when it arrives: delegation %s ends too soon to be used (narrow a new one with a longer TTL)",
 			ErrInvalidGrant, r.Resource, life, gatewayMinLife, r.DelegationEdgeID)
 	}
 	return tok, nil

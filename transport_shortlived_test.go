@@ -30,7 +30,7 @@ func TestMandateTooShortForTheGatewayIsNotSent(t *testing.T) {
 		_ = resp.Body.Close()
 	}
 	require.ErrorIs(t, err, caracal.ErrInvalidGrant)
-	assert.Regexp(t, "expires 1[89]s after it was minted, under the 35s the Gateway requires", err.Error(), "whole seconds, a part of one spent")
+	assert.Regexp(t, "expires 1[89]s after it was minted, and the Gateway requires more than 35s left when it arrives", err.Error(), "whole seconds, a part of one spent")
 	assert.Equal(t, gateway, g.st.Count(caracaltest.RouteGateway), "nothing reached the Gateway")
 
 	resp, err = get(t, hc, short.Context(), g.url(tickets, "/tickets/1"))
