@@ -238,14 +238,14 @@ func (c *Client) Close(ctx context.Context) error {
 }
 
 // closeBound returns the context that bounds a Close given ctx: ctx, except
-// that a cancellation with cause ErrSessionClosed once the Close has begun
-// does not end it. That is ctx deriving from the Context of a session the
-// Close itself closes (s.Close(s.Context()), or Client.Close given one of
-// its sessions' contexts), which is no reason to stop waiting for the
-// retire. ctx's deadline and any other cancellation still end it; a ctx
-// already done is returned as it is.
+// that a cancellation with a cause matching ErrSessionClosed does not end
+// it. That is ctx deriving from the Context of a session that ended, or
+// that the Close itself closes (s.Close(s.Context()), or Client.Close given
+// one of its sessions' contexts), which is no reason to stop waiting for
+// the retire. ctx's deadline and any other cancellation still end it; a ctx
+// already done otherwise is returned as it is.
 func closeBound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if ctx.Err() != nil {
+	if ctx.Err() != nil && !errors.Is(context.Cause(ctx), ErrSessionClosed) {
 		return ctx, func() {}
 	}
 	bound := context.WithoutCancel(ctx)
@@ -255,7 +255,7 @@ func closeBound(ctx context.Context) (context.Context, context.CancelFunc) {
 	}
 	bound, cancel := context.WithCancelCause(bound)
 	stopAfter := context.AfterFunc(ctx, func() {
-		if cause := context.Cause(ctx); cause != ErrSessionClosed {
+		if cause := context.Cause(ctx); !errors.Is(cause, ErrSessionClosed) {
 			cancel(cause)
 		}
 	})

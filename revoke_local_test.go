@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
 )
 
 // Revoking a delegation ends the sessions that held it, and their subtrees
@@ -93,4 +94,20 @@ func TestRevokeEndsANarrowedService(t *testing.T) {
 		require.NoError(t, svc.Close(t.Context()))
 		require.NoError(t, root.Err(), "the parent service goes on")
 	})
+}
+
+// A session the revoke ended closes with its own Context, which has ended:
+// that is no reason to give up the retire (which finds it gone).
+func TestRevokeEndedSessionClosesWithItsOwnContext(t *testing.T) {
+	st, c := newStack(t)
+	_, child := narrowReader(t, c, caracal.Constraints{MaxHops: 3}, "reader")
+	grandchild, err := c.Spawn(child.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	require.NoError(t, c.RevokeDelegation(t.Context(), child.Agent().DelegationID()))
+	retires := st.Count(caracaltest.RouteRetire)
+
+	require.NoError(t, child.Close(child.Context()))
+	require.NoError(t, grandchild.Close(grandchild.Context()))
+	assert.Equal(t, retires+2, st.Count(caracaltest.RouteRetire))
+	require.NoError(t, c.Close(t.Context()))
 }
