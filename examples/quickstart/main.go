@@ -118,12 +118,15 @@ func run(ctx context.Context, args, environ []string, out io.Writer) (err error)
 	}
 	say("Started service session %s labelled [billing-worker], lease generation %d.", svc.ID(), svc.Generation())
 	for i := 1; i <= 3; i++ {
+		// The lease runs from when the heartbeat was sent: measured from
+		// its answer, it would look shorter by the round trip.
+		asked := time.Now()
 		lease, err := svc.Heartbeat(ctx)
 		if err != nil {
 			return errors.Join(fmt.Errorf("heartbeat: %w", err), svc.Close(context.WithoutCancel(ctx)))
 		}
 		say("  heartbeat %d: lease renewed for %s, generation %d, status %s.",
-			i, lease.Deadline.Sub(time.Now()).Round(time.Second), lease.Generation, lease.Status)
+			i, lease.Deadline.Sub(asked).Round(time.Second), lease.Generation, lease.Status)
 	}
 	if err := svc.Close(ctx); err != nil {
 		return fmt.Errorf("close the service: %w", err)

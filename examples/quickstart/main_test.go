@@ -5,6 +5,7 @@ import (
 	"context"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -55,9 +56,12 @@ func TestQuickstartAgainstADeployment(t *testing.T) {
 	st := caracaltest.Start(t)
 	profile, err := st.WriteConfig(t.TempDir())
 	require.NoError(t, err)
+	// A slow heartbeat answer does not shorten the lease it reports.
+	st.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Delay: time.Second, Times: 1})
 	var out bytes.Buffer
 	require.NoError(t, run(context.Background(), nil, []string{"CARACAL_CONFIG=" + profile}, &out))
 	got := out.String()
+	require.Contains(t, got, "heartbeat 1: lease renewed for 2m0s")
 	require.Contains(t, got, "Connected to zone zone-test as application app-test at "+st.CoordinatorURL()+".")
 	require.Regexp(t, `response: 200 OK \{.*"path":"/tickets/42"`, got)
 	require.Contains(t, got, "Closed the service")
