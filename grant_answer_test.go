@@ -1,11 +1,7 @@
 package caracal_test
 
 import (
-	"bytes"
-	"encoding/json"
-	"io"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,30 +11,6 @@ import (
 	"github.com/caracal-go/caracal"
 	"github.com/caracal-go/caracal/caracaltest"
 )
-
-// answerDelegation is a client transport that changes the answers of the
-// Coordinator's POST /delegations with edit, as a confused or hostile server
-// (or a proxy in front of it) may answer.
-func answerDelegation(base http.RoundTripper, edit func(map[string]any)) http.RoundTripper {
-	return rtFunc(func(r *http.Request) (*http.Response, error) {
-		resp, err := base.RoundTrip(r)
-		if err != nil || r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/delegations") || resp.StatusCode/100 != 2 {
-			return resp, err
-		}
-		var m map[string]any
-		err = json.NewDecoder(resp.Body).Decode(&m)
-		_ = resp.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		edit(m)
-		b, _ := json.Marshal(m)
-		resp.Body = io.NopCloser(bytes.NewReader(b))
-		resp.ContentLength = int64(len(b))
-		resp.Header.Del("Content-Length")
-		return resp, nil
-	})
-}
 
 // The scopes and resources a Coordinator answered for a parent's edge are
 // server text: when a narrowing is refused as wider than that edge, they
@@ -50,7 +22,7 @@ func TestWiderThanAnsweredEdgeShowsItQuoted(t *testing.T) {
 		Scopes: []string{"tickets:read", "tickets:write"}}))
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	t.Cleanup(base.CloseIdleConnections)
-	hc := &http.Client{Transport: answerDelegation(base, func(m map[string]any) {
+	hc := &http.Client{Transport: editAnswers(base, "/delegations", func(m map[string]any) {
 		m["scopes"] = []string{"tickets:read", forged}
 		if ea, ok := m["effective_authority"].(map[string]any); ok {
 			ea["resources"] = []string{tickets, forged}

@@ -18,10 +18,10 @@ import (
 	"github.com/caracal-go/caracal/caracaltest"
 )
 
-// rewriting is a client transport that changes one field of the JSON
-// answers to POST requests on paths with the given suffix, as a confused or
-// hostile server (or a proxy in front of it) may answer.
-func rewriting(base http.RoundTripper, suffix, field, value string) http.RoundTripper {
+// editAnswers is a client transport that changes, with edit, the JSON
+// answers to POST requests on paths with the given suffix, as a confused
+// or hostile server (or a proxy in front of it) may answer.
+func editAnswers(base http.RoundTripper, suffix string, edit func(map[string]any)) http.RoundTripper {
 	return rtFunc(func(r *http.Request) (*http.Response, error) {
 		resp, err := base.RoundTrip(r)
 		if err != nil || r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, suffix) || resp.StatusCode/100 != 2 {
@@ -33,13 +33,18 @@ func rewriting(base http.RoundTripper, suffix, field, value string) http.RoundTr
 		if err != nil {
 			return nil, err
 		}
-		m[field] = value
+		edit(m)
 		b, _ := json.Marshal(m)
 		resp.Body = io.NopCloser(bytes.NewReader(b))
 		resp.ContentLength = int64(len(b))
 		resp.Header.Del("Content-Length")
 		return resp, nil
 	})
+}
+
+// rewriting is editAnswers setting one field to value.
+func rewriting(base http.RoundTripper, suffix, field, value string) http.RoundTripper {
+	return editAnswers(base, suffix, func(m map[string]any) { m[field] = value })
 }
 
 // An id the Coordinator answers with that is not an id of the protocol
