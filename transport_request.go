@@ -23,29 +23,18 @@ func cloneRequest(req *http.Request) *http.Request {
 // net/http silently re-sends a request whose pooled connection broke before
 // the response when the request is replayable: an idempotent method or an
 // Idempotency-Key header, and a body it can rewind (none, or GetBody set).
-// The re-send would present the same single-use mandate, which the Gateway
-// refuses as a replay, so a governed request gets a body net/http cannot
-// rewind. A body of a GET, HEAD, DELETE or OPTIONS request that reads empty
-// is still sent as no body at all.
+// Its HTTP/2 transport also re-sends a request of any method without a body
+// (or with GetBody) whose stream was reset with REFUSED_STREAM or
+// PROTOCOL_ERROR or cut off by a GOAWAY. The re-send would present the same
+// single-use mandate, which the Gateway refuses as a replay, so a governed
+// request gets a body net/http cannot rewind. Over HTTP/1 such a body that
+// reads empty is still sent as no body at all for a GET, HEAD, DELETE or
+// OPTIONS request, and as an empty chunked body for the other methods.
 func unreplayable(out *http.Request) {
 	out.GetBody = nil
 	if out.Body == nil || out.Body == http.NoBody {
-		if !replayableWithoutBody(out) {
-			return
-		}
 		out.Body = emptyBody{}
 	}
-}
-
-// replayableWithoutBody reports whether net/http would re-send a bodiless r.
-func replayableWithoutBody(r *http.Request) bool {
-	switch r.Method {
-	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return true
-	}
-	_, key := r.Header["Idempotency-Key"]
-	_, xkey := r.Header["X-Idempotency-Key"]
-	return key || xkey
 }
 
 // emptyBody is an empty request body net/http cannot rewind.
