@@ -121,9 +121,9 @@ type middleware struct {
 // {"error","error_description"}; a refused token 401 (or 403 for scope and
 // hop failures); under TrustedPropagation, a baggage header that is over
 // its caps, has a malformed member (of any key: it might have been a
-// Caracal one), a Caracal id that is not of the Coordinator's id form, or
-// a bad caracal.hop 400. Nothing is bound from a refused
-// request. Headers are size-capped and parsed strictly; irregularities are
+// Caracal one), a Caracal member repeated with another value, a Caracal id
+// that is not of the Coordinator's id form, or a bad caracal.hop 400.
+// Nothing is bound from a refused request. Headers are size-capped and parsed strictly; irregularities are
 // logged once per kind, not per request.
 func (c *Client) Middleware(opts ...MiddlewareOption) (func(http.Handler) http.Handler, error) {
 	if err := c.made("Middleware"); err != nil {
@@ -223,7 +223,7 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 		case modeTrusted:
 			// A malformed Caracal baggage would bind some ids and drop
 			// others: refuse the request rather than bind half an identity.
-			if problems&(envelope.BaggageIgnored|envelope.BaggageMember|envelope.HopInvalid) != 0 || !idsValid(env) {
+			if problems&(envelope.BaggageIgnored|envelope.BaggageMember|envelope.HopInvalid|envelope.CaracalConflict) != 0 || !idsValid(env) {
 				writeAuthError(w, http.StatusBadRequest, "invalid_request", "malformed baggage")
 				return
 			}

@@ -76,6 +76,9 @@ const (
 	HopInvalid
 	// HopClamped: caracal.hop was over MaxHop; Hop is MaxHop.
 	HopClamped
+	// CaracalConflict: a caracal.* member was repeated with another value
+	// (the last one is kept): the baggage names two identities.
+	CaracalConflict
 )
 
 // BaggageIgnored is the set of problems that made Extract ignore the whole
@@ -96,6 +99,7 @@ var problemNames = [...]string{
 	"malformed baggage member skipped",
 	"invalid caracal.hop",
 	"caracal.hop clamped to 10",
+	"caracal.* member repeated with another value",
 }
 
 // Has reports whether p contains every problem in q.
@@ -145,7 +149,8 @@ const (
 //     properties dropped, the value trimmed and percent-decoded (see
 //     DecodeValue); empty values count as absent; a repeated key keeps its
 //     first position and last value. caracal.* members fill the id fields
-//     and Hop (unknown caracal.* keys are dropped); the others go to
+//     and Hop (unknown caracal.* keys are dropped), and one repeated with
+//     another value is reported as CaracalConflict; the others go to
 //     Baggage.
 //
 // Extract never fails: what it cannot use it ignores and reports in the
@@ -185,6 +190,13 @@ func Extract(h http.Header) (Envelope, Problems) {
 	}
 
 	if v := h[headerBaggage]; len(v) > 0 {
+		hopSet := false
+		set := func(field *string, value string) {
+			if *field != "" && *field != value {
+				p |= CaracalConflict
+			}
+			*field = value
+		}
 		p |= eachMember(v, func(key, value string) {
 			if !IsCaracalKey(key) {
 				e.Baggage = setMember(e.Baggage, key, value)
@@ -192,16 +204,19 @@ func Extract(h http.Header) (Envelope, Problems) {
 			}
 			switch key {
 			case KeySession:
-				e.SessionID = value
+				set(&e.SessionID, value)
 			case KeyDelegation:
-				e.DelegationID = value
+				set(&e.DelegationID, value)
 			case KeyParentDelegation:
-				e.ParentDelegationID = value
+				set(&e.ParentDelegationID, value)
 			case KeySubjectRecord:
-				e.SubjectRecordID = value
+				set(&e.SubjectRecordID, value)
 			case KeyHop:
-				var hp Problems
-				e.Hop, hp = parseHop(value)
+				hop, hp := parseHop(value)
+				if hopSet && hop != e.Hop {
+					p |= CaracalConflict
+				}
+				e.Hop, hopSet = hop, true
 				p |= hp
 			}
 		})
