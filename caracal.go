@@ -238,14 +238,14 @@ func (c *Client) Close(ctx context.Context) error {
 }
 
 // closeBound returns the context that bounds a Close given ctx: ctx, except
-// that a cancellation with a cause matching ErrSessionClosed does not end
-// it. That is ctx deriving from the Context of a session that ended, or
-// that the Close itself closes (s.Close(s.Context()), or Client.Close given
-// one of its sessions' contexts), which is no reason to stop waiting for
-// the retire. ctx's deadline and any other cancellation still end it; a ctx
-// already done otherwise is returned as it is.
+// that a cancellation with a cause matching ErrSessionClosed, or a service's
+// lease loss, does not end it. That is ctx deriving from the Context of a
+// session that ended, or that the Close itself closes (s.Close(s.Context()),
+// or Client.Close given one of its sessions' contexts), which is no reason
+// to stop waiting for the retire. ctx's deadline and any other cancellation
+// still end it; a ctx already done otherwise is returned as it is.
 func closeBound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if ctx.Err() != nil && !errors.Is(context.Cause(ctx), ErrSessionClosed) {
+	if ctx.Err() != nil && !sessionEnded(context.Cause(ctx)) {
 		return ctx, func() {}
 	}
 	bound := context.WithoutCancel(ctx)
@@ -255,7 +255,7 @@ func closeBound(ctx context.Context) (context.Context, context.CancelFunc) {
 	}
 	bound, cancel := context.WithCancelCause(bound)
 	stopAfter := context.AfterFunc(ctx, func() {
-		if cause := context.Cause(ctx); !errors.Is(cause, ErrSessionClosed) {
+		if cause := context.Cause(ctx); !sessionEnded(cause) {
 			cancel(cause)
 		}
 	})
@@ -264,6 +264,12 @@ func closeBound(ctx context.Context) (context.Context, context.CancelFunc) {
 		cancel(nil)
 		stopDeadline()
 	}
+}
+
+// sessionEnded reports whether cause is why a session or service handle
+// ended (its Context's cause), not a caller giving up.
+func sessionEnded(cause error) bool {
+	return errors.Is(cause, ErrSessionClosed) || leaseLoss(cause)
 }
 
 // check refuses a call that cannot run: on a nil or zero Client (one that
