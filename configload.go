@@ -98,9 +98,9 @@ func (l *loader) load() (Config, error) {
 
 	l.deprecatedEnv()
 	var cfg Config
-	if env, _ := l.env("CARACAL_ENV"); env == "production" {
+	if env := l.getenv("CARACAL_ENV"); env == "production" {
 		cfg.Production = true
-	} else if strings.EqualFold(strings.TrimSpace(env), "production") {
+	} else if strings.EqualFold(env, "production") {
 		l.warn("caracal: CARACAL_ENV is not exactly \"production\"; production gating is off", "value", env)
 	}
 	cfg.AllowInsecureURLs = l.getenv("CARACAL_ALLOW_INSECURE_CONFIG_URLS") == "true"
