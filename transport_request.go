@@ -10,9 +10,12 @@ import (
 
 // cloneRequest copies req for the transport to change. A request may come
 // without a header map (http.Client adds one; a direct RoundTrip call need
-// not), and the copy needs one for the headers the transport sets.
+// not), and the copy needs one for the headers the transport sets. The copy
+// shares the caller's trailer map, which the transport never writes: a
+// caller may fill in trailer values only once the body is read.
 func cloneRequest(req *http.Request) *http.Request {
 	out := req.Clone(req.Context())
+	out.Trailer = req.Trailer
 	if out.Header == nil {
 		out.Header = make(http.Header)
 	}
