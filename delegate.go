@@ -192,7 +192,8 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 	b.parentDelegationID = a.delegationID
 	b.delegationID = edgeID
 	b.hop = a.hop + 1
-	b.edge = nil // its limits are not known here
+	b.edge = nil   // its limits are not known here
+	b.scopes = nil // the inbound token's scopes were for the other edge
 	return NewContext(ctx, &b), nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -220,6 +221,7 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 			a.zoneID, a.applicationID = cl.ZoneID, cl.ApplicationID
 			a.sessionID, a.delegationID, a.parentDelegationID = cl.SessionID, cl.DelegationID, cl.ParentDelegationID
 			a.subjectRecordID, a.hop = cl.SubjectRecordID, cl.Hop
+			a.scopes = slices.Clone(cl.Scopes)
 		case modeTrusted:
 			// A malformed Caracal baggage would bind some ids and drop
 			// others: refuse the request rather than bind half an identity.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,9 @@ type Agent struct {
 	// service marks the identity of a service session this process holds
 	// (SpawnService, AttachService): only such a session parents a service.
 	service bool
+	// scopes are the scopes of the verified inbound token the agent was
+	// bound from (Middleware with a verifier); nil otherwise.
+	scopes []string
 	// edge is what this process knows of the authority of delegationID
 	// (set when this process created or mirrored the edge), so that a
 	// narrowing that is knowably wider is refused before any call.
@@ -94,6 +98,14 @@ func (a *Agent) TraceID() string { return a.traceID }
 
 // Hop returns the delegation hop count (0 for a root session).
 func (a *Agent) Hop() int { return a.hop }
+
+// Scopes returns the scopes of the verified token the agent was bound from
+// by Middleware with a verifier (VerifyTokens, WithVerifier), so that a
+// handler can check the scopes its route needs (RequireScopes checks some
+// for every route). It is nil for an agent bound by trusted propagation,
+// which carries no scopes, for one that AcceptDelegation moved to another
+// delegation, and for sessions this process holds. The slice is a copy.
+func (a *Agent) Scopes() []string { return slices.Clone(a.scopes) }
 
 // String describes the agent by its ids. The bearer an inbound agent carries
 // is never shown.

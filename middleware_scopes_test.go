@@ -1,0 +1,49 @@
+package caracal_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+)
+
+// A handler behind a verifying middleware reads the scopes the caller's
+// token grants, to check per route what RequireScopes checks for all.
+func TestVerifiedAgentCarriesTheTokensScopes(t *testing.T) {
+	st, c := newStack(t)
+	mw, err := c.Middleware(caracal.VerifyTokens("resource://tickets", caracal.VerifyIssuer(st.Issuer())))
+	require.NoError(t, err)
+	bound := make(chan *caracal.Agent, 1)
+	require.NoError(t, st.SetUpstream("resource://tickets", mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, _ := caracal.FromContext(r.Context())
+		bound <- a
+	}))))
+	root, reader := narrowReader(t, c, caracal.Constraints{}, "reader")
+	hc := c.HTTPClient(caracal.WithScopes("tickets:read"))
+	req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
+	require.NoError(t, err)
+	resp, err := hc.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	a := <-bound
+	require.NotNil(t, a)
+	assert.Equal(t, []string{"tickets:read"}, a.Scopes())
+	a.Scopes()[0] = "changed"
+	assert.Equal(t, []string{"tickets:read"}, a.Scopes(), "a copy")
+	assert.Nil(t, reader.Agent().Scopes(), "a session this process holds carries no token scopes")
+
+	// Moved to another delegation, the agent no longer claims the token's.
+	d, err := c.Delegate(root.Context(), reader.ID(), caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, time.Minute))
+	require.NoError(t, err)
+	moved, err := c.AcceptDelegation(caracal.NewContext(t.Context(), a), d.ID)
+	require.NoError(t, err)
+	b, _ := caracal.FromContext(moved)
+	assert.Equal(t, d.ID, b.DelegationID())
+	assert.Nil(t, b.Scopes())
+}
