@@ -45,7 +45,8 @@ func insecureURL(raw string) bool {
 	return err == nil && strings.EqualFold(u.Scheme, "http") && !isLoopback(u.Hostname())
 }
 
-// parseHTTPURL accepts an absolute http or https URL with a host.
+// parseHTTPURL accepts an absolute http or https URL with a host, and a port
+// from 1 to 65535 if it names one.
 func parseHTTPURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.Hostname() == "" {
@@ -54,6 +55,11 @@ func parseHTTPURL(raw string) (*url.URL, error) {
 	u.Scheme = strings.ToLower(u.Scheme)
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("%s is not an http or https URL (want e.g. https://caracal.example.com)", showURL(raw))
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.ParseUint(p, 10, 16); err != nil || n == 0 {
+			return nil, fmt.Errorf("%s has port %s; want a port from 1 to 65535, or none for the scheme's default", showURL(raw), p)
+		}
 	}
 	return u, nil
 }
