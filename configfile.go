@@ -240,7 +240,9 @@ func readSecretFile(from, path string) (string, error) {
 	if len(raw) > maxSecretSize {
 		return "", fmt.Errorf("caracal: %s: secret file %s is larger than %d bytes; it should hold only the secret", from, path, maxSecretSize)
 	}
-	secret := strings.TrimSpace(string(raw))
+	// A byte order mark (Windows editors and PowerShell write one) is not
+	// part of the secret.
+	secret := strings.TrimSpace(strings.TrimPrefix(string(raw), "\ufeff"))
 	if secret == "" {
 		return "", fmt.Errorf("caracal: %s: secret file %s is empty (write the client secret into it)", from, path)
 	}

@@ -16,6 +16,8 @@ func TestLoadConfigSecretFiles(t *testing.T) {
 	dir := t.TempDir()
 	ok := writeFile(t, dir, "ok", "\n\t"+testSecret+"  \n", 0o600)
 	readOnly := writeFile(t, dir, "ro", testSecret, 0o400)
+	// Windows PowerShell 5.1 writes UTF-8 files with a byte order mark.
+	bom := writeFile(t, dir, "bom", "\ufeff"+testSecret+"\r\n", 0o600)
 	groupRead := writeFile(t, dir, "group", testSecret, 0o640)
 	worldRead := writeFile(t, dir, "world", testSecret, 0o604)
 	empty := writeFile(t, dir, "empty", " \n\t\n", 0o600)
@@ -26,6 +28,7 @@ func TestLoadConfigSecretFiles(t *testing.T) {
 	}{
 		{"owner only, trimmed", ok, ""},
 		{"read only", readOnly, ""},
+		{"byte order mark", bom, ""},
 		{"group readable", groupRead, "is accessible by group or others (mode 0640); run chmod 600 " + groupRead},
 		{"world readable", worldRead, "(mode 0604)"},
 		{"empty", empty, "secret file " + empty + " is empty"},
