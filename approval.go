@@ -1,0 +1,60 @@
+package caracal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/caracal-go/caracal/internal/wire"
+)
+
+// WaitApproval waits until the approval with id is decided, then returns nil
+// if it was approved: send the request that was held again (the STS finds the
+// approved hold by its binding and consumes it). It returns an error wrapping
+// ErrApprovalRejected for a rejection, an error for an expired or already
+// used approval, and context.Cause(ctx) if ctx ends first (waiting again is
+// safe). A poll that fails transiently (no answer, 429, 5xx) is sent again
+// after a backoff that honours Retry-After; after four such failures in a
+// row the wait ends with the last one. Close ends a wait in progress, and
+// a wait after Close, with ErrClosed. An id that does not have the form of
+// the ids the STS issues is refused with ErrInvalidRequest before any call.
+func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
+	if err := c.check(ctx, "WaitApproval", true); err != nil {
+		return err
+	}
+	if approvalID == "" {
+		return errors.New("caracal: WaitApproval needs an approval id")
+	}
+	approvalID = wire.CanonicalID(approvalID)
+	if !wire.ValidID(approvalID) {
+		// Not an id the STS issues: it would reach the poll's path and
+		// every message here as it is.
+		return fmt.Errorf("%w: WaitApproval: %.64q is not an approval id; pass ApprovalRequiredError.ApprovalID", ErrInvalidRequest, approvalID)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-c.done:
+			cancel(ErrClosed)
+		case <-ctx.Done():
+		}
+	}()
+	// stsclient.WaitApproval long-polls until the approval leaves pending
+	// or ctx ends, so one call is the whole wait.
+	st, err := c.sts.WaitApproval(ctx, approvalID)
+	if err != nil {
+		return err
+	}
+	switch st.State {
+	case wire.ApprovalApproved:
+		return nil
+	case wire.ApprovalRejected:
+		return fmt.Errorf("%w: %s", ErrApprovalRejected, approvalID)
+	case wire.ApprovalExpired:
+		return fmt.Errorf("caracal: approval %s expired; send the request again to raise a new one", approvalID)
+	case wire.ApprovalConsumed:
+		return fmt.Errorf("caracal: approval %s was already used by another request; send the request again to raise a new one", approvalID)
+	}
+	return fmt.Errorf("caracal: approval %s is in unknown state %.64q", approvalID, st.State)
+}
