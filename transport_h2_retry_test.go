@@ -1,14 +1,12 @@
 package caracal_test
 
 import (
-	"context"
 	"encoding/binary"
 	"io"
 	"net"
 	"net/http"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -155,16 +153,7 @@ func TestGovernedRequestIsNeverResentByHTTP2(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			gw := startH2Gateway(t, tc.code)
-			cfg := st.Config()
-			cfg.GatewayURL = gw.URL()
-			c, err := caracal.NewFromConfig(cfg)
-			require.NoError(t, err)
-			defer c.Close(context.Background())
-			root, err := c.Spawn(context.Background())
-			require.NoError(t, err)
-			agent, err := c.Spawn(root.Context(), caracal.WithLabels("writer"),
-				caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 5*time.Minute)))
-			require.NoError(t, err)
+			c, agent := behindGateway(t, st, gw.URL(), "tickets:read")
 
 			var protocols http.Protocols
 			protocols.SetUnencryptedHTTP2(true)

@@ -15,6 +15,24 @@ import (
 	"github.com/caracal-go/caracal/caracaltest"
 )
 
+// behindGateway returns a client of st that reaches the Gateway at
+// gatewayURL (a fake one the test controls), closed when the test ends, and
+// an agent narrowed to scope on resource://tickets.
+func behindGateway(t *testing.T, st *caracaltest.Stack, gatewayURL, scope string) (*caracal.Client, *caracal.Session) {
+	t.Helper()
+	cfg := st.Config()
+	cfg.GatewayURL = gatewayURL
+	c, err := caracal.NewFromConfig(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	root, err := c.Spawn(context.Background())
+	require.NoError(t, err)
+	agent, err := c.Spawn(root.Context(), caracal.WithLabels("writer"),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{scope}, "resource://tickets", caracal.Constraints{}, 5*time.Minute)))
+	require.NoError(t, err)
+	return c, agent
+}
+
 // net/http re-sends a replayable request by itself when a pooled connection
 // breaks before the response; a governed request must not be one, or the
 // re-send would present the same single-use mandate again.
@@ -60,16 +78,7 @@ func TestGovernedRequestIsNeverResentByTheBaseTransport(t *testing.T) {
 			defer gw.Close()
 
 			st := caracaltest.Start(t)
-			cfg := st.Config()
-			cfg.GatewayURL = gw.URL
-			c, err := caracal.NewFromConfig(cfg)
-			require.NoError(t, err)
-			defer c.Close(context.Background())
-			root, err := c.Spawn(context.Background())
-			require.NoError(t, err)
-			reader, err := c.Spawn(root.Context(), caracal.WithLabels("writer"),
-				caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 5*time.Minute)))
-			require.NoError(t, err)
+			c, reader := behindGateway(t, st, gw.URL, "tickets:read")
 
 			base := &http.Transport{}
 			defer base.CloseIdleConnections()

@@ -1,13 +1,11 @@
 package caracal_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -45,16 +43,7 @@ func TestGovernedRequestSendsTrailersSetAfterTheBody(t *testing.T) {
 	defer gw.Close()
 
 	st := caracaltest.Start(t)
-	cfg := st.Config()
-	cfg.GatewayURL = gw.URL
-	c, err := caracal.NewFromConfig(cfg)
-	require.NoError(t, err)
-	defer c.Close(context.Background())
-	root, err := c.Spawn(context.Background())
-	require.NoError(t, err)
-	agent, err := c.Spawn(root.Context(), caracal.WithLabels("writer"),
-		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:write"}, "resource://tickets", caracal.Constraints{}, 5*time.Minute)))
-	require.NoError(t, err)
+	c, agent := behindGateway(t, st, gw.URL, "tickets:write")
 
 	base := &http.Transport{}
 	defer base.CloseIdleConnections()
