@@ -1,7 +1,6 @@
 package caracal_test
 
 import (
-	"net/http"
 	"testing"
 	"time"
 
@@ -17,22 +16,7 @@ func TestVerifiedAgentCarriesTheTokensScopes(t *testing.T) {
 	st, c := newStack(t)
 	mw, err := c.Middleware(caracal.VerifyTokens("resource://tickets", caracal.VerifyIssuer(st.Issuer())))
 	require.NoError(t, err)
-	bound := make(chan *caracal.Agent, 1)
-	require.NoError(t, st.SetUpstream("resource://tickets", mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a, _ := caracal.FromContext(r.Context())
-		bound <- a
-	}))))
-	root, reader := narrowReader(t, c, caracal.Constraints{}, "reader")
-	hc := c.HTTPClient(caracal.WithScopes("tickets:read"))
-	req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
-	require.NoError(t, err)
-	resp, err := hc.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-
-	a := <-bound
-	require.NotNil(t, a)
+	root, reader, a := boundBehindGateway(t, st, c, mw)
 	assert.Equal(t, []string{"tickets:read"}, a.Scopes())
 	a.Scopes()[0] = "changed"
 	assert.Equal(t, []string{"tickets:read"}, a.Scopes(), "a copy")

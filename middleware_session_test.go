@@ -87,18 +87,17 @@ func TestMiddlewareAcceptsRealSessionTokens(t *testing.T) {
 	})
 }
 
-// Behind the Gateway the Caracal baggage is gone: trusted propagation binds
-// the trace and the configured zone and application, no agent.
-func TestTrustedPropagationBehindTheGateway(t *testing.T) {
-	st, c := newStack(t)
-	mw, err := c.Middleware(caracal.TrustedPropagation())
-	require.NoError(t, err)
-	bound := make(chan *caracal.Agent, 1)
+// boundBehindGateway makes mw the upstream of resource://tickets on st,
+// sends it a governed GET from a child of c narrowed to tickets:read, and
+// returns the child, its parent and the agent mw bound for the request.
+func boundBehindGateway(t *testing.T, st *caracaltest.Stack, c *caracal.Client, mw func(http.Handler) http.Handler) (root, reader *caracal.Session, bound *caracal.Agent) {
+	t.Helper()
+	agents := make(chan *caracal.Agent, 1)
 	require.NoError(t, st.SetUpstream("resource://tickets", mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, _ := caracal.FromContext(r.Context())
-		bound <- a
+		agents <- a
 	}))))
-	_, reader := narrowReader(t, c, caracal.Constraints{}, "reader")
+	root, reader = narrowReader(t, c, caracal.Constraints{}, "reader")
 	hc := c.HTTPClient(caracal.WithScopes("tickets:read"))
 	req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
 	require.NoError(t, err)
@@ -106,8 +105,18 @@ func TestTrustedPropagationBehindTheGateway(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	a := <-bound
-	require.NotNil(t, a)
+	bound = <-agents
+	require.NotNil(t, bound)
+	return root, reader, bound
+}
+
+// Behind the Gateway the Caracal baggage is gone: trusted propagation binds
+// the trace and the configured zone and application, no agent.
+func TestTrustedPropagationBehindTheGateway(t *testing.T) {
+	st, c := newStack(t)
+	mw, err := c.Middleware(caracal.TrustedPropagation())
+	require.NoError(t, err)
+	_, reader, a := boundBehindGateway(t, st, c, mw)
 	assert.Empty(t, a.SessionID())
 	assert.Empty(t, a.DelegationID())
 	assert.Equal(t, "zone-test", a.ZoneID())
