@@ -296,6 +296,14 @@ func TestLoadConfigURLs(t *testing.T) {
 		{"empty query", baseEnv().with("CARACAL_COORDINATOR_URL", "https://coord.example?"), nil, `caracal: CARACAL_COORDINATOR_URL: "https://coord.example?" has a query or fragment`},
 		{"fragment", baseEnv(), []Option{WithGatewayURL("https://gw.example#x")}, `caracal: WithGatewayURL: "https://gw.example#xxxxx" has a query or fragment`},
 		{"path prefix", baseEnv().with("CARACAL_STS_URL", "https://edge.example/caracal-sts/"), nil, ""},
+		// A port outside 1-65535 would make every call fail as if the
+		// service were unavailable, without naming the key.
+		{"port too large", baseEnv().with("CARACAL_STS_URL", "http://sts.example:99999"), nil, `caracal: CARACAL_STS_URL: "http://sts.example:99999" has port 99999`},
+		{"port zero", baseEnv(), []Option{WithCoordinatorURL("https://coord.example:0/")}, `caracal: WithCoordinatorURL: "https://coord.example:0/" has port 0`},
+		{"ipv6 port too large", baseEnv().with("CARACAL_GATEWAY_URL", "http://[::1]:65536"), nil, `caracal: CARACAL_GATEWAY_URL: "http://[::1]:65536" has port 65536`},
+		{"upstream prefix port", baseEnv().with("CARACAL_RESOURCES", "r=https://up.example:70000/v1"), nil, `caracal: CARACAL_RESOURCES: entry 1 "r": upstream prefix "https://up.example:70000/v1" has port 70000`},
+		{"highest port", baseEnv().with("CARACAL_STS_URL", "http://sts.example:65535"), nil, ""},
+		{"empty port", baseEnv().with("CARACAL_STS_URL", "http://[::1]:"), nil, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -424,6 +432,7 @@ func TestValidate(t *testing.T) {
 		}, "caracal: Config.BootstrapToken: the token has characters a bearer token cannot have"},
 		{"no STS", func(c *Config) { c.STSURL = "" }, "caracal: Config.STSURL is empty"},
 		{"bad coordinator", func(c *Config) { c.CoordinatorURL = "coord" }, `caracal: Config.CoordinatorURL: "coord" is not an absolute`},
+		{"port out of range", func(c *Config) { c.STSURL = "https://sts.example:123456" }, `caracal: Config.STSURL: "https://sts.example:123456" has port 123456`},
 		{"production http", func(c *Config) { c.Production, c.STSURL = true, "http://sts" }, "caracal: Config.STSURL: http://sts is not https"},
 		{"bindings need a gateway", func(c *Config) { c.Bindings = []ResourceBinding{{"r", "http://r"}} }, "Config.GatewayURL is empty but Config.Bindings"},
 		{"bad binding", func(c *Config) {
