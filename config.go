@@ -253,7 +253,8 @@ func (cfg Config) clone() Config {
 // inline app_client_secret requires a profile readable by its owner only.
 // Secret files (CARACAL_APP_CLIENT_SECRET_FILE, app_client_secret_file,
 // WithClientSecretFile) must exist, be readable by their owner only (except
-// on Windows) and hold a non-empty secret; surrounding whitespace is trimmed.
+// on Windows) and hold a non-empty secret; surrounding whitespace, and a
+// leading UTF-8 byte order mark, are trimmed.
 //
 // Environment variables (PROTOCOL §2.2): CARACAL_CONFIG, CARACAL_ZONE_ID,
 // CARACAL_APPLICATION_ID, CARACAL_APP_CLIENT_SECRET,
@@ -268,8 +269,10 @@ func (cfg Config) clone() Config {
 // (CARACAL_SUBJECT_TOKEN, CARACAL_ZONE_URL, ...) get a warning naming the
 // replacement.
 //
-// A bootstrap token that looks like a JWT must not have alg "none" and must
-// not be expired; an opaque token is accepted as it is.
+// A bootstrap token must be an RFC 6750 bearer token (letters, digits and
+// "-._~+/", then any "=" padding); one that looks like a JWT must also not
+// have alg "none" and must not be expired, and an opaque one is otherwise
+// accepted as it is.
 //
 // CARACAL_ENV=production (exactly) turns on production gating: the three
 // service URLs must be set explicitly (by an option, the environment or the
@@ -277,9 +280,10 @@ func (cfg Config) clone() Config {
 // IP. CARACAL_ALLOW_INSECURE_CONFIG_URLS=true (exactly) lifts the https rule,
 // and then each load that lets a plain-http URL through logs one warning.
 // Every service URL and upstream prefix must be an absolute http or https URL
-// with a host, in every mode, and the Gateway URL and upstream prefixes must
-// not carry a user:password part (the Gateway routing refuses it), nor a
-// service URL a query or fragment (request paths are appended to it); the https
+// with a host (and a port, if it names one, from 1 to 65535), in every mode,
+// and the Gateway URL and upstream prefixes must not carry a user:password
+// part (the Gateway routing refuses it), nor a service URL a query or
+// fragment (request paths are appended to it); the https
 // rule applies to the service URLs, which carry the application's
 // credentials, not to upstream prefixes, which only select requests to route
 // through the Gateway.

@@ -39,14 +39,17 @@ var (
 	ErrNoSession = apierr.ErrNoSession
 	// ErrClosed: the client was closed.
 	ErrClosed = apierr.ErrClosed
-	// ErrSessionClosed: the session or service handle was closed, or a
-	// parent session it was started under here ended.
+	// ErrSessionClosed: the session or service handle was closed, a
+	// parent session it was started under here ended, or RevokeDelegation
+	// revoked a delegation it held.
 	ErrSessionClosed = apierr.ErrSessionClosed
 	// ErrNarrowNeedsParent: Grant.Narrow was used with no parent session.
 	ErrNarrowNeedsParent = apierr.ErrNarrowNeedsParent
 	// ErrBudgetUnsupported: Constraints.Budget was set; a v1 STS cannot honour it.
 	ErrBudgetUnsupported = apierr.ErrBudgetUnsupported
-	// ErrInvalidGrant: a grant or delegation was refused locally before any call.
+	// ErrInvalidGrant: a grant or delegation was refused locally before any
+	// call, or a gateway mandate was minted with too little life for the
+	// Gateway (its delegation ends within 35 s; see Grant.Narrow).
 	ErrInvalidGrant = apierr.ErrInvalidGrant
 	// ErrStaticToken: the client runs on a bootstrap token and cannot mint.
 	ErrStaticToken = apierr.ErrStaticToken

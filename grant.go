@@ -97,7 +97,7 @@ func (GrantBuilder) None() Authority { return Authority{mode: grantNone} }
 //
 // The Gateway refuses a mandate that expires within 35 s, and no mandate
 // outlives its delegation: a delegation is usable through the Gateway until
-// 35 s before it ends, and one with a ttl under 35 s never is (the
+// 35 s before it ends, and one with a ttl of 35 s or less never is (the
 // transport then fails the request with ErrInvalidGrant).
 func (GrantBuilder) Narrow(scopes []string, resource string, c Constraints, ttl time.Duration) Authority {
 	c.Resources = slices.Clone(c.Resources)

@@ -37,7 +37,8 @@ type Lease struct {
 //   - ErrLeaseFenced (and ErrLeaseLost): another holder attached with
 //     AttachService; this handle no longer owns the session.
 //   - ErrLeaseLost: the Coordinator no longer has the session live
-//     (retired, terminated, its subject revoked, not found).
+//     (retired, terminated, its subject revoked, not found), or
+//     RevokeDelegation here revoked a delegation it held.
 //   - ErrSuspended: the session is suspended (a missed lease found by the
 //     Coordinator, or an operator). A suspended session cannot mint or
 //     be attached; this handle stops renewing (the Coordinator would renew

@@ -253,7 +253,9 @@ func (s *Session) Agent() *Agent { return s.agent }
 // Context returns a context that carries the session's agent. It derives from
 // the context given to Spawn and is cancelled, with cause ErrSessionClosed,
 // when the session closes, or with its parent's cause when the parent
-// session this process holds ends.
+// session this process holds ends. RevokeDelegation also ends it, with a
+// cause matching ErrSessionClosed, when it held the revoked delegation or
+// one made under it.
 func (s *Session) Context() context.Context { return s.ctx }
 
 // Labels returns the session's labels as the Coordinator stored them.
@@ -272,7 +274,9 @@ func (s *Session) ExpiresAt() time.Time { return s.expiresAt }
 // already gone counts as retired. Close is idempotent: every call that waits
 // to the end returns the outcome of the one retire. Once retired, the
 // session's other handles in this client (a Spawn replayed under the same
-// WithIdempotencyKey) end too.
+// WithIdempotencyKey) end too. A ctx cancelled because a session ended (the
+// session's own Context, even after a revoke or its parent's close ended
+// it) does not cut the wait short; its deadline still does.
 func (s *Session) Close(ctx context.Context) error {
 	if s == nil || s.c == nil {
 		return notFromSpawn("Session.Close", "Session", "Client.Spawn")
@@ -394,9 +398,9 @@ func AsApplication() HeadersOption {
 // per request instead.
 //
 // With no bound agent Headers fails with ErrNoSession, unless AsApplication
-// is given; for the agent of a session that was closed, or that this
-// process started under a parent session that was closed or ended, with
-// ErrSessionClosed; for a session another client of this process spawned
+// is given; for the agent of a session that was closed, that this
+// process started under a parent session that was closed or ended, or
+// that RevokeDelegation ended, with ErrSessionClosed; for a session another client of this process spawned
 // for another application or zone, with ErrInvalidRequest.
 func (c *Client) Headers(ctx context.Context, opts ...HeadersOption) (http.Header, error) {
 	if err := c.check(ctx, "Headers", true); err != nil {

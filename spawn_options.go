@@ -217,8 +217,9 @@ func HeartbeatAuto() SpawnOption {
 }
 
 // OnLeaseLost registers f to run once when the service lease is lost (the
-// Coordinator fenced, suspended or no longer knows the session, or the local
-// deadline passed without a renewal). f receives the same error as
+// Coordinator fenced, suspended or no longer knows the session, the local
+// deadline passed without a renewal, or RevokeDelegation here revoked a
+// delegation it held). f receives the same error as
 // context.Cause(s.Context()). It runs in its own goroutine, so it never delays
 // the renewal loop and may call Close; it is not called when the service is
 // closed or its context is cancelled.

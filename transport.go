@@ -154,6 +154,9 @@ type transport struct {
 //
 // When minting needs a human approval the request fails with an
 // *ApprovalRequiredError; wait with WaitApproval and send the request again.
+// A mandate the STS mints with 35 s of life or less (its delegation ends too
+// soon; see Grant.Narrow) fails the request with ErrInvalidGrant, since the
+// Gateway would refuse it.
 // A Gateway request of a session another client of this process spawned for
 // another application or zone fails with ErrInvalidRequest before any call:
 // send it with a transport of that client.
