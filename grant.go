@@ -119,12 +119,23 @@ func (a Authority) String() string {
 type edgeGrant struct {
 	scopes    []string
 	resources []string  // identifiers; empty when unknown
-	expiresAt time.Time // zero when unknown
-	maxHops   int       // 0: the server default (1)
-	ttl       time.Duration
+	expiresAt time.Time // as the Coordinator wrote it; zero when unknown
+	// localEnd is expiresAt on this process's clock (it may be off the
+	// Coordinator's); zero when only expiresAt is known.
+	localEnd time.Time
+	maxHops  int // 0: the server default (1)
+	ttl      time.Duration
 	// depth is how many edges deep the edge sits (a root edge: 1); 0 when
 	// unknown.
 	depth int
+}
+
+// end is when the edge ends on this process's clock.
+func (e *edgeGrant) end() time.Time {
+	if !e.localEnd.IsZero() {
+		return e.localEnd
+	}
+	return e.expiresAt
 }
 
 // mirrored is what is known of an edge the Coordinator copied from e to a
@@ -291,13 +302,15 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 			if !k.ExpiresAt.IsZero() && k.ExpiresAt.After(e.expiresAt) {
 				return narrowPlan{}, invalidGrant("Constraints.ExpiresAt %s is after the parent's delegation expiry %s", k.ExpiresAt.Format(time.RFC3339), e.expiresAt.Format(time.RFC3339))
 			}
-			if end := now.Add(ttl); k.ExpiresAt.IsZero() && end.After(e.expiresAt) {
+			// The Coordinator adds the TTL to its own now: compared on this
+			// process's clock, as the parent's end is known here.
+			if end := now.Add(ttl); k.ExpiresAt.IsZero() && end.After(e.end()) {
 				if !defaulted {
 					return narrowPlan{}, invalidGrant("the TTL %v (sent as %v) runs past the parent's delegation expiry %s", g.ttl, ttl, e.expiresAt.Format(time.RFC3339))
 				}
 				// Fit a default inside the parent, a second short to absorb
 				// the rounding to whole seconds.
-				ttl = time.Until(e.expiresAt).Truncate(time.Second) - time.Second
+				ttl = time.Until(e.end()).Truncate(time.Second) - time.Second
 				if ttl <= 0 {
 					return narrowPlan{}, invalidGrant("the parent's delegation expires at %s; nothing is left to narrow", e.expiresAt.Format(time.RFC3339))
 				}
@@ -332,8 +345,11 @@ func (p narrowPlan) request(source *Agent, target, receiver string) wire.CreateD
 	return req
 }
 
-// granted is what the created edge d is known to allow.
-func (p narrowPlan) granted(d wire.Delegation) *edgeGrant {
+// granted is what the created edge d is known to allow. sent is when the
+// request that created it was sent (zero when unknown): the edge's lifetime
+// on the Coordinator's clock, counted from then, is its end on this
+// process's clock, never later than the real one.
+func (p narrowPlan) granted(d wire.Delegation, sent time.Time) *edgeGrant {
 	e := &edgeGrant{scopes: p.scopes, resources: p.resources, maxHops: p.constraints.MaxHops, depth: p.depth}
 	if len(d.Scopes) > 0 {
 		e.scopes = wire.NormalizeScopes(d.Scopes)
@@ -353,6 +369,9 @@ func (p narrowPlan) granted(d wire.Delegation) *edgeGrant {
 	}
 	if t, err := wire.ParseTime(d.ExpiresAt); err == nil {
 		e.expiresAt = t
+		if c, err := wire.ParseTime(d.CreatedAt); err == nil && !sent.IsZero() {
+			e.localEnd = sent.Add(t.Sub(c))
+		}
 	}
 	if s := d.ConstraintsJSON.TTLSeconds; s > 0 {
 		e.ttl = time.Duration(min(s, int(maxTTL/time.Second))) * time.Second // the Coordinator's limit

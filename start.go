@@ -158,6 +158,7 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 		}
 	case grantNarrow:
 		var d wire.Delegation
+		var sent time.Time // of the create, when this call makes it
 		found := false
 		if ses.Replayed {
 			// The start was a replay of an earlier one (same idempotency
@@ -167,6 +168,7 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 			d, found, err = c.narrowedBefore(ctx, ses.AgentSessionID, parent, plan)
 		}
 		if err == nil && !found {
+			sent = time.Now()
 			d, err = c.coord.Delegate(ctx, plan.request(parent, ses.AgentSessionID, c.cfg.ApplicationID), "")
 		}
 		if err != nil {
@@ -183,7 +185,7 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 		}
 		agent.delegationID = d.DelegationEdgeID
 		agent.hop++
-		agent.edge = plan.granted(d)
+		agent.edge = plan.granted(d, sent)
 	}
 	return st, nil
 }
