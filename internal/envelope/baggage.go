@@ -355,25 +355,41 @@ func encodedBaggageLen(ms []Member) int {
 // from e's fields. caracal.hop is written only when e.Hop > 0 or one of the
 // four ids is set; a negative hop counts as 0. The result is "" when there
 // is nothing to send.
+//
+// The result stays within the caps a receiver applies (MaxBaggageMembers,
+// MaxBaggageBytes), which would otherwise make it ignore the whole header,
+// Caracal members included: the non-Caracal members that do not fit are
+// left out, the request's own having priority over e's, and within each the
+// earlier ones over the later ones.
 func MergeBaggage(e Envelope, existing []string) string {
 	var buf [16]Member
 	ms := collectBaggage(buf[:0], &e, existing)
+	if len(ms) > 0 {
+		if n := encodedBaggageLen(ms); len(ms) > MaxBaggageMembers || n > MaxBaggageBytes {
+			ms = fitCaps(ms)
+		}
+	}
 	return encodeSorted(ms)
 }
 
-// collectBaggage gathers the members MergeBaggage encodes into ms.
+// collectBaggage gathers the members MergeBaggage encodes into ms: the
+// request's own first, then e's that the request does not override, then
+// the Caracal ones. fitCaps relies on that order.
 func collectBaggage(ms []Member, e *Envelope, existing []string) []Member {
-	for _, m := range e.Baggage {
-		if m.Value != "" && !IsCaracalKey(m.Key) && ValidKey(m.Key) {
-			ms = setMember(ms, m.Key, m.Value)
-		}
-	}
 	if len(existing) > 0 {
 		eachMember(existing, func(key, value string) {
 			if !IsCaracalKey(key) {
 				ms = setMember(ms, key, value)
 			}
 		})
+	}
+	own := len(ms)
+	for _, m := range e.Baggage {
+		if m.Value != "" && !IsCaracalKey(m.Key) && ValidKey(m.Key) {
+			if !hasKey(ms[:own], m.Key) {
+				ms = setMember(ms, m.Key, m.Value)
+			}
+		}
 	}
 	ids := false
 	for _, f := range [...]struct{ key, value string }{
@@ -391,6 +407,44 @@ func collectBaggage(ms []Member, e *Envelope, existing []string) []Member {
 		ms = append(ms, Member{KeyHop, hopString(e.Hop)})
 	}
 	return ms
+}
+
+func hasKey(ms []Member, key string) bool {
+	for _, m := range ms {
+		if m.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// fitCaps drops the non-Caracal members of ms that would push the encoded
+// baggage over MaxBaggageMembers or MaxBaggageBytes: the Caracal members are
+// always kept, then every other one that still fits, in the order of ms.
+// W3C Baggage lets a sender leave out whole members it cannot propagate.
+// ms is filtered in place.
+func fitCaps(ms []Member) []Member {
+	n, count := -1, 0 // the encoded length, commas included, and the members kept
+	for _, m := range ms {
+		if IsCaracalKey(m.Key) {
+			n += len(m.Key) + 1 + encodedLen(m.Value) + 1
+			count++
+		}
+	}
+	out := ms[:0]
+	for _, m := range ms {
+		if !IsCaracalKey(m.Key) {
+			size := len(m.Key) + 1 + encodedLen(m.Value) + 1
+			if count >= MaxBaggageMembers || n+size > MaxBaggageBytes {
+				continue
+			}
+			n += size
+			count++
+		}
+		out = append(out, m)
+	}
+	clear(ms[len(out):])
+	return out
 }
 
 // hopStrings avoids formatting the common hop values.

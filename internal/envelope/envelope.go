@@ -282,7 +282,8 @@ func validTracestate(s string) bool {
 //
 // With merge (the transport form) an existing valid traceparent is kept,
 // tracestate is set only when h has none, and the request's own baggage
-// members are kept over e's non-Caracal ones (see MergeBaggage). Without
+// members are kept over e's non-Caracal ones (see MergeBaggage, also for
+// how the baggage is kept within the receiver's caps). Without
 // merge (the Headers form) traceparent and baggage are always replaced and
 // tracestate is replaced when e has one.
 //
@@ -301,8 +302,12 @@ func Inject(h http.Header, e Envelope, merge bool) {
 	ms := collectBaggage(buf[:0], &e, existing)
 	bagLen := 0
 	if len(ms) > 0 {
-		sortMembers(ms)
 		bagLen = encodedBaggageLen(ms)
+		if len(ms) > MaxBaggageMembers || bagLen > MaxBaggageBytes {
+			ms = fitCaps(ms)
+			bagLen = encodedBaggageLen(ms)
+		}
+		sortMembers(ms)
 	}
 
 	// Both values share one allocation, and the header slices another.
