@@ -299,7 +299,8 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 			}
 		}
 		if !e.expiresAt.IsZero() {
-			if !k.ExpiresAt.IsZero() && k.ExpiresAt.After(e.expiresAt) {
+			// As sent: in whole milliseconds (wire.CoordinatorTime).
+			if !k.ExpiresAt.IsZero() && k.ExpiresAt.Truncate(time.Millisecond).After(e.expiresAt) {
 				return narrowPlan{}, invalidGrant("Constraints.ExpiresAt %s is after the parent's delegation expiry %s", k.ExpiresAt.Format(time.RFC3339), e.expiresAt.Format(time.RFC3339))
 			}
 			// The Coordinator adds the TTL to its own now: compared on this

@@ -35,3 +35,20 @@ func TestNarrowUnderNarrowIgnoresClockSkew(t *testing.T) {
 		}
 	}
 }
+
+// Constraints.ExpiresAt is sent in whole milliseconds, and the Coordinator
+// compares what it receives with the parent's expiry: a child expiry under
+// a millisecond past the parent's is sent as the parent's and accepted.
+func TestNarrowExpiryComparedAsSent(t *testing.T) {
+	_, c := newStack(t)
+	root, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	at := time.Now().Add(10 * time.Minute).Truncate(time.Millisecond)
+	parent, err := c.Spawn(root.Context(), caracal.WithLabels("reader"),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{MaxHops: 3, ExpiresAt: at}, 0)))
+	require.NoError(t, err)
+	child, err := c.Spawn(parent.Context(), caracal.WithLabels("reader"),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{MaxHops: 2, ExpiresAt: at.Add(500 * time.Microsecond)}, 0)))
+	require.NoError(t, err)
+	require.NoError(t, child.Close(t.Context()))
+}
