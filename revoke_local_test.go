@@ -31,6 +31,7 @@ func TestRevokeEndsTheSessionsThatHeldTheDelegation(t *testing.T) {
 		assert.ErrorIs(t, context.Cause(s.Context()), caracal.ErrSessionClosed, name)
 		_, err = c.Headers(s.Context())
 		assert.ErrorIs(t, err, caracal.ErrSessionClosed, name)
+		assert.ErrorContains(t, err, "delegation "+child.Agent().DelegationID()+" was revoked", "%s: the error says why", name)
 		info, _ := st.SessionInfo(s.ID())
 		assert.Equal(t, "terminated", info.Status, name)
 	}

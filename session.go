@@ -2,6 +2,7 @@ package caracal
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -65,10 +66,19 @@ type Agent struct {
 // closedErr returns ErrSessionClosed, naming the session, when the session
 // closed here or one of the parents this process started it under did (the
 // Coordinator ends a session's subtree with it), and nil otherwise. It sees
-// the end as soon as Close begins, before any Context learns of it.
+// the end as soon as Close begins, before any Context learns of it. A
+// session that ended for a reason of its own (a revoke) gives that reason.
 func (a *Agent) closedErr() error {
 	for x := a; x != nil; x = x.up {
 		if isDone(x.done) {
+			if x.life != nil {
+				if cause := context.Cause(x.life); cause != ErrSessionClosed && errors.Is(cause, ErrSessionClosed) {
+					if x == a {
+						return cause
+					}
+					return fmt.Errorf("%w (session %s was started under it)", cause, a.sessionID)
+				}
+			}
 			return fmt.Errorf("%w: session %s", ErrSessionClosed, a.sessionID)
 		}
 	}
