@@ -147,7 +147,7 @@ func tokenLifetime(ttl int, limit time.Duration) (time.Duration, *stsFailure) {
 	switch {
 	case ttl < 0:
 		return 0, badRequest("ttl_seconds must be positive")
-	case time.Duration(ttl)*time.Second > limit:
+	case ttl > int(limit/time.Second): // in seconds: ttl*time.Second can overflow
 		return 0, badRequest("ttl_seconds exceeds token TTL cap")
 	case ttl == 0:
 		return defaultTokenTTL, nil

@@ -288,6 +288,13 @@ func TestMintLifetimeAndLineage(t *testing.T) {
 		assert.Equal(t, 60, tr.ExpiresIn)
 		assert.Equal(t, float64(env.clock.Now().Unix()+60), claims(t, tr.AccessToken)["exp"])
 	})
+	t.Run("requested ttl past the nanosecond range", func(t *testing.T) {
+		root, child := env.session(exApp), env.session(exApp, "reader")
+		e := env.edge(root, child, nil, readOnly, wire.Constraints{Resources: []string{exResource}}, time.Hour)
+		f := mintForm(child, e, "tickets:read")
+		f.Set("ttl_seconds", "18446744074")
+		requireError(t, env.post(t, f), 400, "invalid_token", "ttl_seconds exceeds token TTL cap")
+	})
 	t.Run("resource_id scoping by DB id", func(t *testing.T) {
 		root, child := env.session(exApp), env.session(exApp, "reader")
 		e := env.edge(root, child, nil, readOnly, wire.Constraints{}, time.Hour)

@@ -239,6 +239,8 @@ func TestLifecycleRules(t *testing.T) {
 			status: 400, desc: "ttl_seconds must be positive"},
 		{name: "ttl over cap", form: baseForm("scope", "agent:lifecycle", "resource", exResource, "ttl_seconds", "3601"),
 			status: 400, desc: "ttl_seconds exceeds token TTL cap"},
+		{name: "ttl over cap past the nanosecond range", form: baseForm("scope", "agent:lifecycle", "resource", exResource, "ttl_seconds", "18446744074"),
+			status: 400, desc: "ttl_seconds exceeds token TTL cap"},
 		{name: "lifecycle declared without upstream", form: baseForm("scope", "agent:lifecycle", "resource", "resource://declared"),
 			status: 200, target: []string{"resource://declared"}, expires: 900},
 		{name: "allowed subset", form: baseForm("scope", "agent:lifecycle", "resource", exResource, "resource", "resource://plain",
