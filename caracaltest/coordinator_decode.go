@@ -315,11 +315,13 @@ func parseStartRequest(body any) (startRequest, []wire.Issue) {
 
 // heartbeatRequest is a validated heartbeat body (PROTOCOL §4.5).
 type heartbeatRequest struct {
-	generation        float64
-	hasGeneration     bool
-	status            string
-	serviceID         string
-	activeInvocations int
+	generation    float64
+	hasGeneration bool
+	status        string
+	serviceID     string
+	// activeInvocations is echoed as the number sent, which the schema
+	// bounds only below.
+	activeInvocations float64
 }
 
 // parseHeartbeatRequest validates a heartbeat body. A missing body or
@@ -335,7 +337,7 @@ func parseHeartbeatRequest(body any) (heartbeatRequest, []wire.Issue) {
 	req.generation, req.hasGeneration = s.integer("lease_generation", false, 1, 0)
 	req.status, _ = s.enum("status", "starting", "healthy", "degraded", "unhealthy")
 	req.serviceID, _ = s.str("service_id", false, false, 1, 0)
-	inv, _ := s.integer("active_invocations", false, 0, 0)
+	req.activeInvocations, _ = s.integer("active_invocations", false, 0, 0)
 	_, _ = s.object("metadata")
 	if !s.ok() {
 		return req, s.issues
@@ -343,10 +345,6 @@ func parseHeartbeatRequest(body any) (heartbeatRequest, []wire.Issue) {
 	if req.status == "" {
 		req.status = "healthy"
 	}
-	if inv > math.MaxInt32 {
-		inv = math.MaxInt32
-	}
-	req.activeInvocations = int(inv)
 	return req, nil
 }
 

@@ -41,7 +41,7 @@ func (w *world) heartbeat(c *call) {
 	}
 	s.lastActiveAt, s.lastHeartbeatAt = now, now
 	s.deadline = now.Add(w.lease)
-	writeJSON(c.rw, http.StatusOK, wire.HeartbeatResponse{
+	writeJSON(c.rw, http.StatusOK, heartbeatAnswer{HeartbeatResponse: wire.HeartbeatResponse{
 		Agent: wire.HeartbeatAgent{
 			ID:                  s.id,
 			ZoneID:              w.zone,
@@ -52,9 +52,15 @@ func (w *world) heartbeat(c *call) {
 			HeartbeatDeadlineAt: wire.CoordinatorTime(s.deadline),
 			LeaseGeneration:     wire.Int64(s.generation),
 		},
-		Service:           []byte("null"),
-		ActiveInvocations: req.activeInvocations,
-	})
+		Service: []byte("null"),
+	}, ActiveInvocations: req.activeInvocations})
+}
+
+// heartbeatAnswer is the heartbeat's 200 body with active_invocations as
+// the number the caller sent, whatever its size.
+type heartbeatAnswer struct {
+	wire.HeartbeatResponse
+	ActiveInvocations float64 `json:"active_invocations"`
 }
 
 // leaseChecks runs the checks heartbeat and lease acquire share, up to and
