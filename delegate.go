@@ -90,6 +90,9 @@ func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authori
 		return Delegation{}, invalidGrant("Delegate needs the receiving session's id")
 	}
 	toSessionID = wire.CanonicalID(toSessionID)
+	if err := checkID("Delegate", toSessionID); err != nil {
+		return Delegation{}, err
+	}
 	if toSessionID == src.sessionID {
 		return Delegation{}, invalidGrant("a session cannot delegate to itself")
 	}
@@ -168,6 +171,9 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 		return nil, invalidGrant("AcceptDelegation needs the delegation id")
 	}
 	edgeID = wire.CanonicalID(edgeID)
+	if err := checkID("AcceptDelegation", edgeID); err != nil {
+		return nil, err
+	}
 	var ac acceptConfig
 	apply(&ac, opts)
 	if !ac.skipCheck {
@@ -205,4 +211,16 @@ func sessionless(a *Agent, op string) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %s: the agent bound to the context has no session id (an inbound context without a verified token or Caracal baggage?)", ErrInvalidRequest, op)
+}
+
+// checkID refuses an id given by the caller that does not have the form of
+// the ids Caracal issues, before any call: the Coordinator would refuse it
+// (400 invalid_params), and as it is it would reach request paths, a bound
+// context, and every message and log line that names it. op names the
+// method for the error.
+func checkID(op, id string) error {
+	if wire.ValidID(id) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s: %.64q is not a Caracal id", ErrInvalidRequest, op, id)
 }

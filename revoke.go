@@ -31,6 +31,9 @@ func (c *Client) RevokeDelegation(ctx context.Context, edgeID string) error {
 		return invalidGrant("RevokeDelegation needs the delegation id")
 	}
 	edgeID = wire.CanonicalID(edgeID)
+	if err := checkID("RevokeDelegation", edgeID); err != nil {
+		return err
+	}
 	r, err := c.coord.RevokeDelegation(ctx, edgeID)
 	if err != nil {
 		return fmt.Errorf("caracal: revoking delegation %s: %w", edgeID, err)

@@ -35,6 +35,9 @@ func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...Sp
 		return nil, fmt.Errorf("%w: AttachService needs the session id", ErrInvalidRequest)
 	}
 	sessionID = wire.CanonicalID(sessionID)
+	if err := checkID("AttachService", sessionID); err != nil {
+		return nil, err
+	}
 	cfg := newSpawnConfig(opts)
 	if cfg.service.err != nil {
 		return nil, cfg.service.err
@@ -104,6 +107,9 @@ func (c *Client) Resume(ctx context.Context, sessionID string) (int, error) {
 		return 0, fmt.Errorf("%w: Resume needs the session id", ErrInvalidRequest)
 	}
 	sessionID = wire.CanonicalID(sessionID)
+	if err := checkID("Resume", sessionID); err != nil {
+		return 0, err
+	}
 	n, err := c.coord.Resume(ctx, sessionID)
 	if err != nil {
 		return 0, fmt.Errorf("caracal: resuming session %s: %w", sessionID, err)
