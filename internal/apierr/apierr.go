@@ -79,7 +79,9 @@ func (e *Error) Temporary() bool {
 	case e.Code == "sts_unavailable":
 		return true
 	case e.StatusCode == 408, e.StatusCode == 425, e.StatusCode == 429:
-		return e.Code != "idempotency_receipt_limit_exceeded"
+		// The receipt limit lasts for hours, and the depth limit
+		// is the parent's depth, which no retry changes.
+		return e.Code != "idempotency_receipt_limit_exceeded" && e.Code != "session_depth_limit_exceeded"
 	case e.StatusCode >= 500:
 		return true
 	}
