@@ -284,9 +284,11 @@ func (s *Session) ExpiresAt() time.Time { return s.expiresAt }
 // already gone counts as retired. Close is idempotent: every call that waits
 // to the end returns the outcome of the one retire. Once retired, the
 // session's other handles in this client (a Spawn replayed under the same
-// WithIdempotencyKey) end too. A ctx cancelled because a session ended (the
-// session's own Context, even after a revoke or its parent's close ended
-// it) does not cut the wait short; its deadline still does.
+// WithIdempotencyKey) end too, as do the sessions started under it, which
+// the Coordinator ended with it: their Close returns nil without a call.
+// A ctx cancelled because a session ended (the session's own Context, even
+// after a revoke or its parent's close ended it) does not cut the wait
+// short; its deadline still does.
 func (s *Session) Close(ctx context.Context) error {
 	if s == nil || s.c == nil {
 		return notFromSpawn("Session.Close", "Session", "Client.Spawn")
@@ -354,31 +356,7 @@ func (s *Session) retire(detached context.Context) {
 	}
 	s.c.untrack(s)
 	s.c.endTwins(s)
-}
-
-// endTwins ends this client's other handles on s's session (a start
-// replayed under the caller's idempotency key gives a second one) once s
-// has retired it: their Contexts end and their Close returns nil.
-func (c *Client) endTwins(s *Session) {
-	c.mu.Lock()
-	var twins []*Session
-	for h := range c.open {
-		if t, ok := h.(*Session); ok && t != s && t.id == s.id {
-			twins = append(twins, t)
-		}
-	}
-	c.mu.Unlock()
-	for _, t := range twins {
-		t.closeOnce.Do(func() {
-			t.endWith(ErrSessionClosed)
-			close(t.closed)
-		})
-		// Also one whose own retire failed: the session is retired now.
-		// (One still retiring stays, so that Client.Close waits for it.)
-		if isDone(t.closed) {
-			c.untrack(t)
-		}
-	}
+	s.c.endChildren(s.id)
 }
 
 // HeadersOption configures Headers.

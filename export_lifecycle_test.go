@@ -1,0 +1,9 @@
+package caracal
+
+// TrackedSizes reports how many handles the client tracks, how many of them
+// have received delegations recorded, and how many failed retires it keeps.
+func TrackedSizes(c *Client) (open, received, unretired int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.open), len(c.received), len(c.unretired)
+}
