@@ -433,7 +433,7 @@ func (s *Service) closeSequence(detached context.Context, cause error) {
 	err := s.c.coord.Retire(rctx, s.id, gen)
 	switch {
 	case err == nil:
-		s.c.endChildren(s.id)
+		s.c.endRetired(s.id, s)
 	case lease.Classify(err) == lease.Fenced:
 		// Another holder attached since this handle last renewed (it may
 		// have been suspended and resumed): the session is not this

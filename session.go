@@ -355,8 +355,7 @@ func (s *Session) retire(detached context.Context) {
 		return
 	}
 	s.c.untrack(s)
-	s.c.endTwins(s)
-	s.c.endChildren(s.id)
+	s.c.endRetired(s.id, s)
 }
 
 // HeadersOption configures Headers.

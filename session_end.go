@@ -2,48 +2,43 @@ package caracal
 
 import "context"
 
-// endTwins ends this client's other handles on s's session (a start
-// replayed under the caller's idempotency key gives a second one) once s
-// has retired it: their Contexts end and their Close returns nil.
-func (c *Client) endTwins(s *Session) {
-	c.mu.Lock()
-	var twins []*Session
-	for h := range c.open {
-		if t, ok := h.(*Session); ok && t != s && t.id == s.id {
-			twins = append(twins, t)
-		}
-	}
-	c.mu.Unlock()
-	for _, t := range twins {
-		t.closeOnce.Do(func() {
-			t.endWith(ErrSessionClosed)
-			close(t.closed)
-		})
-		// Also one whose own retire failed: the session is retired now.
-		// (One still retiring stays, so that Client.Close waits for it.)
-		if isDone(t.closed) {
-			c.untrack(t)
-		}
-	}
-}
-
-// endChildren ends this client's session handles started under the session
-// id, at any depth, once it was retired: the Coordinator ended them with it
-// (PROTOCOL §4.4). Like endTwins, their Close then returns nil, and the
+// endRetired ends this client's handles that the retire of session id
+// ended too, in one pass over the handles: its twins (other handles on the
+// same session, which a start replayed under the caller's idempotency key
+// gives), and the sessions started under it at any depth, which the
+// Coordinator ended with it (PROTOCOL §4.4). self is the handle that
+// retired it. Their Context ends and their Close returns nil, and the
 // client forgets them, so that a caller who closes only the parent leaves
-// nothing behind. One whose retire is under way stays until it ends.
-func (c *Client) endChildren(id string) {
+// nothing behind. One whose own retire is under way stays until it ends, so
+// that Client.Close waits for it; one whose retire failed is let go, since
+// the session is retired now.
+func (c *Client) endRetired(id string, self closer) {
+	type ended struct {
+		s     *Session
+		cause error
+	}
+	var found []ended
 	c.mu.Lock()
-	var kids []*Session
 	for h := range c.open {
-		if t, ok := h.(*Session); ok && startedUnder(t.agent, id) {
-			kids = append(kids, t)
+		t, ok := h.(*Session)
+		if !ok || h == self {
+			continue
+		}
+		switch {
+		case t.id == id:
+			found = append(found, ended{t, ErrSessionClosed})
+		case startedUnder(t.agent, id):
+			found = append(found, ended{t, nil})
 		}
 	}
 	c.mu.Unlock()
-	for _, t := range kids {
+	for _, e := range found {
+		t, cause := e.s, e.cause
 		t.closeOnce.Do(func() {
-			t.endWith(parentCause(t.agent, id))
+			if cause == nil {
+				cause = parentCause(t.agent, id)
+			}
+			t.endWith(cause)
 			close(t.closed)
 		})
 		if isDone(t.closed) {
