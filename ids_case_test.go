@@ -2,6 +2,7 @@ package caracal_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -60,4 +61,32 @@ func TestUpperCaseServiceIDAttaches(t *testing.T) {
 		_, err = attached.Heartbeat(t.Context())
 		require.NoError(t, err, "the Coordinator's answer names the same session")
 	})
+}
+
+func TestUpperCaseServiceIDResumes(t *testing.T) {
+	st, c := serviceStack(t)
+	svc, err := c.SpawnService(t.Context())
+	require.NoError(t, err)
+	defer svc.Close(context.Background())
+	require.NoError(t, st.Suspend(svc.ID()))
+
+	n, err := c.Resume(t.Context(), strings.ToUpper(svc.ID()))
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	info, _ := st.SessionInfo(svc.ID())
+	assert.Equal(t, "active", info.Status)
+}
+
+func TestUpperCaseApprovalIDWaits(t *testing.T) {
+	g := startGoverned(t)
+	admin := g.child(t, "admin", tickets, "tickets:delete")
+	hc := g.c.HTTPClient(caracal.WithScopes("tickets:delete"))
+	r, _ := http.NewRequestWithContext(admin.Context(), http.MethodDelete, g.url(tickets, "/tickets/9"), nil)
+	_, err := hc.Do(r)
+	var ae *caracal.ApprovalRequiredError
+	require.ErrorAs(t, err, &ae)
+	require.NotEqual(t, ae.ApprovalID, strings.ToUpper(ae.ApprovalID))
+	require.NoError(t, g.st.Approve(ae.ApprovalID))
+
+	require.NoError(t, g.c.WaitApproval(t.Context(), strings.ToUpper(ae.ApprovalID)))
 }
