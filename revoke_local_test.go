@@ -113,3 +113,28 @@ func TestRevokeEndedSessionClosesWithItsOwnContext(t *testing.T) {
 	assert.Equal(t, retires+1, st.Count(caracaltest.RouteRetire))
 	require.NoError(t, c.Close(t.Context()))
 }
+
+// A child started under a session that received the revoked delegation,
+// but from the session's own Context (so without the delegation), ends
+// with it, and its error says why.
+func TestRevokeEndsAChildOfTheReceiver(t *testing.T) {
+	_, c := newStack(t)
+	giver, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	defer giver.Close(context.Background())
+	peer, err := c.Spawn(t.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	kid, err := c.Spawn(peer.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	require.Empty(t, kid.Agent().ParentDelegationID())
+	d, err := c.Delegate(giver.Context(), peer.ID(), caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, time.Minute))
+	require.NoError(t, err)
+
+	require.NoError(t, c.RevokeDelegation(t.Context(), d.ID))
+	_, err = c.Headers(kid.Context())
+	assert.ErrorIs(t, err, caracal.ErrSessionClosed)
+	assert.ErrorContains(t, err, "delegation "+d.ID+" was revoked")
+	assert.ErrorContains(t, err, "session "+kid.ID()+" was started under it")
+	require.NoError(t, kid.Close(t.Context()))
+	require.NoError(t, peer.Close(t.Context()))
+}
