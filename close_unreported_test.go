@@ -18,12 +18,7 @@ import (
 // has heard of it yet, so Client.Close reports it, also once it is over.
 func TestClientCloseReportsBackgroundRetireFailedEarlier(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := caracaltest.Start(t, caracaltest.InMemory())
-		c, err := st.NewClient()
-		require.NoError(t, err)
-		s, err := c.Spawn(t.Context())
-		require.NoError(t, err)
-		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Delay: time.Hour})
+		st, c, s := hangingRetire(t)
 
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
@@ -34,7 +29,7 @@ func TestClientCloseReportsBackgroundRetireFailedEarlier(t *testing.T) {
 
 		info, _ := st.SessionInfo(s.ID())
 		require.Equal(t, "active", info.Status)
-		err = c.Close(context.Background())
+		err := c.Close(context.Background())
 		require.Error(t, err, "the session left running is reported")
 		assert.Contains(t, err.Error(), s.ID())
 	})

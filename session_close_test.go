@@ -54,19 +54,27 @@ func TestClientCloseRetiresOpenSessions(t *testing.T) {
 	assert.ErrorIs(t, err, caracal.ErrClosed)
 }
 
+// hangingRetire starts, in a synctest bubble, an in-memory stack whose
+// retires hang for an hour, a client of it and a session of that client.
+func hangingRetire(t *testing.T) (*caracaltest.Stack, *caracal.Client, *caracal.Session) {
+	t.Helper()
+	st := caracaltest.Start(t, caracaltest.InMemory())
+	c, err := st.NewClient()
+	require.NoError(t, err)
+	s, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Delay: time.Hour})
+	return st, c, s
+}
+
 func TestSessionCloseBoundedWhenCoordinatorHangs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := caracaltest.Start(t, caracaltest.InMemory())
-		c, err := st.NewClient()
-		require.NoError(t, err)
-		s, err := c.Spawn(t.Context())
-		require.NoError(t, err)
-		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Delay: time.Hour})
+		_, c, s := hangingRetire(t)
 
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
 		start := time.Now()
-		err = s.Close(ctx)
+		err := s.Close(ctx)
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 		assert.Equal(t, time.Second, time.Since(start), "Close returns by its ctx's deadline")
 
@@ -79,12 +87,7 @@ func TestSessionCloseBoundedWhenCoordinatorHangs(t *testing.T) {
 
 func TestClientCloseTwiceWaitsForTheFirst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := caracaltest.Start(t, caracaltest.InMemory())
-		c, err := st.NewClient()
-		require.NoError(t, err)
-		_, err = c.Spawn(t.Context())
-		require.NoError(t, err)
-		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Delay: time.Hour})
+		_, c, _ := hangingRetire(t)
 
 		start := time.Now()
 		first := make(chan error, 1)
@@ -99,7 +102,7 @@ func TestClientCloseTwiceWaitsForTheFirst(t *testing.T) {
 
 		// ...and otherwise reports the outcome of the first once it is
 		// known, instead of claiming success while the retire still runs.
-		err = c.Close(context.Background())
+		err := c.Close(context.Background())
 		assert.ErrorContains(t, err, "retiring session")
 		assert.Equal(t, 10*time.Second, time.Since(start))
 		assert.Equal(t, err, <-first)
@@ -156,12 +159,7 @@ func TestCloseWithTheSessionsOwnContext(t *testing.T) {
 
 func TestCloseWithTheSessionsOwnContextKeepsItsDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := caracaltest.Start(t, caracaltest.InMemory())
-		c, err := st.NewClient()
-		require.NoError(t, err)
-		s, err := c.Spawn(t.Context())
-		require.NoError(t, err)
-		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Delay: time.Hour})
+		_, c, s := hangingRetire(t)
 		ctx, cancel := context.WithTimeout(s.Context(), time.Second)
 		defer cancel()
 		start := time.Now()
