@@ -2,7 +2,6 @@ package caracal_test
 
 import (
 	"context"
-	"net/http"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -79,12 +78,7 @@ func TestUpperCaseServiceIDResumes(t *testing.T) {
 
 func TestUpperCaseApprovalIDWaits(t *testing.T) {
 	g := startGoverned(t)
-	admin := g.child(t, "admin", tickets, "tickets:delete")
-	hc := g.c.HTTPClient(caracal.WithScopes("tickets:delete"))
-	r, _ := http.NewRequestWithContext(admin.Context(), http.MethodDelete, g.url(tickets, "/tickets/9"), nil)
-	_, err := hc.Do(r)
-	var ae *caracal.ApprovalRequiredError
-	require.ErrorAs(t, err, &ae)
+	ae := g.heldDelete(t)
 	require.NotEqual(t, ae.ApprovalID, strings.ToUpper(ae.ApprovalID))
 	require.NoError(t, g.st.Approve(ae.ApprovalID))
 

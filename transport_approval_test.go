@@ -14,15 +14,24 @@ import (
 	"github.com/caracal-go/caracal/caracaltest"
 )
 
+// heldDelete sends, from a child labelled admin, a DELETE whose scope the
+// zone's policy holds for approval, and returns the hold.
+func (g *governed) heldDelete(t testing.TB) *caracal.ApprovalRequiredError {
+	t.Helper()
+	admin := g.child(t, "admin", tickets, "tickets:delete")
+	hc := g.c.HTTPClient(caracal.WithScopes("tickets:delete"))
+	r, err := http.NewRequestWithContext(admin.Context(), http.MethodDelete, g.url(tickets, "/tickets/9"), nil)
+	require.NoError(t, err)
+	_, err = hc.Do(r)
+	var ae *caracal.ApprovalRequiredError
+	require.ErrorAs(t, err, &ae)
+	return ae
+}
+
 func TestWaitApprovalInProgressEndsWithClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := startGoverned(t, caracaltest.InMemory())
-		admin := g.child(t, "admin", tickets, "tickets:delete")
-		hc := g.c.HTTPClient(caracal.WithScopes("tickets:delete"))
-		r, _ := http.NewRequestWithContext(admin.Context(), http.MethodDelete, g.url(tickets, "/tickets/9"), nil)
-		_, err := hc.Do(r)
-		var ae *caracal.ApprovalRequiredError
-		require.ErrorAs(t, err, &ae)
+		ae := g.heldDelete(t)
 
 		waited := make(chan error, 1)
 		go func() { waited <- g.c.WaitApproval(context.Background(), ae.ApprovalID) }()

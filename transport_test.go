@@ -362,12 +362,7 @@ func TestGovernedApprovalRetryThroughAnotherTransport(t *testing.T) {
 
 func TestGovernedApprovalRejected(t *testing.T) {
 	g := startGoverned(t)
-	admin := g.child(t, "admin", tickets, "tickets:delete")
-	hc := g.c.HTTPClient(caracal.WithScopes("tickets:delete"))
-	r, _ := http.NewRequestWithContext(admin.Context(), http.MethodDelete, g.url(tickets, "/tickets/9"), nil)
-	_, err := hc.Do(r)
-	var ae *caracal.ApprovalRequiredError
-	require.ErrorAs(t, err, &ae)
+	ae := g.heldDelete(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	waited := make(chan error, 1)
