@@ -89,8 +89,8 @@ func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authori
 	if toSessionID == "" {
 		return Delegation{}, invalidGrant("Delegate needs the receiving session's id")
 	}
-	toSessionID = wire.CanonicalID(toSessionID)
-	if err := checkID("Delegate", toSessionID); err != nil {
+	toSessionID, err := callerID("Delegate", toSessionID)
+	if err != nil {
 		return Delegation{}, err
 	}
 	if toSessionID == src.sessionID {
@@ -170,8 +170,8 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 	if edgeID == "" {
 		return nil, invalidGrant("AcceptDelegation needs the delegation id")
 	}
-	edgeID = wire.CanonicalID(edgeID)
-	if err := checkID("AcceptDelegation", edgeID); err != nil {
+	edgeID, err := callerID("AcceptDelegation", edgeID)
+	if err != nil {
 		return nil, err
 	}
 	var ac acceptConfig
@@ -213,14 +213,15 @@ func sessionless(a *Agent, op string) error {
 	return fmt.Errorf("%w: %s: the agent bound to the context has no session id (an inbound context without a verified token or Caracal baggage?)", ErrInvalidRequest, op)
 }
 
-// checkID refuses an id given by the caller that does not have the form of
-// the ids Caracal issues, before any call: the Coordinator would refuse it
-// (400 invalid_params), and as it is it would reach request paths, a bound
-// context, and every message and log line that names it. op names the
-// method for the error.
-func checkID(op, id string) error {
-	if wire.ValidID(id) {
-		return nil
+// callerID returns an id a caller gave in the form it is sent and compared
+// in (a UUID in lower case, see wire.CanonicalID). One that does not have
+// the form of the ids Caracal issues is refused with ErrInvalidRequest
+// before any call: the Coordinator would refuse it (400 invalid_params), and
+// as it is it would reach request paths, a bound context, and every message
+// and log line that names it. op names the method for the error.
+func callerID(op, id string) (string, error) {
+	if !wire.ValidID(id) {
+		return "", fmt.Errorf("%w: %s: %.64q is not a Caracal id", ErrInvalidRequest, op, id)
 	}
-	return fmt.Errorf("%w: %s: %.64q is not a Caracal id", ErrInvalidRequest, op, id)
+	return wire.CanonicalID(id), nil
 }

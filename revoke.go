@@ -3,8 +3,6 @@ package caracal
 import (
 	"context"
 	"fmt"
-
-	"github.com/caracal-go/caracal/internal/wire"
 )
 
 // maxReceived bounds the delegations recorded per handle as received
@@ -30,8 +28,8 @@ func (c *Client) RevokeDelegation(ctx context.Context, edgeID string) error {
 	if edgeID == "" {
 		return invalidGrant("RevokeDelegation needs the delegation id")
 	}
-	edgeID = wire.CanonicalID(edgeID)
-	if err := checkID("RevokeDelegation", edgeID); err != nil {
+	edgeID, err := callerID("RevokeDelegation", edgeID)
+	if err != nil {
 		return err
 	}
 	r, err := c.coord.RevokeDelegation(ctx, edgeID)

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/caracal-go/caracal/internal/envelope"
-	"github.com/caracal-go/caracal/internal/wire"
 )
 
 // AttachService takes over a persisted service session by id (after a
@@ -34,8 +33,8 @@ func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...Sp
 	if sessionID == "" {
 		return nil, fmt.Errorf("%w: AttachService needs the session id", ErrInvalidRequest)
 	}
-	sessionID = wire.CanonicalID(sessionID)
-	if err := checkID("AttachService", sessionID); err != nil {
+	sessionID, err := callerID("AttachService", sessionID)
+	if err != nil {
 		return nil, err
 	}
 	cfg := newSpawnConfig(opts)
@@ -106,8 +105,8 @@ func (c *Client) Resume(ctx context.Context, sessionID string) (int, error) {
 	if sessionID == "" {
 		return 0, fmt.Errorf("%w: Resume needs the session id", ErrInvalidRequest)
 	}
-	sessionID = wire.CanonicalID(sessionID)
-	if err := checkID("Resume", sessionID); err != nil {
+	sessionID, err := callerID("Resume", sessionID)
+	if err != nil {
 		return 0, err
 	}
 	n, err := c.coord.Resume(ctx, sessionID)
