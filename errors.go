@@ -80,7 +80,10 @@ var (
 	// ErrApprovalRejected: the approval was rejected.
 	ErrApprovalRejected = apierr.ErrApprovalRejected
 
-	// ErrLeaseLost: a service lease is gone for good (fenced, terminated, not found).
+	// ErrLeaseLost: a service lease is gone for good (fenced, terminated,
+	// not found). A server answer matches it only from a heartbeat or an
+	// AttachService, except session_lease_fenced, which matches from any
+	// call: a session_not_found from a Spawn or Close is not a lost lease.
 	ErrLeaseLost = apierr.ErrLeaseLost
 	// ErrLeaseFenced: a newer holder attached to the service session.
 	ErrLeaseFenced = apierr.ErrLeaseFenced

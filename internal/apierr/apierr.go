@@ -6,6 +6,7 @@ package apierr
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -116,17 +117,37 @@ func (e *Error) Is(target error) bool {
 	case ErrSuspended:
 		return e.Code == "session_suspended" || e.Code == "session_lease_expired"
 	case ErrLeaseLost:
-		switch e.Code {
-		case "session_lease_fenced", "session_not_live", "session_subject_inactive", "session_not_service":
+		if e.Code == "session_lease_fenced" {
 			return true
 		}
-		return e.StatusCode == 404 && e.Service == "coordinator" && e.Code == "session_not_found"
+		// The other codes speak of a lease only on a heartbeat or a
+		// lease acquire; elsewhere (a start, a retire, a listing) they
+		// are about a session that may hold none.
+		if e.Service != "coordinator" || !leasePath(e.Path) {
+			return false
+		}
+		switch e.Code {
+		case "session_not_live", "session_subject_inactive", "session_not_service":
+			return true
+		}
+		return e.StatusCode == 404 && e.Code == "session_not_found"
 	case ErrCredentials:
 		// zone_invalid: the secret is right but the application lives in
 		// another zone (PROTOCOL §3.3).
 		return e.Service == "sts" && (e.Description == "invalid client credentials" || e.Code == "zone_invalid")
 	}
 	return false
+}
+
+// leasePath reports whether path is a heartbeat or a lease acquire
+// (PROTOCOL §4.5, §4.6).
+func leasePath(path string) bool {
+	rest, ok := strings.CutPrefix(path, "/zones/")
+	if !ok {
+		return false
+	}
+	parts := strings.Split(rest, "/")
+	return len(parts) == 4 && parts[1] == "agents" && (parts[3] == "heartbeat" || parts[3] == "lease")
 }
 
 // ApprovalRequiredError is returned when a mandate mint is held for human

@@ -90,20 +90,34 @@ func TestIsCredentials(t *testing.T) {
 }
 
 func TestIsLeaseLost(t *testing.T) {
+	const (
+		heartbeat = "/zones/z/agents/a/heartbeat"
+		lease     = "/zones/z/agents/a/lease"
+	)
 	for _, e := range []*Error{
-		{Service: "coordinator", StatusCode: 404, Code: "session_not_found"},
-		{Service: "coordinator", StatusCode: 409, Code: "session_lease_fenced"},
-		{Service: "coordinator", StatusCode: 409, Code: "session_not_live"},
+		{Service: "coordinator", Path: heartbeat, StatusCode: 404, Code: "session_not_found"},
+		{Service: "coordinator", Path: lease, StatusCode: 404, Code: "session_not_found"},
+		{Service: "coordinator", Path: heartbeat, StatusCode: 409, Code: "session_lease_fenced"},
+		{Service: "coordinator", Path: "/zones/z/agents/a", StatusCode: 409, Code: "session_lease_fenced"},
+		{Service: "coordinator", Path: heartbeat, StatusCode: 409, Code: "session_not_live"},
+		{Service: "coordinator", Path: lease, StatusCode: 409, Code: "session_subject_inactive"},
+		{Service: "coordinator", Path: heartbeat, StatusCode: 409, Code: "session_not_service"},
 	} {
-		assert.ErrorIs(t, e, ErrLeaseLost, e.Code)
+		assert.ErrorIs(t, e, ErrLeaseLost, e.Path+" "+e.Code)
 	}
 	for _, e := range []*Error{
-		{Service: "coordinator", StatusCode: 404, Code: "delegation_not_found"},
-		{Service: "coordinator", StatusCode: 404, Code: "parent_not_found"},
-		{Service: "sts", StatusCode: 404, Code: "session_not_found"},
-		{Service: "coordinator", StatusCode: 409, Code: "session_lease_expired"},
+		{Service: "coordinator", Path: heartbeat, StatusCode: 404, Code: "delegation_not_found"},
+		{Service: "coordinator", Path: "/zones/z/agents", StatusCode: 404, Code: "parent_not_found"},
+		{Service: "sts", Path: "/v1/oauth/token", StatusCode: 404, Code: "session_not_found"},
+		{Service: "coordinator", Path: heartbeat, StatusCode: 409, Code: "session_lease_expired"},
+		// A task session's start, retire or inbound listing answers
+		// session_not_found about a session that holds no lease.
+		{Service: "coordinator", Path: "/zones/z/agents", StatusCode: 404, Code: "session_not_found"},
+		{Service: "coordinator", Path: "/zones/z/agents/a", StatusCode: 404, Code: "session_not_found"},
+		{Service: "coordinator", Path: "/zones/z/agents/a/delegations/inbound", StatusCode: 404, Code: "session_not_found"},
+		{Service: "coordinator", Path: "/zones/z/agents/a/heartbeat/x", StatusCode: 409, Code: "session_not_live"},
 	} {
-		assert.NotErrorIs(t, e, ErrLeaseLost, e.Code)
+		assert.NotErrorIs(t, e, ErrLeaseLost, e.Path+" "+e.Code)
 	}
 }
 
