@@ -16,8 +16,10 @@ import (
 // safe). A poll that fails transiently (no answer, 429, 5xx) is sent again
 // after a backoff that honours Retry-After; after four such failures in a
 // row the wait ends with the last one. Close ends a wait in progress, and
-// a wait after Close, with ErrClosed. An id that does not have the form of
-// the ids the STS issues is refused with ErrInvalidRequest before any call.
+// a wait after Close, with ErrClosed. An id that cannot be a Caracal id (1
+// to 128 of letters, digits, "_", ".", "-" and ":") is refused with
+// ErrInvalidRequest before any call; one the STS does not know (it issues
+// UUIDs) fails with ErrNotFound.
 func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
 	if err := c.check(ctx, "WaitApproval", true); err != nil {
 		return err
