@@ -344,7 +344,7 @@ func decodeToken(contentType string, body []byte) (Token, int, error) {
 	if contentType != "" {
 		mt, _, err := mime.ParseMediaType(contentType)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return bad("content type " + strconv.Quote(contentType))
+			return bad(fmt.Sprintf("content type %.64q", contentType))
 		}
 	}
 	var tr struct {
@@ -362,7 +362,7 @@ func decodeToken(contentType string, body []byte) (Token, int, error) {
 		return bad("access_token has characters a bearer token cannot have")
 	}
 	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "Bearer") {
-		return bad("token_type " + strconv.Quote(tr.TokenType))
+		return bad(fmt.Sprintf("token_type %.64q", tr.TokenType))
 	}
 	// A bare JSON integer only: not a string, not a fraction.
 	n, err := strconv.Atoi(string(tr.ExpiresIn))

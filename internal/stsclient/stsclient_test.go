@@ -484,3 +484,24 @@ func TestStaticMode(t *testing.T) {
 		assert.Equal(t, far, tok.Value)
 	}
 }
+
+// What the server sent in a refused token answer's content type or
+// token_type reaches the error (and every log line printing it) bounded.
+func TestInvalidTokenResponseTextIsBounded(t *testing.T) {
+	long := strings.Repeat("x", 100_000)
+	for name, tc := range map[string]struct{ ct, body string }{
+		"content type": {"text/" + long, `{"access_token":"x","expires_in":900}`},
+		"token type":   {"application/json", `{"access_token":"x","token_type":"` + long + `","expires_in":900}`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
+				w.Header().Set("Content-Type", tc.ct)
+				_, _ = io.WriteString(w, tc.body)
+			}}
+			_, err := newClient(t, sts).Lifecycle(t.Context())
+			require.ErrorIs(t, err, apierr.ErrUnavailable)
+			assert.Contains(t, err.Error(), "invalid token response")
+			assert.Less(t, len(err.Error()), 512, "the message is bounded")
+		})
+	}
+}
