@@ -109,6 +109,16 @@ type Claims struct {
 // Expiry returns exp as a time (zero if absent).
 func (c *Claims) Expiry() time.Time { return unix(c.ExpiresAt) }
 
+// maxUnix bounds the time claims a token may carry. Past it, the
+// conversion to int64 seconds and time.Unix overflow and wrap around, and a
+// token not valid before the far future would pass as one valid since the
+// far past.
+const maxUnix = 1 << 62
+
+// inRange reports whether an absent or present time claim is within
+// ±maxUnix seconds.
+func inRange(f *float64) bool { return f == nil || -maxUnix <= *f && *f <= maxUnix }
+
 func unix(f *float64) time.Time {
 	if f == nil {
 		return time.Time{}
@@ -308,6 +318,9 @@ func (v *Verifier) check(c *Claims, now time.Time) error {
 	if c.ExpiresAt == nil || c.IssuedAt == nil || c.ID == "" || c.Subject == "" || c.SID == "" || c.RootSID == "" ||
 		c.ClientID == "" || c.Use == "" || c.SubType == "" || c.ZoneID == "" {
 		return fail(CodeInvalidToken, "required claim missing", nil)
+	}
+	if !inRange(c.ExpiresAt) || !inRange(c.IssuedAt) || !inRange(c.NotBefore) {
+		return fail(CodeInvalidToken, "time claim out of range", nil)
 	}
 	if now.Sub(c.Expiry()) > Leeway {
 		return fail(CodeInvalidToken, "token expired", nil)
