@@ -194,10 +194,13 @@ func NewVerifier(keys *Keys, exp Expect) (*Verifier, error) {
 	return &Verifier{keys: keys, exp: exp, cache: newTokenCache(size)}, nil
 }
 
-// header is the JOSE header; only alg and kid matter.
+// header is the JOSE header; only alg and kid matter, and crit must be
+// absent: a token naming extensions its recipient must understand is
+// refused by one that understands none (RFC 7515 §4.1.11).
 type header struct {
-	Alg string `json:"alg"`
-	Kid string `json:"kid"`
+	Alg  string          `json:"alg"`
+	Kid  string          `json:"kid"`
+	Crit json.RawMessage `json:"crit"`
 }
 
 var b64 = base64.RawURLEncoding.Strict()
@@ -246,6 +249,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	}
 	if h.Alg != "ES256" {
 		return nil, fail(CodeInvalidToken, "bad signature or algorithm", nil)
+	}
+	if h.Crit != nil {
+		return nil, fail(CodeInvalidToken, "unsupported critical header", nil)
 	}
 	if h.Kid == "" {
 		return nil, fail(CodeInvalidToken, "token has no key id", nil)
