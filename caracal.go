@@ -38,6 +38,10 @@ type Client struct {
 	// received holds the delegations open handles received through this
 	// client (Delegate, AcceptDelegation), for RevokeDelegation.
 	received map[closer][]receivedEdge
+	// lineage indexes the open sessions by the ids whose retire ends
+	// them (see endRetired), so that a retire costs the handles it ends,
+	// not a pass over every open one.
+	lineage map[string]map[*Session]struct{}
 
 	// starting counts the starts in flight (Spawn, SpawnService,
 	// AttachService), which Close waits for: one that ends after Close began
@@ -215,7 +219,7 @@ func (c *Client) Close(ctx context.Context) error {
 		for h := range c.open {
 			open = append(open, h)
 		}
-		c.open = nil
+		c.open, c.lineage = nil, nil
 	}
 	c.mu.Unlock()
 
@@ -309,6 +313,9 @@ func (c *Client) track(h closer) error {
 		return ErrClosed
 	}
 	c.open[h] = struct{}{}
+	if s, ok := h.(*Session); ok {
+		c.index(s)
+	}
 	return nil
 }
 
@@ -375,6 +382,9 @@ func (c *Client) untrack(h closer) {
 	defer c.mu.Unlock()
 	delete(c.open, h)
 	delete(c.received, h)
+	if s, ok := h.(*Session); ok {
+		c.unindex(s)
+	}
 }
 
 // isClosed reports whether Close has been called.

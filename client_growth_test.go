@@ -46,6 +46,7 @@ func TestClientForgetsClosedSessions(t *testing.T) {
 		assert.Zero(t, open)
 		assert.Zero(t, received)
 		assert.Zero(t, unretired)
+		assert.Zero(t, caracal.IndexedSessions(c))
 		require.NoError(t, c.Close(context.Background()))
 	})
 }
@@ -75,6 +76,7 @@ func TestClientForgetsChildrenOfClosedParent(t *testing.T) {
 		synctest.Wait()
 		open, _, _ := caracal.TrackedSizes(c)
 		assert.Zero(t, open)
+		assert.Zero(t, caracal.IndexedSessions(c))
 		require.NoError(t, c.Close(context.Background()))
 	})
 }

@@ -7,3 +7,11 @@ func TrackedSizes(c *Client) (open, received, unretired int) {
 	defer c.mu.Unlock()
 	return len(c.open), len(c.received), len(c.unretired)
 }
+
+// IndexedSessions reports how many session ids the client's index of open
+// sessions by lineage holds.
+func IndexedSessions(c *Client) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.lineage)
+}

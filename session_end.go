@@ -19,15 +19,12 @@ func (c *Client) endRetired(id string, self closer) {
 	}
 	var found []ended
 	c.mu.Lock()
-	for h := range c.open {
-		t, ok := h.(*Session)
-		if !ok || h == self {
-			continue
-		}
+	for t := range c.lineage[id] {
 		switch {
+		case closer(t) == self:
 		case t.id == id:
 			found = append(found, ended{t, ErrSessionClosed})
-		case startedUnder(t.agent, id):
+		default:
 			found = append(found, ended{t, nil})
 		}
 	}
@@ -59,13 +56,41 @@ func parentCause(a *Agent, id string) error {
 	return ErrSessionClosed
 }
 
-// startedUnder reports whether this process started a's session under the
-// session id, at any depth.
-func startedUnder(a *Agent, id string) bool {
-	for x := a.up; x != nil; x = x.up {
-		if x.sessionID == id {
-			return true
+// index adds s to c.lineage under its own id and those of the sessions
+// this process started it under, at any depth: the retire of any of them
+// ends s. The caller holds c.mu.
+func (c *Client) index(s *Session) {
+	if c.lineage == nil {
+		c.lineage = make(map[string]map[*Session]struct{})
+	}
+	lineageIDs(s, func(id string) {
+		m := c.lineage[id]
+		if m == nil {
+			m = make(map[*Session]struct{}, 1)
+			c.lineage[id] = m
+		}
+		m[s] = struct{}{}
+	})
+}
+
+// unindex removes s from c.lineage. The caller holds c.mu.
+func (c *Client) unindex(s *Session) {
+	lineageIDs(s, func(id string) {
+		m := c.lineage[id]
+		delete(m, s)
+		if len(m) == 0 {
+			delete(c.lineage, id)
+		}
+	})
+}
+
+// lineageIDs calls f with the session id of s and those of the sessions
+// this process started it under, at any depth. An id may come twice.
+func lineageIDs(s *Session, f func(id string)) {
+	f(s.id)
+	for x := s.agent.up; x != nil; x = x.up {
+		if x.sessionID != "" {
+			f(x.sessionID)
 		}
 	}
-	return false
 }
