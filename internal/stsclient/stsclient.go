@@ -294,6 +294,10 @@ func (c *Client) post(ctx context.Context, tr wire.TokenRequest, mint *MintReque
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
+	// net/http's HTTP/2 transport re-sends a request whose stream was
+	// reset with PROTOCOL_ERROR (which does not mean the STS left it
+	// unprocessed) if it can rewind the body. An exchange is sent once.
+	req.GetBody = nil
 	issued := c.cfg.Now()
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
