@@ -246,9 +246,10 @@ func (cfg Config) clone() Config {
 // directory), sts_url, coordinator_url, gateway_url, default_ttl_seconds
 // (0 means unset) and the credentials and optional_credentials arrays of
 // {resource, upstream_prefix} tables. Profiles are shared with the Caracal
-// CLI, which may add keys of its own, so unknown keys are ignored and logged
-// (with WithLogger) as one warning naming the file and the keys;
-// WithStrictConfig makes them an error.
+// CLI, which may add keys of its own, so unknown keys (a known key spelled
+// in another case, such as ZONE_ID, included) are ignored and logged (with
+// WithLogger) as one warning naming the file and the keys; WithStrictConfig
+// makes them an error.
 // Except on Windows, a profile writable by group or others is refused, and an
 // inline app_client_secret requires a profile readable by its owner only.
 // Secret files (CARACAL_APP_CLIENT_SECRET_FILE, app_client_secret_file,

@@ -123,7 +123,7 @@ func (l *loader) loadProfile() {
 		return
 	}
 	p := &profile{path: path}
-	md, err := toml.Decode(string(raw), &p.data)
+	keys, err := decodeProfile(string(raw), &p.data)
 	if err != nil {
 		l.fail(tomlError(path, err))
 		return
@@ -139,11 +139,7 @@ func (l *loader) loadProfile() {
 	if p.data.AppClientSecret != nil && p.data.AppClientSecretFile != nil {
 		l.failf("caracal: %s: app_client_secret and app_client_secret_file are both set (keep one)", path)
 	}
-	if undecoded := md.Undecoded(); len(undecoded) > 0 {
-		keys := make([]string, len(undecoded))
-		for i, k := range undecoded {
-			keys[i] = k.String()
-		}
+	if len(keys) > 0 {
 		hint := ""
 		if slices.Contains(keys, "zone_url") {
 			hint = " (zone_url is no longer read; use sts_url)"
