@@ -74,9 +74,9 @@ func (t *memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, errStackClosed
 	}
-	if err := ctx.Err(); err != nil {
+	if ctx.Err() != nil {
 		closeBody(req)
-		return nil, err
+		return nil, context.Cause(ctx)
 	}
 
 	hctx, cancel := context.WithCancel(ctx)
@@ -117,12 +117,13 @@ func (t *memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	case <-rw.ready:
 	case <-ctx.Done():
 	}
-	if err := ctx.Err(); err != nil {
+	if ctx.Err() != nil {
 		// Like net/http, a request cancelled before its response was
-		// handed over fails, whatever the handler managed to do.
+		// handed over fails, with the context's cause, whatever the
+		// handler managed to do.
 		cancel()
 		<-done
-		return nil, err
+		return nil, context.Cause(ctx)
 	}
 	if rw.err != nil {
 		<-done
@@ -416,8 +417,8 @@ func (p *memPipe) read(ctx context.Context, b []byte) (int, error) {
 	for {
 		// Like net/http, a cancelled request's body fails to read, even if
 		// the handler has already finished writing it.
-		if err := ctx.Err(); err != nil {
-			return 0, err
+		if ctx.Err() != nil {
+			return 0, context.Cause(ctx)
 		}
 		p.mu.Lock()
 		if p.rclosed {
@@ -439,7 +440,7 @@ func (p *memPipe) read(ctx context.Context, b []byte) (int, error) {
 		select {
 		case <-p.readable:
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return 0, context.Cause(ctx)
 		}
 	}
 }
