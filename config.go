@@ -303,7 +303,7 @@ func LoadConfig(opts ...Option) (Config, error) {
 // precedence over CARACAL_CONFIG and the default profile locations.
 func WithConfigFile(path string) Option {
 	if strings.TrimSpace(path) == "" {
-		return optErr(errors.New("caracal: WithConfigFile: the path is empty (name the profile to load, or leave the option out)"))
+		return optErr(0, errors.New("caracal: WithConfigFile: the path is empty (name the profile to load, or leave the option out)"))
 	}
 	return func(o *options) { o.configFile = path }
 }
@@ -325,9 +325,14 @@ func override(k keyMask, set func(*Config)) Option {
 }
 
 // optErr returns an Option that reports err when the configuration loads.
-func optErr(err error) Option {
+// The keys in k count as set by an option, refused value and all, so that
+// the sources it shadows are not read: the load fails with err alone.
+func optErr(k keyMask, err error) Option {
 	return func(o *options) {
-		o.overrides = append(o.overrides, func(c *Config) { c.opt.errs = append(c.opt.errs, err) })
+		o.overrides = append(o.overrides, func(c *Config) {
+			c.opt.errs = append(c.opt.errs, err)
+			c.opt.set |= k
+		})
 	}
 }
 
@@ -335,7 +340,7 @@ func optErr(err error) Option {
 // reports that v (the option's what) is empty.
 func nonEmpty(name, what, v string, k keyMask, set func(*Config)) Option {
 	if strings.TrimSpace(v) == "" {
-		return optErr(fmt.Errorf("caracal: %s: the %s is empty", name, what))
+		return optErr(k, fmt.Errorf("caracal: %s: the %s is empty", name, what))
 	}
 	return override(k, set)
 }
@@ -361,7 +366,7 @@ func WithClientSecret(secret string) Option {
 // with a client secret or a bootstrap token (what names the one set).
 func credential(name, what, secret, token string) Option {
 	if strings.TrimSpace(secret) == "" && strings.TrimSpace(token) == "" {
-		return optErr(fmt.Errorf("caracal: %s: the %s is empty", name, what))
+		return optErr(keyCred, fmt.Errorf("caracal: %s: the %s is empty", name, what))
 	}
 	return override(keyCred, func(c *Config) {
 		c.ClientSecret, c.BootstrapToken = secret, token
@@ -380,6 +385,7 @@ func WithClientSecretFile(path string) Option {
 			secret, err := readSecretFile("WithClientSecretFile", path)
 			if err != nil {
 				c.opt.errs = append(c.opt.errs, err)
+				c.opt.set |= keyCred
 				return
 			}
 			c.ClientSecret, c.BootstrapToken = secret, ""
@@ -418,7 +424,7 @@ func WithResources(ids ...string) Option {
 	ids = append([]string(nil), ids...)
 	for i, id := range ids {
 		if strings.TrimSpace(id) == "" {
-			return optErr(fmt.Errorf("caracal: WithResources: entry %d is empty", i+1))
+			return optErr(0, fmt.Errorf("caracal: WithResources: entry %d is empty", i+1))
 		}
 	}
 	return override(0, func(c *Config) { c.Resources = append(c.Resources, ids...) })
@@ -429,7 +435,7 @@ func WithResources(ids ...string) Option {
 // for the same resource from any other source.
 func WithBinding(resourceID, upstreamPrefix string) Option {
 	if err := checkBinding(resourceID, upstreamPrefix); err != nil {
-		return optErr(fmt.Errorf("caracal: WithBinding(%q, %s): %w", resourceID, showURL(upstreamPrefix), err))
+		return optErr(0, fmt.Errorf("caracal: WithBinding(%q, %s): %w", resourceID, showURL(upstreamPrefix), err))
 	}
 	b := ResourceBinding{ResourceID: resourceID, UpstreamPrefix: upstreamPrefix}
 	return override(0, func(c *Config) { c.Bindings = mergeBindings(c.Bindings, []ResourceBinding{b}) })
@@ -440,7 +446,7 @@ func WithBinding(resourceID, upstreamPrefix string) Option {
 // leaves it to the server; otherwise it must be from a second to 24 h.
 func WithDefaultTTL(d time.Duration) Option {
 	if err := checkTTL("WithDefaultTTL", d); err != nil {
-		return optErr(err)
+		return optErr(keyTTL, err)
 	}
 	return override(keyTTL, func(c *Config) { c.DefaultTTL = d })
 }

@@ -129,10 +129,11 @@ func (l *loader) load() (Config, error) {
 	cfg.ZoneID, cfg.ApplicationID = zone.val, app.val
 	l.source("zone_id", zone.from)
 	l.source("application_id", app.from)
-	if zone.val == "" {
+	// A refused option (from set, value empty) has reported its error.
+	if zone.val == "" && zone.from == "" {
 		l.fail(l.missing("CARACAL_ZONE_ID", "zone_id", "WithZone"))
 	}
-	if app.val == "" {
+	if app.val == "" && app.from == "" {
 		l.fail(l.missing("CARACAL_APPLICATION_ID", "application_id", "WithApplication"))
 	}
 
@@ -164,6 +165,8 @@ func (l *loader) load() (Config, error) {
 	for _, u := range urls {
 		s := l.scalar(u.set, u.ov, u.opt, u.env, u.pv, withProfile(u.pkey))
 		switch {
+		case s.val == "" && s.from != "":
+			continue // a refused option, reported
 		case s.val == "" && cfg.Production:
 			l.failf("caracal: %s is required when CARACAL_ENV=production (set it, set %s in the profile, or use %s)", u.env, u.pkey, u.opt)
 			continue
