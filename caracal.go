@@ -18,7 +18,10 @@ import (
 // sessions, the approval-gated scopes met, the close state) is behind locks
 // or channels.
 type Client struct {
-	cfg  Config
+	// cfg is behind a pointer so that fmt, which prints a handle's
+	// unexported fields by reflection (a Session's client under %s, say),
+	// finds an address there rather than the client secret.
+	cfg  *Config
 	http *http.Client
 	// control is http without redirects, for the Caracal services.
 	control *http.Client
@@ -173,7 +176,7 @@ func newClient(cfg Config, o *options) *Client {
 		Logger:         log,
 	})
 	return &Client{
-		cfg:     cfg,
+		cfg:     &cfg,
 		http:    hc,
 		control: &control,
 		log:     log,

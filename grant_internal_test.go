@@ -13,7 +13,7 @@ import (
 )
 
 func planClient(resources ...string) *Client {
-	return &Client{cfg: Config{ZoneID: "z", ApplicationID: "app", Resources: resources}, done: make(chan struct{})}
+	return &Client{cfg: &Config{ZoneID: "z", ApplicationID: "app", Resources: resources}, done: make(chan struct{})}
 }
 
 var root = &Agent{zoneID: "z", applicationID: "app", sessionID: "P"}
