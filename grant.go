@@ -151,8 +151,11 @@ func (e *edgeGrant) mirrored() *edgeGrant {
 	return &m
 }
 
-// edgeDepth is how many edges deep the edge a presents sits, 0 for none.
-// Without a record of it, the hop count stands in.
+// edgeDepth is how many edges deep the edge a presents sits: 0 for none,
+// -1 when this process has no record of it (an accepted edge, or one bound
+// from a request). The hop count does not stand in: it counts the edges a
+// context passed through here, so a Grant.None child that then accepts a
+// root edge has hop 2 for an edge one deep.
 func (a *Agent) edgeDepth() int {
 	switch {
 	case a.delegationID == "":
@@ -160,7 +163,7 @@ func (a *Agent) edgeDepth() int {
 	case a.edge != nil && a.edge.depth > 0:
 		return a.edge.depth
 	}
-	return max(a.hop, 1)
+	return -1
 }
 
 // narrowPlan is a checked Narrow, ready to be sent.
@@ -171,7 +174,8 @@ type narrowPlan struct {
 	constraints Constraints
 	ttlSeconds  int
 	// depth is how many edges deep the new edge sits: one more than the
-	// edge the source presents, 1 when it presents none (a root edge).
+	// edge the source presents, 1 when it presents none (a root edge), 0
+	// when the depth of the source's edge is not known.
 	depth int
 }
 
@@ -187,7 +191,10 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 	if k.Budget != 0 {
 		return narrowPlan{}, ErrBudgetUnsupported
 	}
-	p := narrowPlan{scopes: wire.NormalizeScopes(g.scopes), constraints: k, depth: source.edgeDepth() + 1}
+	p := narrowPlan{scopes: wire.NormalizeScopes(g.scopes), constraints: k}
+	if d := source.edgeDepth(); d >= 0 {
+		p.depth = d + 1
+	}
 	if len(p.scopes) == 0 {
 		return narrowPlan{}, invalidGrant("Grant.Narrow needs at least one scope")
 	}
@@ -269,9 +276,13 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 		// The new edge sits depth edges deep, and an edge mints only with
 		// MaxHops >= its depth (PROTOCOL §6.6); the parent's must exceed
 		// the child's (§6.5 rule 4). An edge that cannot mint is refused:
-		// neither it nor anything under it could ever use a resource.
+		// neither it nor anything under it could ever use a resource. When
+		// the depth is not known, only the Coordinator's rule is checked.
 		depth := p.depth
 		parentHops := max(e.maxHops, 1)
+		if parentHops < 2 && depth == 0 {
+			return narrowPlan{}, invalidGrant("the parent's delegation (MaxHops %d) allows no delegation under it; give the parent's Grant.Narrow Constraints.MaxHops >= 2", parentHops)
+		}
 		if parentHops <= depth {
 			return narrowPlan{}, invalidGrant("the parent's delegation (MaxHops %d) leaves no usable hop for an edge %d deep; give the parent's Grant.Narrow Constraints.MaxHops >= %d and this one %d", parentHops, depth, depth+1, depth)
 		}

@@ -115,3 +115,30 @@ func TestAcceptDelegationTwiceKeepsTheHop(t *testing.T) {
 	assert.Equal(t, a.ParentDelegationID(), b.ParentDelegationID())
 	assert.Equal(t, d.ID, b.DelegationID())
 }
+
+// The hop count of a context is not the depth of the edge it presents: a
+// Grant.None child keeps its parent's hop, and accepting a root edge adds
+// one to it. Under such an edge, whose depth is not known here, a chain
+// the Coordinator accepts and the STS mints under is not refused locally.
+func TestNarrowUnderAcceptedEdgeIsNotJudgedByHop(t *testing.T) {
+	_, c := newStack(t)
+	root, narrowed := narrowReader(t, c, caracal.Constraints{}, "reader")
+	none, err := c.Spawn(narrowed.Context(), caracal.WithLabels("reader"), caracal.WithGrant(caracal.Grant.None()))
+	require.NoError(t, err)
+	read := []string{"tickets:read"}
+	d, err := c.Delegate(root.Context(), none.ID(), caracal.Grant.Narrow(read, "", caracal.Constraints{MaxHops: 5}, 5*time.Minute))
+	require.NoError(t, err)
+	ctx, err := c.AcceptDelegation(none.Context(), d.ID)
+	require.NoError(t, err)
+	require.Equal(t, 2, mustAgent(t, ctx).Hop(), "hop 2 for an edge one deep")
+
+	mid, err := c.Spawn(ctx, caracal.WithLabels("reader"),
+		caracal.WithGrant(caracal.Grant.Narrow(read, "", caracal.Constraints{MaxHops: 4}, 4*time.Minute)))
+	require.NoError(t, err)
+	leaf, err := c.Spawn(mid.Context(), caracal.WithLabels("reader"),
+		caracal.WithGrant(caracal.Grant.Narrow(read, "", caracal.Constraints{MaxHops: 3}, 3*time.Minute)))
+	require.NoError(t, err, "an edge three deep with MaxHops 3, under one with 4")
+	use, err := caracal.MintUse(leaf.Context(), c, "resource://tickets", "tickets:read")
+	require.NoError(t, err)
+	assert.Equal(t, "gateway", use)
+}

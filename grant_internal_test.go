@@ -78,7 +78,7 @@ func TestPlanNarrowUnderKnownParent(t *testing.T) {
 	c := planClient("resource://tickets")
 	parent := &Agent{zoneID: "z", applicationID: "app", sessionID: "P", delegationID: "E", hop: 1, edge: &edgeGrant{
 		scopes: []string{"tickets:read", "tickets:write"}, resources: []string{"resource://tickets"},
-		expiresAt: time.Now().Add(10 * time.Minute), maxHops: 3, ttl: 10 * time.Minute,
+		expiresAt: time.Now().Add(10 * time.Minute), maxHops: 3, ttl: 10 * time.Minute, depth: 1,
 	}}
 	narrow := func(scopes []string, res string, k Constraints, ttl time.Duration) error {
 		_, err := c.planNarrow(Grant.Narrow(scopes, res, k, ttl), parent, time.Hour)
@@ -104,6 +104,16 @@ func TestPlanNarrowUnderKnownParent(t *testing.T) {
 		"leaves no usable hop for an edge 2 deep; give the parent's Grant.Narrow Constraints.MaxHops >= 3 and this one 2")
 	parent.edge.maxHops = 0 // server default 1
 	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "", Constraints{}, time.Minute), "leaves no usable hop")
+
+	// An edge of unknown depth (its hop count is no measure of it): only
+	// the Coordinator's rule 4 is checked.
+	parent.edge.depth, parent.hop = 0, 4
+	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "", Constraints{}, time.Minute), "allows no delegation under it")
+	parent.edge.maxHops = 3
+	p, err = c.planNarrow(Grant.Narrow([]string{"tickets:read"}, "", Constraints{MaxHops: 2}, time.Minute), parent, time.Hour)
+	require.NoError(t, err)
+	assert.Zero(t, p.depth, "unknown")
+	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "", Constraints{MaxHops: 3}, time.Minute), "MaxHops 3 is wider")
 }
 
 func TestNarrowCopiesSlices(t *testing.T) {
