@@ -42,3 +42,24 @@ func (g *gateSet) has(k gateKey) bool {
 	_, ok := g.m[k]
 	return ok || len(g.m) >= prefetchMaxGated
 }
+
+// gate records that gk needs approvals and drops the pools for it of every
+// prefetching transport of c: their mandates were minted before the scopes
+// were held, and the next request for them must raise its own hold.
+func (c *Client) gate(gk gateKey) {
+	c.gates.add(gk)
+	for _, p := range c.prefetchers() {
+		p.dropGated(gk)
+	}
+}
+
+// dropGated drops p's pools for gk.
+func (p *prefetcher) dropGated(gk gateKey) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, pl := range p.pools {
+		if k.gateKey() == gk {
+			p.dropLocked(pl)
+		}
+	}
+}

@@ -67,9 +67,10 @@ type prefetcher struct {
 	mu      sync.Mutex
 	closed  bool
 	pools   map[poolKey]*pool
-	gates   *gateSet // shared by the client's transports
-	workers int      // running workers
-	onIdle  func()   // set by abandon: called when the last worker exits
+	gates   *gateSet      // shared by the client's transports
+	onGate  func(gateKey) // the client's gate: drops its other transports' pools
+	workers int           // running workers
+	onIdle  func()        // set by abandon: called when the last worker exits
 }
 
 // pool is one key's mandates, refilled by one worker goroutine.
@@ -90,6 +91,7 @@ type pool struct {
 func newPrefetcher(c *Client, mint func(context.Context, stsclient.MintRequest) (stsclient.Token, error), depth int) *prefetcher {
 	p := newPrefetcherFunc(mint, depth)
 	p.gates = &c.gates
+	p.onGate = c.gate
 	if err := c.track(p); err != nil {
 		// The client is closed: no background work may start.
 		p.closeNow()
@@ -191,15 +193,13 @@ func (pl *pool) signal() {
 	}
 }
 
-// gate records that gk needs approvals and drops its pools.
+// gate records that gk needs approvals and drops its pools, and those of
+// the client's other prefetching transports.
 func (p *prefetcher) gate(gk gateKey) {
 	p.gates.add(gk)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for k, pl := range p.pools {
-		if k.resource == gk.resource && k.scopes == gk.scopes {
-			p.dropLocked(pl)
-		}
+	p.dropGated(gk)
+	if p.onGate != nil {
+		p.onGate(gk)
 	}
 }
 

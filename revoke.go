@@ -153,19 +153,24 @@ func handleAgent(h closer) *Agent {
 // delegation revoked here also revokes the ones made under it and ends
 // their sessions, which no pool key tells.
 func (c *Client) dropPools() {
-	c.mu.Lock()
-	var ps []*prefetcher
-	for h := range c.open {
-		if p, ok := h.(*prefetcher); ok {
-			ps = append(ps, p)
-		}
-	}
-	c.mu.Unlock()
-	for _, p := range ps {
+	for _, p := range c.prefetchers() {
 		p.mu.Lock()
 		for _, pl := range p.pools {
 			p.dropLocked(pl)
 		}
 		p.mu.Unlock()
 	}
+}
+
+// prefetchers returns the prefetchers of c's prefetching transports.
+func (c *Client) prefetchers() []*prefetcher {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ps []*prefetcher
+	for h := range c.open {
+		if p, ok := h.(*prefetcher); ok {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }

@@ -365,7 +365,7 @@ func (t *transport) mandate(ctx context.Context, a *Agent, resource string, scop
 		if isApproval(err) {
 			// The client's prefetching transports must not pool these
 			// scopes after the approved retry.
-			t.c.gates.add(gateKey{resource: resource, scopes: strings.Join(scopes, " ")})
+			t.c.gate(gateKey{resource: resource, scopes: strings.Join(scopes, " ")})
 		}
 	}
 	if err != nil {
