@@ -309,16 +309,28 @@ func nilContext(op string) error {
 }
 
 // track registers h to be closed by Close; it fails once the client is closed.
+// A session started under a session whose retire already succeeded (its
+// start raced the retire) is not registered: the Coordinator ended it with
+// that one, and it ends here as endRetired would have ended it.
 func (c *Client) track(h closer) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.isClosed() {
+		c.mu.Unlock()
 		return ErrClosed
 	}
+	s, _ := h.(*Session)
+	if s != nil {
+		if id := retiredAncestor(s.agent); id != "" {
+			c.mu.Unlock()
+			s.endUnder(id, nil)
+			return nil
+		}
+	}
 	c.open[h] = struct{}{}
-	if s, ok := h.(*Session); ok {
+	if s != nil {
 		c.index(s)
 	}
+	c.mu.Unlock()
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/caracal-go/caracal/internal/envelope"
@@ -125,6 +126,7 @@ func (c *Client) attachedAgent(ctx context.Context, sessionID string) *Agent {
 		sessionID:     sessionID,
 		own:           true,
 		service:       true,
+		retired:       new(atomic.Bool),
 	}
 	if p, ok := FromContext(ctx); ok && envelope.ValidTraceID(p.traceID) {
 		a.traceID, a.traceFlags, a.traceState = p.traceID, p.traceFlags, p.traceState

@@ -51,6 +51,11 @@ type Agent struct {
 	// up is the parent's agent when this process started the session
 	// under one: the parent's end is this session's too (see closedErr).
 	up *Agent
+	// retired, for a session or service this process holds, is set (under
+	// the client's mu) once its retire succeeded, so that a child whose
+	// start was under way then ends as endRetired would have ended it.
+	// Copies of the agent (AcceptDelegation) share it.
+	retired *atomic.Bool
 	// service marks the identity of a service session this process holds
 	// (SpawnService, AttachService): only such a session parents a service.
 	service bool

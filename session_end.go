@@ -19,10 +19,15 @@ func (c *Client) endRetired(id string, self closer) {
 	}
 	var found []ended
 	c.mu.Lock()
+	// Marked under mu: a child whose track comes after this pass sees it.
+	if a := handleAgent(self); a != nil && a.retired != nil {
+		a.retired.Store(true)
+	}
 	for t := range c.lineage[id] {
 		switch {
 		case closer(t) == self:
 		case t.id == id:
+			t.agent.retired.Store(true)
 			found = append(found, ended{t, ErrSessionClosed})
 		default:
 			found = append(found, ended{t, nil})
@@ -30,18 +35,36 @@ func (c *Client) endRetired(id string, self closer) {
 	}
 	c.mu.Unlock()
 	for _, e := range found {
-		t, cause := e.s, e.cause
-		t.closeOnce.Do(func() {
-			if cause == nil {
-				cause = parentCause(t.agent, id)
-			}
-			t.endWith(cause)
-			close(t.closed)
-		})
+		t := e.s
+		t.endUnder(id, e.cause)
 		if isDone(t.closed) {
 			c.untrack(t)
 		}
 	}
+}
+
+// endUnder ends t, whose session the retire of session id ended, with
+// cause (nil: the cause of that session's Context, see parentCause),
+// unless its own retire began first.
+func (t *Session) endUnder(id string, cause error) {
+	t.closeOnce.Do(func() {
+		if cause == nil {
+			cause = parentCause(t.agent, id)
+		}
+		t.endWith(cause)
+		close(t.closed)
+	})
+}
+
+// retiredAncestor returns the id of the session, among those this process
+// started a's session under, whose retire succeeded, if any.
+func retiredAncestor(a *Agent) string {
+	for x := a.up; x != nil; x = x.up {
+		if x.retired != nil && x.retired.Load() {
+			return x.sessionID
+		}
+	}
+	return ""
 }
 
 // parentCause is why the session of a, started under the session id, ended

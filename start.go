@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caracal-go/caracal/internal/coordclient"
@@ -133,6 +134,7 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 		traceState:      state,
 		baggage:         baggage,
 		own:             true,
+		retired:         new(atomic.Bool),
 	}
 	if parent != nil {
 		agent.up = parent
