@@ -11,7 +11,7 @@ import (
 
 func TestAgentFormatHidesToken(t *testing.T) {
 	const bearer = "eyJhbGciOiJFUzI1NiJ9.secret-payload.sig"
-	a := &Agent{zoneID: "z", applicationID: "app", sessionID: "S", delegationID: "E", hop: 1, token: bearer}
+	a := &Agent{zoneID: "z", applicationID: "app", sessionID: "S", delegationID: "E", hop: 1, token: pinned(bearer)}
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d"} {
 		for _, arg := range []any{a, *a} {
 			out := fmt.Sprintf(verb, arg)
@@ -27,3 +27,6 @@ func TestAgentFormatHidesToken(t *testing.T) {
 	slog.New(slog.NewJSONHandler(&b, nil)).Info("bound", "agent", a)
 	assert.NotContains(t, b.String(), "secret-payload")
 }
+
+// pinned is the token field of an inbound Agent bound with tok.
+func pinned(tok string) *string { return &tok }

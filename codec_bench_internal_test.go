@@ -26,7 +26,7 @@ func BenchmarkHeaderCodec(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			env, _ := envelope.Extract(out)
-			_ = &Agent{token: env.Token, traceID: env.TraceID, sessionID: env.SessionID, baggage: env.Baggage}
+			_ = &Agent{token: &env.Token, traceID: env.TraceID, sessionID: env.SessionID, baggage: env.Baggage}
 		}
 	})
 }

@@ -195,7 +195,7 @@ func TestResolveParent(t *testing.T) {
 	foreign := NewContext(t.Context(), &Agent{zoneID: "z", applicationID: "other", sessionID: "F"})
 	_, err = c.resolveParent(foreign, spawnConfig{})
 	assert.ErrorContains(t, err, "belongs to application other")
-	anon := NewContext(t.Context(), &Agent{token: "t"})
+	anon := NewContext(t.Context(), &Agent{token: pinned("t")})
 	_, err = c.resolveParent(anon, spawnConfig{})
 	assert.ErrorContains(t, err, "no session id")
 }
@@ -207,7 +207,7 @@ func TestHeadersInboundAgent(t *testing.T) {
 
 	a := &Agent{sessionID: "S", delegationID: "E", parentDelegationID: "E0", subjectRecordID: "R", hop: 2,
 		traceID: "5f1c2b3a4d5e6f708192a3b4c5d6e7f8", traceFlags: "00", traceState: "k=v",
-		baggage: []envelope.Member{{Key: "tenant", Value: "acme corp"}}, token: "inbound-token"}
+		baggage: []envelope.Member{{Key: "tenant", Value: "acme corp"}}, token: pinned("inbound-token")}
 	h, err := c.Headers(NewContext(t.Context(), a))
 	require.NoError(t, err)
 	assert.Equal(t, "Bearer inbound-token", h.Get("Authorization"))

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -47,4 +49,32 @@ type inertTransport struct{}
 
 func (inertTransport) RoundTrip(*http.Request) (*http.Response, error) {
 	return nil, errors.New("not sent")
+}
+
+// An agent bound by the middleware holds the bearer it was called with.
+// Kept in an unexported field of a caller's struct, where fmt cannot call
+// its Format, and printed with any verb, it does not show that bearer.
+func TestInboundAgentInAStructHidesItsBearer(t *testing.T) {
+	s := newMWSigner(t, "kid-1")
+	var fetches atomic.Int32
+	c := mwClient(t, jwksClient(s, &fetches))
+	mw, err := c.Middleware(caracal.VerifyTokens(mwResource))
+	require.NoError(t, err)
+	var got seen
+	token := s.sign(t, resourceClaims())
+	rec := serve(mw(got.handler()), http.Header{"Authorization": {"Bearer " + token}})
+	require.Equal(t, http.StatusNoContent, rec.Code, rec.Body.String())
+	a := got.agent.Load()
+	require.NotNil(t, a)
+	sig := token[strings.LastIndexByte(token, '.')+1:]
+	values := map[string]any{
+		"agent":               a,
+		"pointer in a struct": struct{ a *caracal.Agent }{a},
+		"value in a struct":   struct{ a caracal.Agent }{*a},
+	}
+	for name, v := range values {
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d"} {
+			assert.NotContains(t, fmt.Sprintf(verb, v), sig, "%s printed with %s", name, verb)
+		}
+	}
 }

@@ -183,8 +183,9 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 			writeAuthError(w, http.StatusUnauthorized, jwks.CodeInvalidToken, "bearer token too large")
 			return
 		}
+		token := env.Token
 		a := &Agent{
-			token:      env.Token,
+			token:      &token,
 			presented:  new(atomic.Bool),
 			traceID:    env.TraceID,
 			traceFlags: env.TraceFlags,

@@ -32,9 +32,11 @@ type Agent struct {
 	baggage            []envelope.Member // non-caracal members, in order; shared, never modified
 	hop                int
 
-	// token is the pinned bearer of an inbound context (middleware); empty
-	// when own is set.
-	token string
+	// token is the pinned bearer of an inbound context (middleware); nil
+	// when own is set. It is behind a pointer so that fmt, printing an
+	// Agent held in an unexported field (where Format is out of its
+	// reach), shows an address, not the bearer.
+	token *string
 	// presented, set with a pinned token, records that the transport sent
 	// it to the Gateway: a use=gateway token is good for one request, and
 	// copies of the agent (AcceptDelegation) share the record.
@@ -137,6 +139,14 @@ func (a Agent) Format(f fmt.State, verb rune) {
 		return
 	}
 	_, _ = io.WriteString(f, a.String())
+}
+
+// bearer is the pinned bearer of an inbound context, or "".
+func (a *Agent) bearer() string {
+	if a.token == nil {
+		return ""
+	}
+	return *a.token
 }
 
 type agentKey struct{}
@@ -420,8 +430,8 @@ func (c *Client) Headers(ctx context.Context, opts ...HeadersOption) (http.Heade
 			return nil, err
 		}
 		bearer = tok.Bearer()
-	case a.token != "":
-		bearer = "Bearer " + a.token
+	case a.bearer() != "":
+		bearer = "Bearer " + a.bearer()
 	}
 	var e envelope.Envelope // the application's own: a fresh traceparent only
 	if ok {

@@ -403,13 +403,13 @@ func mintError(err error, r stsclient.MintRequest) error {
 // Gateway refuses every other class (and a lifecycle token sent there would
 // leak Coordinator authority to the Gateway's upstream path).
 func gatewayContextToken(a *Agent) (string, error) {
-	if a.own || a.token == "" || jwtUse(a.token) != wire.UseGateway {
+	if a.own || a.bearer() == "" || jwtUse(a.bearer()) != wire.UseGateway {
 		return "", errNoScopes
 	}
 	if a.presented != nil && a.presented.Swap(true) {
 		return "", errPinnedPresented
 	}
-	return a.token, nil
+	return a.bearer(), nil
 }
 
 // errPinnedPresented refuses to send a pinned gateway mandate a second time:

@@ -348,13 +348,14 @@ func TestTransportPinnedGatewayToken(t *testing.T) {
 	}{{"gateway", true}, {"session", false}, {"resource", false}} {
 		a := unitAgent()
 		a.own = false
-		a.token = enc(`{"use":"` + tc.use + `"}`)
+		tok := enc(`{"use":"` + tc.use + `"}`)
+		a.token = &tok
 		a.presented = new(atomic.Bool)
 		req, _ := http.NewRequestWithContext(NewContext(context.Background(), a), http.MethodGet, testUpstream+"/x", nil)
 		_, err := tr.RoundTrip(req)
 		if tc.ok {
 			require.NoError(t, err)
-			assert.Equal(t, "Bearer "+a.token, rec.all()[0].Header.Get("Authorization"))
+			assert.Equal(t, "Bearer "+tok, rec.all()[0].Header.Get("Authorization"))
 			// A gateway mandate is good for one request: never sent twice.
 			again, _ := http.NewRequestWithContext(NewContext(context.Background(), a), http.MethodGet, testUpstream+"/y", nil)
 			_, err = tr.RoundTrip(again)
