@@ -134,6 +134,9 @@ func (p *prefetcher) take(ctx context.Context, a *Agent, r stsclient.MintRequest
 		case <-ctx.Done():
 		}
 		t.Stop()
+		if ctx.Err() != nil {
+			return stsclient.Token{}, context.Cause(ctx)
+		}
 		if tok, ok, _ = p.pop(key); ok {
 			return tok, nil
 		}
