@@ -142,3 +142,31 @@ func TestNarrowUnderAcceptedEdgeIsNotJudgedByHop(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "gateway", use)
 }
+
+// A default TTL fitted inside the parent's delegation is fitted when the
+// delegation is created, not before the child's start: a start that takes
+// a while (here 3 s, as a retried one may) does not push the child's edge
+// past its parent's end.
+func TestNarrowDefaultTTLFitsAfterASlowStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		defer c.Close(context.Background())
+		root, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+		require.NoError(t, err)
+		parent, err := c.Spawn(root.Context(), caracal.WithLabels("reader"),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{MaxHops: 3}, time.Minute)))
+		require.NoError(t, err)
+
+		st.Inject(caracaltest.RouteStart, caracaltest.Fault{Delay: 3 * time.Second, Times: 1})
+		child, err := c.Spawn(parent.Context(), caracal.WithLabels("reader"),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: 2}, 0)))
+		require.NoError(t, err, "the default TTL (an hour) is fitted inside the parent's minute")
+		edge, ok := st.EdgeInfo(child.Agent().DelegationID())
+		require.True(t, ok)
+		parentEdge, _ := st.EdgeInfo(parent.Agent().DelegationID())
+		assert.False(t, edge.ExpiresAt.After(parentEdge.ExpiresAt))
+		require.NoError(t, child.Close(context.Background()))
+	})
+}

@@ -170,8 +170,14 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 			d, found, err = c.narrowedBefore(ctx, ses.AgentSessionID, parent, plan)
 		}
 		if err == nil && !found {
-			sent = time.Now()
-			d, err = c.coord.Delegate(ctx, plan.request(parent, ses.AgentSessionID, c.cfg.ApplicationID), "")
+			// Checked again: a TTL fitted inside the parent's delegation
+			// before the start must still fit now that the start is done.
+			var p narrowPlan
+			if p, err = c.planNarrow(grant, parent, childTTL); err == nil {
+				plan = &p
+				sent = time.Now()
+				d, err = c.coord.Delegate(ctx, plan.request(parent, ses.AgentSessionID, c.cfg.ApplicationID), "")
+			}
 		}
 		if err != nil {
 			if ses.Replayed && cfg.idemKey != "" {
