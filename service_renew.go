@@ -159,6 +159,12 @@ func (s *Service) failed(ctx context.Context, err error) (Lease, error) {
 		if time.Until(s.Deadline()) <= 0 {
 			s.expire()
 		}
+		if ended := s.Err(); ended != nil {
+			// The deadline passed (the call was cut off at it), or the
+			// handle ended meanwhile: the handle is not live any more, so
+			// report why (an expiry's reason wraps err).
+			return s.current(), ended
+		}
 		return s.current(), err
 	}
 	s.lose(cause)
