@@ -413,7 +413,7 @@ func TestMiddlewareLogsParseProblemsOnce(t *testing.T) {
 		serve(h, http.Header{"Authorization": {"Bearer t"}, "Traceparent": {"garbage"}})
 	}
 	assert.Equal(t, int32(1), records.Load())
-	serve(h, http.Header{"Authorization": {"Bearer t"}, "Tracestate": {"a=\x01"}})
+	serve(h, http.Header{"Authorization": {"Bearer t"}, "Traceparent": {"00-" + mwTrace + "-3c4d5e6f708192a3-01"}, "Tracestate": {"a=\x01"}})
 	assert.Equal(t, int32(2), records.Load(), "a new kind of problem is logged once too")
 	assert.Equal(t, int32(21), got.calls.Load(), "trace problems do not refuse the request")
 }

@@ -143,7 +143,7 @@ const (
 //     on the trimmed value (the regex ^(?i:bearer) +(.+)$).
 //   - traceparent: see ParseTraceparent; the span id is discarded.
 //   - tracestate: trimmed and kept verbatim; repeated headers are joined
-//     with "," as W3C requires.
+//     with "," as W3C requires. It is read only with a valid traceparent.
 //   - baggage: repeated headers are joined with ","; over MaxBaggageBytes or
 //     MaxBaggageMembers it is ignored entirely; each member is key=value,
 //     properties dropped, the value trimmed and percent-decoded (see
@@ -181,7 +181,10 @@ func Extract(h http.Header) (Envelope, Problems) {
 		}
 	}
 
-	if v := h[headerTracestate]; len(v) > 0 {
+	// A tracestate belongs to the trace its traceparent names: without a
+	// valid traceparent it is not read (W3C Trace Context), so that it is
+	// never sent on with the new trace the receiver starts.
+	if v := h[headerTracestate]; len(v) > 0 && e.TraceID != "" {
 		if ts, ok := tracestate(v); ok {
 			e.TraceState = ts
 		} else {

@@ -74,11 +74,13 @@ func TestExtractTrace(t *testing.T) {
 		{"two traceparents", hdr("traceparent", validTP, "traceparent", validTP), "", "", "", TraceparentInvalid},
 		{"tracestate verbatim", hdr("traceparent", validTP, "tracestate", "  rojo=00f067aa0ba902b7 , congo=t61rcWkgMzE "),
 			tTrace, "01", "rojo=00f067aa0ba902b7 , congo=t61rcWkgMzE", 0},
-		{"tracestate without traceparent", hdr("tracestate", "a=b"), "", "", "a=b", 0},
-		{"tracestate joined", hdr("tracestate", "a=b", "tracestate", "c=d"), "", "", "a=b,c=d", 0},
-		{"tracestate too long", hdr("tracestate", strings.Repeat("a", MaxTracestateBytes+1)), "", "", "", TracestateInvalid},
-		{"tracestate joined too long", hdr("tracestate", strings.Repeat("a", 5000), "tracestate", strings.Repeat("b", 5000)), "", "", "", TracestateInvalid},
-		{"tracestate control", hdr("tracestate", "a=\x01"), "", "", "", TracestateInvalid},
+		{"tracestate without traceparent", hdr("tracestate", "a=b"), "", "", "", 0},
+		{"tracestate with invalid traceparent", hdr("traceparent", "00-"+tTrace+"-"+tSpan+"-1", "tracestate", "a=b"), "", "", "", TraceparentInvalid},
+		{"tracestate joined", hdr("traceparent", validTP, "tracestate", "a=b", "tracestate", "c=d"), tTrace, "01", "a=b,c=d", 0},
+		{"tracestate too long", hdr("traceparent", validTP, "tracestate", strings.Repeat("a", MaxTracestateBytes+1)), tTrace, "01", "", TracestateInvalid},
+		{"tracestate joined too long", hdr("traceparent", validTP, "tracestate", strings.Repeat("a", 5000), "tracestate", strings.Repeat("b", 5000)), tTrace, "01", "", TracestateInvalid},
+		{"tracestate control", hdr("traceparent", validTP, "tracestate", "a=\x01"), tTrace, "01", "", TracestateInvalid},
+		{"tracestate not read without traceparent", hdr("tracestate", "a=\x01"), "", "", "", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
