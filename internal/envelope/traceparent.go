@@ -104,7 +104,10 @@ func appendTraceID(dst []byte) []byte {
 // lowercase hex digits other than "ff"; version "00" has exactly 4 parts
 // (higher versions may carry more); the trace id is 32 and the span id 16
 // lowercase hex digits, neither all zero; the flags are two lowercase hex
-// digits. ok is false when any rule fails.
+// digits. ok is false when any rule fails. Of a higher version's flags only
+// the sampled bit is read (W3C Trace Context, versioning of traceparent):
+// flags is "00" or "01", since the others may mean something else there and
+// are reserved in the version-00 traceparent built from them.
 func ParseTraceparent(s string) (traceID, spanID, flags string, ok bool) {
 	s = strings.TrimSpace(s)
 	// Every part before the flags is fixed-width hex, which never contains
@@ -127,7 +130,18 @@ func ParseTraceparent(s string) (traceID, spanID, flags string, ok bool) {
 	if !ValidTraceID(traceID) || !ValidSpanID(spanID) || !ValidTraceFlags(flags) {
 		return "", "", "", false
 	}
+	if version != "00" {
+		flags = sampledOnly(flags)
+	}
 	return traceID, spanID, flags, true
+}
+
+// sampledOnly returns valid flags with every bit but sampled cleared.
+func sampledOnly(flags string) string {
+	if v, _ := unhex(flags[1]); v&1 != 0 {
+		return "01"
+	}
+	return "00"
 }
 
 // FormatTraceparent returns "00-<traceID>-<spanID>-<flags>". It does not
