@@ -22,6 +22,8 @@ func FuzzDecodeEncode(f *testing.F) {
 	f.Add("", "ff-"+tTrace+"-"+tSpan+"-01", " ", strings.Repeat("a=1,", 70), "", "%41", "K", "+", -1)
 	f.Add("Bearer", "", "", "a="+strings.Repeat("x", 8200), "", "s", "k", " v ", 10)
 	f.Add("", "", "", "a="+strings.Repeat("+", 3000), "b=1", "s", "k", strings.Repeat("v", 5000), 1)
+	f.Add("", "cc-"+tTrace+"-"+tSpan+"-ff-future", "congo=1", "", "", "", "", "", 0)
+	f.Add("", "00-"+strings.Repeat("0", 32)+"-"+tSpan+"-01", "congo=1", "", "", "", "", "", 0)
 	f.Fuzz(func(t *testing.T, auth, tp, ts, bag1, bag2, session, key, value string, hop int) {
 		h := http.Header{}
 		for k, v := range map[string]string{"Authorization": auth, "Traceparent": tp, "Tracestate": ts} {
@@ -41,6 +43,9 @@ func FuzzDecodeEncode(f *testing.F) {
 
 		e, p := Extract(h)
 		checkInvariants(t, e, p, bags)
+		if e.TraceID != "" && !strings.HasPrefix(strings.TrimSpace(tp), "00-") {
+			assert.Contains(t, []string{"00", "01"}, e.TraceFlags, "only the sampled flag of a higher version")
+		}
 
 		// What was decoded re-encodes to the same envelope, whenever the
 		// encoding stays within the inbound caps.
@@ -106,6 +111,7 @@ func checkInvariants(t *testing.T, e Envelope, p Problems, bags []string) {
 		assert.True(t, ValidTraceFlags(e.TraceFlags))
 	} else {
 		assert.Empty(t, e.TraceFlags)
+		assert.Empty(t, e.TraceState, "no tracestate without its traceparent")
 	}
 	assert.LessOrEqual(t, len(e.TraceState), MaxTracestateBytes)
 	assert.NotContains(t, e.Token, "\n")
