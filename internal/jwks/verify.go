@@ -308,7 +308,9 @@ func compact(token string) bool {
 // which reports why it fails.
 func (v *Verifier) fromCache(ctx context.Context, token string, e verified) (_ *Claims, hit bool, _ error) {
 	key, err := v.keys.Key(ctx, e.kid)
-	if err != nil || !key.Equal(e.key) {
+	// The key set hands out the same pointer until it is refetched; Equal
+	// (which allocates to compare the coordinates) is needed only after.
+	if err != nil || key != e.key && !key.Equal(e.key) {
 		v.cache.drop(token)
 		return nil, false, nil
 	}
