@@ -394,7 +394,7 @@ func (t tokenVerifier) Verify(ctx context.Context, token string) (Claims, error)
 		SessionID:     c.AgentSessionID,
 		DelegationID:  c.DelegationEdgeID,
 		Hop:           c.HopCount,
-		Scopes:        wire.NormalizeScopes(strings.Fields(c.Scope)),
+		Scopes:        wire.NormalizeScopes([]string{c.Scope}),
 		Use:           c.Use,
 		ExpiresAt:     c.Expiry(),
 	}

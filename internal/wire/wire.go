@@ -100,7 +100,7 @@ func NormalizeScopes(scopes []string) []string {
 	out := make([]string, 0, len(scopes))
 	seen := make(map[string]struct{}, len(scopes))
 	for _, s := range scopes {
-		for _, f := range strings.Fields(s) {
+		for f := range strings.FieldsSeq(s) {
 			if _, dup := seen[f]; dup {
 				continue
 			}
