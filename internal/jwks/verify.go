@@ -362,29 +362,20 @@ func (v *Verifier) check(c *Claims, now time.Time) error {
 	if c.HopCount < 0 || c.HopCount > MaxHops || len(c.DelegationPath) > MaxHops {
 		return fail(CodeHopCountExceeded, "delegation hop count exceeds the maximum", nil)
 	}
-	if len(v.exp.Scopes) > 0 {
-		have := wire.NormalizeScopes(splitScope(c.Scope))
-		for _, s := range v.exp.Scopes {
-			if _, ok := slices.BinarySearch(have, s); !ok {
-				return fail(CodeInsufficientScope, "token lacks scope "+s, nil)
-			}
+	for _, s := range v.exp.Scopes {
+		if !hasScope(c.Scope, s) {
+			return fail(CodeInsufficientScope, "token lacks scope "+s, nil)
 		}
 	}
 	return nil
 }
 
-func splitScope(s string) []string {
-	var out []string
-	start := -1
-	for i := 0; i <= len(s); i++ {
-		if i == len(s) || s[i] == ' ' {
-			if start >= 0 {
-				out = append(out, s[start:i])
-				start = -1
-			}
-		} else if start < 0 {
-			start = i
+// hasScope reports whether the space-separated scope claim holds s.
+func hasScope(scope, s string) bool {
+	for f := range strings.FieldsSeq(scope) {
+		if f == s {
+			return true
 		}
 	}
-	return out
+	return false
 }
