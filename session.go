@@ -359,18 +359,34 @@ func waitClosed(ctx context.Context, closed <-chan struct{}, outcome *error, wha
 }
 
 func (s *Session) retire(detached context.Context) {
-	defer close(s.closed)
 	ctx, cancel := context.WithTimeout(detached, retireBound)
 	defer cancel()
-	if err := s.c.coord.Retire(ctx, s.id, 0); err != nil {
-		// The session is left running: the client keeps the handle, so
-		// that Client.Close reports it also when no Close waited for this
-		// outcome (one that returned by its ctx's deadline).
-		s.closeErr = fmt.Errorf("caracal: retiring session %s: %w", s.id, err)
+	if err := s.c.coord.Retire(ctx, s.id, 0); err != nil && s.c.failRetire(s, err) {
 		return
 	}
 	s.c.untrack(s)
 	s.c.endRetired(s.id, s)
+	close(s.closed)
+}
+
+// failRetire records the failed retire of s, unless the retire of a twin
+// or of a session s was started under succeeded meanwhile, which ended s
+// on the Coordinator too: it then reports false, and s counts as retired.
+// It reports true when it recorded the failure and closed s.
+// Under c.mu, so that endRetired either sees s closed and lets it go, or
+// has marked the retire that ended it before this looks.
+func (c *Client) failRetire(s *Session, err error) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.agent.retired.Load() || retiredAncestor(s.agent) != "" {
+		return false
+	}
+	// The session is left running: the client keeps the handle, so that
+	// Client.Close reports it also when no Close waited for this outcome
+	// (one that returned by its ctx's deadline).
+	s.closeErr = fmt.Errorf("caracal: retiring session %s: %w", s.id, err)
+	close(s.closed)
+	return true
 }
 
 // HeadersOption configures Headers.

@@ -1,0 +1,67 @@
+package caracal_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"testing/synctest"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+// holdRetire holds every retire of session id until release is closed,
+// then fails it as a connection that dropped.
+type holdRetire struct {
+	base    http.RoundTripper
+	id      string
+	release chan struct{}
+}
+
+func (h *holdRetire) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodDelete && h.id != "" && strings.HasSuffix(req.URL.Path, "/agents/"+h.id) {
+		<-h.release
+		return nil, errors.New("connection dropped")
+	}
+	return h.base.RoundTrip(req)
+}
+
+// A child whose own retire is in flight when its parent's retire ends it
+// on the Coordinator, and then fails, is let go as one whose retire failed
+// before: the session is retired, so the client neither keeps its handle
+// nor reports it as left running.
+func TestChildRetireFailingAfterParentRetiredIsLetGo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		rt := &holdRetire{base: st.Transport(), release: make(chan struct{})}
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: rt}))
+		require.NoError(t, err)
+		ctx := t.Context()
+		parent, err := c.Spawn(ctx)
+		require.NoError(t, err)
+		child, err := c.Spawn(parent.Context())
+		require.NoError(t, err)
+
+		rt.id = child.ID()
+		childErr := make(chan error, 1)
+		go func() { childErr <- child.Close(context.Background()) }()
+		synctest.Wait() // the child's retire is held
+		require.NoError(t, parent.Close(ctx))
+		info, ok := st.SessionInfo(child.ID())
+		require.True(t, ok)
+		require.Equal(t, "terminated", info.Status, "the Coordinator ended the child with its parent")
+		close(rt.release)
+		assert.NoError(t, <-childErr, "the child's session is retired")
+
+		synctest.Wait()
+		open, _, _ := caracal.TrackedSizes(c)
+		assert.Zero(t, open, "the child's handle is still held")
+		assert.Zero(t, caracal.IndexedSessions(c))
+		assert.NoError(t, c.Close(context.Background()), "Client.Close reports a retired session as left running")
+	})
+}
