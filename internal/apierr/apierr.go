@@ -71,6 +71,10 @@ func (e *Error) Error() string {
 	if e.RequestID != "" {
 		msg += " (request id " + e.RequestID + ")"
 	}
+	if e.Is(ErrCredentials) {
+		// The one refusal the caller's configuration alone can fix.
+		msg += "; check the client secret, the zone id and the application id"
+	}
 	return msg
 }
 

@@ -1,0 +1,38 @@
+package caracal_test
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+// A refused application secret (or zone) says what to check, wherever the
+// exchange that met it ran: the sentinel's advice is in the message, not
+// only behind errors.Is.
+func TestCredentialRefusalSaysWhatToCheck(t *testing.T) {
+	for _, f := range []caracaltest.Fault{
+		{Status: http.StatusUnauthorized, Code: "access_denied", Description: "invalid client credentials"},
+		{Status: http.StatusForbidden, Code: "zone_invalid", Description: "application app-x is registered in zone b, not a"},
+	} {
+		st, c := newStack(t)
+		st.Inject(caracaltest.RouteToken, f)
+		_, err := c.Spawn(t.Context())
+		var e *caracal.Error
+		require.ErrorAs(t, err, &e)
+		assert.Equal(t, "sts", e.Service)
+		assert.Equal(t, f.Status, e.StatusCode)
+		assert.NotEmpty(t, e.RequestID)
+		assert.ErrorIs(t, err, caracal.ErrCredentials)
+		assert.Contains(t, err.Error(), "check the client secret")
+		assert.NotContains(t, err.Error(), st.Application().Secret)
+
+		_, err = c.Headers(t.Context(), caracal.AsApplication())
+		assert.ErrorIs(t, err, caracal.ErrCredentials)
+		assert.Contains(t, err.Error(), "check the client secret")
+	}
+}
