@@ -11,6 +11,29 @@ import (
 	"github.com/caracal-go/caracal/caracaltest"
 )
 
+// A refused start says which call failed, not only the route it reached,
+// and keeps the server's answer for errors.As.
+func TestStartErrorNamesTheCall(t *testing.T) {
+	st, c := newStack(t)
+	for _, tc := range []struct {
+		route string
+		spawn func() error
+		want  string
+	}{
+		{caracaltest.RouteStart, func() error { _, err := c.Spawn(t.Context()); return err }, "caracal: starting a session: "},
+		{caracaltest.RouteStart, func() error { _, err := c.SpawnService(t.Context()); return err }, "caracal: starting a service: "},
+	} {
+		st.Inject(tc.route, caracaltest.Fault{Status: http.StatusForbidden, Times: 1})
+		err := tc.spawn()
+		var e *caracal.Error
+		require.ErrorAs(t, err, &e)
+		assert.Equal(t, "missing_scope", e.Code)
+		assert.NotEmpty(t, e.RequestID)
+		assert.ErrorIs(t, err, caracal.ErrAccessDenied)
+		assert.Contains(t, err.Error(), tc.want)
+	}
+}
+
 // A refused application secret (or zone) says what to check, wherever the
 // exchange that met it ran: the sentinel's advice is in the message, not
 // only behind errors.Is.

@@ -122,7 +122,11 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 
 	ses, err := c.coord.Start(ctx, req, so)
 	if err != nil {
-		return started{}, err
+		what := "session"
+		if lifecycle == wire.LifecycleService {
+			what = "service"
+		}
+		return started{}, fmt.Errorf("caracal: starting a %s: %w", what, err)
 	}
 	agent := &Agent{
 		zoneID:          c.cfg.ZoneID,
