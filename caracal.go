@@ -222,7 +222,7 @@ func (c *Client) Close(ctx context.Context) error {
 		for h := range c.open {
 			open = append(open, h)
 		}
-		c.open, c.lineage = nil, nil
+		c.open, c.lineage, c.received = nil, nil, nil
 	}
 	c.mu.Unlock()
 

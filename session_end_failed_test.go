@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -63,5 +64,35 @@ func TestChildRetireFailingAfterParentRetiredIsLetGo(t *testing.T) {
 		assert.Zero(t, open, "the child's handle is still held")
 		assert.Zero(t, caracal.IndexedSessions(c))
 		assert.NoError(t, c.Close(context.Background()), "Client.Close reports a retired session as left running")
+	})
+}
+
+// Client.Close forgets the delegations that the sessions it could not
+// retire received: nothing can revoke through them once it is closed.
+func TestClientCloseForgetsReceivedOfUnretired(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		rt := &holdRetire{base: st.Transport(), release: make(chan struct{})}
+		close(rt.release)
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: rt}))
+		require.NoError(t, err)
+		ctx := t.Context()
+		root, err := c.Spawn(ctx)
+		require.NoError(t, err)
+		giver, err := c.Spawn(root.Context(), caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{MaxHops: 3}, time.Hour)))
+		require.NoError(t, err)
+		peer, err := c.Spawn(ctx, caracal.WithoutParent())
+		require.NoError(t, err)
+		_, err = c.Delegate(giver.Context(), peer.ID(), caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{MaxHops: 2}, time.Minute))
+		require.NoError(t, err)
+		_, received, _ := caracal.TrackedSizes(c)
+		require.Equal(t, 1, received)
+
+		rt.id = peer.ID()
+		require.Error(t, c.Close(context.Background()), "the peer's retire failed")
+		open, received, _ := caracal.TrackedSizes(c)
+		assert.Zero(t, open)
+		assert.Zero(t, received, "the peer's received delegation is still held")
+		assert.Zero(t, caracal.IndexedSessions(c))
 	})
 }
