@@ -366,6 +366,11 @@ func (s *Service) Close(ctx context.Context) error {
 		// nothing renews, and no loss is reported, once Close returned.
 		s.end(ErrSessionClosed)
 		go s.closeSequence(context.WithoutCancel(ctx), ErrSessionClosed)
+	} else {
+		// Another closer claimed the sequence, and ends the handle right
+		// after claiming it: wait for that, so that this Close too
+		// returns only once nothing renews.
+		<-s.done
 	}
 	return waitClosed(ctx, s.closed, &s.closeErr, "service "+s.id)
 }
