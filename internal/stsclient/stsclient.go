@@ -288,7 +288,7 @@ func (c *Client) Mint(ctx context.Context, r MintRequest) (Token, error) {
 func (c *Client) post(ctx context.Context, tr wire.TokenRequest, mint *MintRequest) (Token, int, error) {
 	call, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(call, http.MethodPost, c.endpoint, strings.NewReader(tr.Form().Encode()))
+	req, err := http.NewRequestWithContext(call, http.MethodPost, c.endpoint, strings.NewReader(tr.Encode()))
 	if err != nil {
 		return Token{}, 0, fmt.Errorf("caracal: STS URL %q: %w", c.cfg.BaseURL, err)
 	}

@@ -62,30 +62,41 @@ type TokenRequest struct {
 	ApprovalID       string
 }
 
-// Form encodes the request as the url-encoded body the STS expects: scopes
-// deduplicated, sorted and space-joined; resources repeated.
-func (r TokenRequest) Form() url.Values {
-	v := url.Values{}
-	v.Set("grant_type", GrantTypeTokenExchange)
-	set := func(k, val string) {
-		if val != "" {
-			v.Set(k, val)
+// Encode returns the request as the url-encoded body the STS expects:
+// scopes deduplicated, sorted and space-joined; resources repeated; keys in
+// the order url.Values.Encode gives them. It builds the body directly, as it
+// is sent once per mandate.
+func (r TokenRequest) Encode() string {
+	var b strings.Builder
+	b.Grow(512) // a mandate request is about 400 bytes
+	pair := func(k, v string) {
+		if b.Len() > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(v))
+	}
+	add := func(k, v string) { // zero values are omitted
+		if v != "" {
+			pair(k, v)
 		}
 	}
-	set("zone_id", r.ZoneID)
-	set("application_id", r.ApplicationID)
-	set("client_secret", r.ClientSecret)
-	set("scope", JoinScopes(r.Scopes))
+	add("agent_session_id", r.AgentSessionID)
+	add("application_id", r.ApplicationID)
+	add("approval_id", r.ApprovalID)
+	add("client_secret", r.ClientSecret)
+	add("delegation_edge_id", r.DelegationEdgeID)
+	add("grant_type", GrantTypeTokenExchange)
 	for _, res := range r.Resources {
-		v.Add("resource", res)
+		pair("resource", res)
 	}
-	set("agent_session_id", r.AgentSessionID)
-	set("delegation_edge_id", r.DelegationEdgeID)
+	add("scope", JoinScopes(r.Scopes))
 	if r.TTLSeconds > 0 {
-		v.Set("ttl_seconds", strconv.Itoa(r.TTLSeconds))
+		add("ttl_seconds", strconv.Itoa(r.TTLSeconds))
 	}
-	set("approval_id", r.ApprovalID)
-	return v
+	add("zone_id", r.ZoneID)
+	return b.String()
 }
 
 // JoinScopes deduplicates, sorts and space-joins scopes.

@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"net/url"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -56,5 +58,41 @@ func TestCanonicalID(t *testing.T) {
 		"urn:uuid:01A2265D-4236-7169-9643-7671F6C7397E": "urn:uuid:01A2265D-4236-7169-9643-7671F6C7397E",
 	} {
 		assert.Equal(t, want, CanonicalID(in), in)
+	}
+}
+
+// TestTokenRequestEncode checks the body against url.Values, which the
+// STS parses it with.
+func TestTokenRequestEncode(t *testing.T) {
+	for _, r := range []TokenRequest{
+		{ZoneID: "z", ApplicationID: "app", ClientSecret: "s&=+% /é", Scopes: []string{ScopeLifecycle},
+			Resources: []string{"resource://a", "resource://b?x=1"}},
+		{ZoneID: "z", ApplicationID: "app", ClientSecret: "s", Scopes: []string{"t:w t:r", "t:r"},
+			Resources: []string{"resource://tickets"}, AgentSessionID: "sess", DelegationEdgeID: "edge",
+			TTLSeconds: 90, ApprovalID: "apr"},
+		{Resources: []string{""}},
+		{},
+	} {
+		want := url.Values{"grant_type": {GrantTypeTokenExchange}}
+		for k, v := range map[string]string{
+			"zone_id": r.ZoneID, "application_id": r.ApplicationID, "client_secret": r.ClientSecret,
+			"scope": JoinScopes(r.Scopes), "agent_session_id": r.AgentSessionID,
+			"delegation_edge_id": r.DelegationEdgeID, "approval_id": r.ApprovalID,
+		} {
+			if v != "" {
+				want.Set(k, v)
+			}
+		}
+		for _, res := range r.Resources {
+			want.Add("resource", res)
+		}
+		if r.TTLSeconds > 0 {
+			want.Set("ttl_seconds", strconv.Itoa(r.TTLSeconds))
+		}
+		got := r.Encode()
+		assert.Equal(t, want.Encode(), got)
+		parsed, err := url.ParseQuery(got)
+		assert.NoError(t, err)
+		assert.Equal(t, len(want), len(parsed))
 	}
 }
