@@ -235,6 +235,9 @@ func (c *Client) hand(ctx context.Context, s *Service) (*Service, error) {
 		}
 		return nil, err
 	}
+	// An acquire of a newer generation whose handle was registered before
+	// this one (its answer came first) found this handle not yet there.
+	c.fenceStale(s.id)
 	s.begin(ctx)
 	return s, nil
 }

@@ -83,6 +83,24 @@ func (c *Client) fenceHeld(id string, gen int64) {
 	}
 }
 
+// fenceStale ends, as fenced, this client's handles on the service id that
+// hold a generation older than the newest one it holds.
+func (c *Client) fenceStale(id string) {
+	c.mu.Lock()
+	var held []*Service
+	for h := range c.open {
+		if s, ok := h.(*Service); ok && s.id == id {
+			held = append(held, s)
+		}
+	}
+	c.mu.Unlock()
+	var newest int64
+	for _, s := range held {
+		newest = max(newest, s.Generation())
+	}
+	c.fenceHeld(id, newest)
+}
+
 // takenOver is why a handle fenced by its own client ended: like a
 // session_lease_fenced answer, it matches ErrLeaseFenced and ErrLeaseLost.
 type takenOver struct{}

@@ -1,0 +1,78 @@
+package caracal_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+// holdFirstLease holds the answer to the first lease acquire until release
+// is closed.
+type holdFirstLease struct {
+	base    http.RoundTripper
+	once    sync.Once
+	held    chan struct{}
+	release chan struct{}
+}
+
+func (h *holdFirstLease) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := h.base.RoundTrip(req)
+	if strings.HasSuffix(req.URL.Path, "/lease") {
+		first := false
+		h.once.Do(func() { first = true })
+		if first {
+			close(h.held)
+			<-h.release
+		}
+	}
+	return resp, err
+}
+
+// Two AttachService calls of one client on one service, whose answers
+// come back in the other order: the handle of the older generation ends as
+// fenced, as it does when the attaches do not overlap, instead of looking
+// live beside the newer one until its next heartbeat.
+func TestConcurrentAttachesFenceTheOlderHandle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		rt := &holdFirstLease{base: st.Transport(), held: make(chan struct{}), release: make(chan struct{})}
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: rt}))
+		require.NoError(t, err)
+		ctx := t.Context()
+		svc, err := c.SpawnService(ctx)
+		require.NoError(t, err)
+
+		var older *caracal.Service
+		attached := make(chan error, 1)
+		go func() {
+			var err error
+			older, err = c.AttachService(ctx, svc.ID())
+			attached <- err
+		}()
+		<-rt.held // the first attach acquired the lease; its answer waits
+		newer, err := c.AttachService(ctx, svc.ID())
+		require.NoError(t, err)
+		close(rt.release)
+		require.NoError(t, <-attached)
+		require.Less(t, older.Generation(), newer.Generation())
+
+		synctest.Wait()
+		select {
+		case <-older.Done():
+		default:
+			t.Fatal("the handle of the older generation is still live")
+		}
+		assert.ErrorIs(t, older.Err(), caracal.ErrLeaseFenced)
+		require.NoError(t, newer.Err())
+		require.NoError(t, c.Close(context.Background()))
+	})
+}
