@@ -479,7 +479,8 @@ func invalid(method, path, why string) error {
 // that is "", "." or ".." (escaping leaves them as they are) would make the
 // request reach another route once a server or proxy resolves the path.
 func checkPath(path string) error {
-	for _, seg := range strings.Split(path, "/")[1:] {
+	_, rest, _ := strings.Cut(path, "/") // paths start with "/"
+	for seg := range strings.SplitSeq(rest, "/") {
 		if seg == "" || seg == "." || seg == ".." {
 			return fmt.Errorf("%w: an id in %s is empty or a dot segment", apierr.ErrInvalidRequest, path)
 		}
