@@ -222,7 +222,12 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 			a.zoneID, a.applicationID = cl.ZoneID, cl.ApplicationID
 			a.sessionID, a.delegationID, a.parentDelegationID = cl.SessionID, cl.DelegationID, cl.ParentDelegationID
 			a.subjectRecordID, a.hop = cl.SubjectRecordID, cl.Hop
-			a.scopes = slices.Clone(cl.Scopes)
+			a.scopes = cl.Scopes
+			if _, builtin := m.verifier.(tokenVerifier); !builtin {
+				// A caller's Verifier may keep the slice it returned; the
+				// built-in one returns a fresh one.
+				a.scopes = slices.Clone(cl.Scopes)
+			}
 		case modeTrusted:
 			// A malformed Caracal baggage would bind some ids and drop
 			// others: refuse the request rather than bind half an identity.

@@ -1,6 +1,7 @@
 package caracal_test
 
 import (
+	"net/http"
 	"testing"
 	"time"
 
@@ -30,4 +31,18 @@ func TestVerifiedAgentCarriesTheTokensScopes(t *testing.T) {
 	b, _ := caracal.FromContext(moved)
 	assert.Equal(t, d.ID, b.DelegationID())
 	assert.Nil(t, b.Scopes())
+}
+
+// A caller's Verifier may keep the scopes slice it returned and change it
+// later: the bound agent keeps the scopes it was bound with.
+func TestCustomVerifierScopesAreCopied(t *testing.T) {
+	c := mwClient(t, http.DefaultClient)
+	scopes := []string{"tickets:read"}
+	mw, err := c.Middleware(caracal.WithVerifier(stubVerifier{claims: caracal.Claims{ZoneID: "z", ApplicationID: "a", Scopes: scopes}}))
+	require.NoError(t, err)
+	var got seen
+	rec := serve(mw(got.handler()), http.Header{"Authorization": {"Bearer opaque"}})
+	require.Equal(t, http.StatusNoContent, rec.Code)
+	scopes[0] = "tickets:delete"
+	assert.Equal(t, []string{"tickets:read"}, got.agent.Load().Scopes())
 }
