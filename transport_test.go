@@ -305,6 +305,9 @@ func TestGovernedApprovalFlow(t *testing.T) {
 	require.ErrorIs(t, err, caracal.ErrApprovalRequired)
 	assert.Equal(t, tickets, ae.Resource)
 	require.NotEmpty(t, ae.ApprovalID)
+	require.NotNil(t, ae.Err)
+	require.NotEmpty(t, ae.Err.RequestID)
+	assert.Contains(t, err.Error(), ae.Err.RequestID, "the STS request id, as every server error's message has it")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

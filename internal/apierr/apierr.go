@@ -171,7 +171,11 @@ type ApprovalRequiredError struct {
 
 // Error implements error.
 func (e *ApprovalRequiredError) Error() string {
-	return fmt.Sprintf("caracal: approval %s required for %s on %s (state %s); wait for it with WaitApproval and retry", printable([]byte(e.ApprovalID), maxTextBody), e.Scopes, e.Resource, e.State)
+	msg := fmt.Sprintf("caracal: approval %s required for %s on %s (state %s", printable([]byte(e.ApprovalID), maxTextBody), e.Scopes, e.Resource, e.State)
+	if e.Err != nil && e.Err.RequestID != "" {
+		msg += ", request id " + e.Err.RequestID
+	}
+	return msg + "); wait for it with WaitApproval and retry"
 }
 
 // Unwrap returns the underlying server error.
