@@ -212,6 +212,12 @@ func (s *Stack) start() error {
 	for _, svc := range services {
 		mux := http.NewServeMux()
 		for _, rt := range svc.routes {
+			if rt.pattern == routeCoordOther {
+				// The Coordinator's answer to a request no route matched:
+				// recorded with no pattern, as at the other services.
+				mux.Handle(rt.pattern, rt.handler)
+				continue
+			}
 			s.patterns[rt.pattern] = svc.name
 			mux.Handle(rt.pattern, s.routeHandler(svc.name, rt.pattern, rt.handler))
 		}
