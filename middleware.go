@@ -231,7 +231,7 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 		case modeTrusted:
 			// A malformed Caracal baggage would bind some ids and drop
 			// others: refuse the request rather than bind half an identity.
-			if problems&(envelope.BaggageIgnored|envelope.BaggageMember|envelope.HopInvalid|envelope.CaracalConflict) != 0 || !idsValid(env) {
+			if problems&(envelope.BaggageIgnored|envelope.BaggageMember|envelope.HopInvalid|envelope.CaracalConflict|envelope.IDInvalid) != 0 {
 				writeAuthError(w, http.StatusBadRequest, "invalid_request", "malformed baggage")
 				return
 			}
@@ -251,18 +251,6 @@ func bearerScheme(v string) bool {
 	scheme, _, _ := strings.Cut(strings.TrimSpace(v), " ")
 	scheme, _, _ = strings.Cut(scheme, "\t")
 	return strings.EqualFold(scheme, "bearer")
-}
-
-// idsValid reports whether every Caracal id env carries has the form of a
-// Coordinator id: another value names no session or edge, and bound it
-// would travel on in Headers and the transport's baggage.
-func idsValid(env envelope.Envelope) bool {
-	for _, id := range [...]string{env.SessionID, env.DelegationID, env.ParentDelegationID, env.SubjectRecordID} {
-		if id != "" && !wire.ValidID(id) {
-			return false
-		}
-	}
-	return true
 }
 
 // keysFailed logs, once per outage, that the signing keys cannot be

@@ -1,8 +1,11 @@
 package caracal_test
 
 import (
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -54,4 +57,21 @@ func TestTrustedPropagationRefusesConflictingCaracalMembers(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
 	assert.Equal(t, s1, got.agent.Load().SessionID())
 	assert.Equal(t, 1, got.agent.Load().Hop())
+}
+
+// A Caracal id of the wrong form refuses the request under
+// TrustedPropagation, and, like the other irregularities, is logged once.
+func TestMiddlewareLogsMalformedIDsOnce(t *testing.T) {
+	var records atomic.Int32
+	c := mwClient(t, http.DefaultClient, caracal.WithLogger(slog.New(countHandler{&records})))
+	mw, err := c.Middleware(caracal.TrustedPropagation())
+	require.NoError(t, err)
+	var got seen
+	h := mw(got.handler())
+	for _, bag := range []string{"caracal.agent_session=a%20b", "caracal.delegation_edge=" + strings.Repeat("e", 129), "caracal.agent_session=a/b"} {
+		rec := serve(h, http.Header{"Authorization": {"Bearer t"}, "Baggage": {bag}})
+		assert.Equal(t, http.StatusBadRequest, rec.Code, bag)
+	}
+	assert.Zero(t, got.calls.Load(), "nothing is bound from a refused request")
+	assert.Equal(t, int32(1), records.Load())
 }

@@ -20,6 +20,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/caracal-go/caracal/internal/wire"
 )
 
 // Envelope is the propagated context of one request (PROTOCOL §7.1), minus
@@ -79,6 +81,9 @@ const (
 	// CaracalConflict: a caracal.* member was repeated with another value
 	// (the last one is kept): the baggage names two identities.
 	CaracalConflict
+	// IDInvalid: a caracal.* id member was not of the Coordinator's id form
+	// (wire.ValidID) and was ignored.
+	IDInvalid
 )
 
 // BaggageIgnored is the set of problems that made Extract ignore the whole
@@ -100,6 +105,7 @@ var problemNames = [...]string{
 	"invalid caracal.hop",
 	"caracal.hop clamped to 10",
 	"caracal.* member repeated with another value",
+	"caracal.* id of the wrong form ignored",
 }
 
 // Has reports whether p contains every problem in q.
@@ -150,8 +156,9 @@ const (
 //     DecodeValue); empty values count as absent; a repeated key keeps its
 //     first position and last value. caracal.* members fill the id fields
 //     and Hop (unknown caracal.* keys are dropped), and one repeated with
-//     another value is reported as CaracalConflict; the others go to
-//     Baggage.
+//     another value is reported as CaracalConflict; an id not of the
+//     Coordinator's id form is ignored and reported as IDInvalid; the
+//     others go to Baggage.
 //
 // Extract never fails: what it cannot use it ignores and reports in the
 // returned Problems. h is read with canonical keys only, as net/http stores
@@ -195,6 +202,12 @@ func Extract(h http.Header) (Envelope, Problems) {
 	if v := h[headerBaggage]; len(v) > 0 {
 		hopSet := false
 		set := func(field *string, value string) {
+			if !wire.ValidID(value) {
+				// Another value names no session or edge, and bound it
+				// would travel on in headers.
+				p |= IDInvalid
+				return
+			}
 			if *field != "" && *field != value {
 				p |= CaracalConflict
 			}

@@ -120,6 +120,10 @@ func TestExtractBaggage(t *testing.T) {
 		{"repeated caracal key same value", []string{"caracal.agent_session=x", "caracal.agent_session=%78,caracal.hop=2,caracal.hop=02"},
 			Envelope{SessionID: "x", Hop: 2}, 0},
 		{"repeated hop other value", []string{"caracal.hop=2,caracal.hop=3"}, Envelope{Hop: 3}, CaracalConflict},
+		{"id of the wrong form ignored", []string{"caracal.agent_session=a%20b,caracal.delegation_edge=e1,caracal.session=" + strings.Repeat("r", 129)},
+			Envelope{DelegationID: "e1"}, IDInvalid},
+		{"id of the wrong form then a good one", []string{"caracal.agent_session=a/b,caracal.agent_session=s"},
+			Envelope{SessionID: "s"}, IDInvalid},
 		{"properties dropped", []string{"a=1;prop=x;p2, b = 2 ;q"},
 			Envelope{Baggage: []Member{{"a", "1"}, {"b", "2"}}}, 0},
 		{"key and value trimmed", []string{"  a  =  x y  "},
@@ -325,7 +329,7 @@ func TestInject(t *testing.T) {
 func TestRoundTrip(t *testing.T) {
 	in := Envelope{
 		TraceID: tTrace, TraceFlags: "03", TraceState: "a=1,b=2",
-		SessionID: "0198d0a2-7f55-7a2b-8c3d-4e5f60718293", DelegationID: "edge 1,;=%",
+		SessionID: "0198d0a2-7f55-7a2b-8c3d-4e5f60718293", DelegationID: "edge-1:a.b_C",
 		ParentDelegationID: "p", SubjectRecordID: "rec", Hop: 10,
 		Baggage: []Member{{"a", "1"}, {"tenant", "ünïcode value"}, {"z", "%41+"}},
 	}

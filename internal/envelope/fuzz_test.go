@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal/internal/wire"
 )
 
 // FuzzDecodeEncode checks that decoding arbitrary headers never panics and
@@ -69,6 +71,13 @@ func FuzzDecodeEncode(f *testing.F) {
 		if ValidKey(key) && !IsCaracalKey(key) && value != "" {
 			built.Baggage = []Member{{key, value}}
 		}
+		// An id not of the Coordinator's form is sent, but not read back.
+		want, wantP := built, Problems(0)
+		for _, id := range []*string{&want.SessionID, &want.DelegationID} {
+			if *id != "" && !wire.ValidID(*id) {
+				*id, wantP = "", IDInvalid
+			}
+		}
 		out = http.Header{}
 		Inject(out, built, false)
 		back, bp := Extract(out)
@@ -76,10 +85,10 @@ func FuzzDecodeEncode(f *testing.F) {
 			assert.Equal(t, baggageCaps(out["Baggage"]), bp)
 			return
 		}
-		require.Zero(t, bp, bp.String())
-		built.TraceID, built.TraceFlags = back.TraceID, "01"
-		built.Baggage = leftOut(t, built, back)
-		assert.Equal(t, built, back)
+		require.Equal(t, wantP, bp, bp.String())
+		want.TraceID, want.TraceFlags = back.TraceID, "01"
+		want.Baggage = leftOut(t, built, back)
+		assert.Equal(t, want, back)
 	})
 }
 
@@ -124,6 +133,9 @@ func checkInvariants(t *testing.T, e Envelope, p Problems, bags []string) {
 		assert.Empty(t, e.Baggage)
 		assert.Zero(t, e.Hop)
 		assert.Empty(t, e.SessionID+e.DelegationID+e.ParentDelegationID+e.SubjectRecordID)
+	}
+	for _, id := range []string{e.SessionID, e.DelegationID, e.ParentDelegationID, e.SubjectRecordID} {
+		assert.True(t, id == "" || wire.ValidID(id), "only ids of the Coordinator's form are read")
 	}
 	assert.LessOrEqual(t, len(e.Baggage), MaxBaggageMembers)
 	seen := map[string]bool{}
