@@ -219,7 +219,9 @@ type Session struct {
 // retries ran out) after the start may already have reached the
 // Coordinator, the session it may have started is retired in the
 // background (Client.Close waits for that, and reports it if that retire
-// fails), unless WithIdempotencyKey gave the key that leads back to it.
+// fails), unless WithIdempotencyKey gave the key that leads back to it. A
+// start sent without a key (past the Coordinator's idempotency receipt
+// limit) leaves nothing to find its session by: a warning is logged instead.
 func (c *Client) Spawn(ctx context.Context, opts ...SpawnOption) (*Session, error) {
 	if err := c.check(ctx, "Spawn", true); err != nil {
 		return nil, err

@@ -109,7 +109,12 @@ func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o Star
 		// the caller gives up: have it retired rather than leave it holding
 		// a place in the zone's session limits.
 		abandon := func() {
-			if generated && !keyless && executed && o.Abandon != nil {
+			switch {
+			case keyless && executed:
+				// No key leads back to what it may have started.
+				c.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "caracal: a session start sent without an idempotency key got no clear answer; a session it may have started cannot be found, and runs until its TTL or lease ends",
+					slog.String("error", out.err.Error()))
+			case generated && executed && o.Abandon != nil:
 				o.Abandon(func(bg context.Context) error { return c.abandonStart(bg, path, hdr, body) })
 			}
 		}
