@@ -67,6 +67,7 @@ func WithResource(r Resource) Option {
 // WithGrant sets the policy grant of a resource: the application that owns
 // it and the roles (session labels) that may use which of its scopes. It
 // replaces any earlier grant of the resource, the default one included.
+// A grant for a resource the stack does not have makes New fail.
 func WithGrant(resourceIdentifier, application string, roles map[string][]string) Option {
 	g := ResourceGrant{Application: application, Roles: make(map[string][]string, len(roles))}
 	for role, scopes := range roles {
@@ -203,6 +204,11 @@ func resolve(opts []Option) (settings, error) {
 		}
 		if r.ID == "" {
 			r.ID = resourceSlug(r.Identifier)
+		}
+	}
+	for id := range s.grants {
+		if !slices.ContainsFunc(s.resources, func(r Resource) bool { return r.Identifier == id }) {
+			return s, fmt.Errorf("caracaltest: WithGrant(%q): no such resource; register it with WithResource", id)
 		}
 	}
 	return s, nil
