@@ -307,6 +307,10 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 		}
 		bearer = tok
 	} else {
+		if err := t.c.checkInboundApplication(a); err != nil {
+			closeBody(req)
+			return nil, err
+		}
 		tok, err := t.mandate(ctx, a, d.resource, scopes)
 		if err != nil {
 			closeBody(req)
@@ -335,6 +339,19 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 		resp.Request = req
 	}
 	return resp, err
+}
+
+// checkInboundApplication refuses to mint for an agent bound from an
+// inbound request of another application or zone (a verified token names
+// the caller's): the STS mints only for the caller's own sessions, so the
+// mint would send the other application's session and edge under this
+// client's credentials only to be refused.
+func (c *Client) checkInboundApplication(a *Agent) error {
+	if a.own || a.applicationID == "" || (a.applicationID == c.cfg.ApplicationID && a.zoneID == c.cfg.ZoneID) {
+		return nil
+	}
+	return fmt.Errorf("%w: the agent bound to the context is session %s of application %s in zone %s, bound from an inbound request; this client (%s in %s) cannot mint for it: spawn sessions of its own (a root with WithoutParent, a child of it with Grant.Narrow) and send the request from the child's Context",
+		ErrInvalidRequest, a.sessionID, a.applicationID, a.zoneID, c.cfg.ApplicationID, c.cfg.ZoneID)
 }
 
 // CloseIdleConnections closes the idle connections of the base transport,
