@@ -376,3 +376,15 @@ func retirable(reason error) bool {
 	}
 	return true
 }
+
+// leaseEnded is closedErr's error for the agent of a service that lost its
+// lease, or of a session started under one: the loss (ErrSuspended,
+// ErrLeaseLost, ...) that also matches ErrSessionClosed.
+type leaseEnded struct {
+	cause error
+	under string
+}
+
+func (e leaseEnded) Error() string      { return e.cause.Error() + e.under }
+func (e leaseEnded) Unwrap() error      { return e.cause }
+func (leaseEnded) Is(target error) bool { return target == ErrSessionClosed }
