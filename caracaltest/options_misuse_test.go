@@ -81,3 +81,14 @@ func TestInjectRefusesFieldsThatWouldBeIgnored(t *testing.T) {
 		})
 	}
 }
+
+// A fault that changes nothing and never runs out (no Status, Drop or Delay,
+// no Times or For) is refused: it let every request through unchanged and
+// held back every fault injected on the route after it, for good.
+func TestInjectRefusesFaultThatDoesNothing(t *testing.T) {
+	st := caracaltest.Start(t)
+	assert.PanicsWithValue(t,
+		`caracaltest: Inject("POST /zones/{zone}/agents"): the fault changes nothing and never runs out; set Status, Drop or Delay, or limit it with Times or For`,
+		func() { st.Inject(caracaltest.RouteStart, caracaltest.Fault{}) })
+	assert.NotPanics(t, func() { st.Inject(caracaltest.RouteStart, caracaltest.Fault{For: time.Minute}) })
+}

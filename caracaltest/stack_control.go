@@ -13,7 +13,9 @@ import (
 //
 // A negative Times, For, Delay or RetryAfter, or a Status outside 200-599,
 // panics too, and so does a field the fault would ignore: Code, Description
-// or RetryAfter without a Status, or Drop with one of them or a Status.
+// or RetryAfter without a Status, or Drop with one of them or a Status; and
+// so does the zero Fault, which would change nothing and hold back every
+// later fault on the route.
 func (s *Stack) Inject(pattern string, f Fault) {
 	s.mustKnow("Inject", pattern)
 	if f.Times < 0 || f.For < 0 || f.Delay < 0 || f.RetryAfter < 0 {
@@ -27,6 +29,9 @@ func (s *Stack) Inject(pattern string, f Fault) {
 	}
 	if f.Status == 0 && (f.Code != "" || f.Description != "" || f.RetryAfter > 0) {
 		panic(fmt.Sprintf("caracaltest: Inject(%q): Code, Description and RetryAfter shape the answer of a Status; without one they would be ignored", pattern))
+	}
+	if f == (Fault{}) {
+		panic(fmt.Sprintf("caracaltest: Inject(%q): the fault changes nothing and never runs out; set Status, Drop or Delay, or limit it with Times or For", pattern))
 	}
 	s.faults.add(pattern, f)
 }
