@@ -2,7 +2,6 @@ package caracal
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -68,39 +67,6 @@ type Agent struct {
 	// (set when this process created or mirrored the edge), so that a
 	// narrowing that is knowably wider is refused before any call.
 	edge *edgeGrant
-}
-
-// closedErr returns ErrSessionClosed, naming the session, when the session
-// closed here or one of the parents this process started it under did (the
-// Coordinator ends a session's subtree with it), and nil otherwise. It sees
-// the end as soon as Close begins, before any Context learns of it. A
-// session that ended for a reason of its own (a revoke, a lost lease)
-// gives that reason.
-func (a *Agent) closedErr() error {
-	for x := a; x != nil; x = x.up {
-		if isDone(x.done) {
-			if x.life != nil {
-				cause := context.Cause(x.life)
-				var under string
-				if x != a {
-					under = " (session " + a.sessionID + " was started under it)"
-				}
-				switch {
-				case cause != ErrSessionClosed && errors.Is(cause, ErrSessionClosed):
-					if x == a {
-						return cause
-					}
-					return fmt.Errorf("%w%s", cause, under)
-				case leaseLoss(cause) || errors.Is(cause, ErrLeaseLost):
-					// A lost lease: its reason says what to do (a
-					// suspended service resumes), "spawn a new one" not.
-					return leaseEnded{cause: cause, under: under}
-				}
-			}
-			return fmt.Errorf("%w: session %s", ErrSessionClosed, a.sessionID)
-		}
-	}
-	return nil
 }
 
 // ZoneID returns the zone.
