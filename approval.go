@@ -12,8 +12,8 @@ import (
 // if it was approved: send the request that was held again (the STS finds the
 // approved hold by its binding and consumes it). It returns an error wrapping
 // ErrApprovalRejected for a rejection, an error for an expired or already
-// used approval, and context.Cause(ctx) if ctx ends first (waiting again is
-// safe). A poll that fails transiently (no answer, 429, 5xx) is sent again
+// used approval, and an error wrapping context.Cause(ctx) if ctx ends first
+// (the approval is still pending: waiting again is safe). A poll that fails transiently (no answer, 429, 5xx) is sent again
 // after a backoff that honours Retry-After; after four such failures in a
 // row the wait ends with the last one. Close ends a wait in progress, and
 // a wait after Close, with ErrClosed. An id that cannot be a Caracal id (1
@@ -33,6 +33,7 @@ func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
 		// every message here as it is.
 		return fmt.Errorf("%w: WaitApproval: %.64q is not an approval id; pass ApprovalRequiredError.ApprovalID", ErrInvalidRequest, approvalID)
 	}
+	caller := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	go func() {
@@ -45,6 +46,9 @@ func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
 	// stsclient.WaitApproval long-polls until the approval leaves pending
 	// or ctx ends, so one call is the whole wait.
 	st, err := c.sts.WaitApproval(ctx, approvalID)
+	if err != nil && caller.Err() != nil && errors.Is(err, context.Cause(caller)) {
+		return fmt.Errorf("caracal: approval %s is still pending; waiting again is safe: %w", approvalID, err)
+	}
 	if err != nil {
 		return err
 	}

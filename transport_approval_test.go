@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -60,4 +61,21 @@ func TestWaitApprovalRefusesAnIDOfAnotherForm(t *testing.T) {
 		assert.Less(t, len(err.Error()), 300)
 	}
 	assert.Empty(t, g.st.Requests(), "refused before any call")
+}
+
+// A wait cut short by its context says the approval is still pending and
+// that waiting again is safe, and still matches the context's cause.
+func TestWaitApprovalCutShortSaysItIsStillPending(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGoverned(t, caracaltest.InMemory())
+		ae := g.heldDelete(t)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		err := g.c.WaitApproval(ctx, ae.ApprovalID)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Contains(t, err.Error(), ae.ApprovalID)
+		assert.Contains(t, err.Error(), "still pending")
+		require.NoError(t, g.st.Approve(ae.ApprovalID))
+		require.NoError(t, g.c.WaitApproval(t.Context(), ae.ApprovalID), "waiting again is safe")
+	})
 }
