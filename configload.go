@@ -243,13 +243,13 @@ func (l *loader) load() (Config, error) {
 	if len(l.errs) > 0 {
 		return Config{}, errors.Join(l.errs...)
 	}
-	if l.log != nil {
-		l.log.Debug("caracal: configuration loaded", "config", cfg, slog.Group("sources", l.sources...))
-	}
 	// Every rule above is at least as strict as Validate; this catches a
 	// rule added to Validate and forgotten here.
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
+	}
+	if l.log != nil {
+		l.log.Debug("caracal: configuration loaded", "config", cfg, slog.Group("sources", l.sources...))
 	}
 	return cfg, nil
 }
