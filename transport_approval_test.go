@@ -79,3 +79,30 @@ func TestWaitApprovalCutShortSaysItIsStillPending(t *testing.T) {
 		require.NoError(t, g.c.WaitApproval(t.Context(), ae.ApprovalID), "waiting again is safe")
 	})
 }
+
+// An approval the retry already consumed is not approved any more: a
+// second wait must not return nil, which would send the request once more.
+func TestWaitApprovalAfterTheApprovalWasUsed(t *testing.T) {
+	g := startGoverned(t)
+	admin := g.child(t, "admin", tickets, "tickets:delete")
+	hc := g.c.HTTPClient(caracal.WithScopes("tickets:delete"))
+	send := func() (*http.Response, error) {
+		r, err := http.NewRequestWithContext(admin.Context(), http.MethodDelete, g.url(tickets, "/tickets/9"), nil)
+		require.NoError(t, err)
+		return hc.Do(r)
+	}
+	_, err := send()
+	var ae *caracal.ApprovalRequiredError
+	require.ErrorAs(t, err, &ae)
+	require.NoError(t, g.st.Approve(ae.ApprovalID))
+	require.NoError(t, g.c.WaitApproval(t.Context(), ae.ApprovalID))
+	resp, err := send()
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	err = g.c.WaitApproval(t.Context(), ae.ApprovalID)
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "already used")
+	assert.NotErrorIs(t, err, caracal.ErrApprovalRejected)
+}
