@@ -253,8 +253,8 @@ func FuzzNarrowNeverWidens(f *testing.F) {
 		c := planClient("r")
 		now := time.Now()
 		e := &edgeGrant{
-			scopes:    wire.NormalizeScopes(splitFields(parentScopes)),
-			resources: splitFields(parentRes),
+			scopes:    wire.NormalizeScopes(strings.Fields(parentScopes)),
+			resources: strings.Fields(parentRes),
 			maxHops:   parentHops,
 			ttl:       time.Duration(parentTTL) * time.Second,
 		}
@@ -270,7 +270,7 @@ func FuzzNarrowNeverWidens(f *testing.F) {
 		if childDefaultTTL {
 			defTTL = time.Hour
 		}
-		p, err := c.planNarrow(Grant.Narrow(splitFields(scopes), res, k, time.Duration(ttl)*time.Second), parent, defTTL)
+		p, err := c.planNarrow(Grant.Narrow(strings.Fields(scopes), res, k, time.Duration(ttl)*time.Second), parent, defTTL)
 		if err != nil {
 			return
 		}
@@ -306,14 +306,6 @@ func FuzzNarrowNeverWidens(f *testing.F) {
 			}
 		}
 	})
-}
-
-func splitFields(s string) []string {
-	var out []string
-	for _, f := range strings.Fields(s) {
-		out = append(out, f)
-	}
-	return out
 }
 
 func contains(xs []string, x string) bool {

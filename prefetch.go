@@ -317,7 +317,7 @@ func (p *prefetcher) worker(pl *pool) {
 func (p *prefetcher) dropIfIdle(pl *pool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if time.Now().Sub(pl.lastTake) < prefetchIdle {
+	if time.Since(pl.lastTake) < prefetchIdle {
 		return false
 	}
 	p.dropLocked(pl)

@@ -81,7 +81,7 @@ func TestServiceSurvivesOutageInsideLongLease(t *testing.T) {
 		assert.Equal(t, "active", info.Status)
 
 		// And the cadence is back to 5 minutes ±10 %.
-		time.Sleep(last.At.Add(4*time.Minute + 30*time.Second).Sub(time.Now()))
+		time.Sleep(time.Until(last.At.Add(4*time.Minute + 30*time.Second)))
 		synctest.Wait()
 		assert.Len(t, requestsTo(st, caracaltest.RouteHeartbeat), len(hb))
 		time.Sleep(time.Minute)

@@ -47,16 +47,16 @@ func (c *Client) endRetired(id string, self closer) {
 	}
 }
 
-// endUnder ends t, whose session the retire of session id ended, with
+// endUnder ends s, whose session the retire of session id ended, with
 // cause (nil: the cause of that session's Context, see parentCause),
 // unless its own retire began first.
-func (t *Session) endUnder(id string, cause error) {
-	t.closeOnce.Do(func() {
+func (s *Session) endUnder(id string, cause error) {
+	s.closeOnce.Do(func() {
 		if cause == nil {
-			cause = parentCause(t.agent, id)
+			cause = parentCause(s.agent, id)
 		}
-		t.endWith(cause)
-		close(t.closed)
+		s.endWith(cause)
+		close(s.closed)
 	})
 }
 

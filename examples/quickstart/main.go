@@ -63,7 +63,7 @@ func run(ctx context.Context, args, environ []string, out io.Writer) (err error)
 		if err != nil {
 			return err
 		}
-		var h http.Handler = mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			agent, _ := caracal.FromContext(r.Context())
 			say("  resource server: %s %s from session %s via delegation %s (hop %d)",
 				r.Method, r.URL.Path, agent.SessionID(), agent.DelegationID(), agent.Hop())
