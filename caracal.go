@@ -195,7 +195,16 @@ func newClient(cfg Config, o *options) *Client {
 }
 
 // Config returns the client's configuration. Its String method hides secrets.
-func (c *Client) Config() Config { return c.cfg.clone() }
+func (c *Client) Config() Config { return c.config().clone() }
+
+// config is the client's configuration; a zero Client (not made by New)
+// has the zero one.
+func (c *Client) config() *Config {
+	if c.cfg == nil {
+		return &Config{}
+	}
+	return c.cfg
+}
 
 // Close retires every session and service the client started and has not
 // closed yet, stops background work, and makes further calls fail with

@@ -139,8 +139,8 @@ func (c *Client) Format(f fmt.State, verb rune) {
 		return
 	}
 	if verb == 'v' && f.Flag('#') {
-		_, _ = io.WriteString(f, "&caracal.Client{cfg:"+c.cfg.GoString()+"}")
+		_, _ = io.WriteString(f, "&caracal.Client{cfg:"+c.config().GoString()+"}")
 		return
 	}
-	_, _ = io.WriteString(f, "&caracal.Client{"+c.cfg.String()+"}")
+	_, _ = io.WriteString(f, "&caracal.Client{"+c.config().String()+"}")
 }

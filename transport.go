@@ -456,6 +456,9 @@ func jwtUse(tok string) string {
 // to the Gateway (a leading "/" is added) and may carry a query; it must not
 // be absolute, carry a fragment, dot segments or backslashes.
 func (c *Client) GatewayRequest(ctx context.Context, method, resource, path string, body io.Reader) (*http.Request, error) {
+	if err := c.made("GatewayRequest"); err != nil {
+		return nil, err
+	}
 	if c.cfg.GatewayURL == "" {
 		return nil, errors.New("caracal: no Gateway URL is configured (CARACAL_GATEWAY_URL or gateway_url)")
 	}
