@@ -403,12 +403,14 @@ func (c *Client) send(ctx context.Context, tok stsclient.Token, method, path str
 		// Only with a body: the Coordinator refuses an empty body declared
 		// as JSON.
 		req.Header.Set("Content-Type", "application/json")
-		if hdr.Get(wire.HeaderIdempotencyKey) == "" {
+		if method == http.MethodPost && (path == "/zones/"+c.zone+"/agents" || path == "/zones/"+c.zone+"/delegations") &&
+			hdr.Get(wire.HeaderIdempotencyKey) == "" {
 			// net/http's HTTP/2 transport re-sends a request whose stream
 			// was reset with PROTOCOL_ERROR (which does not mean the
 			// Coordinator left it unprocessed) if it can rewind the body;
 			// without a key a second create would create a second session
-			// or edge. A keyed one may be re-sent: the key makes it replay.
+			// or edge. A keyed one may be re-sent: the key makes it replay;
+			// so may a heartbeat or a retire, which are repeatable.
 			req.GetBody = nil
 		}
 	}

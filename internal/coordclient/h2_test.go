@@ -39,3 +39,30 @@ func TestKeylessCreateIsNeverResentByHTTP2(t *testing.T) {
 		})
 	}
 }
+
+// A stream the Coordinator refused with REFUSED_STREAM was not processed
+// (RFC 9113 §8.7), and net/http re-sends it when it can rewind the body. A
+// heartbeat and a retire are repeatable (PROTOCOL §4.2): their bodies stay
+// rewindable, so that refusal does not fail them.
+func TestRepeatableCallSurvivesRefusedStream(t *testing.T) {
+	refused := h2test.Action{Reset: h2test.CodeRefusedStream}
+	for name, tc := range map[string]struct {
+		call   func(c *Client) error
+		answer h2test.Action
+	}{
+		"heartbeat": {func(c *Client) error {
+			_, err := c.Heartbeat(t.Context(), "S1", 2)
+			return err
+		}, h2test.Action{Status: 200, Body: `{"agent":{"id":"S1","lease_generation":2}}`}},
+		"retire": {func(c *Client) error {
+			return c.Retire(t.Context(), "S1", 2)
+		}, h2test.Action{Status: 204}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := h2test.Start(t, refused, tc.answer)
+			c := New(Config{BaseURL: srv.URL(), ZoneID: "zone-test", HTTPClient: h2test.Client(t), Tokens: &tokens{}})
+			require.NoError(t, tc.call(c))
+			assert.Equal(t, 2, srv.Requests(), "the refused request, then its re-send")
+		})
+	}
+}
