@@ -45,6 +45,9 @@ type Client struct {
 	// them (see endRetired), so that a retire costs the handles it ends,
 	// not a pass over every open one.
 	lineage map[string]map[*Session]struct{}
+	// services indexes the open services by session id, for the fencing of
+	// this client's older handles on one service (see fenceHeld).
+	services map[string]map[*Service]struct{}
 
 	// starting counts the starts in flight (Spawn, SpawnService,
 	// AttachService), which Close waits for: one that ends after Close began
@@ -231,7 +234,7 @@ func (c *Client) Close(ctx context.Context) error {
 		for h := range c.open {
 			open = append(open, h)
 		}
-		c.open, c.lineage, c.received = nil, nil, nil
+		c.open, c.lineage, c.services, c.received = nil, nil, nil, nil
 	}
 	c.mu.Unlock()
 
@@ -339,6 +342,9 @@ func (c *Client) track(h closer) error {
 	if s != nil {
 		c.index(s)
 	}
+	if sv, ok := h.(*Service); ok {
+		addTo(&c.services, sv.id, sv)
+	}
 	c.mu.Unlock()
 	return nil
 }
@@ -408,6 +414,9 @@ func (c *Client) untrack(h closer) {
 	delete(c.received, h)
 	if s, ok := h.(*Session); ok {
 		c.unindex(s)
+	}
+	if sv, ok := h.(*Service); ok {
+		removeFrom(c.services, sv.id, sv)
 	}
 }
 

@@ -47,6 +47,7 @@ func TestClientForgetsClosedSessions(t *testing.T) {
 		assert.Zero(t, received)
 		assert.Zero(t, unretired)
 		assert.Zero(t, caracal.IndexedSessions(c))
+		assert.Zero(t, caracal.IndexedServices(c))
 		require.NoError(t, c.Close(context.Background()))
 	})
 }
@@ -77,6 +78,7 @@ func TestClientForgetsChildrenOfClosedParent(t *testing.T) {
 		open, _, _ := caracal.TrackedSizes(c)
 		assert.Zero(t, open)
 		assert.Zero(t, caracal.IndexedSessions(c))
+		assert.Zero(t, caracal.IndexedServices(c))
 		require.NoError(t, c.Close(context.Background()))
 	})
 }

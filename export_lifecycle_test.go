@@ -15,3 +15,11 @@ func IndexedSessions(c *Client) int {
 	defer c.mu.Unlock()
 	return len(c.lineage)
 }
+
+// IndexedServices reports how many service ids the client's index of open
+// services holds.
+func IndexedServices(c *Client) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.services)
+}

@@ -68,14 +68,7 @@ func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...Sp
 // fenced them, so they can neither renew nor retire any more, and nothing
 // else would tell them before their next heartbeat.
 func (c *Client) fenceHeld(id string, gen int64) {
-	c.mu.Lock()
-	var held []*Service
-	for h := range c.open {
-		if s, ok := h.(*Service); ok && s.id == id {
-			held = append(held, s)
-		}
-	}
-	c.mu.Unlock()
+	held := c.servicesOf(id)
 	for _, s := range held {
 		if s.Generation() < gen {
 			s.lose(fmt.Errorf("caracal: service %s: this client acquired its lease again (generation %d); this handle no longer owns the session: %w", id, gen, takenOver{}))
@@ -86,19 +79,23 @@ func (c *Client) fenceHeld(id string, gen int64) {
 // fenceStale ends, as fenced, this client's handles on the service id that
 // hold a generation older than the newest one it holds.
 func (c *Client) fenceStale(id string) {
-	c.mu.Lock()
-	var held []*Service
-	for h := range c.open {
-		if s, ok := h.(*Service); ok && s.id == id {
-			held = append(held, s)
-		}
-	}
-	c.mu.Unlock()
+	held := c.servicesOf(id)
 	var newest int64
 	for _, s := range held {
 		newest = max(newest, s.Generation())
 	}
 	c.fenceHeld(id, newest)
+}
+
+// servicesOf returns this client's open handles on the service id.
+func (c *Client) servicesOf(id string) []*Service {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	held := make([]*Service, 0, len(c.services[id]))
+	for s := range c.services[id] {
+		held = append(held, s)
+	}
+	return held
 }
 
 // takenOver is why a handle fenced by its own client ended: like a

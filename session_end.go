@@ -87,28 +87,35 @@ func parentCause(a *Agent, id string) error {
 // this process started it under, at any depth: the retire of any of them
 // ends s. The caller holds c.mu.
 func (c *Client) index(s *Session) {
-	if c.lineage == nil {
-		c.lineage = make(map[string]map[*Session]struct{})
-	}
-	lineageIDs(s, func(id string) {
-		m := c.lineage[id]
-		if m == nil {
-			m = make(map[*Session]struct{}, 1)
-			c.lineage[id] = m
-		}
-		m[s] = struct{}{}
-	})
+	lineageIDs(s, func(id string) { addTo(&c.lineage, id, s) })
 }
 
 // unindex removes s from c.lineage. The caller holds c.mu.
 func (c *Client) unindex(s *Session) {
-	lineageIDs(s, func(id string) {
-		m := c.lineage[id]
-		delete(m, s)
-		if len(m) == 0 {
-			delete(c.lineage, id)
-		}
-	})
+	lineageIDs(s, func(id string) { removeFrom(c.lineage, id, s) })
+}
+
+// addTo adds h to the set of key in the index *m, making both as needed.
+func addTo[H comparable](m *map[string]map[H]struct{}, key string, h H) {
+	if *m == nil {
+		*m = make(map[string]map[H]struct{})
+	}
+	set := (*m)[key]
+	if set == nil {
+		set = make(map[H]struct{}, 1)
+		(*m)[key] = set
+	}
+	set[h] = struct{}{}
+}
+
+// removeFrom removes h from the set of key in the index m, and the set once
+// it is empty.
+func removeFrom[H comparable](m map[string]map[H]struct{}, key string, h H) {
+	set := m[key]
+	delete(set, h)
+	if len(set) == 0 {
+		delete(m, key)
+	}
 }
 
 // lineageIDs calls f with the session id of s and those of the sessions

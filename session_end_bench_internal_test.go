@@ -25,3 +25,24 @@ func BenchmarkRetireAmongOpen(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkServiceHandAmongOpen measures the local work of handing out a
+// service handle (looking for this client's other handles on the same
+// session, to fence the older ones) when the client holds many other open
+// services.
+func BenchmarkServiceHandAmongOpen(b *testing.B) {
+	for _, n := range []int{100, 10_000} {
+		b.Run("open="+strconv.Itoa(n), func(b *testing.B) {
+			c := &Client{open: map[closer]struct{}{}, done: make(chan struct{})}
+			for i := range n {
+				s := &Service{id: "svc" + strconv.Itoa(i), generation: 1, done: make(chan struct{}), closed: make(chan struct{})}
+				if err := c.track(s); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for b.Loop() {
+				c.fenceStale("svc0")
+			}
+		})
+	}
+}
