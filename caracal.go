@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,7 +48,7 @@ type Client struct {
 	lineage map[string]map[*Session]struct{}
 	// services indexes the open services by session id, for the fencing of
 	// this client's older handles on one service (see fenceHeld).
-	services map[string]map[*Service]struct{}
+	services map[string][]*Service
 
 	// starting counts the starts in flight (Spawn, SpawnService,
 	// AttachService), which Close waits for: one that ends after Close began
@@ -343,7 +344,10 @@ func (c *Client) track(h closer) error {
 		c.index(s)
 	}
 	if sv, ok := h.(*Service); ok {
-		addTo(&c.services, sv.id, sv)
+		if c.services == nil {
+			c.services = make(map[string][]*Service)
+		}
+		c.services[sv.id] = append(c.services[sv.id], sv)
 	}
 	c.mu.Unlock()
 	return nil
@@ -416,7 +420,11 @@ func (c *Client) untrack(h closer) {
 		c.unindex(s)
 	}
 	if sv, ok := h.(*Service); ok {
-		removeFrom(c.services, sv.id, sv)
+		if held := slices.DeleteFunc(c.services[sv.id], func(x *Service) bool { return x == sv }); len(held) > 0 {
+			c.services[sv.id] = held
+		} else {
+			delete(c.services, sv.id)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -91,11 +92,7 @@ func (c *Client) fenceStale(id string) {
 func (c *Client) servicesOf(id string) []*Service {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	held := make([]*Service, 0, len(c.services[id]))
-	for s := range c.services[id] {
-		held = append(held, s)
-	}
-	return held
+	return slices.Clone(c.services[id])
 }
 
 // takenOver is why a handle fenced by its own client ended: like a

@@ -95,24 +95,24 @@ func (c *Client) unindex(s *Session) {
 	lineageIDs(s, func(id string) { removeFrom(c.lineage, id, s) })
 }
 
-// addTo adds h to the set of key in the index *m, making both as needed.
-func addTo[H comparable](m *map[string]map[H]struct{}, key string, h H) {
+// addTo adds s to the set of key in the index *m, making both as needed.
+func addTo(m *map[string]map[*Session]struct{}, key string, s *Session) {
 	if *m == nil {
-		*m = make(map[string]map[H]struct{})
+		*m = make(map[string]map[*Session]struct{})
 	}
 	set := (*m)[key]
 	if set == nil {
-		set = make(map[H]struct{}, 1)
+		set = make(map[*Session]struct{}, 1)
 		(*m)[key] = set
 	}
-	set[h] = struct{}{}
+	set[s] = struct{}{}
 }
 
-// removeFrom removes h from the set of key in the index m, and the set once
+// removeFrom removes s from the set of key in the index m, and the set once
 // it is empty.
-func removeFrom[H comparable](m map[string]map[H]struct{}, key string, h H) {
+func removeFrom(m map[string]map[*Session]struct{}, key string, s *Session) {
 	set := m[key]
-	delete(set, h)
+	delete(set, s)
 	if len(set) == 0 {
 		delete(m, key)
 	}
