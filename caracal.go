@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -344,10 +343,7 @@ func (c *Client) track(h closer) error {
 		c.index(s)
 	}
 	if sv, ok := h.(*Service); ok {
-		if c.services == nil {
-			c.services = make(map[string][]*Service)
-		}
-		c.services[sv.id] = append(c.services[sv.id], sv)
+		c.indexService(sv)
 	}
 	c.mu.Unlock()
 	return nil
@@ -420,11 +416,7 @@ func (c *Client) untrack(h closer) {
 		c.unindex(s)
 	}
 	if sv, ok := h.(*Service); ok {
-		if held := slices.DeleteFunc(c.services[sv.id], func(x *Service) bool { return x == sv }); len(held) > 0 {
-			c.services[sv.id] = held
-		} else {
-			delete(c.services, sv.id)
-		}
+		c.unindexService(sv)
 	}
 }
 

@@ -88,6 +88,23 @@ func (c *Client) fenceStale(id string) {
 	c.fenceHeld(id, newest)
 }
 
+// indexService adds s to c.services. The caller holds c.mu.
+func (c *Client) indexService(s *Service) {
+	if c.services == nil {
+		c.services = make(map[string][]*Service)
+	}
+	c.services[s.id] = append(c.services[s.id], s)
+}
+
+// unindexService removes s from c.services. The caller holds c.mu.
+func (c *Client) unindexService(s *Service) {
+	if held := slices.DeleteFunc(c.services[s.id], func(x *Service) bool { return x == s }); len(held) > 0 {
+		c.services[s.id] = held
+	} else {
+		delete(c.services, s.id)
+	}
+}
+
 // servicesOf returns this client's open handles on the service id.
 func (c *Client) servicesOf(id string) []*Service {
 	c.mu.Lock()
