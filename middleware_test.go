@@ -458,6 +458,7 @@ func FuzzMiddlewareHeaders(f *testing.F) {
 	f.Add("", "", "", "")
 	f.Add("Bearer t", "00-"+mwTrace+"-3c4d5e6f708192a3-01-extra", "a=b;prop,=x,caracal.delegation_edge=%zz", "")
 	f.Add("Basic x", "01-"+mwTrace+"-3c4d5e6f708192a3-01-more", strings.Repeat("m=1,", 70), "\x00")
+	f.Add("BeArer 0", "\xf5", "caracal.delegation_edge="+strings.Repeat("\xc8", 3126)+"%A\x9e*", "d")
 	c := mwClient(f, http.DefaultClient)
 	mw, err := c.Middleware(caracal.TrustedPropagation())
 	require.NoError(f, err)

@@ -167,6 +167,7 @@ func FuzzRoute(f *testing.F) {
 	f.Add("https://gw.example:8443/base/x", "r")
 	f.Add("http://u:p@up.example/api/a%2Fb", "")
 	f.Add("http://other.example", "")
+	f.Add("0", "0") // a path-relative target
 	f.Fuzz(func(t *testing.T, target, explicit string) {
 		u, err := url.Parse(target)
 		if err != nil {

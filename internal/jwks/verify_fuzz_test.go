@@ -119,6 +119,7 @@ func FuzzVerifyMutatedTokens(f *testing.F) {
 	f.Add(uint8(0), []byte{8, 30, 0}, "")          // truncated
 	f.Add(uint8(0), []byte{9, 0, 0}, "==")         // text appended
 	f.Add(uint8(0), []byte{9, 0, 0}, "\r\n")       // a line break the decoder would skip
+	f.Add(uint8(0), []byte("0"), "0")              // too short a program: the token as is
 
 	f.Fuzz(func(t *testing.T, base uint8, ops []byte, raw string) {
 		tok := raw
