@@ -48,6 +48,10 @@ type Client struct {
 	// services indexes the open services by session id, for the fencing of
 	// this client's older handles on one service (see fenceHeld).
 	services map[string][]*Service
+	// acquiring holds, per service id, this client's lease acquires in
+	// flight and the newest generation one of them returned (see
+	// beginAcquire).
+	acquiring map[string]*acquires
 
 	// starting counts the starts in flight (Spawn, SpawnService,
 	// AttachService), which Close waits for: one that ends after Close began

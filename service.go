@@ -161,6 +161,7 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 		// original answer, stale if the session was attached since
 		// (PROTOCOL §4.2): take the lease over to learn the current ones.
 		sent = time.Now()
+		defer c.beginAcquire(ses.AgentSessionID)()
 		lr, date, lerr := c.coord.Lease(ctx, ses.AgentSessionID)
 		if lerr != nil {
 			// A suspended session (its holder's lease ran out) is left for

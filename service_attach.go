@@ -47,6 +47,7 @@ func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...Sp
 		return nil, fmt.Errorf("%w: AttachService accepts only HeartbeatInterval, HeartbeatAuto and OnLeaseLost", ErrInvalidRequest)
 	}
 	sent := time.Now()
+	defer c.beginAcquire(sessionID)()
 	lr, date, err := c.coord.Lease(ctx, sessionID)
 	if errors.Is(err, ErrSuspended) {
 		return nil, fmt.Errorf("caracal: attaching service %s: it is suspended; Client.Resume it first: %w", sessionID, err)
@@ -69,6 +70,11 @@ func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...Sp
 // fenced them, so they can neither renew nor retire any more, and nothing
 // else would tell them before their next heartbeat.
 func (c *Client) fenceHeld(id string, gen int64) {
+	c.mu.Lock()
+	if a := c.acquiring[id]; a != nil {
+		a.newest = max(a.newest, gen)
+	}
+	c.mu.Unlock()
 	held := c.servicesOf(id)
 	for _, s := range held {
 		if s.Generation() < gen {
@@ -78,14 +84,52 @@ func (c *Client) fenceHeld(id string, gen int64) {
 }
 
 // fenceStale ends, as fenced, this client's handles on the service id that
-// hold a generation older than the newest one it holds.
+// hold a generation older than the newest one it holds, or that an acquire
+// returned while another one was in flight.
 func (c *Client) fenceStale(id string) {
 	held := c.servicesOf(id)
 	var newest int64
+	c.mu.Lock()
+	if a := c.acquiring[id]; a != nil {
+		newest = a.newest
+	}
+	c.mu.Unlock()
 	for _, s := range held {
 		newest = max(newest, s.Generation())
 	}
 	c.fenceHeld(id, newest)
+}
+
+// acquires is the state of a service id's lease acquires in flight.
+type acquires struct {
+	n      int   // acquires in flight
+	newest int64 // the newest generation one returned meanwhile
+}
+
+// beginAcquire registers a lease acquire of the service id, until the
+// returned func is called once the acquire's handle is handed out or it
+// failed. While one is in flight the newest generation acquired is kept, so
+// that its handle, when its answer came last, is fenced by a newer one even
+// if that one's handle has closed since.
+func (c *Client) beginAcquire(id string) (end func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.acquiring == nil {
+		c.acquiring = make(map[string]*acquires)
+	}
+	a := c.acquiring[id]
+	if a == nil {
+		a = &acquires{}
+		c.acquiring[id] = a
+	}
+	a.n++
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if a.n--; a.n == 0 {
+			delete(c.acquiring, id)
+		}
+	}
 }
 
 // indexService adds s to c.services. The caller holds c.mu.

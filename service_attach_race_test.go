@@ -76,3 +76,43 @@ func TestConcurrentAttachesFenceTheOlderHandle(t *testing.T) {
 		require.NoError(t, c.Close(context.Background()))
 	})
 }
+
+// The same, with the newer handle closed (its session retired) before the
+// older attach's answer arrives: the older handle still ends as fenced,
+// instead of looking live on a session that is retired.
+func TestLateAttachFencedByANewerHandleClosedSince(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		rt := &holdFirstLease{base: st.Transport(), held: make(chan struct{}), release: make(chan struct{})}
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: rt}))
+		require.NoError(t, err)
+		ctx := t.Context()
+		svc, err := c.SpawnService(ctx)
+		require.NoError(t, err)
+
+		var older *caracal.Service
+		attached := make(chan error, 1)
+		go func() {
+			var err error
+			older, err = c.AttachService(ctx, svc.ID())
+			attached <- err
+		}()
+		<-rt.held
+		newer, err := c.AttachService(ctx, svc.ID())
+		require.NoError(t, err)
+		require.NoError(t, newer.Close(ctx))
+		close(rt.release)
+		require.NoError(t, <-attached)
+		require.Less(t, older.Generation(), newer.Generation())
+
+		synctest.Wait()
+		select {
+		case <-older.Done():
+		default:
+			t.Fatal("the handle of the older generation is still live")
+		}
+		assert.ErrorIs(t, older.Err(), caracal.ErrLeaseFenced)
+		require.NoError(t, c.Close(context.Background()))
+		assert.Zero(t, caracal.IndexedServices(c))
+	})
+}
