@@ -253,7 +253,8 @@ func (s *Service) lose(cause error) {
 }
 
 // end records why the handle ended, stops renewal and cancels the context.
-// Only the first call counts; it reports whether it was that one.
+// Only the first call counts; it reports whether it was that one and
+// ended the handle with cause (not with the start context's).
 func (s *Service) end(cause error) bool { return s.endWith(cause, false) }
 
 // endWith is end; inherited marks cause as the parent's lease loss, which
@@ -264,6 +265,13 @@ func (s *Service) endWith(cause error, inherited bool) bool {
 	if s.err != nil {
 		s.mu.Unlock()
 		return false
+	}
+	ended := true
+	if c := context.Cause(s.ctx); c != nil {
+		// The start context's end reached the handle's Context before its
+		// watch ended the handle: end it with that cause, as the watch
+		// would have (see shutdown), so that Err and the Context agree.
+		cause, inherited, ended = c, leaseLoss(c), false
 	}
 	s.err, s.inherited = cause, inherited
 	if s.expiry != nil {
@@ -276,7 +284,7 @@ func (s *Service) endWith(cause error, inherited bool) bool {
 	s.halt()
 	s.cancel(cause)
 	close(s.done)
-	return true
+	return ended
 }
 
 // startDeadline derives the local deadline and the lease length from a
