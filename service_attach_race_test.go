@@ -37,40 +37,49 @@ func (h *holdFirstLease) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// attachInReverse makes two AttachService calls of one client on one
+// service whose answers come back in the other order: the first attach
+// acquires the lease and its answer waits while the second attach completes
+// and between runs, then the first one's answer is let through.
+func attachInReverse(t *testing.T, between func(newer *caracal.Service)) (c *caracal.Client, older, newer *caracal.Service) {
+	st := caracaltest.Start(t, caracaltest.InMemory())
+	rt := &holdFirstLease{base: st.Transport(), held: make(chan struct{}), release: make(chan struct{})}
+	c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: rt}))
+	require.NoError(t, err)
+	ctx := t.Context()
+	svc, err := c.SpawnService(ctx)
+	require.NoError(t, err)
+
+	attached := make(chan error, 1)
+	go func() {
+		var err error
+		older, err = c.AttachService(ctx, svc.ID())
+		attached <- err
+	}()
+	<-rt.held // the first attach acquired the lease; its answer waits
+	newer, err = c.AttachService(ctx, svc.ID())
+	require.NoError(t, err)
+	between(newer)
+	close(rt.release)
+	require.NoError(t, <-attached)
+	require.Less(t, older.Generation(), newer.Generation())
+
+	synctest.Wait()
+	select {
+	case <-older.Done():
+	default:
+		t.Fatal("the handle of the older generation is still live")
+	}
+	return c, older, newer
+}
+
 // Two AttachService calls of one client on one service, whose answers
 // come back in the other order: the handle of the older generation ends as
 // fenced, as it does when the attaches do not overlap, instead of looking
 // live beside the newer one until its next heartbeat.
 func TestConcurrentAttachesFenceTheOlderHandle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := caracaltest.Start(t, caracaltest.InMemory())
-		rt := &holdFirstLease{base: st.Transport(), held: make(chan struct{}), release: make(chan struct{})}
-		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: rt}))
-		require.NoError(t, err)
-		ctx := t.Context()
-		svc, err := c.SpawnService(ctx)
-		require.NoError(t, err)
-
-		var older *caracal.Service
-		attached := make(chan error, 1)
-		go func() {
-			var err error
-			older, err = c.AttachService(ctx, svc.ID())
-			attached <- err
-		}()
-		<-rt.held // the first attach acquired the lease; its answer waits
-		newer, err := c.AttachService(ctx, svc.ID())
-		require.NoError(t, err)
-		close(rt.release)
-		require.NoError(t, <-attached)
-		require.Less(t, older.Generation(), newer.Generation())
-
-		synctest.Wait()
-		select {
-		case <-older.Done():
-		default:
-			t.Fatal("the handle of the older generation is still live")
-		}
+		c, older, newer := attachInReverse(t, func(*caracal.Service) {})
 		assert.ErrorIs(t, older.Err(), caracal.ErrLeaseFenced)
 		require.NoError(t, newer.Err())
 		require.NoError(t, c.Close(context.Background()))
@@ -82,35 +91,9 @@ func TestConcurrentAttachesFenceTheOlderHandle(t *testing.T) {
 // instead of looking live on a session that is retired.
 func TestLateAttachFencedByANewerHandleClosedSince(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := caracaltest.Start(t, caracaltest.InMemory())
-		rt := &holdFirstLease{base: st.Transport(), held: make(chan struct{}), release: make(chan struct{})}
-		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: rt}))
-		require.NoError(t, err)
-		ctx := t.Context()
-		svc, err := c.SpawnService(ctx)
-		require.NoError(t, err)
-
-		var older *caracal.Service
-		attached := make(chan error, 1)
-		go func() {
-			var err error
-			older, err = c.AttachService(ctx, svc.ID())
-			attached <- err
-		}()
-		<-rt.held
-		newer, err := c.AttachService(ctx, svc.ID())
-		require.NoError(t, err)
-		require.NoError(t, newer.Close(ctx))
-		close(rt.release)
-		require.NoError(t, <-attached)
-		require.Less(t, older.Generation(), newer.Generation())
-
-		synctest.Wait()
-		select {
-		case <-older.Done():
-		default:
-			t.Fatal("the handle of the older generation is still live")
-		}
+		c, older, _ := attachInReverse(t, func(newer *caracal.Service) {
+			require.NoError(t, newer.Close(t.Context()))
+		})
 		assert.ErrorIs(t, older.Err(), caracal.ErrLeaseFenced)
 		require.NoError(t, c.Close(context.Background()))
 		assert.Zero(t, caracal.IndexedServices(c))
