@@ -439,3 +439,21 @@ func TestStaticMode(t *testing.T) {
 		assert.Equal(t, far, tok.Value)
 	}
 }
+
+// A bootstrap token is expired from the second of its exp claim on, not
+// only after it.
+func TestStaticTokenExpiredAtItsExp(t *testing.T) {
+	exp := time.Unix(time.Now().Add(time.Hour).Unix(), 0)
+	static := jwt(map[string]any{"sid": "rec-static", "use": "session", "exp": exp.Unix()})
+	var now time.Time
+	c := newClient(t, &fakeSTS{}, func(cfg *Config) {
+		cfg.ClientSecret, cfg.BootstrapToken = "", static
+		cfg.Now = func() time.Time { return now }
+	})
+	now = exp.Add(-time.Nanosecond)
+	_, err := c.Lifecycle(t.Context())
+	require.NoError(t, err)
+	now = exp
+	_, err = c.Lifecycle(t.Context())
+	assert.ErrorIs(t, err, apierr.ErrCredentials)
+}
