@@ -39,9 +39,11 @@ func TestInvalidSuccessBodies(t *testing.T) {
 			assert.NotContains(t, err.Error(), secret)
 		})
 	}
-	// Accepted variants: no content type, lower-case bearer, charset param.
+	// Accepted variants: no content type, a structured JSON type,
+	// lower-case bearer, charset param.
 	for name, tc := range map[string]struct{ ct, body, want string }{
 		"no content type": {"", `{"access_token":"x","expires_in":900}`, "x"},
+		"+json suffix":    {"application/vnd.caracal.token+json", `{"access_token":"x","expires_in":900}`, "x"},
 		"bearer":          {"application/json; charset=utf-8", `{"access_token":"x","token_type":"bearer","expires_in":900}`, "x"},
 		"b64token chars":  {"application/json", `{"access_token":"x-._~+/9==","expires_in":900}`, "x-._~+/9=="},
 	} {
