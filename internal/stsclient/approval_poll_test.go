@@ -33,3 +33,22 @@ func TestWaitApprovalPollAnsweredJustAfterItsWait(t *testing.T) {
 		assert.EqualValues(t, 1, polls.Load())
 	})
 }
+
+// A 200 poll answer without a state is not a decision: it is polled again
+// as a transient failure, not handed to the caller as a decided approval.
+func TestWaitApprovalAnswerWithoutStateIsPolledAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var polls atomic.Int64
+		hc := &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+			if polls.Add(1) == 1 {
+				return jsonResponse(200, `{"id":"ap-1"}`), nil
+			}
+			return jsonResponse(200, `{"id":"ap-1","state":"rejected"}`), nil
+		})}
+		c := New(Config{BaseURL: "http://sts.invalid", HTTPClient: hc})
+		st, err := c.WaitApproval(t.Context(), "ap-1")
+		require.NoError(t, err)
+		assert.Equal(t, "rejected", st.State)
+		assert.EqualValues(t, 2, polls.Load())
+	})
+}
