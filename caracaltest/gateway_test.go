@@ -456,3 +456,24 @@ func BenchmarkGovernedCall(b *testing.B) {
 		}
 	}
 }
+
+func TestGatewayMandateOnlyForItsTarget(t *testing.T) {
+	// A mandate is good only for a resource in its target, even when the
+	// edge, the roles and the scopes would allow one for the other resource.
+	const mirror = "resource://mirror"
+	env := newSTSEnv(t, func(c *worldConfig) {
+		c.Resources = append(c.Resources, Resource{Identifier: mirror, Scopes: []string{"tickets:read"},
+			Upstream: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { rw.WriteHeader(http.StatusNoContent) })})
+		c.Policy.Grants[mirror] = ResourceGrant{Application: exApp, Roles: map[string][]string{"reader": {"tickets:read"}}}
+	})
+	root, child := env.session(exApp, "dispatcher"), env.session(exApp, "reader")
+	e := env.edge(root, child, nil, []string{"tickets:read"}, wire.Constraints{Resources: []string{exResource, mirror}}, time.Hour)
+
+	f := baseForm("scope", "tickets:read", "resource", mirror, "agent_session_id", child.id, "delegation_edge_id", e.id)
+	resp := env.gateway(t, "GET", "/x", env.token(t, f).AccessToken, wire.HeaderResource, mirror)
+	require.Equal(t, http.StatusNoContent, resp.StatusCode, readBody(t, resp))
+
+	tok := env.mandate(t, child, e, "tickets:read")
+	requireError(t, env.gateway(t, "GET", "/x", tok, wire.HeaderResource, mirror), 403, "access_denied", "policy denied (resource_not_granted)")
+	assert.Equal(t, 0, env.seenCount())
+}
