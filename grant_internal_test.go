@@ -1,6 +1,7 @@
 package caracal
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,7 @@ func TestPlanNarrowRefusals(t *testing.T) {
 		"hops":              {Grant.Narrow([]string{"s"}, "r", Constraints{MaxHops: 11}, time.Minute), ErrInvalidGrant, "MaxHops 11"},
 		"negative ttl":      {Grant.Narrow([]string{"s"}, "r", Constraints{}, -time.Second), ErrInvalidGrant, "TTL"},
 		"long ttl":          {Grant.Narrow([]string{"s"}, "r", Constraints{}, 25*time.Hour), ErrInvalidGrant, "TTL"},
+		"ttl past a day":    {Grant.Narrow([]string{"s"}, "r", Constraints{}, 24*time.Hour+time.Second), ErrInvalidGrant, "TTL"},
 		"past expiry":       {Grant.Narrow([]string{"s"}, "r", Constraints{ExpiresAt: past}, 0), ErrInvalidGrant, "not in the future"},
 		"expiry too close":  {Grant.Narrow([]string{"s"}, "r", Constraints{ExpiresAt: time.Now().Add(500 * time.Millisecond)}, 0), ErrInvalidGrant, "less than a second away"},
 		"empty listed":      {Grant.Narrow([]string{"s"}, "r", Constraints{Resources: []string{""}}, time.Minute), ErrInvalidGrant, "empty resource"},
@@ -58,6 +60,21 @@ func TestPlanNarrowRefusals(t *testing.T) {
 	}
 	_, err := c.planNarrow(Grant.Narrow([]string{"s"}, "r", Constraints{}, 0), root, 0)
 	assert.ErrorContains(t, err, "needs a TTL", "Delegate has no child TTL to default to")
+	p, err := c.planNarrow(Grant.Narrow([]string{"s"}, "r", Constraints{}, 24*time.Hour), root, 0)
+	require.NoError(t, err, "a day is the longest TTL")
+	assert.Equal(t, 86400, p.ttlSeconds)
+
+	// At most 64 resources (PROTOCOL §6.4), counted once each.
+	many := make([]string, 65)
+	for i := range many {
+		many[i] = fmt.Sprintf("resource://r%d", i)
+	}
+	_, err = c.planNarrow(Grant.Narrow([]string{"s"}, "", Constraints{Resources: many}, time.Minute), root, 0)
+	assert.ErrorIs(t, err, ErrInvalidGrant)
+	assert.ErrorContains(t, err, "at most 64 resources")
+	p, err = c.planNarrow(Grant.Narrow([]string{"s"}, "", Constraints{Resources: append(many[:64:64], many[0])}, time.Minute), root, 0)
+	require.NoError(t, err)
+	assert.Len(t, p.resources, 64)
 }
 
 func TestPlanNarrowConstraints(t *testing.T) {
