@@ -133,6 +133,23 @@ func TestPlanNarrowUnderKnownParent(t *testing.T) {
 	assert.ErrorContains(t, narrow([]string{"tickets:read"}, "", Constraints{MaxHops: 3}, time.Minute), "MaxHops 3 is wider")
 }
 
+// A default TTL fitted inside a parent delegation with no TTL of its own
+// ends at least a second before the parent's end as this process saw it
+// when planning: the Coordinator adds the whole seconds to a later now.
+func TestPlanNarrowFittedDefaultLeavesASecond(t *testing.T) {
+	c := planClient("resource://tickets")
+	before := time.Now()
+	end := before.Add(10*time.Minute + 500*time.Millisecond)
+	parent := &Agent{zoneID: "z", applicationID: "app", sessionID: "P", delegationID: "E", hop: 1, edge: &edgeGrant{
+		scopes: []string{"tickets:read"}, resources: []string{"resource://tickets"}, expiresAt: end, maxHops: 3, depth: 1,
+	}}
+	p, err := c.planNarrow(Grant.Narrow([]string{"tickets:read"}, "", Constraints{MaxHops: 2}, 0), parent, time.Hour)
+	require.NoError(t, err)
+	sent := time.Duration(p.ttlSeconds) * time.Second
+	assert.False(t, before.Add(sent+time.Second).After(end), "a TTL of %v leaves less than a second before the parent's end", sent)
+	assert.Greater(t, p.ttlSeconds, 590)
+}
+
 func TestNarrowCopiesSlices(t *testing.T) {
 	scopes := []string{"a"}
 	res := []string{"r"}
