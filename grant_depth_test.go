@@ -170,3 +170,29 @@ func TestNarrowDefaultTTLFitsAfterASlowStart(t *testing.T) {
 		require.NoError(t, child.Close(context.Background()))
 	})
 }
+
+// An inheriting child's edge sits one edge deeper than its parent's: a
+// narrowed grandchild under it is three edges deep, and a grant that leaves
+// it too few hops to mint is refused before any call.
+func TestNarrowUnderInheritingChildCountsTheMirroredEdge(t *testing.T) {
+	st, c := newStack(t)
+	_, child := narrowReader(t, c, caracal.Constraints{MaxHops: 4}, "reader")
+	heir, err := c.Spawn(child.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	require.NotEmpty(t, heir.Agent().DelegationID())
+	starts := len(startsOf(st))
+
+	narrow := func(hops int) (*caracal.Session, error) {
+		return c.Spawn(heir.Context(), caracal.WithLabels("reader"),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: hops}, time.Minute)))
+	}
+	_, err = narrow(2)
+	require.ErrorIs(t, err, caracal.ErrInvalidGrant)
+	assert.ErrorContains(t, err, "an edge 3 deep")
+	assert.Len(t, startsOf(st), starts, "refused before any call")
+
+	gc, err := narrow(3)
+	require.NoError(t, err)
+	_, err = caracal.MintUse(gc.Context(), c, "resource://tickets", "tickets:read")
+	assert.NoError(t, err, "an edge 3 deep mints with MaxHops 3")
+}
