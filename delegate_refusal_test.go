@@ -1,0 +1,54 @@
+package caracal_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+// delegatesOf is the delegation creates st received.
+func delegatesOf(st *caracaltest.Stack) int {
+	n := 0
+	for _, r := range st.Requests() {
+		if r.Pattern == caracaltest.RouteDelegate {
+			n++
+		}
+	}
+	return n
+}
+
+// A session delegating to itself is refused with ErrInvalidGrant before any
+// call (the Coordinator would answer 400 self_delegation_denied).
+func TestDelegateToItselfIsRefusedLocally(t *testing.T) {
+	st, c := newStack(t)
+	_, giver := narrowReader(t, c, caracal.Constraints{MaxHops: 3}, "reader")
+	before := delegatesOf(st)
+	grant := caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: 2}, time.Minute)
+	_, err := c.Delegate(giver.Context(), giver.ID(), grant)
+	require.ErrorIs(t, err, caracal.ErrInvalidGrant)
+	assert.ErrorContains(t, err, "cannot delegate to itself")
+	assert.Equal(t, before, delegatesOf(st), "no call")
+}
+
+// A session of another zone, even of an application with this client's id,
+// delegates nothing through this client: refused before any call.
+func TestDelegateFromASessionOfAnotherZoneIsRefused(t *testing.T) {
+	st, c := newStack(t)
+	other, oc := newStack(t, caracaltest.WithZone("zone-other"))
+	foreign, err := oc.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	require.Equal(t, foreign.Agent().ApplicationID(), c.Config().ApplicationID, "the same application id")
+	peer, err := c.Spawn(t.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+
+	grant := caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{}, time.Minute)
+	_, err = c.Delegate(foreign.Context(), peer.ID(), grant)
+	require.ErrorIs(t, err, caracal.ErrInvalidGrant)
+	assert.Zero(t, delegatesOf(st))
+	assert.Zero(t, delegatesOf(other))
+}
