@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -85,4 +86,25 @@ func TestRedirectIntoABindingFromAnUnreportedHop(t *testing.T) {
 	assert.Contains(t, err.Error(), "redirect")
 	assert.Equal(t, mints, g.st.Count(caracaltest.RouteToken), "no mandate minted")
 	assert.Zero(t, g.upstream.Load(), "nothing reached the resource")
+}
+
+// Redirects outside every binding are followed as the default client
+// follows them: ten hops, then an error instead of an eleventh request.
+func TestHTTPClientStopsOtherRedirectChainsAfterTen(t *testing.T) {
+	g := startGoverned(t)
+	var hits atomic.Int32
+	loop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Redirect(w, r, "/again", http.StatusFound)
+	}))
+	t.Cleanup(loop.Close)
+
+	_, err := get(t, g.c.HTTPClient(caracal.WithScopes("tickets:read")), g.reader.Context(), loop.URL+"/start")
+	require.Error(t, err)
+	assert.Equal(t, int32(10), hits.Load(), "ten requests, the first and nine redirects")
+
+	hits.Store(0)
+	_, err = get(t, &http.Client{}, g.reader.Context(), loop.URL+"/start")
+	require.Error(t, err)
+	assert.Equal(t, int32(10), hits.Load(), "as many as the default client")
 }
