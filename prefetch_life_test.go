@@ -1,0 +1,49 @@
+package caracal_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
+)
+
+// A session's mandate pool is dropped when the session's Context ends (the
+// context it was spawned with was cancelled), not kept until it idles out.
+func TestPrefetchPoolDroppedWhenTheSessionContextEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		defer func() { require.NoError(t, c.Close(context.Background())) }()
+		root, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		spawnCtx, cancel := context.WithCancel(root.Context())
+		reader, err := c.Spawn(spawnCtx, caracal.WithLabels("reader"),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, time.Hour)))
+		require.NoError(t, err)
+		defer func() { _ = reader.Close(context.Background()) }()
+
+		hc := c.HTTPClient(caracal.WithScopes("tickets:read"), caracal.WithPrefetch(1))
+		req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
+		require.NoError(t, err)
+		resp, err := hc.Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		synctest.Wait()
+		require.Equal(t, 1, caracal.PrefetchPools(hc.Transport))
+
+		cancel()
+		synctest.Wait()
+		assert.Zero(t, caracal.PrefetchPools(hc.Transport), "the pool is dropped with the session's Context")
+	})
+}
