@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -192,6 +193,16 @@ func TestVerifyRefusals(t *testing.T) {
 		{name: "missing root_sid", mutate: func(c jwt.MapClaims) { delete(c, "root_sid") }, desc: "required claim missing"},
 		{name: "bad sub_type", mutate: func(c jwt.MapClaims) { c["sub_type"] = "robot" }, desc: "unknown subject type"},
 		{name: "hop count", mutate: func(c jwt.MapClaims) { c["hop_count"] = 11 }, code: CodeHopCountExceeded},
+		{name: "negative hop count", mutate: func(c jwt.MapClaims) { c["hop_count"] = -1 }, code: CodeHopCountExceeded},
+		{name: "delegation path over the hop maximum", mutate: func(c jwt.MapClaims) {
+			path := make([]string, MaxHops+1)
+			for i := range path {
+				path[i] = fmt.Sprintf("edge-%d", i)
+			}
+			c["delegation_path"], c["hop_count"] = path, MaxHops
+		}, code: CodeHopCountExceeded},
+		{name: "missing iat", mutate: func(c jwt.MapClaims) { delete(c, "iat") }, desc: "required claim missing"},
+		{name: "not valid yet beyond leeway", mutate: func(c jwt.MapClaims) { c["nbf"] = now.Add(61 * time.Second).Unix() }, desc: "token not valid yet"},
 		{name: "scope missing", mutate: func(c jwt.MapClaims) { c["scope"] = "tickets:write" }, code: CodeInsufficientScope},
 		{name: "alg none", token: func(t *testing.T, f *fixture, c jwt.MapClaims) string {
 			tok := jwt.NewWithClaims(jwt.SigningMethodNone, c)
@@ -205,6 +216,13 @@ func TestVerifyRefusals(t *testing.T) {
 			tok.Header["kid"] = f.s.kid
 			pub, _ := f.s.key.PublicKey.Bytes()
 			s, err := tok.SignedString(pub)
+			require.NoError(t, err)
+			return s
+		}, desc: "bad signature or algorithm"},
+		{name: "es256 signature under another alg", token: func(t *testing.T, f *fixture, c jwt.MapClaims) string {
+			tok := jwt.NewWithClaims(jwt.SigningMethodES256, c)
+			tok.Header["kid"], tok.Header["alg"] = f.s.kid, "ES384"
+			s, err := tok.SignedString(f.s.key)
 			require.NoError(t, err)
 			return s
 		}, desc: "bad signature or algorithm"},
