@@ -54,3 +54,39 @@ func TestVerifiedFirstEdgeHasNoParent(t *testing.T) {
 	assert.Empty(t, a.ParentDelegationID())
 	assert.Equal(t, 1, a.Hop())
 }
+
+// TestVerifyTokensDefaultIssuerIgnoresTrailingSlash: with an STS URL
+// configured with a trailing slash, the default issuer is still the STS
+// URL the tokens carry, without it.
+func TestVerifyTokensDefaultIssuerIgnoresTrailingSlash(t *testing.T) {
+	s := newMWSigner(t, "kid-1")
+	var fetches atomic.Int32
+	cfg := mwConfig()
+	cfg.STSURL = mwIssuer + "/"
+	c, err := caracal.NewFromConfig(cfg, caracal.WithHTTPClient(jwksClient(s, &fetches)))
+	require.NoError(t, err)
+	mw, err := c.Middleware(caracal.VerifyTokens(mwResource))
+	require.NoError(t, err)
+	var got seen
+	rec := serve(mw(got.handler()), http.Header{"Authorization": {"Bearer " + s.sign(t, resourceClaims())}})
+	require.Equal(t, http.StatusNoContent, rec.Code, rec.Body.String())
+	assert.Equal(t, int32(1), fetches.Load())
+
+	cl := resourceClaims()
+	cl["iss"] = mwIssuer + "/"
+	rec = serve(mw(got.handler()), http.Header{"Authorization": {"Bearer " + s.sign(t, cl)}})
+	assert.Equal(t, http.StatusUnauthorized, rec.Code, "the issuer is compared exactly")
+}
+
+// TestVerifyTokensInsecureURLsInProduction: AllowInsecureURLs lifts the
+// https rule for the JWKS URL too.
+func TestVerifyTokensInsecureURLsInProduction(t *testing.T) {
+	cfg := mwConfig()
+	cfg.Production, cfg.AllowInsecureURLs = true, true
+	prod, err := caracal.NewFromConfig(cfg)
+	require.NoError(t, err)
+	_, err = prod.Middleware(caracal.VerifyTokens(mwResource, caracal.VerifyJWKSURL("http://keys.example/jwks")))
+	require.NoError(t, err)
+	_, err = prod.Middleware(caracal.VerifyTokens(mwResource))
+	require.NoError(t, err, "the default JWKS URL, under a plain-http STS URL")
+}
