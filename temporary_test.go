@@ -32,3 +32,29 @@ func TestTemporaryOfSessionLimits(t *testing.T) {
 		})
 	}
 }
+
+// A Coordinator answer of 500 is a passing outage: it matches
+// ErrUnavailable and Temporary says so. 415 is a refusal of the request's
+// shape, which no retry changes.
+func TestTemporaryOfServerStatuses(t *testing.T) {
+	for _, tc := range []struct {
+		status    int
+		code      string
+		sentinel  error
+		temporary bool
+	}{
+		{500, "internal_error", caracal.ErrUnavailable, true},
+		{415, "invalid_request", caracal.ErrInvalidRequest, false},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			st, c := newStack(t)
+			st.Inject(caracaltest.RouteStart, caracaltest.Fault{Status: tc.status, Code: tc.code})
+			_, err := c.Spawn(t.Context())
+			var e *caracal.Error
+			require.ErrorAs(t, err, &e)
+			assert.Equal(t, tc.status, e.StatusCode)
+			assert.ErrorIs(t, err, tc.sentinel)
+			assert.Equal(t, tc.temporary, e.Temporary())
+		})
+	}
+}
