@@ -30,3 +30,19 @@ func TestServerErrorTextIsOneBoundedLine(t *testing.T) {
 	assert.NotContains(t, err.Error(), "\r")
 	assert.Less(t, len(err.Error()), 2048, "the message is bounded")
 }
+
+// The client secret is taken out of a server's error text before the text
+// is cut to its bound: a secret the cut would split leaves no piece behind.
+func TestServerErrorTextCutLeavesNoPieceOfTheSecret(t *testing.T) {
+	st, c := newStack(t)
+	secret := st.Application().Secret
+	require.GreaterOrEqual(t, len(secret), 16)
+	half := len(secret) / 2
+	desc := strings.Repeat("x", 512-half) + secret
+	st.Inject(caracaltest.RouteToken, caracaltest.Fault{Status: 400, Code: "invalid_request", Description: desc, Times: 1})
+	_, err := c.Spawn(t.Context())
+	var e *caracal.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, 400, e.StatusCode)
+	assert.NotContains(t, err.Error(), secret[:half])
+}
