@@ -200,3 +200,14 @@ func TestNewFromConfigKeepsItsOwnSlices(t *testing.T) {
 	assert.Equal(t, []string{"resource://a", "resource://extra"}, got.Resources)
 	assert.Equal(t, []ResourceBinding{{"resource://b", "http://b"}}, got.Bindings)
 }
+
+// WithResources keeps the ids it was given: the caller reusing its slice
+// after making the option does not change what the option adds.
+func TestWithResourcesKeepsItsOwnIDs(t *testing.T) {
+	ids := []string{"resource://a", "resource://b"}
+	opt := WithResources(ids...)
+	ids[0] = "resource://changed"
+	cfg, err := loadEnv(t, baseEnv(), opt)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"resource://a", "resource://b"}, cfg.Resources)
+}
