@@ -42,8 +42,10 @@ func TestGovernedRequestIsNeverResentByTheBaseTransport(t *testing.T) {
 		method string
 		body   string
 		key    string // Idempotency-Key, which makes any method replayable
+		noBody bool   // the request's body is http.NoBody
 	}{
 		{name: "GET", method: http.MethodGet},
+		{name: "GET with http.NoBody", method: http.MethodGet, noBody: true},
 		{name: "PUT with a rewindable body", method: http.MethodPut, body: `{"state":"closed"}`},
 		{name: "POST with an idempotency key", method: http.MethodPost, body: `{"n":1}`, key: "k-1"},
 		{name: "bodiless POST with an idempotency key", method: http.MethodPost, key: "k-2"},
@@ -87,6 +89,9 @@ func TestGovernedRequestIsNeverResentByTheBaseTransport(t *testing.T) {
 				var body *strings.Reader
 				req, err := http.NewRequestWithContext(reader.Context(), tc.method, st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
 				require.NoError(t, err)
+				if tc.noBody {
+					req.Body = http.NoBody
+				}
 				if tc.body != "" {
 					body = strings.NewReader(tc.body)
 					req, err = http.NewRequestWithContext(reader.Context(), tc.method, st.UpstreamURL("resource://tickets")+"/tickets/1", body)
