@@ -139,6 +139,7 @@ func TestClassify(t *testing.T) {
 		{"subject inactive", coord(409, "session_subject_inactive"), Gone},
 		{"not a service", coord(409, "session_not_service"), Gone},
 		{"legacy gone code", coord(409, "session_not_found_or_not_active"), Gone},
+		{"already terminated", coord(409, "already_terminated"), Gone},
 		{"fenced", coord(409, "session_lease_fenced"), Fenced},
 		{"wrapped fenced", fmt.Errorf("heartbeat: %w", coord(409, "session_lease_fenced")), Fenced},
 		{"lease expired", coord(409, "session_lease_expired"), Suspended},
