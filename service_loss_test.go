@@ -363,3 +363,45 @@ func TestServiceLeaseExpiredRecoveryTheErrorNames(t *testing.T) {
 		require.NoError(t, again.Close(t.Context()))
 	})
 }
+
+// A renewal by hand that succeeds clears the failure before it: a lease that
+// later runs out with no renewal attempted names no stale error.
+func TestServiceExpiryAfterARenewalNamesNoEarlierFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t)
+		svc, err := c.SpawnService(t.Context())
+		require.NoError(t, err)
+		st.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Status: http.StatusServiceUnavailable, Times: 1})
+		_, err = svc.Heartbeat(t.Context())
+		require.ErrorIs(t, err, caracal.ErrUnavailable)
+		_, err = svc.Heartbeat(t.Context())
+		require.NoError(t, err)
+
+		<-svc.Done()
+		assert.ErrorIs(t, svc.Err(), caracal.ErrLeaseExpired)
+		assert.NotErrorIs(t, svc.Err(), caracal.ErrUnavailable, "the failure was followed by a renewal")
+		require.NoError(t, svc.Close(t.Context()))
+	})
+}
+
+// A renewal by hand whose caller gave up says nothing about the lease: a
+// lease that later runs out does not name the caller's deadline as its last
+// failure.
+func TestServiceExpiryNamesNoHeartbeatItsCallerGaveUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t)
+		svc, err := c.SpawnService(t.Context())
+		require.NoError(t, err)
+		st.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Delay: time.Hour, Times: 1})
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		_, err = svc.Heartbeat(ctx)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.NoError(t, svc.Err())
+
+		<-svc.Done()
+		assert.ErrorIs(t, svc.Err(), caracal.ErrLeaseExpired)
+		assert.NotErrorIs(t, svc.Err(), context.DeadlineExceeded, "the caller's deadline is not the lease's")
+		require.NoError(t, svc.Close(t.Context()))
+	})
+}
