@@ -58,3 +58,33 @@ func TestHeartbeatAnswerForNoLeaseIsNoRenewal(t *testing.T) {
 		})
 	}
 }
+
+// A heartbeat answer that carries no status renews the lease and leaves the
+// status last reported as it was.
+func TestHeartbeatAnswerWithoutStatusKeepsTheLastOne(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		base := st.HTTPClient().Transport
+		hc := &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+			if !strings.HasSuffix(r.URL.Path, "/heartbeat") {
+				return base.RoundTrip(r)
+			}
+			now := time.Now()
+			return jsonAnswer(fmt.Sprintf(`{"agent":{"id":%q,"last_heartbeat_at":%q,"heartbeat_deadline_at":%q,"lease_generation":1},"service":null,"active_invocations":0}`,
+				strings.Split(r.URL.Path, "/")[4], wire.CoordinatorTime(now), wire.CoordinatorTime(now.Add(2*time.Minute)))), nil
+		})}
+		c, err := st.NewClient(caracal.WithHTTPClient(hc))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close(context.Background()) })
+
+		svc, err := c.SpawnService(t.Context())
+		require.NoError(t, err)
+		require.Equal(t, "active", svc.Status())
+		time.Sleep(time.Minute)
+		l, err := svc.Heartbeat(t.Context())
+		require.NoError(t, err)
+		sameTime(t, time.Now().Add(2*time.Minute), l.Deadline)
+		assert.Equal(t, "active", l.Status)
+		assert.Equal(t, "active", svc.Status())
+	})
+}
