@@ -1,6 +1,9 @@
 package caracal_test
 
 import (
+	"context"
+	"net/http"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -68,4 +71,35 @@ func TestServiceAttachUnderSubSecondSkew(t *testing.T) {
 			})
 		})
 	}
+}
+
+// An attach answer without a Date header (a proxy in front of the
+// Coordinator may drop it) is measured on the wall clock: the handle holds
+// the Coordinator's deadline, not none.
+func TestServiceAttachWithoutDateHeader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		base := st.HTTPClient().Transport
+		hc := &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := base.RoundTrip(r)
+			if err == nil && strings.HasSuffix(r.URL.Path, "/lease") {
+				resp.Header.Del("Date")
+			}
+			return resp, err
+		})}
+		c, err := st.NewClient(caracal.WithHTTPClient(hc))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close(context.Background()) })
+		svc, err := c.SpawnService(t.Context())
+		require.NoError(t, err)
+
+		start := time.Now()
+		taken, err := c.AttachService(t.Context(), svc.ID())
+		require.NoError(t, err)
+		synctest.Wait()
+		require.NoError(t, taken.Err())
+		assert.False(t, taken.Deadline().After(start.Add(120*time.Second)), "deadline %v after the Coordinator's", taken.Deadline().Sub(start))
+		assert.GreaterOrEqual(t, taken.Deadline().Sub(start), 119*time.Second)
+		require.NoError(t, taken.Close(t.Context()))
+	})
 }
