@@ -2,6 +2,7 @@ package caracal_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -78,6 +79,34 @@ func TestClientForgetsChildrenOfClosedParent(t *testing.T) {
 		open, _, _ := caracal.TrackedSizes(c)
 		assert.Zero(t, open)
 		assert.Zero(t, caracal.IndexedSessions(c))
+		assert.Zero(t, caracal.IndexedServices(c))
+		require.NoError(t, c.Close(context.Background()))
+	})
+}
+
+// A client that takes leases over (replayed starts, attaches, failed
+// attaches) keeps nothing for those acquires once they are done.
+func TestClientForgetsFinishedLeaseAcquires(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		ctx := t.Context()
+		for i := range 20 {
+			key := fmt.Sprintf("svc-%d", i)
+			svc, err := c.SpawnService(ctx, caracal.WithIdempotencyKey(key))
+			require.NoError(t, err)
+			again, err := c.SpawnService(ctx, caracal.WithIdempotencyKey(key))
+			require.NoError(t, err)
+			taken, err := c.AttachService(ctx, svc.ID())
+			require.NoError(t, err)
+			_, err = c.AttachService(ctx, "00000000-0000-4000-8000-000000000000")
+			require.Error(t, err)
+			for _, s := range []*caracal.Service{svc, again, taken} {
+				require.NoError(t, s.Close(ctx))
+			}
+		}
+		assert.Zero(t, caracal.AcquiringServices(c))
 		assert.Zero(t, caracal.IndexedServices(c))
 		require.NoError(t, c.Close(context.Background()))
 	})

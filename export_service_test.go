@@ -8,3 +8,11 @@ import "context"
 func ClaimServiceClose(s *Service) (claimed bool, finish func()) {
 	return s.claimClose(), func() { s.closeSequence(context.Background(), ErrSessionClosed) }
 }
+
+// AcquiringServices reports how many service ids the client keeps lease
+// acquire state for.
+func AcquiringServices(c *Client) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.acquiring)
+}
