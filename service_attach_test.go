@@ -82,3 +82,25 @@ func TestResumeErrors(t *testing.T) {
 	assert.ErrorIs(t, err, caracal.ErrClosed)
 	assert.Equal(t, before, st.Count(caracaltest.RouteResume))
 }
+
+// An attached service continues the trace bound to the context it is
+// attached with, as a spawned one does; with none bound it starts its own.
+func TestAttachServiceContinuesTheContextTrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, c := serviceStack(t)
+		svc, err := c.SpawnService(t.Context())
+		require.NoError(t, err)
+		task, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		taken, err := c.AttachService(task.Context(), svc.ID())
+		require.NoError(t, err)
+		assert.Equal(t, task.Agent().TraceID(), taken.Agent().TraceID())
+
+		again, err := c.AttachService(t.Context(), svc.ID())
+		require.NoError(t, err)
+		assert.NotEmpty(t, again.Agent().TraceID())
+		assert.NotEqual(t, task.Agent().TraceID(), again.Agent().TraceID())
+		require.NoError(t, again.Close(t.Context()))
+		require.NoError(t, task.Close(t.Context()))
+	})
+}
