@@ -276,3 +276,27 @@ func TestSpawnGivenUpWhoseLookupConflictsIsReported(t *testing.T) {
 		assert.Contains(t, logs.String(), "idempotency_key_conflict")
 	})
 }
+
+// A start whose first attempt may have started the session stays one that
+// may have executed when the retries after it meet refusals that executed
+// nothing (a 429): once they run out, the session it started is retired.
+func TestSpawnWhoseRetriesRunOutOnRateLimitsLeavesNoSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		lost := &lostAnswer{base: st.Transport()}
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: lost}))
+		require.NoError(t, err)
+		st.Inject(caracaltest.RouteStart, caracaltest.Fault{Times: 1})
+		st.Inject(caracaltest.RouteStart, caracaltest.Fault{Status: http.StatusTooManyRequests, Times: 2})
+		_, err = c.Spawn(t.Context())
+		var apiErr *caracal.Error
+		require.ErrorAs(t, err, &apiErr)
+		require.Equal(t, http.StatusTooManyRequests, apiErr.StatusCode)
+		require.NotEmpty(t, lost.lost)
+
+		require.NoError(t, c.Close(t.Context()))
+		info, ok := st.SessionInfo(lost.lost)
+		require.True(t, ok)
+		assert.Equal(t, "terminated", info.Status, "the session nobody can reach was retired")
+	})
+}
