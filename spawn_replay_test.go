@@ -2,6 +2,7 @@ package caracal_test
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -55,5 +56,34 @@ func TestReplayedSpawnKeepsTheFirstExpiry(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, first.ID(), again.ID(), "the start was replayed")
 		assert.True(t, again.ExpiresAt().Equal(first.ExpiresAt()), "expires at %v, not %v", again.ExpiresAt(), first.ExpiresAt())
+	})
+}
+
+// A start replayed under a generated key (a retry after a lost answer)
+// returns a session no one else holds: when its narrowing fails, it is
+// retired rather than left running.
+func TestReplayedSpawnUnderAGeneratedKeyWhoseNarrowingFailsIsRetired(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		parents, err := st.NewClient()
+		require.NoError(t, err)
+		defer parents.Close(context.Background())
+		root, err := parents.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+		require.NoError(t, err)
+
+		lost := &lostAnswer{base: st.Transport()}
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: lost}))
+		require.NoError(t, err)
+		st.Inject(caracaltest.RouteDelegate, caracaltest.Fault{Status: http.StatusForbidden, Code: "application_ownership_required", Times: 1})
+		_, err = c.Spawn(root.Context(), caracal.WithLabels("reader"),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 5*time.Minute)))
+		require.Error(t, err)
+		require.NotEmpty(t, lost.lost)
+		require.Equal(t, 3, st.Count(caracaltest.RouteStart), "the parent's start, the child's, and its replay")
+
+		require.NoError(t, c.Close(t.Context()))
+		info, ok := st.SessionInfo(lost.lost)
+		require.True(t, ok)
+		assert.Equal(t, "terminated", info.Status, "the session nobody holds was retired")
 	})
 }
