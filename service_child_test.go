@@ -1,6 +1,7 @@
 package caracal_test
 
 import (
+	"net/http"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -97,4 +98,21 @@ func TestChildServiceOfATakenOverParentIsRetiredOnClose(t *testing.T) {
 	info, _ = st.SessionInfo(parent.ID())
 	assert.Equal(t, "active", info.Status, "the parent belongs to its new holder")
 	require.NoError(t, again.Close(t.Context()))
+}
+
+// A service narrowed under its parent whose delegation fails is retired
+// with its lease generation (a service's retire needs it), so nothing is
+// left running for Client.Close to report.
+func TestNarrowedServiceWhoseDelegationFailsIsRetired(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t)
+		parent, err := c.SpawnService(t.Context(), caracal.WithLabels("dispatcher"))
+		require.NoError(t, err)
+		st.Inject(caracaltest.RouteDelegate, caracaltest.Fault{Status: http.StatusForbidden, Code: "application_ownership_required", Times: 1})
+		_, err = c.SpawnService(parent.Context(), caracal.WithLabels("reader"),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 5*time.Minute)))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "retired again")
+		require.NoError(t, c.Close(t.Context()), "no session was left unretired")
+	})
 }
