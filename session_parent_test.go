@@ -5,12 +5,14 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
 )
 
 // Closing a parent ends its children on the Coordinator. A child spawned
@@ -137,4 +139,44 @@ func TestEndedSessionStartsNothing(t *testing.T) {
 	_, err = c.AcceptDelegation(caracal.NewContext(bg, peer.Agent()), d.ID)
 	assert.ErrorIs(t, err, caracal.ErrSessionClosed)
 	assert.Empty(t, st.Requests(), "refused before any call")
+}
+
+// WithTraceID gives a child spawned under a parent its own trace id, on the
+// agent and on the start's traceparent, instead of the parent's.
+func TestWithTraceIDOverridesTheParentsTrace(t *testing.T) {
+	st, c := newStack(t)
+	parent, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	const id = "4bf92f3577b34da6a3ce929d0e0e4736"
+	require.NotEqual(t, id, parent.Agent().TraceID())
+	child, err := c.Spawn(parent.Context(), caracal.WithTraceID(id))
+	require.NoError(t, err)
+	assert.Equal(t, id, child.Agent().TraceID())
+	starts := startsOf(st)
+	require.Len(t, starts, 2)
+	assert.Contains(t, starts[1].Header.Get("Traceparent"), "-"+id+"-")
+}
+
+// A child spawned with WithParent from a context that does not derive from
+// the parent's ends when the parent's Context ends for a reason other than
+// a retire (a service parent's lost lease), with the parent's cause.
+func TestParentLeaseLossEndsAChildSpawnedWithParent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t)
+		svc, err := c.SpawnService(t.Context())
+		require.NoError(t, err)
+		child, err := c.Spawn(t.Context(), caracal.WithParent(svc.Agent()))
+		require.NoError(t, err)
+
+		st.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Status: http.StatusConflict, Code: "session_lease_expired", Times: 1})
+		_, err = svc.Heartbeat(t.Context())
+		require.ErrorIs(t, err, caracal.ErrSuspended)
+		synctest.Wait()
+		select {
+		case <-child.Context().Done():
+		default:
+			t.Fatal("the child's Context did not end with its parent's")
+		}
+		assert.ErrorIs(t, context.Cause(child.Context()), caracal.ErrSuspended)
+	})
 }
