@@ -22,7 +22,8 @@ import (
 //
 // The handle's agent carries no delegation edge: the Coordinator does not
 // return it; re-present it with AcceptDelegation if the service was
-// narrowed. ctx bounds the attach and the service's life, as for
+// narrowed. The handle continues the trace bound to ctx, if any, or starts
+// a new one. ctx bounds the attach and the service's life, as for
 // SpawnService.
 func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...SpawnOption) (*Service, error) {
 	if err := c.check(ctx, "AttachService", true); err != nil {
@@ -190,8 +191,9 @@ func (c *Client) Resume(ctx context.Context, sessionID string) (int, error) {
 	return n, nil
 }
 
-// attachedAgent is the identity of an attached service: a root of a new
-// trace, without a delegation edge (the Coordinator does not return it).
+// attachedAgent is the identity of an attached service, without a
+// delegation edge (the Coordinator does not return it). It continues the
+// trace bound to ctx, or starts a new one.
 func (c *Client) attachedAgent(ctx context.Context, sessionID string) *Agent {
 	a := &Agent{
 		zoneID:        c.cfg.ZoneID,
