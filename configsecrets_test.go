@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +22,8 @@ func TestLoadConfigSecretFiles(t *testing.T) {
 	groupRead := writeFile(t, dir, "group", testSecret, 0o640)
 	worldRead := writeFile(t, dir, "world", testSecret, 0o604)
 	empty := writeFile(t, dir, "empty", " \n\t\n", 0o600)
+	// One byte over the cap: refused whole, never taken cut to the cap.
+	tooLarge := writeFile(t, dir, "large", strings.Repeat("s", maxSecretSize+1), 0o600)
 	missing := filepath.Join(dir, "missing")
 
 	cases := []struct {
@@ -32,6 +35,7 @@ func TestLoadConfigSecretFiles(t *testing.T) {
 		{"group readable", groupRead, "is accessible by group or others (mode 0640); run chmod 600 " + groupRead},
 		{"world readable", worldRead, "(mode 0604)"},
 		{"empty", empty, "secret file " + empty + " is empty"},
+		{"too large", tooLarge, "secret file " + tooLarge + " is larger than"},
 		{"missing", missing, "secret file " + missing + " does not exist"},
 		{"directory", dir, "secret file " + dir + " is not a regular file (point it at the file that holds the client secret)"},
 	}
