@@ -87,3 +87,25 @@ func TestReplayedSpawnUnderAGeneratedKeyWhoseNarrowingFailsIsRetired(t *testing.
 		assert.Equal(t, "terminated", info.Status, "the session nobody holds was retired")
 	})
 }
+
+// A spawn replayed under the caller's key reuses the earlier narrowing only
+// when it grants the scopes asked for: a replay that asks for other scopes
+// gets an edge of its own, not the earlier one's authority.
+func TestReplayedSpawnWithOtherScopesIsNarrowedAgain(t *testing.T) {
+	st, c := newStack(t)
+	root, err := c.Spawn(t.Context(), caracal.WithLabels("writer"))
+	require.NoError(t, err)
+	spawn := func(scopes ...string) *caracal.Session {
+		s, err := c.Spawn(root.Context(), caracal.WithIdempotencyKey("job-11"), caracal.WithLabels("writer"),
+			caracal.WithGrant(caracal.Grant.Narrow(scopes, "resource://tickets", caracal.Constraints{}, 5*time.Minute)))
+		require.NoError(t, err)
+		return s
+	}
+	a := spawn("tickets:read")
+	b := spawn("tickets:read", "tickets:write")
+	require.Equal(t, a.ID(), b.ID(), "the start was replayed")
+	assert.NotEqual(t, a.Agent().DelegationID(), b.Agent().DelegationID())
+	assert.Equal(t, 2, st.Count(caracaltest.RouteDelegate))
+	_, err = caracal.MintUse(b.Context(), c, "resource://tickets", "tickets:write")
+	require.NoError(t, err)
+}
