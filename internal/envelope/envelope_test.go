@@ -80,6 +80,8 @@ func TestExtractTrace(t *testing.T) {
 		{"tracestate too long", hdr("traceparent", validTP, "tracestate", strings.Repeat("a", MaxTracestateBytes+1)), tTrace, "01", "", TracestateInvalid},
 		{"tracestate joined too long", hdr("traceparent", validTP, "tracestate", strings.Repeat("a", 5000), "tracestate", strings.Repeat("b", 5000)), tTrace, "01", "", TracestateInvalid},
 		{"tracestate control", hdr("traceparent", validTP, "tracestate", "a=\x01"), tTrace, "01", "", TracestateInvalid},
+		{"tracestate DEL", hdr("traceparent", validTP, "tracestate", "a=b\x7f"), tTrace, "01", "", TracestateInvalid},
+		{"tracestate tab kept", hdr("traceparent", validTP, "tracestate", "a=b,\tc=d"), tTrace, "01", "a=b,\tc=d", 0},
 		{"tracestate not read without traceparent", hdr("tracestate", "a=\x01"), "", "", "", 0},
 	}
 	for _, tt := range tests {
