@@ -26,6 +26,9 @@ func members(prefix string, n int, value string) []Member {
 // identity and the members that fit.
 func TestInjectKeepsBaggageWithinCaps(t *testing.T) {
 	ids := Envelope{SessionID: "s", DelegationID: "d", ParentDelegationID: "p", SubjectRecordID: "r", Hop: 2}
+	// The value length that brings the encoded baggage to MaxBaggageBytes
+	// exactly, next to the Caracal members, as ",big=" + value.
+	fit := MaxBaggageBytes - len(MergeBaggage(ids, nil)) - len(",big=")
 	tests := []struct {
 		name     string
 		baggage  []Member
@@ -37,6 +40,10 @@ func TestInjectKeepsBaggageWithinCaps(t *testing.T) {
 		{"values that grow when encoded", []Member{{"a", "1"}, {"big", strings.Repeat("+", 4000)}, {"z", "1"}}, nil,
 			[]string{"a", "z"}, []string{"big"}},
 		{"many values that grow", members("k", 60, strings.Repeat("ü", 120)), nil, []string{"k0", "k10"}, []string{"k11", "k59"}},
+		{"a member that fills the cap to the byte", []Member{{"big", strings.Repeat("a", fit)}, {"z", "1"}}, nil,
+			[]string{"big"}, []string{"z"}},
+		{"a member one byte over the cap", []Member{{"big", strings.Repeat("a", fit+1)}, {"z", "1"}}, nil,
+			[]string{"z"}, []string{"big"}},
 		{"the request's members come first", members("k", 64, "v"), []string{"mine=1"}, []string{"mine", "k0", "k57"}, []string{"k58"}},
 	}
 	for _, tt := range tests {
