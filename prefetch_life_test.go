@@ -47,3 +47,47 @@ func TestPrefetchPoolDroppedWhenTheSessionContextEnds(t *testing.T) {
 		assert.Zero(t, caracal.PrefetchPools(hc.Transport), "the pool is dropped with the session's Context")
 	})
 }
+
+// A refill that completes after the session's Context ended is the pool's
+// last mint: the worker does not mint again to fill the pool up to its
+// depth, it drops the pool.
+func TestPrefetchMintsNoMoreAfterTheSessionContextEndsDuringARefill(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		defer func() { require.NoError(t, c.Close(context.Background())) }()
+		root, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		spawnCtx, cancel := context.WithCancel(root.Context())
+		reader, err := c.Spawn(spawnCtx, caracal.WithLabels("reader"),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, time.Hour)))
+		require.NoError(t, err)
+		defer func() { _ = reader.Close(context.Background()) }()
+
+		hc := c.HTTPClient(caracal.WithScopes("tickets:read"), caracal.WithPrefetch(2))
+		get := func() {
+			t.Helper()
+			req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
+			require.NoError(t, err)
+			resp, err := hc.Do(req)
+			require.NoError(t, err)
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+		}
+		get()
+		synctest.Wait() // the pool is full: two mandates
+		st.Inject(caracaltest.RouteToken, caracaltest.Fault{Delay: 5 * time.Second, Times: 10})
+		get()
+		get()
+		synctest.Wait() // the pool is empty and one refill is held at the STS
+		mints := st.Count(caracaltest.RouteToken) // a request is counted when answered
+
+		cancel()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, mints+1, st.Count(caracaltest.RouteToken), "the refill in flight, and no mint after it")
+		assert.Zero(t, caracal.PrefetchPools(hc.Transport))
+	})
+}
