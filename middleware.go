@@ -324,7 +324,7 @@ func (c *Client) builtinVerifier(vc *verifyConfig) (Verifier, error) {
 	if resource == "" {
 		return nil, errors.New("caracal: VerifyTokens needs the resource identifier the server protects")
 	}
-	base := strings.TrimSuffix(c.cfg.STSURL, "/")
+	base := strings.TrimRight(c.cfg.STSURL, "/")
 	issuer := vc.issuer
 	if issuer == "" {
 		issuer = base

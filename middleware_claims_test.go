@@ -56,26 +56,30 @@ func TestVerifiedFirstEdgeHasNoParent(t *testing.T) {
 }
 
 // TestVerifyTokensDefaultIssuerIgnoresTrailingSlash: with an STS URL
-// configured with a trailing slash, the default issuer is still the STS
-// URL the tokens carry, without it.
+// configured with trailing slashes, the default issuer is still the STS
+// URL the tokens carry, without them, as the STS client reads that URL.
 func TestVerifyTokensDefaultIssuerIgnoresTrailingSlash(t *testing.T) {
-	s := newMWSigner(t, "kid-1")
-	var fetches atomic.Int32
-	cfg := mwConfig()
-	cfg.STSURL = mwIssuer + "/"
-	c, err := caracal.NewFromConfig(cfg, caracal.WithHTTPClient(jwksClient(s, &fetches)))
-	require.NoError(t, err)
-	mw, err := c.Middleware(caracal.VerifyTokens(mwResource))
-	require.NoError(t, err)
-	var got seen
-	rec := serve(mw(got.handler()), http.Header{"Authorization": {"Bearer " + s.sign(t, resourceClaims())}})
-	require.Equal(t, http.StatusNoContent, rec.Code, rec.Body.String())
-	assert.Equal(t, int32(1), fetches.Load())
+	for _, suffix := range []string{"/", "//"} {
+		t.Run(suffix, func(t *testing.T) {
+			s := newMWSigner(t, "kid-1")
+			var fetches atomic.Int32
+			cfg := mwConfig()
+			cfg.STSURL = mwIssuer + suffix
+			c, err := caracal.NewFromConfig(cfg, caracal.WithHTTPClient(jwksClient(s, &fetches)))
+			require.NoError(t, err)
+			mw, err := c.Middleware(caracal.VerifyTokens(mwResource))
+			require.NoError(t, err)
+			var got seen
+			rec := serve(mw(got.handler()), http.Header{"Authorization": {"Bearer " + s.sign(t, resourceClaims())}})
+			require.Equal(t, http.StatusNoContent, rec.Code, rec.Body.String())
+			assert.Equal(t, int32(1), fetches.Load())
 
-	cl := resourceClaims()
-	cl["iss"] = mwIssuer + "/"
-	rec = serve(mw(got.handler()), http.Header{"Authorization": {"Bearer " + s.sign(t, cl)}})
-	assert.Equal(t, http.StatusUnauthorized, rec.Code, "the issuer is compared exactly")
+			cl := resourceClaims()
+			cl["iss"] = mwIssuer + "/"
+			rec = serve(mw(got.handler()), http.Header{"Authorization": {"Bearer " + s.sign(t, cl)}})
+			assert.Equal(t, http.StatusUnauthorized, rec.Code, "the issuer is compared exactly")
+		})
+	}
 }
 
 // TestVerifyTokensInsecureURLsInProduction: AllowInsecureURLs lifts the
