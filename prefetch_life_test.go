@@ -81,7 +81,7 @@ func TestPrefetchMintsNoMoreAfterTheSessionContextEndsDuringARefill(t *testing.T
 		st.Inject(caracaltest.RouteToken, caracaltest.Fault{Delay: 5 * time.Second, Times: 10})
 		get()
 		get()
-		synctest.Wait() // the pool is empty and one refill is held at the STS
+		synctest.Wait()                           // the pool is empty and one refill is held at the STS
 		mints := st.Count(caracaltest.RouteToken) // a request is counted when answered
 
 		cancel()
