@@ -25,7 +25,7 @@ func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
 		return err
 	}
 	if approvalID == "" {
-		return errors.New("caracal: WaitApproval needs an approval id")
+		return fmt.Errorf("%w: WaitApproval needs an approval id; pass ApprovalRequiredError.ApprovalID", ErrInvalidRequest)
 	}
 	approvalID = wire.CanonicalID(approvalID)
 	if !wire.ValidID(approvalID) {
