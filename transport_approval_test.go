@@ -106,3 +106,18 @@ func TestWaitApprovalAfterTheApprovalWasUsed(t *testing.T) {
 	assert.ErrorContains(t, err, "already used")
 	assert.NotErrorIs(t, err, caracal.ErrApprovalRejected)
 }
+
+// A hold nobody decides expires: the wait ends with an error that says to
+// send the request again, not nil, which would send the held request as if
+// it were approved.
+func TestWaitApprovalOnAHoldThatExpires(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGoverned(t, caracaltest.InMemory())
+		ae := g.heldDelete(t)
+		err := g.c.WaitApproval(t.Context(), ae.ApprovalID)
+		require.Error(t, err)
+		assert.ErrorContains(t, err, "expired")
+		assert.NotErrorIs(t, err, caracal.ErrApprovalRejected)
+		assert.False(t, time.Now().Before(ae.ExpiresAt), "it ended when the hold expired")
+	})
+}
