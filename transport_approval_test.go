@@ -3,6 +3,7 @@ package caracal_test
 import (
 	"context"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -119,5 +120,21 @@ func TestWaitApprovalOnAHoldThatExpires(t *testing.T) {
 		assert.ErrorContains(t, err, "expired")
 		assert.NotErrorIs(t, err, caracal.ErrApprovalRejected)
 		assert.False(t, time.Now().Before(ae.ExpiresAt), "it ended when the hold expired")
+	})
+}
+
+// A wait that returned leaves nothing running behind it, though neither its
+// context nor the client has ended.
+func TestWaitApprovalLeavesNoGoroutineBehind(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGoverned(t, caracaltest.InMemory())
+		ae := g.heldDelete(t)
+		require.NoError(t, g.st.Approve(ae.ApprovalID))
+		require.NoError(t, g.c.WaitApproval(context.Background(), ae.ApprovalID))
+		synctest.Wait()
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		assert.NotContains(t, string(buf), "caracal.(*Client).WaitApproval")
+		require.NoError(t, g.c.Close(context.Background()))
 	})
 }
