@@ -48,3 +48,18 @@ func TestMalformedIDsAreRefusedBeforeAnyCall(t *testing.T) {
 		})
 	}
 }
+
+// A delegation id left empty is a delegation refused locally: ErrInvalidGrant,
+// before any call.
+func TestEmptyDelegationIDIsAnInvalidGrant(t *testing.T) {
+	st, c := newStack(t)
+	peer, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	before := len(st.Requests())
+	require.ErrorIs(t, c.RevokeDelegation(t.Context(), ""), caracal.ErrInvalidGrant)
+	_, err = c.AcceptDelegation(peer.Context(), "")
+	require.ErrorIs(t, err, caracal.ErrInvalidGrant)
+	_, err = c.AcceptDelegation(peer.Context(), "", caracal.SkipInboundCheck())
+	require.ErrorIs(t, err, caracal.ErrInvalidGrant)
+	assert.Len(t, st.Requests(), before, "nothing was sent")
+}
