@@ -31,3 +31,32 @@ func TestAcceptDelegationWithAnEndedContext(t *testing.T) {
 	assert.NotContains(t, err.Error(), "try again")
 	assert.NotContains(t, err.Error(), "SkipInboundCheck")
 }
+
+// A session that presents a delegation of its own and accepts another one
+// presents the accepted edge, with its own as the parent, and what it
+// narrows from then is judged by the accepted edge, not by the limits of the
+// one it presented before.
+func TestAcceptDelegationReplacesThePresentedEdge(t *testing.T) {
+	_, c := newStack(t)
+	root, holder := narrowReader(t, c, caracal.Constraints{MaxHops: 1}, "reader")
+	defer root.Close(context.Background())
+	giver, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	defer giver.Close(context.Background())
+	narrow := caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 30*time.Second)
+	_, err = c.Spawn(holder.Context(), caracal.WithLabels("reader"), caracal.WithGrant(narrow))
+	require.ErrorIs(t, err, caracal.ErrInvalidGrant, "the holder's own edge allows no delegation under it")
+
+	d, err := c.Delegate(giver.Context(), holder.ID(),
+		caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{MaxHops: 3}, time.Minute))
+	require.NoError(t, err)
+	ctx, err := c.AcceptDelegation(holder.Context(), d.ID)
+	require.NoError(t, err)
+	a := mustAgent(t, ctx)
+	assert.Equal(t, d.ID, a.DelegationID())
+	assert.Equal(t, holder.Agent().DelegationID(), a.ParentDelegationID())
+
+	kid, err := c.Spawn(ctx, caracal.WithLabels("reader"), caracal.WithGrant(narrow))
+	require.NoError(t, err, "the accepted edge allows a delegation under it")
+	require.NoError(t, kid.Close(t.Context()))
+}
