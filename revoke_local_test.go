@@ -138,3 +138,27 @@ func TestRevokeEndsAChildOfTheReceiver(t *testing.T) {
 	require.NoError(t, kid.Close(t.Context()))
 	require.NoError(t, peer.Close(t.Context()))
 }
+
+// A Grant.None child of the holder presents no delegation, but was started
+// under the revoked one: it ends, here in another client of the application
+// that started it under the holder, while a session that presents no
+// delegation and was not started under it goes on.
+func TestRevokeEndsAGrantNoneChildOfTheHolderOnly(t *testing.T) {
+	st, c := newStack(t)
+	other, _ := newClient(t, st)
+	root, holder := narrowReader(t, c, caracal.Constraints{MaxHops: 3}, "reader")
+	defer root.Close(context.Background())
+	kid, err := other.Spawn(holder.Context(), caracal.WithGrant(caracal.Grant.None()))
+	require.NoError(t, err)
+	require.Empty(t, kid.Agent().DelegationID())
+	otherRoot, err := other.Spawn(t.Context())
+	require.NoError(t, err)
+	defer otherRoot.Close(context.Background())
+
+	require.NoError(t, other.RevokeDelegation(t.Context(), holder.Agent().DelegationID()))
+	info, _ := st.SessionInfo(kid.ID())
+	require.Equal(t, "terminated", info.Status, "the Coordinator ended it with the holder")
+	assert.ErrorIs(t, context.Cause(kid.Context()), caracal.ErrSessionClosed)
+	require.NoError(t, otherRoot.Context().Err(), "a session with no delegation goes on")
+	require.NoError(t, kid.Close(t.Context()))
+}
