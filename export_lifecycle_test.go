@@ -23,3 +23,11 @@ func IndexedServices(c *Client) int {
 	defer c.mu.Unlock()
 	return len(c.services)
 }
+
+// ReceivedBy reports how many received delegations the client keeps for
+// the handle s.
+func ReceivedBy(c *Client, s *Session) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.received[s])
+}
