@@ -81,8 +81,9 @@ func TestPrefetchMintsNoMoreAfterTheSessionContextEndsDuringARefill(t *testing.T
 		st.Inject(caracaltest.RouteToken, caracaltest.Fault{Delay: 5 * time.Second, Times: 10})
 		get()
 		get()
-		synctest.Wait()                           // the pool is empty and one refill is held at the STS
-		mints := st.Count(caracaltest.RouteToken) // a request is counted when answered
+		synctest.Wait() // the pool is empty and one refill is held at the STS
+		// A request is counted when answered: the held refill is not yet.
+		mints := st.Count(caracaltest.RouteToken)
 
 		cancel()
 		time.Sleep(10 * time.Second)
