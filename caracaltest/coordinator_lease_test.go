@@ -122,6 +122,12 @@ func TestHeartbeat(t *testing.T) {
 			e.w.mu.Unlock()
 			return e.service(""), hb(1), tok(e.token("app-reporter", func(c jwt.MapClaims) { c["sid"] = rec.id }))
 		}, status: 401, code: "identity_revoked"},
+		{name: "sid of another application's record", setup: func(e *coordEnv) (string, string, *string) {
+			e.w.mu.Lock()
+			rec := e.w.addRecord("application", "app-other", "", e.clock.Now().Add(time.Hour))
+			e.w.mu.Unlock()
+			return e.service(""), hb(1), tok(e.token("app-reporter", func(c jwt.MapClaims) { c["sid"] = rec.id }))
+		}, status: 401, code: "identity_revoked"},
 		{name: "service registration unknown", setup: func(e *coordEnv) (string, string, *string) {
 			return e.service(""), `{"lease_generation":1,"service_id":"svc-1"}`, nil
 		}, status: 404, code: "agent_service_not_found"},
@@ -198,6 +204,14 @@ func TestAcquireLease(t *testing.T) {
 		{"no sid", func(e *coordEnv) (string, *string) {
 			return e.service(""), tok(e.token("app-reporter", func(c jwt.MapClaims) { delete(c, "sid") }))
 		}, 401, "authority_record_required", nil},
+		{"sid of another application's record", func(e *coordEnv) (string, *string) {
+			e.w.mu.Lock()
+			rec := e.w.addRecord("application", "app-other", "", e.clock.Now().Add(time.Hour))
+			e.w.mu.Unlock()
+			return e.service(""), tok(e.token("app-reporter", func(c jwt.MapClaims) { c["sid"] = rec.id }))
+		}, 401, "identity_revoked", func(t *testing.T, e *coordEnv, id string) {
+			assert.Equal(t, int64(1), e.session(id).Generation)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newCoordEnv(t)
