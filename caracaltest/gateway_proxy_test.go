@@ -275,3 +275,19 @@ func TestGatewayAnswers502WhenUpstreamAborts(t *testing.T) {
 	_, err := io.ReadAll(resp.Body)
 	require.Error(t, err)
 }
+
+// A Location or Content-Location naming another host without a scheme is
+// absolute for the client that follows it: the Gateway drops it too.
+func TestGatewayDropsSchemeRelativeLocations(t *testing.T) {
+	env := newSTSEnv(t)
+	env.reply = func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Location", "//elsewhere.example/x")
+		rw.Header().Set("Content-Location", "//elsewhere.example/y")
+		rw.WriteHeader(http.StatusCreated)
+	}
+	_, child, e := env.readerEdge()
+	resp := env.gateway(t, "POST", "/tickets", env.mandate(t, child, e, "tickets:read"))
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	assert.Empty(t, resp.Header.Values("Location"))
+	assert.Empty(t, resp.Header.Values("Content-Location"))
+}
