@@ -161,6 +161,16 @@ func TestApprovalOutcomes(t *testing.T) {
 		require.NoError(t, env.w.resume(child.id))
 		env.token(t, f)
 	})
+	t.Run("a consumed hold whose authority record was revoked is not re-issued", func(t *testing.T) {
+		child, e := env.writerChain()
+		id, f := holdFor(t, child, e)
+		require.NoError(t, env.w.decideApproval(id, true))
+		sid := claims(t, env.token(t, f).AccessToken)["sid"].(string)
+		env.w.mu.Lock()
+		env.w.revokeRecord(sid, "logout")
+		env.w.mu.Unlock()
+		requireError(t, env.post(t, f), 409, "approval_consumed", "approval already used; another request consumed it")
+	})
 	t.Run("unknown approval id", func(t *testing.T) {
 		child, e := env.writerChain()
 		f := mintForm(child, e, "tickets:write")
