@@ -171,6 +171,13 @@ func TestApprovalOutcomes(t *testing.T) {
 		env.w.mu.Unlock()
 		requireError(t, env.post(t, f), 409, "approval_consumed", "approval already used; another request consumed it")
 	})
+	t.Run("resources differing only in case share one hold", func(t *testing.T) {
+		child, e := env.writerChain()
+		id, _ := holdFor(t, child, e)
+		f := mintForm(child, e, "tickets:write")
+		f.Add("resource", strings.ToUpper(exResource))
+		assert.Equal(t, id, requireHold(t, env.post(t, f))["approval_id"])
+	})
 	t.Run("unknown approval id", func(t *testing.T) {
 		child, e := env.writerChain()
 		f := mintForm(child, e, "tickets:write")
