@@ -390,11 +390,16 @@ func TestParse(t *testing.T) {
 	rsa := wire.JWK{Kty: "RSA", Kid: "r"}
 	hs := good
 	hs.Kid, hs.Alg = "hs", "HS256"
-	doc, _ := json.Marshal(wire.JWKS{Keys: []wire.JWK{good, offCurve, rsa, hs}})
+	enc := good
+	enc.Kid, enc.Use = "enc", "enc"
+	bare := good // neither use nor alg: a P-256 key usable for ES256
+	bare.Kid, bare.Use, bare.Alg = "bare", "", ""
+	doc, _ := json.Marshal(wire.JWKS{Keys: []wire.JWK{good, offCurve, rsa, hs, enc, bare}})
 	keys, err := Parse(doc)
 	require.NoError(t, err)
-	assert.Len(t, keys, 1)
+	assert.Len(t, keys, 2, "an encryption key does not verify signatures")
 	assert.Contains(t, keys, "k")
+	assert.Contains(t, keys, "bare")
 
 	_, err = Parse([]byte(`{"keys":[]}`))
 	require.Error(t, err)
