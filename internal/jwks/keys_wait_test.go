@@ -109,3 +109,46 @@ func TestKeysConcurrentColdStartFetchesOnce(t *testing.T) {
 		assert.Equal(t, int32(1), f.srv.fetches.Load())
 	})
 }
+
+// TestKeysKeyPastGraceWaitsForRefetch: a key past its stale grace is not
+// handed out while another caller refetches; the lookup waits for that
+// fetch and, when it fails, reports the failure.
+func TestKeysKeyPastGraceWaitsForRefetch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, Expect{})
+		ctx := context.Background()
+		_, err := f.keys.Key(ctx, "kid-1")
+		require.NoError(t, err)
+
+		entered, release := make(chan struct{}), make(chan struct{})
+		f.keys.hc = handlerClient(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(entered)
+			<-release
+			f.srv.ServeHTTP(w, r)
+		}))
+		f.srv.set(true)
+		f.clock.Add(DefaultMaxAge + staleGrace)
+		refetched := make(chan error, 1)
+		go func() {
+			_, err := f.keys.Key(ctx, "kid-1")
+			refetched <- err
+		}()
+		<-entered
+
+		got := make(chan error, 1)
+		go func() {
+			_, err := f.keys.Key(ctx, "kid-1")
+			got <- err
+		}()
+		synctest.Wait()
+		select {
+		case err := <-got:
+			t.Fatalf("a key past its stale grace was handed out during a refetch (err %v)", err)
+		default:
+		}
+		close(release)
+		require.ErrorIs(t, <-refetched, ErrKeysUnavailable)
+		require.ErrorIs(t, <-got, ErrKeysUnavailable)
+		assert.Equal(t, int32(2), f.srv.fetches.Load(), "the waiter does not fetch again in the cooldown")
+	})
+}
