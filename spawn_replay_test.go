@@ -109,3 +109,64 @@ func TestReplayedSpawnWithOtherScopesIsNarrowedAgain(t *testing.T) {
 	_, err = caracal.MintUse(b.Context(), c, "resource://tickets", "tickets:write")
 	require.NoError(t, err)
 }
+
+// A spawn replayed under the caller's key after the earlier narrowing's edge
+// expired gets an edge of its own: the expired edge, still listed as active
+// until the Coordinator sweeps it (once a second here), grants nothing.
+func TestReplayedSpawnAfterTheEdgeExpiredIsNarrowedAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		defer c.Close(context.Background())
+		root, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+		require.NoError(t, err)
+		spawn := func() *caracal.Session {
+			s, err := c.Spawn(root.Context(), caracal.WithIdempotencyKey("job-12"), caracal.WithLabels("reader"),
+				caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 5*time.Minute)))
+			require.NoError(t, err)
+			return s
+		}
+		// Half-way between two sweeps, so that the edge expires and is
+		// listed, still active, before the next one.
+		time.Sleep(500 * time.Millisecond)
+		first := spawn()
+		time.Sleep(5*time.Minute + 200*time.Millisecond)
+		again := spawn()
+		require.Equal(t, first.ID(), again.ID(), "the start was replayed")
+		assert.NotEqual(t, first.Agent().DelegationID(), again.Agent().DelegationID())
+		assert.Equal(t, 2, st.Count(caracaltest.RouteDelegate))
+		_, err = caracal.MintUse(again.Context(), c, "resource://tickets", "tickets:read")
+		require.NoError(t, err)
+	})
+}
+
+// A spawn replayed under the caller's key reuses only an edge from its own
+// parent: one another session delegated to the child, with the very scopes
+// asked for, is not taken as the earlier narrowing.
+func TestReplayedSpawnDoesNotTakeAnotherSessionsEdge(t *testing.T) {
+	st, c := newStack(t)
+	root, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	other, err := c.Spawn(t.Context(), caracal.WithLabels("auditor"))
+	require.NoError(t, err)
+	spawn := func(scopes ...string) *caracal.Session {
+		s, err := c.Spawn(root.Context(), caracal.WithIdempotencyKey("job-13"), caracal.WithLabels("reader"),
+			caracal.WithGrant(caracal.Grant.Narrow(scopes, "resource://tickets", caracal.Constraints{}, 5*time.Minute)))
+		require.NoError(t, err)
+		return s
+	}
+	first := spawn("tickets:read")
+	d, err := c.Delegate(other.Context(), first.ID(),
+		caracal.Grant.Narrow([]string{"tickets:write"}, "resource://tickets", caracal.Constraints{}, 5*time.Minute))
+	require.NoError(t, err)
+
+	again := spawn("tickets:write")
+	require.Equal(t, first.ID(), again.ID(), "the start was replayed")
+	assert.NotEqual(t, d.ID, again.Agent().DelegationID())
+	assert.NotEqual(t, first.Agent().DelegationID(), again.Agent().DelegationID())
+	assert.Equal(t, 3, st.Count(caracaltest.RouteDelegate))
+	info, ok := st.EdgeInfo(again.Agent().DelegationID())
+	require.True(t, ok)
+	assert.Equal(t, root.ID(), info.Source)
+}
