@@ -2,6 +2,7 @@ package caracal_test
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -83,5 +84,39 @@ func TestClientCloseForgetsFailedRetireATwinRedid(t *testing.T) {
 		info, _ := st.SessionInfo(first.ID())
 		require.Equal(t, "terminated", info.Status)
 		assert.NoError(t, c.Close(context.Background()))
+	})
+}
+
+// A start given up after Client.Close began retires the session it may have
+// started at once, as nothing would wait for it later; when that retire
+// fails, Client.Close, which waits for the start, reports the session left
+// running.
+func TestClientCloseReportsAStartGivenUpDuringClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		lost := &lostAnswer{base: st.Transport()}
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: lost}))
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(t.Context())
+		spawned := make(chan error, 1)
+		go func() {
+			_, err := c.Spawn(ctx)
+			spawned <- err
+		}()
+		synctest.Wait() // the first answer is lost; the retry waits its backoff
+		require.NotEmpty(t, lost.lost)
+
+		closed := make(chan error, 1)
+		go func() { closed <- c.Close(context.Background()) }()
+		synctest.Wait() // Close waits for the start
+		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Status: http.StatusForbidden, Code: "application_ownership_required"})
+		cancel()
+		require.ErrorIs(t, <-spawned, context.Canceled)
+		err = <-closed
+		require.Error(t, err, "the session left running is reported")
+		assert.Contains(t, err.Error(), lost.lost)
+		info, ok := st.SessionInfo(lost.lost)
+		require.True(t, ok)
+		assert.Equal(t, "active", info.Status)
 	})
 }
