@@ -69,3 +69,22 @@ func TestHugeTTLAnswerCountsAsTheLimit(t *testing.T) {
 	_, err = c.Spawn(parent.Context(), caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{MaxHops: 2}, time.Minute)))
 	assert.NoError(t, err, "a child edge of a minute fits a parent edge of a day")
 }
+
+// A session answer whose ttl_seconds is not positive, as a confused server
+// may send, counts as the Coordinator's default TTL of an hour: the session
+// does not expire at its start, nor before it.
+func TestNonPositiveTTLAnswerCountsAsTheDefault(t *testing.T) {
+	st := caracaltest.Start(t)
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(base.CloseIdleConnections)
+	for _, ttl := range []string{"0", "-1"} {
+		hc := &http.Client{Transport: editAnswers(base, "/agents", func(m map[string]any) { m["ttl_seconds"] = json.Number(ttl) })}
+		c, err := st.NewClient(caracal.WithHTTPClient(hc))
+		require.NoError(t, err)
+		start := time.Now()
+		s, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		assert.WithinRange(t, s.ExpiresAt(), start.Add(time.Hour-time.Second), time.Now().Add(time.Hour), "ttl_seconds %s", ttl)
+		require.NoError(t, c.Close(t.Context()))
+	}
+}
