@@ -180,3 +180,22 @@ func TestParentLeaseLossEndsAChildSpawnedWithParent(t *testing.T) {
 		assert.ErrorIs(t, context.Cause(child.Context()), caracal.ErrSuspended)
 	})
 }
+
+// A child's agent carries its parent's subject authority record (PROTOCOL
+// §7.1), also when the lifecycle token was replaced between the two starts
+// and the child's start was anchored to the new token's record.
+func TestChildCarriesTheParentsSubjectRecordAfterATokenRefresh(t *testing.T) {
+	st, c := newStack(t)
+	parent, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	require.NotEmpty(t, parent.Agent().SubjectRecordID())
+
+	st.Inject(caracaltest.RouteStart, caracaltest.Fault{Status: http.StatusUnauthorized, Code: "identity_revoked", Times: 1})
+	child, err := c.Spawn(parent.Context())
+	require.NoError(t, err)
+	require.Equal(t, 2, st.Count(caracaltest.RouteToken), "the refused token was replaced")
+	info, ok := st.SessionInfo(child.ID())
+	require.True(t, ok)
+	require.NotEqual(t, parent.Agent().SubjectRecordID(), info.SubjectRecordID, "the child's start was anchored to the new token")
+	assert.Equal(t, parent.Agent().SubjectRecordID(), child.Agent().SubjectRecordID())
+}
