@@ -43,6 +43,11 @@ func TestTokenEnvelopeRules(t *testing.T) {
 		f.Set(k, v)
 		return f.Encode()
 	}
+	// pad fills a form body up to exactly n bytes.
+	pad := func(body string, n int) string {
+		body += "&pad="
+		return body + strings.Repeat("a", n-len(body))
+	}
 	cases := []struct {
 		name        string
 		path        string
@@ -92,6 +97,8 @@ func TestTokenEnvelopeRules(t *testing.T) {
 		{name: "blank resource", body: with("resource", "  "), ctype: formType,
 			status: 400, code: "invalid_token", desc: "resource must not be empty"},
 		{name: "grant type missing", body: without("grant_type"), ctype: formType,
+			status: 400, code: "invalid_token", desc: "unsupported grant_type"},
+		{name: "body of exactly 64 KiB is read", body: pad(replace("grant_type", "client_credentials"), 64<<10), ctype: formType,
 			status: 400, code: "invalid_token", desc: "unsupported grant_type"},
 		{name: "grant type wrong", body: replace("grant_type", "client_credentials"), ctype: formType,
 			status: 400, code: "invalid_token", desc: "unsupported grant_type"},
