@@ -212,6 +212,8 @@ func TestApprovalTiers(t *testing.T) {
 		{name: "tiers merged, smallest ttl", risk: []Risk{{"tickets:write", "high"}, {"tickets:read", "audit"}},
 			tiers: []ApprovalTier{{Tier: "high", Approver: "operator", TTL: time.Hour}, {Tier: "audit", Approver: "any", TTL: 30 * time.Minute}},
 			ttl:   30 * time.Minute, tier: "audit,high"},
+		{name: "two scopes on one tier name it once", risk: []Risk{{"tickets:write", "high"}, {"tickets:read", "high"}},
+			tiers: []ApprovalTier{{Tier: "high", Approver: "any"}}, ttl: 15 * time.Minute, tier: "high"},
 		{name: "operator and subject", risk: []Risk{{"tickets:write", "high"}, {"tickets:read", "pii"}},
 			tiers: []ApprovalTier{{Tier: "high", Approver: "operator"}, {Tier: "pii", Approver: "subject"}},
 			deny:  "approval requires separate operator and subject decisions"},
