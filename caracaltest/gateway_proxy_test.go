@@ -291,3 +291,23 @@ func TestGatewayDropsSchemeRelativeLocations(t *testing.T) {
 	assert.Empty(t, resp.Header.Values("Location"))
 	assert.Empty(t, resp.Header.Values("Content-Location"))
 }
+
+// A body of exactly 10 MiB with a declared length is within the Gateway's
+// cap and reaches the upstream whole; one byte more is refused 413.
+func TestGatewayBodyCapBoundary(t *testing.T) {
+	env := newSTSEnv(t)
+	_, child, e := env.readerEdge()
+	send := func(n int) *http.Response {
+		req, err := http.NewRequest("POST", env.gw.URL+"/upload", strings.NewReader(strings.Repeat("a", n)))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+env.mandate(t, child, e, "tickets:read"))
+		req.Header.Set(wire.HeaderResource, exResource)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	require.Equal(t, http.StatusOK, send(gatewayBodyMax).StatusCode)
+	assert.Len(t, env.lastSeen(t).Body, gatewayBodyMax)
+	requireError(t, send(gatewayBodyMax+1), 413, "payload_too_large", "request body too large")
+}
