@@ -31,7 +31,7 @@ func TestServiceBackoffRestartsAfterARenewal(t *testing.T) {
 		require.Equal(t, http.StatusOK, hb[4].Status)
 
 		st.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Status: http.StatusServiceUnavailable, Times: 1})
-		time.Sleep(hb[4].At.Add(35 * time.Second).Sub(time.Now()))
+		time.Sleep(time.Until(hb[4].At.Add(35 * time.Second)))
 		synctest.Wait()
 		hb = requestsTo(st, caracaltest.RouteHeartbeat)
 		require.Len(t, hb, 7)
