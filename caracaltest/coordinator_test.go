@@ -38,6 +38,7 @@ func TestCoordinatorAuthentication(t *testing.T) {
 		{name: "two spaces trimmed", header: "Bearer  " + e.tok, status: 201},
 		{name: "empty token", header: "Bearer    ", status: 401, code: "missing_token"},
 		{name: "too long", header: "Bearer " + strings.Repeat("a", 4097), status: 401, code: "missing_token"},
+		{name: "4096 chars is not too long", header: "Bearer " + strings.Repeat("a", 4096), status: 401, code: "invalid_token"},
 		{name: "not a jwt", header: "Bearer abc.def.ghi", status: 401, code: "invalid_token"},
 		{name: "zone claim bad", token: claims(func(c jwt.MapClaims) { c["zone_id"] = "zone acme" }), status: 401, code: "invalid_token"},
 		{name: "zone claim missing", token: claims(func(c jwt.MapClaims) { delete(c, "zone_id") }), status: 401, code: "invalid_token"},
