@@ -123,3 +123,24 @@ func TestTransportRefusesInboundAgentOfAnotherApplication(t *testing.T) {
 		}
 	}
 }
+
+// ToApplication names the receiving session's application in the
+// delegation request: B delegates to a session of C, which then holds the
+// edge as one granted to it.
+func TestDelegateToAnotherApplicationsSession(t *testing.T) {
+	x := newThreeApps(t)
+	giver, err := x.b.Spawn(t.Context(), caracal.WithLabels("relay"))
+	require.NoError(t, err)
+	peer, err := x.c.Spawn(t.Context(), caracal.WithLabels("worker"))
+	require.NoError(t, err)
+
+	d, err := x.b.Delegate(giver.Context(), peer.ID(),
+		caracal.Grant.Narrow([]string{"c:read"}, "resource://c-api", caracal.Constraints{}, time.Minute), caracal.ToApplication("app-c"))
+	require.NoError(t, err)
+	edge, ok := x.st.EdgeInfo(d.ID)
+	require.True(t, ok)
+	assert.Equal(t, peer.ID(), edge.Target)
+	ctx, err := x.c.AcceptDelegation(peer.Context(), d.ID)
+	require.NoError(t, err)
+	assert.Equal(t, d.ID, mustAgent(t, ctx).DelegationID())
+}
