@@ -32,27 +32,36 @@ func (h *holdRetire) RoundTrip(req *http.Request) (*http.Response, error) {
 	return h.base.RoundTrip(req)
 }
 
+// childRetireHeldAcrossParentRetire starts, inside a synctest bubble, a
+// parent and a child on a client whose retire of the child is held by rt,
+// closes the child (its error comes on childErr once rt.release is
+// closed), then retires the parent while the child's retire is held.
+func childRetireHeldAcrossParentRetire(t *testing.T) (st *caracaltest.Stack, c *caracal.Client, rt *holdRetire, child *caracal.Session, childErr <-chan error) {
+	t.Helper()
+	st = caracaltest.Start(t, caracaltest.InMemory())
+	rt = &holdRetire{base: st.Transport(), release: make(chan struct{})}
+	c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: rt}))
+	require.NoError(t, err)
+	parent, err := c.Spawn(t.Context())
+	require.NoError(t, err)
+	child, err = c.Spawn(parent.Context())
+	require.NoError(t, err)
+
+	rt.id = child.ID()
+	errs := make(chan error, 1)
+	go func() { errs <- child.Close(context.Background()) }()
+	synctest.Wait() // the child's retire is held
+	require.NoError(t, parent.Close(t.Context()))
+	return st, c, rt, child, errs
+}
+
 // A child whose own retire is in flight when its parent's retire ends it
 // on the Coordinator, and then fails, is let go as one whose retire failed
 // before: the session is retired, so the client neither keeps its handle
 // nor reports it as left running.
 func TestChildRetireFailingAfterParentRetiredIsLetGo(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := caracaltest.Start(t, caracaltest.InMemory())
-		rt := &holdRetire{base: st.Transport(), release: make(chan struct{})}
-		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: rt}))
-		require.NoError(t, err)
-		ctx := t.Context()
-		parent, err := c.Spawn(ctx)
-		require.NoError(t, err)
-		child, err := c.Spawn(parent.Context())
-		require.NoError(t, err)
-
-		rt.id = child.ID()
-		childErr := make(chan error, 1)
-		go func() { childErr <- child.Close(context.Background()) }()
-		synctest.Wait() // the child's retire is held
-		require.NoError(t, parent.Close(ctx))
+		st, c, rt, child, childErr := childRetireHeldAcrossParentRetire(t)
 		info, ok := st.SessionInfo(child.ID())
 		require.True(t, ok)
 		require.Equal(t, "terminated", info.Status, "the Coordinator ended the child with its parent")

@@ -81,21 +81,7 @@ func TestChildStartedWhileParentRetiresEndsWithTheParentsCause(t *testing.T) {
 // stays held until that retire ends: Client.Close waits for it.
 func TestClientCloseWaitsForAChildRetireUnderWayWhenItsParentRetired(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := caracaltest.Start(t, caracaltest.InMemory())
-		rt := &holdRetire{base: st.Transport(), release: make(chan struct{})}
-		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: rt}))
-		require.NoError(t, err)
-		ctx := t.Context()
-		parent, err := c.Spawn(ctx)
-		require.NoError(t, err)
-		child, err := c.Spawn(parent.Context())
-		require.NoError(t, err)
-
-		rt.id = child.ID()
-		childErr := make(chan error, 1)
-		go func() { childErr <- child.Close(context.Background()) }()
-		synctest.Wait() // the child's retire is held
-		require.NoError(t, parent.Close(ctx))
+		_, c, rt, _, childErr := childRetireHeldAcrossParentRetire(t)
 
 		closed := make(chan error, 1)
 		go func() { closed <- c.Close(context.Background()) }()
