@@ -202,18 +202,24 @@ func TestLoadConfigBadTOML(t *testing.T) {
 // The parser's own error holds the whole profile and prints the offending
 // line (ErrorWithPosition, as the TOML package suggests for reporting): it
 // is not in the chain of a load error, so a secret on that line cannot
-// reach a report of the error that walks its causes.
+// reach a report of the error that walks its causes. The parser's message quotes the token it stopped at, which for a secret
+// written without quotes (all digits, say) is the secret itself: the quoted
+// text is left out of the error.
 func TestLoadConfigBadTOMLKeepsNoParserError(t *testing.T) {
 	dir := t.TempDir()
+	const digits = "00731946208851"
 	for i, content := range []string{
 		"zone_id = \"z\"\napp_client_secret = " + testSecret + "\n",
 		"app_client_secret = \"" + testSecret + "\" x\n",
 		"bootstrap_token = '" + testSecret + "\n",
+		"zone_id = \"z\"\napp_client_secret = " + digits + "\n",
 	} {
 		path := writeFile(t, dir, fmt.Sprint(i, ".toml"), content, 0o600)
 		_, err := loadEnv(t, baseEnv().with("CARACAL_CONFIG", path))
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "invalid TOML")
+		assert.NotContains(t, err.Error(), testSecret, "profile %d", i)
+		assert.NotContains(t, err.Error(), digits[2:], "profile %d", i)
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
 			assert.NotContains(t, pe.ErrorWithPosition(), testSecret, "profile %d", i)
