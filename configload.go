@@ -183,9 +183,6 @@ func (l *loader) load() (Config, error) {
 			insecure = append(insecure, s.from)
 		}
 	}
-	if len(insecure) > 0 && len(l.errs) == 0 {
-		l.warn("caracal: CARACAL_ALLOW_INSECURE_CONFIG_URLS=true lets plain-http service URLs through in production", "urls", insecure)
-	}
 
 	// Default TTL.
 	cfg.DefaultTTL = l.defaultTTL(ov)
@@ -247,6 +244,10 @@ func (l *loader) load() (Config, error) {
 	// rule added to Validate and forgotten here.
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
+	}
+	// Only a configuration in use lets a plain-http URL through.
+	if len(insecure) > 0 {
+		l.warn("caracal: CARACAL_ALLOW_INSECURE_CONFIG_URLS=true lets plain-http service URLs through in production", "urls", insecure)
 	}
 	if l.log != nil {
 		l.log.Debug("caracal: configuration loaded", "config", cfg, slog.Group("sources", l.sources...))

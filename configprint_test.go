@@ -143,3 +143,22 @@ func TestConfigHidesURLQueryTokens(t *testing.T) {
 		assert.Equal(t, "https://up.example.com/api?token="+tok+"#"+tok, cfg.Bindings[0].UpstreamPrefix, "the value itself is kept")
 	})
 }
+
+// The warning about plain-http URLs let through in production is for a
+// configuration in use: a load that fails, for whatever setting, lets
+// nothing through and logs no such warning.
+func TestLoadConfigInsecureURLWarningOnlyWhenLoaded(t *testing.T) {
+	insecure := baseEnv().with("CARACAL_ENV", "production", "CARACAL_STS_URL", "http://sts.example",
+		"CARACAL_COORDINATOR_URL", "https://coord.example", "CARACAL_GATEWAY_URL", "https://gw.example",
+		"CARACAL_ALLOW_INSECURE_CONFIG_URLS", "true")
+	for name, e := range map[string]env{
+		"zone missing":  insecure.with("CARACAL_ZONE_ID", ""),
+		"ttl invalid":   insecure.with("CARACAL_DEFAULT_TTL_SECONDS", "x"),
+		"binding wrong": insecure.with("CARACAL_RESOURCES", "https://up.example"),
+	} {
+		var logs bytes.Buffer
+		_, err := loadEnv(t, e, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		require.Error(t, err, name)
+		assert.NotContains(t, logs.String(), "ALLOW_INSECURE", name)
+	}
+}
