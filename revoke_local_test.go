@@ -162,3 +162,32 @@ func TestRevokeEndsAGrantNoneChildOfTheHolderOnly(t *testing.T) {
 	require.NoError(t, otherRoot.Context().Err(), "a session with no delegation goes on")
 	require.NoError(t, kid.Close(t.Context()))
 }
+
+// A revoke the Coordinator refuses (the receiver of a delegation is not its
+// issuer: 403 issuer_ownership_required) revoked nothing: the session that
+// holds the delegation goes on, here and on the Coordinator.
+func TestRefusedRevokeLeavesTheHolderRunning(t *testing.T) {
+	x := newThreeApps(t)
+	giver, err := x.b.Spawn(t.Context(), caracal.WithLabels("relay"))
+	require.NoError(t, err)
+	defer giver.Close(context.Background())
+	peer, err := x.c.Spawn(t.Context(), caracal.WithLabels("worker"))
+	require.NoError(t, err)
+	d, err := x.b.Delegate(giver.Context(), peer.ID(),
+		caracal.Grant.Narrow([]string{"c:read"}, "resource://c-api", caracal.Constraints{}, time.Minute), caracal.ToApplication("app-c"))
+	require.NoError(t, err)
+	ctx, err := x.c.AcceptDelegation(peer.Context(), d.ID)
+	require.NoError(t, err)
+
+	err = x.c.RevokeDelegation(t.Context(), d.ID)
+	var ae *caracal.Error
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, 403, ae.StatusCode)
+	assert.Equal(t, "issuer_ownership_required", ae.Code)
+	require.NoError(t, peer.Context().Err(), "the receiver goes on")
+	_, err = x.c.Headers(ctx)
+	require.NoError(t, err, "the accepted delegation is still usable")
+	info, _ := x.st.SessionInfo(peer.ID())
+	assert.Equal(t, "active", info.Status)
+	require.NoError(t, peer.Close(t.Context()))
+}
