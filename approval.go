@@ -13,9 +13,10 @@ import (
 // approved hold by its binding and consumes it). It returns an error wrapping
 // ErrApprovalRejected for a rejection, an error for an expired or already
 // used approval, and an error wrapping context.Cause(ctx) if ctx ends first
-// (the approval is still pending: waiting again is safe). A poll that fails transiently (no answer, 429, 5xx) is sent again
-// after a backoff that honours Retry-After; after four such failures in a
-// row the wait ends with the last one. Close ends a wait in progress, and
+// (the approval is still pending: waiting again is safe). A poll that fails
+// transiently (no answer, 429, 5xx) is sent again after a backoff that
+// honours Retry-After; after four such failures in a row the wait ends with
+// the last one. Close ends a wait in progress, and
 // a wait after Close, with ErrClosed. An id that cannot be a Caracal id (1
 // to 128 of letters, digits, "_", ".", "-" and ":") is refused with
 // ErrInvalidRequest before any call; one the STS does not know (it issues

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -50,22 +51,7 @@ func TestKeysAgedKeyDoesNotWaitForRefetch(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t, Expect{})
 		ctx := context.Background()
-		_, err := f.keys.Key(ctx, "kid-1")
-		require.NoError(t, err)
-
-		entered, release := make(chan struct{}), make(chan struct{})
-		f.keys.hc = handlerClient(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			close(entered)
-			<-release
-			f.srv.ServeHTTP(w, r)
-		}))
-		f.clock.Add(DefaultMaxAge)
-		refetched := make(chan error, 1)
-		go func() {
-			_, err := f.keys.Key(ctx, "kid-1")
-			refetched <- err
-		}()
-		<-entered
+		refetched, release := heldRefetch(t, f, DefaultMaxAge, false)
 
 		got := make(chan error, 1)
 		go func() {
@@ -117,23 +103,7 @@ func TestKeysKeyPastGraceWaitsForRefetch(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t, Expect{})
 		ctx := context.Background()
-		_, err := f.keys.Key(ctx, "kid-1")
-		require.NoError(t, err)
-
-		entered, release := make(chan struct{}), make(chan struct{})
-		f.keys.hc = handlerClient(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			close(entered)
-			<-release
-			f.srv.ServeHTTP(w, r)
-		}))
-		f.srv.set(true)
-		f.clock.Add(DefaultMaxAge + staleGrace)
-		refetched := make(chan error, 1)
-		go func() {
-			_, err := f.keys.Key(ctx, "kid-1")
-			refetched <- err
-		}()
-		<-entered
+		refetched, release := heldRefetch(t, f, DefaultMaxAge+staleGrace, true)
 
 		got := make(chan error, 1)
 		go func() {
@@ -151,4 +121,34 @@ func TestKeysKeyPastGraceWaitsForRefetch(t *testing.T) {
 		require.ErrorIs(t, <-got, ErrKeysUnavailable)
 		assert.Equal(t, int32(2), f.srv.fetches.Load(), "the waiter does not fetch again in the cooldown")
 	})
+}
+
+// heldRefetch fetches f's key set, then (with the key server failing from
+// then on if failing) ages it by age and starts a lookup whose refetch the
+// key server holds until release is closed; the lookup's error comes on
+// refetched.
+func heldRefetch(t *testing.T, f *fixture, age time.Duration, failing bool) (refetched <-chan error, release chan struct{}) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := f.keys.Key(ctx, "kid-1")
+	require.NoError(t, err)
+
+	if failing {
+		f.srv.set(true)
+	}
+	entered := make(chan struct{})
+	release = make(chan struct{})
+	f.keys.hc = handlerClient(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+		f.srv.ServeHTTP(w, r)
+	}))
+	f.clock.Add(age)
+	errs := make(chan error, 1)
+	go func() {
+		_, err := f.keys.Key(ctx, "kid-1")
+		errs <- err
+	}()
+	<-entered
+	return errs, release
 }
