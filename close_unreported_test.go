@@ -94,16 +94,7 @@ func TestClientCloseForgetsFailedRetireATwinRedid(t *testing.T) {
 func TestClientCloseReportsAStartGivenUpDuringClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := caracaltest.Start(t, caracaltest.InMemory())
-		lost := &lostAnswer{base: st.Transport()}
-		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: lost}))
-		require.NoError(t, err)
-		ctx, cancel := context.WithCancel(t.Context())
-		spawned := make(chan error, 1)
-		go func() {
-			_, err := c.Spawn(ctx)
-			spawned <- err
-		}()
-		synctest.Wait() // the first answer is lost; the retry waits its backoff
+		c, lost, cancel, spawned := spawnInRetryPause(t, st)
 		require.NotEmpty(t, lost.lost)
 
 		closed := make(chan error, 1)
@@ -112,7 +103,7 @@ func TestClientCloseReportsAStartGivenUpDuringClose(t *testing.T) {
 		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Status: http.StatusForbidden, Code: "application_ownership_required"})
 		cancel()
 		require.ErrorIs(t, <-spawned, context.Canceled)
-		err = <-closed
+		err := <-closed
 		require.Error(t, err, "the session left running is reported")
 		assert.Contains(t, err.Error(), lost.lost)
 		info, ok := st.SessionInfo(lost.lost)

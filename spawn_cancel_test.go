@@ -232,16 +232,7 @@ func (l *lockedBuffer) String() string {
 func TestSpawnCancelledDuringARetryPauseLeavesNoSession(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := caracaltest.Start(t, caracaltest.InMemory())
-		lost := &lostAnswer{base: st.Transport()}
-		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: lost}))
-		require.NoError(t, err)
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan error, 1)
-		go func() {
-			_, err := c.Spawn(ctx)
-			done <- err
-		}()
-		synctest.Wait() // the first answer is lost; the retry waits its backoff
+		c, lost, cancel, done := spawnInRetryPause(t, st)
 		cancel()
 		require.ErrorIs(t, <-done, context.Canceled)
 		require.NotEmpty(t, lost.lost)
@@ -299,4 +290,23 @@ func TestSpawnWhoseRetriesRunOutOnRateLimitsLeavesNoSession(t *testing.T) {
 		require.True(t, ok)
 		assert.Equal(t, "terminated", info.Status, "the session nobody can reach was retired")
 	})
+}
+
+// spawnInRetryPause starts, inside a synctest bubble, a Spawn on a new
+// client of st whose first start answer is lost, and returns once the start
+// waits its retry pause: cancel gives the Spawn up, and its error comes on
+// spawned. lost.lost is the session the first attempt started.
+func spawnInRetryPause(t *testing.T, st *caracaltest.Stack) (c *caracal.Client, lost *lostAnswer, cancel context.CancelFunc, spawned <-chan error) {
+	t.Helper()
+	lost = &lostAnswer{base: st.Transport()}
+	c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: lost}))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	errs := make(chan error, 1)
+	go func() {
+		_, err := c.Spawn(ctx)
+		errs <- err
+	}()
+	synctest.Wait() // the first answer is lost; the retry waits its backoff
+	return c, lost, cancel, errs
 }
