@@ -37,13 +37,7 @@ func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
 	caller := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	go func() {
-		select {
-		case <-c.done:
-			cancel(ErrClosed)
-		case <-ctx.Done():
-		}
-	}()
+	defer context.AfterFunc(c.life, func() { cancel(ErrClosed) })()
 	// stsclient.WaitApproval long-polls until the approval leaves pending
 	// or ctx ends, so one call is the whole wait.
 	st, err := c.sts.WaitApproval(ctx, approvalID)

@@ -32,9 +32,11 @@ type Client struct {
 	// gates are the approval-gated scopes the client's transports met.
 	gates gateSet
 
-	// done is closed by Close; background work owned by the client (service
-	// leases, mandate prefetch) stops on it.
-	done chan struct{}
+	// life ends, with the cause ErrClosed, when Close begins; background
+	// work owned by the client (service leases, mandate prefetch) and the
+	// retries of calls in flight stop on it.
+	life context.Context
+	end  context.CancelCauseFunc
 
 	mu   sync.Mutex
 	open map[closer]struct{} // sessions and services to retire on Close
@@ -182,6 +184,7 @@ func newClient(cfg Config, o *options) *Client {
 		HTTPClient:     &control,
 		Logger:         log,
 	})
+	life, end := context.WithCancelCause(context.Background())
 	return &Client{
 		cfg:     &cfg,
 		http:    hc,
@@ -194,8 +197,10 @@ func newClient(cfg Config, o *options) *Client {
 			HTTPClient: &control,
 			Tokens:     sts,
 			Logger:     log,
+			Closing:    life,
 		}),
-		done:   make(chan struct{}),
+		life:   life,
+		end:    end,
 		open:   make(map[closer]struct{}),
 		closed: make(chan struct{}),
 	}
@@ -218,9 +223,10 @@ func (c *Client) config() *Config {
 // ErrClosed. A session or service whose retire failed earlier (its Close, or
 // a service's start context ending) is left running, and part of Close's
 // error. A Spawn, SpawnService or AttachService still in flight is
-// waited for: it fails with ErrClosed and retires the session it started,
-// and a failure of that retire is part of Close's error too, as is one of
-// the background retire of a start that was given up. It is idempotent: a
+// waited for, but makes no further attempt once Close began: it fails with
+// ErrClosed and retires the session it started (or may have started), and
+// a failure of that retire is part of Close's error too, as is one of the
+// background retire of a start that was given up. It is idempotent: a
 // later Close waits for the first one and returns its outcome. Every Close
 // returns by its ctx's deadline.
 func (c *Client) Close(ctx context.Context) error {
@@ -233,7 +239,7 @@ func (c *Client) Close(ctx context.Context) error {
 	first := !c.isClosed()
 	var open []closer
 	if first {
-		close(c.done)
+		c.end(ErrClosed)
 		open = make([]closer, 0, len(c.open))
 		for h := range c.open {
 			open = append(open, h)
@@ -313,7 +319,7 @@ func (c *Client) check(ctx context.Context, op string, open bool) error {
 
 // made refuses a call on a nil or zero Client.
 func (c *Client) made(op string) error {
-	if c == nil || c.done == nil {
+	if c == nil || c.life == nil {
 		return fmt.Errorf("%w: Client.%s on a nil or zero Client; create the client with caracal.New or NewFromConfig (and check its error first)", ErrInvalidRequest, op)
 	}
 	return nil
@@ -427,7 +433,7 @@ func (c *Client) untrack(h closer) {
 // isClosed reports whether Close has been called.
 func (c *Client) isClosed() bool {
 	select {
-	case <-c.done:
+	case <-c.life.Done():
 		return true
 	default:
 		return false

@@ -132,3 +132,30 @@ func TestClientCloseReportsFailedRetireOfGivenUpStart(t *testing.T) {
 		})
 	}
 }
+
+// A start in flight when Client.Close begins makes no further attempt: with
+// the Coordinator failing every start, Close waits for the attempt on the
+// wire and the lookup of a session it may have started, not for the start's
+// retries, and the start fails with ErrClosed as well as the attempt's error.
+func TestClientCloseEndsTheRetriesOfAStartInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		st.Inject(caracaltest.RouteStart, caracaltest.Fault{Status: http.StatusServiceUnavailable, Delay: time.Second})
+		started := make(chan error, 1)
+		go func() {
+			_, err := c.Spawn(t.Context())
+			started <- err
+		}()
+		synctest.Wait() // the first attempt waits in the Coordinator
+
+		begin := time.Now()
+		require.NoError(t, c.Close(t.Context()))
+		assert.Equal(t, 2*time.Second, time.Since(begin), "the attempt, then the lookup of what it may have started")
+		assert.Equal(t, 2, st.Count(caracaltest.RouteStart), "no retry after Close began")
+		err = <-started
+		assert.ErrorIs(t, err, caracal.ErrClosed)
+		assert.ErrorIs(t, err, caracal.ErrUnavailable, "the attempt's error is kept")
+	})
+}

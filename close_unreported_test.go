@@ -87,25 +87,24 @@ func TestClientCloseForgetsFailedRetireATwinRedid(t *testing.T) {
 	})
 }
 
-// A start given up after Client.Close began retires the session it may have
-// started at once, as nothing would wait for it later; when that retire
-// fails, Client.Close, which waits for the start, reports the session left
-// running.
+// A start waiting its retry pause when Client.Close begins is given up at
+// once, and the session it may have started is retired before Close returns,
+// as nothing would wait for it later; when that retire fails, Close reports
+// the session left running.
 func TestClientCloseReportsAStartGivenUpDuringClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := caracaltest.Start(t, caracaltest.InMemory())
 		c, lost, cancel, spawned := spawnInRetryPause(t, st)
+		defer cancel()
 		require.NotEmpty(t, lost.lost)
-
-		closed := make(chan error, 1)
-		go func() { closed <- c.Close(context.Background()) }()
-		synctest.Wait() // Close waits for the start
 		st.Inject(caracaltest.RouteRetire, caracaltest.Fault{Status: http.StatusForbidden, Code: "application_ownership_required"})
-		cancel()
-		require.ErrorIs(t, <-spawned, context.Canceled)
-		err := <-closed
+
+		begin := time.Now()
+		err := c.Close(context.Background())
+		assert.Zero(t, time.Since(begin), "Close does not wait out the retry pause")
 		require.Error(t, err, "the session left running is reported")
 		assert.Contains(t, err.Error(), lost.lost)
+		require.ErrorIs(t, <-spawned, caracal.ErrClosed)
 		info, ok := st.SessionInfo(lost.lost)
 		require.True(t, ok)
 		assert.Equal(t, "active", info.Status)

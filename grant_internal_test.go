@@ -1,6 +1,7 @@
 package caracal
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -14,7 +15,7 @@ import (
 )
 
 func planClient(resources ...string) *Client {
-	return &Client{cfg: &Config{ZoneID: "z", ApplicationID: "app", Resources: resources}, done: make(chan struct{})}
+	return &Client{cfg: &Config{ZoneID: "z", ApplicationID: "app", Resources: resources}, life: context.Background()}
 }
 
 var root = &Agent{zoneID: "z", applicationID: "app", sessionID: "P"}

@@ -1,6 +1,7 @@
 package caracal
 
 import (
+	"context"
 	"strconv"
 	"testing"
 )
@@ -11,7 +12,7 @@ import (
 func BenchmarkRetireAmongOpen(b *testing.B) {
 	for _, n := range []int{100, 10_000} {
 		b.Run("open="+strconv.Itoa(n), func(b *testing.B) {
-			c := &Client{open: map[closer]struct{}{}, done: make(chan struct{})}
+			c := &Client{open: map[closer]struct{}{}, life: context.Background()}
 			root := &Agent{sessionID: "root"}
 			for i := range n {
 				a := &Agent{sessionID: "s" + strconv.Itoa(i), up: root}
@@ -33,7 +34,7 @@ func BenchmarkRetireAmongOpen(b *testing.B) {
 func BenchmarkServiceHandAmongOpen(b *testing.B) {
 	for _, n := range []int{100, 10_000} {
 		b.Run("open="+strconv.Itoa(n), func(b *testing.B) {
-			c := &Client{open: map[closer]struct{}{}, done: make(chan struct{})}
+			c := &Client{open: map[closer]struct{}{}, life: context.Background()}
 			for i := range n {
 				s := &Service{id: "svc" + strconv.Itoa(i), generation: 1, done: make(chan struct{}), closed: make(chan struct{})}
 				if err := c.track(s); err != nil {

@@ -61,6 +61,11 @@ type Config struct {
 	Tokens     TokenSource
 	Logger     *slog.Logger // never nil
 
+	// Closing, if set, ends when the caller's client closes: a call then
+	// makes no further attempt, and fails with the last attempt's error and
+	// Closing's cause.
+	Closing context.Context
+
 	// Sleep, if set, replaces retry.Sleep (tests).
 	Sleep func(ctx context.Context, d time.Duration) error
 }
@@ -314,8 +319,9 @@ func (c *Client) retrying(ctx context.Context, retries int, call func() outcome)
 	}
 }
 
-// pause sleeps before retry number retries; it fails when ctx ends first,
-// and at once when the retry would start after ctx's deadline.
+// pause sleeps before retry number retries; it fails when ctx or
+// cfg.Closing ends first, and at once when the retry would start after ctx's
+// deadline or the client is closing already.
 func (c *Client) pause(ctx context.Context, retries int, out outcome) error {
 	var after time.Duration
 	if out.api != nil {
@@ -324,6 +330,15 @@ func (c *Client) pause(ctx context.Context, retries int, out outcome) error {
 	d := retry.Backoff(retries, after, retry.Jitter())
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		return fmt.Errorf("the next attempt is due in %v, after the deadline: %w", d, context.DeadlineExceeded)
+	}
+	if closing := c.cfg.Closing; closing != nil {
+		if closing.Err() != nil {
+			return context.Cause(closing)
+		}
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		defer context.AfterFunc(closing, func() { cancel(context.Cause(closing)) })()
 	}
 	c.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "caracal: retrying coordinator call",
 		slog.Int("retry", retries+1), slog.Duration("after", d), slog.String("error", out.err.Error()))
