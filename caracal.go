@@ -219,8 +219,8 @@ func (c *Client) config() *Config {
 }
 
 // Close retires every session and service the client started and has not
-// closed yet, stops background work, and makes further calls fail with
-// ErrClosed. A session or service whose retire failed earlier (its Close, or
+// closed yet, stops background work and the retries of calls in flight, and
+// makes further calls fail with ErrClosed. A session or service whose retire failed earlier (its Close, or
 // a service's start context ending) is left running, and part of Close's
 // error. A Spawn, SpawnService or AttachService still in flight is
 // waited for, but makes no further attempt once Close began: it fails with

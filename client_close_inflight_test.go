@@ -1,6 +1,7 @@
 package caracal_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"testing/synctest"
@@ -157,5 +158,35 @@ func TestClientCloseEndsTheRetriesOfAStartInFlight(t *testing.T) {
 		err = <-started
 		assert.ErrorIs(t, err, caracal.ErrClosed)
 		assert.ErrorIs(t, err, caracal.ErrUnavailable, "the attempt's error is kept")
+	})
+}
+
+// A call retried after a transient failure, such as Delegate, makes no
+// further attempt once Client.Close began, and fails with ErrClosed as well
+// as the attempt's error.
+func TestClientCloseEndsTheRetriesOfADelegateInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		giver, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		peer, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		st.Inject(caracaltest.RouteDelegate, caracaltest.Fault{Status: http.StatusServiceUnavailable, Delay: time.Second})
+		delegated := make(chan error, 1)
+		go func() {
+			// Not cancelled by the giver's retire, which Close makes.
+			ctx := context.WithoutCancel(giver.Context())
+			_, err := c.Delegate(ctx, peer.ID(), caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, time.Minute))
+			delegated <- err
+		}()
+		synctest.Wait() // the first attempt waits in the Coordinator
+
+		require.NoError(t, c.Close(t.Context()))
+		err = <-delegated
+		assert.ErrorIs(t, err, caracal.ErrClosed)
+		assert.ErrorIs(t, err, caracal.ErrUnavailable, "the attempt's error is kept")
+		assert.Equal(t, 1, st.Count(caracaltest.RouteDelegate), "no retry after Close began")
 	})
 }
