@@ -10,22 +10,22 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// fuzzCoordinator posts body to path on a fresh Coordinator mux and checks
-// the answer: never a panic, a 2xx or a 4xx with a JSON error body. allow500
-// may accept a documented 500.
+// fuzzCoordinator posts body to path on a Coordinator mux and checks the
+// answer: never a panic, a 2xx or a 4xx with a JSON error body. allow500 may
+// accept a documented 500. Each input runs against a world of its own, built
+// by setup, so that an input found failing fails again on its own.
 func fuzzCoordinator(f *testing.F, seeds []string, setup func(e *coordEnv) (string, func([]byte) []byte), allow500 func(body []byte) bool) {
 	for _, s := range seeds {
 		f.Add([]byte(s))
 	}
-	// One world for the whole run; its limits are lifted so that the
-	// decoders, not the capacity checks, see most inputs.
-	e := newFuzzEnv(f)
-	target, rewrite := setup(e)
-	mux := http.NewServeMux()
-	for _, rt := range e.w.coordinatorRoutes() {
-		mux.HandleFunc(rt.pattern, rt.handler)
-	}
+	creds := newFuzzCreds(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
+		e := newFuzzEnv(t, creds)
+		target, rewrite := setup(e)
+		mux := http.NewServeMux()
+		for _, rt := range e.w.coordinatorRoutes() {
+			mux.HandleFunc(rt.pattern, rt.handler)
+		}
 		if rewrite != nil {
 			body = rewrite(body)
 		}
@@ -53,42 +53,58 @@ func fuzzCoordinator(f *testing.F, seeds []string, setup func(e *coordEnv) (stri
 	})
 }
 
-// newFuzzEnv builds a coordEnv for a fuzz target (no loopback server is
-// needed: the mux is driven directly).
-func newFuzzEnv(f *testing.F) *coordEnv {
-	var env *coordEnv
-	f.Helper()
-	clock := NewFakeClock(exStart)
-	w, err := newWorld(worldConfig{
-		Clock: clock, Issuer: "http://sts:8080", Zone: "zone-acme",
-		Apps:      []App{{ID: "app-reporter"}},
-		Resources: []Resource{{Identifier: "resource://tickets", ID: "res-tickets", Scopes: []string{"tickets:read"}}},
-		Limits:    Limits{SessionsPerZone: 1 << 30, SessionsPerApp: 1 << 30, ChildrenPerParent: 1 << 30},
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
-	env = &coordEnv{w: w, clock: clock}
-	env.tok = fuzzToken(f, env)
-	return env
+// fuzzCreds is a signing key and a lifecycle token of app-reporter, made
+// once per run: generating and signing cost more than the rest of a world.
+// The token names the authority record sid, which each world gets afresh.
+type fuzzCreds struct {
+	key      *signingKey
+	sid, tok string
 }
 
-func fuzzToken(f *testing.F, e *coordEnv) string {
-	now := e.clock.Now()
-	e.w.mu.Lock()
-	rec := e.w.addRecord("application", "app-reporter", "", now.Add(900e9))
-	e.w.mu.Unlock()
-	c := map[string]any{
-		"iss": e.w.issuer, "sub": "app-reporter", "aud": []string{e.w.issuer},
-		"exp": now.Unix() + 900, "iat": now.Unix(), "jti": newID(),
-		"zone_id": e.w.zone, "client_id": "app-reporter", "scope": "agent:lifecycle",
-		"sid": rec.id, "root_sid": rec.id, "use": "session", "sub_type": "application",
-	}
-	s, err := signES256(c, e.w.keys[0])
+func newFuzzCreds(t testing.TB) fuzzCreds {
+	key, err := newSigningKey()
 	if err != nil {
-		f.Fatal(err)
+		t.Fatal(err)
 	}
-	return s
+	c := fuzzCreds{key: key, sid: newID()}
+	now := exStart
+	c.tok, err = signES256(map[string]any{
+		"iss": fuzzIssuer, "sub": "app-reporter", "aud": []string{fuzzIssuer},
+		"exp": now.Unix() + 900, "iat": now.Unix(), "jti": newID(),
+		"zone_id": "zone-acme", "client_id": "app-reporter", "scope": "agent:lifecycle",
+		"sid": c.sid, "root_sid": c.sid, "use": "session", "sub_type": "application",
+	}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+const fuzzIssuer = "http://sts:8080"
+
+// newFuzzEnv builds a new world for one fuzz input, signing with c.key and
+// holding the record c.tok names (no loopback server is needed: the mux is
+// driven directly).
+func newFuzzEnv(t testing.TB, c fuzzCreds) *coordEnv {
+	t.Helper()
+	clock := NewFakeClock(exStart)
+	w, err := newWorld(worldConfig{
+		Clock: clock, Issuer: fuzzIssuer, Zone: "zone-acme",
+		Apps:      []App{{ID: "app-reporter"}},
+		Resources: []Resource{{Identifier: "resource://tickets", ID: "res-tickets", Scopes: []string{"tickets:read"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := *c.key
+	w.keys = []*signingKey{&key}
+	w.mu.Lock()
+	rec := w.addRecord("application", "app-reporter", "", exStart.Add(900e9))
+	delete(w.records, rec.id)
+	rec.id = c.sid
+	w.records[rec.id] = rec
+	w.mu.Unlock()
+	return &coordEnv{t: t, w: w, clock: clock, tok: c.tok}
 }
 
 // fuzzSession starts a session directly in the world.
