@@ -14,9 +14,10 @@ import (
 )
 
 // A Middleware that verifies nothing binds no session id: a delegation can
-// neither be made from nor bound to such an agent, and both are refused
-// before any call instead of sent with an empty session (or bound to none,
-// for the STS to refuse at every mint).
+// neither be made from nor bound to such an agent, nor can a Gateway
+// request be sent with it, and each is refused before any call instead of
+// sent with an empty session (or bound to none, for the STS to refuse at
+// every mint).
 func TestSessionlessInboundAgentDelegatesNothing(t *testing.T) {
 	g := startGoverned(t)
 	mw, err := g.c.Middleware()
@@ -37,15 +38,19 @@ func TestSessionlessInboundAgentDelegatesNothing(t *testing.T) {
 		errs = append(errs, err)
 		_, err = g.c.AcceptDelegation(r.Context(), d.ID, caracal.SkipInboundCheck())
 		errs = append(errs, err)
+		_, err = get(t, g.c.HTTPClient(caracal.WithScopes("tickets:read")), r.Context(), g.url(tickets, "/tickets"))
+		errs = append(errs, err)
 	}))
-	delegations, inbound := g.st.Count(caracaltest.RouteDelegate), g.st.Count(caracaltest.RouteInbound)
+	delegations, inbound, mints := g.st.Count(caracaltest.RouteDelegate), g.st.Count(caracaltest.RouteInbound), g.st.Count(caracaltest.RouteToken)
 	req := httptest.NewRequest(http.MethodGet, "http://resource.test/", nil)
 	req.Header = hdr
 	h.ServeHTTP(httptest.NewRecorder(), req)
-	require.Len(t, errs, 3)
+	require.Len(t, errs, 4)
 	for i, err := range errs {
 		assert.ErrorIs(t, err, caracal.ErrInvalidRequest, "call %d", i)
 	}
 	assert.Equal(t, delegations, g.st.Count(caracaltest.RouteDelegate), "no delegation request")
 	assert.Equal(t, inbound, g.st.Count(caracaltest.RouteInbound), "no inbound check")
+	assert.Equal(t, mints, g.st.Count(caracaltest.RouteToken), "no mint")
+	assert.ErrorContains(t, errs[3], "no session id", "the advice fits an agent without a session")
 }

@@ -159,7 +159,8 @@ type transport struct {
 // Gateway would refuse it.
 // A Gateway request of a session another client of this process spawned for
 // another application or zone fails with ErrInvalidRequest before any call:
-// send it with a transport of that client.
+// send it with a transport of that client. So does one whose context binds
+// an agent with no session id (bound by a Middleware that verifies nothing).
 //
 // The transport never modifies the caller's request, closes its body on
 // every error, and is safe for concurrent use.
@@ -284,6 +285,10 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 	if t.c.isClosed() {
 		closeBody(req)
 		return nil, ErrClosed
+	}
+	if err := sessionless(a, "a Gateway request for "+d.resource); err != nil {
+		closeBody(req)
+		return nil, err
 	}
 	if err := a.closedErr(); err != nil {
 		// Also under a context that outlives the session.
