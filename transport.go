@@ -159,8 +159,9 @@ type transport struct {
 // Gateway would refuse it.
 // A Gateway request of a session another client of this process spawned for
 // another application or zone fails with ErrInvalidRequest before any call:
-// send it with a transport of that client. So does one whose context binds
-// an agent with no session id (bound by a Middleware that verifies nothing).
+// send it with a transport of that client. So does one that needs a mandate
+// minted for an agent with no session id (bound by a Middleware that
+// verifies nothing).
 //
 // The transport never modifies the caller's request, closes its body on
 // every error, and is safe for concurrent use.
@@ -286,10 +287,6 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 		closeBody(req)
 		return nil, ErrClosed
 	}
-	if err := sessionless(a, "a Gateway request for "+d.resource); err != nil {
-		closeBody(req)
-		return nil, err
-	}
 	if err := a.closedErr(); err != nil {
 		// Also under a context that outlives the session.
 		closeBody(req)
@@ -369,6 +366,9 @@ func (t *transport) CloseIdleConnections() {
 
 // mandate mints (or takes from the pool) a single-use gateway mandate.
 func (t *transport) mandate(ctx context.Context, a *Agent, resource string, scopes []string) (stsclient.Token, error) {
+	if err := sessionless(a, "a Gateway request for "+resource); err != nil {
+		return stsclient.Token{}, err
+	}
 	if a.delegationID == "" {
 		return stsclient.Token{}, errNoDelegation
 	}
