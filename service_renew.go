@@ -95,7 +95,7 @@ func (s *Service) renew(ctx context.Context) (Lease, error) {
 			// Coordinator granted no lease, and the length known before
 			// says nothing about this one.
 			s.deadline = sent
-			lastErr = fmt.Errorf("the Coordinator renewed the lease with none left (last heartbeat %s, deadline %s)", resp.Agent.LastHeartbeatAt, resp.Agent.HeartbeatDeadlineAt)
+			lastErr = fmt.Errorf("the Coordinator renewed the lease with none left (last heartbeat %.64q, deadline %.64q)", resp.Agent.LastHeartbeatAt, resp.Agent.HeartbeatDeadlineAt)
 		case s.leaseLen > 0:
 			s.deadline = sent.Add(s.leaseLen)
 		default:
