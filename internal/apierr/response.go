@@ -145,16 +145,17 @@ func HideURLUser(err error) error {
 }
 
 // Approval builds the error for an STS interaction_required hold on a mint
-// of scopes on resource.
-func Approval(e *Error, eb wire.ErrorBody, resource string, scopes []string) *ApprovalRequiredError {
+// of scopes on resource. The secrets of the request are redacted from the
+// fields taken from the body, as FromResponse does.
+func Approval(e *Error, eb wire.ErrorBody, resource string, scopes []string, secrets ...string) *ApprovalRequiredError {
 	a := &ApprovalRequiredError{
 		Err:        e,
-		ApprovalID: eb.ApprovalID,
+		ApprovalID: redact(eb.ApprovalID, secrets),
 		Resource:   resource,
 		Scopes:     wire.NormalizeScopes(scopes),
-		State:      printable([]byte(eb.State), maxTextBody),
-		Tier:       printable([]byte(eb.Tier), maxTextBody),
-		Binding:    printable([]byte(eb.Binding), maxTextBody),
+		State:      printable([]byte(redact(eb.State, secrets)), maxTextBody),
+		Tier:       printable([]byte(redact(eb.Tier, secrets)), maxTextBody),
+		Binding:    printable([]byte(redact(eb.Binding, secrets)), maxTextBody),
 	}
 	if t, err := wire.ParseTime(eb.ApprovalExpiresAt); err == nil {
 		a.ExpiresAt = t

@@ -2,6 +2,7 @@ package stsclient
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -285,4 +286,24 @@ func TestWaitApprovalThroughATransientFailure(t *testing.T) {
 		require.Error(t, err)
 		assert.EqualValues(t, 1, polls.Load(), "a refusal is final")
 	})
+}
+
+// A hold whose fields echo the request (a proxy, a faulty STS) must not
+// carry the client secret into the error or its fields.
+func TestMintApprovalHoldRedactsEchoedSecret(t *testing.T) {
+	sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(401)
+		echo := r.PostForm.Encode()
+		b, _ := json.Marshal(map[string]string{"error": "interaction_required", "approval_id": "ap-1",
+			"state": "pending " + echo, "tier": secret, "binding": echo, "requestId": "rq-9"})
+		_, _ = w.Write(b)
+	}}
+	c := newClient(t, sts)
+	_, err := c.Mint(t.Context(), MintRequest{Resource: "resource://tickets", Scopes: []string{"tickets:delete"}, AgentSessionID: "S", DelegationEdgeID: "E"})
+	var ar *apierr.ApprovalRequiredError
+	require.ErrorAs(t, err, &ar)
+	assert.Equal(t, "ap-1", ar.ApprovalID)
+	assert.NotContains(t, fmt.Sprintf("%v %+v %#v", err, err, *ar), secret)
+	assert.Contains(t, ar.State, "client_secret=[redacted]")
 }

@@ -318,7 +318,7 @@ func (c *Client) post(ctx context.Context, tr wire.TokenRequest, mint *MintReque
 		}
 		e, eb := apierr.FromResponse("sts", http.MethodPost, tokenPath, resp, body, c.cfg.ClientSecret)
 		if mint != nil && eb.Error == "interaction_required" {
-			return Token{}, 0, apierr.Approval(e, eb, mint.Resource, mint.Scopes)
+			return Token{}, 0, apierr.Approval(e, eb, mint.Resource, mint.Scopes, c.cfg.ClientSecret)
 		}
 		return Token{}, 0, e
 	}
