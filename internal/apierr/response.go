@@ -136,13 +136,24 @@ func Transport(ctx, call context.Context, limit time.Duration, service, method, 
 // HideURLUser returns err with the URL of a *url.Error (what
 // http.Client.Do returns) shown as ShowURL shows it: net/http masks a
 // password there, but keeps a user part without one and the query, either
-// of which can be a token.
+// of which can be a token. Its text is also cut to maxTextBody bytes: net/http
+// quotes a malformed answer (a status line megabytes long) whole.
 func HideURLUser(err error) error {
 	if ue, ok := err.(*url.Error); ok {
-		return &url.Error{Op: ue.Op, URL: ShowURL(ue.URL), Err: ue.Err}
+		err = &url.Error{Op: ue.Op, URL: ShowURL(ue.URL), Err: ue.Err}
+	}
+	if err != nil && len(err.Error()) > maxTextBody {
+		return boundedText{err}
 	}
 	return err
 }
+
+// boundedText is an error whose text is cut to one line of maxTextBody
+// bytes; it unwraps to the whole error.
+type boundedText struct{ err error }
+
+func (e boundedText) Error() string { return printable([]byte(e.err.Error()), maxTextBody) }
+func (e boundedText) Unwrap() error { return e.err }
 
 // Approval builds the error for an STS interaction_required hold on a mint
 // of scopes on resource. The secrets of the request are redacted from the
