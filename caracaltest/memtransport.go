@@ -100,6 +100,7 @@ func (t *memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		defer cancel()
 		defer stop()
 		defer sreq.Body.Close()
+		returned := false
 		defer func() {
 			if v := recover(); v != nil {
 				err := io.ErrUnexpectedEOF
@@ -107,9 +108,14 @@ func (t *memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 					err = fmt.Errorf("caracaltest: handler panic: %v", v)
 				}
 				rw.abort(err)
+			} else if !returned {
+				// runtime.Goexit (t.Fatal in a handler): net/http closes
+				// the connection.
+				rw.abort(io.ErrUnexpectedEOF)
 			}
 		}()
 		h.ServeHTTP(rw, sreq)
+		returned = true
 		rw.finish()
 	}()
 
