@@ -257,8 +257,13 @@ func (c *Client) exchangeLifecycle(ctx context.Context) (Token, int, error) {
 	if err != nil {
 		return Token{}, 0, err
 	}
+	sid := tok.SID
+	if !wire.ValidID(sid) {
+		// The STS's text, up to a megabyte of it: not logged.
+		sid = "(not an id)"
+	}
 	c.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "caracal: lifecycle token exchanged",
-		slog.String("sid", tok.SID), slog.Int("expires_in", expiresIn))
+		slog.String("sid", sid), slog.Int("expires_in", expiresIn))
 	return tok, expiresIn, nil
 }
 
