@@ -333,8 +333,11 @@ func (s *Stack) sweepLoop() {
 }
 
 // Close stops the stack: running requests see their context cancelled, the
-// servers and the sweeper stop, and Close returns once every goroutine the
-// stack started has ended. In-process upstream handlers must return when
+// servers and the sweeper stop, and Close returns once every handler, server
+// loop and sweeper has ended. Over loopback, net/http's per-connection
+// goroutines exit just after Close has closed their connections, so a check
+// for leaked goroutines right after Close must give them a moment; an
+// InMemory stack has none. In-process upstream handlers must return when
 // their request's context is done; over loopback, connections whose
 // handlers are still running a second later are closed. Close is
 // idempotent.
