@@ -1,7 +1,10 @@
 package caracaltest_test
 
 import (
+	"fmt"
 	"os"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,4 +94,38 @@ func TestInjectRefusesFaultThatDoesNothing(t *testing.T) {
 		`caracaltest: Inject("POST /zones/{zone}/agents"): the fault changes nothing and never runs out; set Status, Drop or Delay, or limit it with Times or For`,
 		func() { st.Inject(caracaltest.RouteStart, caracaltest.Fault{}) })
 	assert.NotPanics(t, func() { st.Inject(caracaltest.RouteStart, caracaltest.Fault{For: time.Minute}) })
+}
+
+// Start fails the test with New's error as it is: the message names the
+// package once.
+func TestStartFailsWithNewsError(t *testing.T) {
+	rec := &fatalRecorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		caracaltest.Start(rec, caracaltest.WithLease(-time.Second))
+	}()
+	<-done
+	require.Len(t, rec.msgs, 1)
+	assert.Contains(t, rec.msgs[0], "WithLease")
+	assert.Equal(t, 1, strings.Count(rec.msgs[0], "caracaltest:"), rec.msgs[0])
+}
+
+// fatalRecorder records what a test is failed with; its Fatal ends the
+// calling goroutine, as testing's does.
+type fatalRecorder struct {
+	testing.TB
+	msgs []string
+}
+
+func (r *fatalRecorder) Helper() {}
+
+func (r *fatalRecorder) Fatal(args ...any) {
+	r.msgs = append(r.msgs, fmt.Sprint(args...))
+	runtime.Goexit()
+}
+
+func (r *fatalRecorder) Fatalf(format string, args ...any) {
+	r.msgs = append(r.msgs, fmt.Sprintf(format, args...))
+	runtime.Goexit()
 }

@@ -51,7 +51,7 @@ func Start(tb testing.TB, opts ...Option) *Stack {
 	tb.Helper()
 	s, err := New(opts...)
 	if err != nil {
-		tb.Fatalf("caracaltest: %v", err)
+		tb.Fatal(err) // New's errors name the package
 	}
 	tb.Cleanup(func() { _ = s.Close() })
 	return s
