@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"maps"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -106,6 +108,9 @@ func (t *memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 				err := io.ErrUnexpectedEOF
 				if v != http.ErrAbortHandler {
 					err = fmt.Errorf("caracaltest: handler panic: %v", v)
+					// As a server of net/http logs it, with the stack
+					// that the error leaves out.
+					log.Printf("caracaltest: panic serving %s %s: %v\n%s", sreq.Method, req.URL.Redacted(), v, debug.Stack())
 				}
 				rw.abort(err)
 			} else if !returned {

@@ -1,10 +1,13 @@
 package caracaltest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -206,13 +209,28 @@ func TestMemTransportDrop(t *testing.T) {
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
 }
 
+// A handler's panic fails the request, and is logged with its stack to the
+// standard logger, as a server of net/http logs it; http.ErrAbortHandler is
+// not logged.
 func TestMemTransportHandlerPanicIsATransportError(t *testing.T) {
-	tr := memTestTransport(t.Context(), http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+	var logged bytes.Buffer
+	log.SetOutput(&logged)
+	t.Cleanup(func() { log.SetOutput(os.Stderr) })
+	tr := memTestTransport(t.Context(), http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/abort" {
+			panic(http.ErrAbortHandler)
+		}
 		panic("boom")
 	}))
-	_, err := (&http.Client{Transport: tr}).Get("http://svc.test/")
+	_, err := (&http.Client{Transport: tr}).Get("http://svc.test/abort")
+	require.Error(t, err)
+	assert.Empty(t, logged.String())
+
+	_, err = (&http.Client{Transport: tr}).Get("http://svc.test/")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "boom")
+	assert.Contains(t, logged.String(), "panic serving GET http://svc.test/: boom")
+	assert.Contains(t, logged.String(), "TestMemTransportHandlerPanicIsATransportError", "the handler's stack")
 }
 
 func TestMemTransportStackClosed(t *testing.T) {
