@@ -3,6 +3,7 @@ package retry
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"testing"
 	"testing/synctest"
@@ -28,7 +29,7 @@ func TestBackoffSchedule(t *testing.T) {
 		{"jitter clamped above", 0, 0, time.Hour, 250*time.Millisecond + MaxJitter - 1},
 		{"retry-after wins", 0, 3 * time.Second, 10 * time.Millisecond, 3*time.Second + 10*time.Millisecond},
 		{"retry-after capped", 1, time.Hour, 0, MaxRetryAfter},
-		{"huge attempt capped", 1 << 40, 0, 5, MaxRetryAfter + 5},
+		{"huge attempt capped", math.MaxInt, 0, 5, MaxRetryAfter + 5},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -374,13 +374,14 @@ func decodeToken(contentType string, body []byte) (Token, int, error) {
 		return bad(fmt.Sprintf("token_type %.64q", tr.TokenType))
 	}
 	// A bare JSON integer only: not a string, not a fraction.
-	n, err := strconv.Atoi(string(tr.ExpiresIn))
+	n, err := strconv.ParseInt(string(tr.ExpiresIn), 10, 64)
 	if err != nil || n <= 0 {
 		return bad("expires_in must be a positive integer")
 	}
 	// No Caracal token lives a day; a larger figure is not trusted, and
-	// would overflow a time.Duration past 292 years.
-	return parseToken(tr.AccessToken), min(n, maxExpiresIn), nil
+	// would overflow a time.Duration past 292 years (an int, on 32-bit
+	// platforms, past 68).
+	return parseToken(tr.AccessToken), int(min(n, maxExpiresIn)), nil
 }
 
 // maxUnix is 9999-12-31T23:59:59Z, the latest exp taken as it is.

@@ -118,7 +118,7 @@ func TestLifecycleExchange(t *testing.T) {
 
 func TestLifecycleCacheAndRefreshMargin(t *testing.T) {
 	for _, tc := range []struct {
-		expiresIn   int
+		expiresIn   int64
 		life        time.Duration // the token's life: expires_in, at most a day
 		refreshedAt time.Duration // first instant the cache is bypassed
 	}{
