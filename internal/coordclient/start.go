@@ -150,6 +150,11 @@ func (c *Client) abandonStart(ctx context.Context, path string, hdr http.Header,
 	case out.err != nil:
 		c.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "caracal: a session start was given up; a session it may have started runs until its TTL or lease ends",
 			slog.String("error", out.err.Error()))
+	case s.AgentSessionID != "" && !wire.ValidID(s.AgentSessionID):
+		// Nothing can be retired under it, and the Coordinator's text
+		// stays out of the log.
+		c.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "caracal: a session start was given up; a session it may have started runs until its TTL or lease ends",
+			slog.String("error", invalid(http.MethodPost, path, "an id that is not a Coordinator id").Error()))
 	case s.AgentSessionID != "":
 		if err := c.Retire(dctx, s.AgentSessionID, int64(s.LeaseGeneration)); err != nil {
 			c.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "caracal: retiring the session of a start that was given up failed",
