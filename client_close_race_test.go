@@ -55,7 +55,7 @@ func TestClientCloseRacingCalls(t *testing.T) {
 		require.NoError(t, err)
 		root, err := c.Spawn(t.Context())
 		require.NoError(t, err)
-		reader, err := c.Spawn(root.Context(), caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{MaxHops: 3}, time.Hour)))
+		reader, err := c.Spawn(root.Context(), caracal.WithLabels("reader"), caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{MaxHops: 3}, time.Hour)))
 		require.NoError(t, err)
 		hc := c.HTTPClient(caracal.WithScopes("tickets:read"), caracal.WithPrefetch(2))
 
@@ -77,7 +77,10 @@ func TestClientCloseRacingCalls(t *testing.T) {
 				s, err := c.SpawnService(t.Context(), caracal.HeartbeatAuto())
 				ok(err)
 				if err == nil {
-					_, _ = s.Heartbeat(t.Context())
+					// Close may have closed the service first.
+					if _, err := s.Heartbeat(t.Context()); err != nil && !errors.Is(err, caracal.ErrSessionClosed) {
+						assert.ErrorIs(t, err, caracal.ErrClosed)
+					}
 				}
 			})
 			wg.Go(func() {
@@ -86,13 +89,18 @@ func TestClientCloseRacingCalls(t *testing.T) {
 					assert.ErrorIs(t, err, caracal.ErrClosed)
 				}
 			})
+			req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
+			require.NoError(t, err)
 			wg.Go(func() {
-				req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
-				require.NoError(t, err)
 				resp, err := hc.Do(req)
 				if err == nil {
 					_, _ = io.Copy(io.Discard, resp.Body)
 					_ = resp.Body.Close()
+					return
+				}
+				// Close may have closed reader first.
+				if !errors.Is(err, caracal.ErrSessionClosed) {
+					assert.ErrorIs(t, err, caracal.ErrClosed)
 				}
 			})
 		}
