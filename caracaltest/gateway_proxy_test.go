@@ -147,8 +147,10 @@ func TestGatewayRevokedMidStream(t *testing.T) {
 	_, child, e := env.readerEdge()
 	var secondWrite error
 	env.reply = func(rw http.ResponseWriter, r *http.Request) {
-		_, err := rw.Write([]byte(strings.Repeat("a", 4096)))
-		require.NoError(t, err)
+		// A server goroutine: FailNow belongs to the test's goroutine.
+		if _, err := rw.Write([]byte(strings.Repeat("a", 4096))); !assert.NoError(t, err) {
+			return
+		}
 		rw.(http.Flusher).Flush()
 		env.w.mu.Lock()
 		env.w.revokeEdge(e)
