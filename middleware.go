@@ -160,7 +160,7 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		env, problems := envelope.Extract(r.Header)
 		if problems != 0 {
-			m.warn(problems)
+			m.warn(r.Context(), problems)
 		}
 		if problems.Has(envelope.AuthorizationInvalid) {
 			if v := r.Header["Authorization"]; len(v) == 1 && !bearerScheme(v[0]) {
@@ -196,7 +196,7 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 		case modeVerified:
 			cl, err := m.verifier.Verify(r.Context(), env.Token)
 			if err != nil {
-				m.keysFailed(err)
+				m.keysFailed(r.Context(), err)
 				status, code, desc := http.StatusUnauthorized, jwks.CodeInvalidToken, "invalid bearer token"
 				var ve *jwks.Error
 				if errors.As(err, &ve) {
@@ -256,7 +256,7 @@ func bearerScheme(v string) bool {
 // keysFailed logs, once per outage, that the signing keys cannot be
 // fetched: every bearer is then refused with a 401 that does not tell the
 // client why, and only the server's operator can fix it.
-func (m *middleware) keysFailed(err error) {
+func (m *middleware) keysFailed(ctx context.Context, err error) {
 	if errors.Is(err, jwks.ErrKeysUnavailable) && m.keysDown.CompareAndSwap(false, true) {
 		// Log the fetch failure (URL, status or network error), not the
 		// token refusal wrapped around it, whose text leaves the cause out.
@@ -264,7 +264,7 @@ func (m *middleware) keysFailed(err error) {
 		if errors.As(err, &ve) && ve.Err != nil {
 			err = ve.Err
 		}
-		m.c.log.Warn("caracal: Middleware cannot fetch the STS signing keys, so every bearer is refused; check the STS URL (or VerifyJWKSURL) and that the STS is reachable", "error", err)
+		m.c.log.WarnContext(ctx, "caracal: Middleware cannot fetch the STS signing keys, so every bearer is refused; check the STS URL (or VerifyJWKSURL) and that the STS is reachable", "error", err)
 	}
 }
 
@@ -276,8 +276,9 @@ func (m *middleware) keysFailing() bool {
 	return ok && tv.keys.Failing()
 }
 
-// warn logs each kind of envelope problem the first time it is seen.
-func (m *middleware) warn(p envelope.Problems) {
+// warn logs each kind of envelope problem the first time it is seen, with
+// the context of the request that showed it.
+func (m *middleware) warn(ctx context.Context, p envelope.Problems) {
 	for {
 		old := m.warned.Load()
 		fresh := uint32(p) &^ old
@@ -285,7 +286,7 @@ func (m *middleware) warn(p envelope.Problems) {
 			return
 		}
 		if m.warned.CompareAndSwap(old, old|fresh) {
-			m.c.log.Warn("caracal: malformed inbound envelope headers (logged once per kind)", "problems", envelope.Problems(fresh).String())
+			m.c.log.WarnContext(ctx, "caracal: malformed inbound envelope headers (logged once per kind)", "problems", envelope.Problems(fresh).String())
 			return
 		}
 	}
