@@ -217,6 +217,7 @@ func TestNarrowedChildWithMatchingLabel(t *testing.T) {
 	// The narrowing holds: a wider scope is refused at the STS.
 	_, err = caracal.MintUse(child.Context(), c, "resource://tickets", "tickets:write")
 	assert.ErrorIs(t, err, caracal.ErrAccessDenied)
+	assert.ErrorContains(t, err, "requested scopes exceed delegation scopes", "refused for the edge, not for the role")
 
 	// Retiring the child revokes its edge.
 	require.NoError(t, child.Close(t.Context()))
