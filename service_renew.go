@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"time"
 
@@ -220,7 +221,14 @@ func (s *Service) fire() {
 	attempt := s.attempt
 	s.mu.Unlock()
 	if err != nil {
-		s.log.Warn("caracal: service lease renewal failed; retrying", "attempt", attempt, "retry_in", d, "lease_remaining", remaining, "error", err)
+		// A warning for the first failure of a run; its retries are
+		// details, so that an outage costs each service one warning (and
+		// one more if the lease is lost), not one per retry.
+		level := slog.LevelWarn
+		if attempt > 1 {
+			level = slog.LevelDebug
+		}
+		s.log.Log(context.Background(), level, "caracal: service lease renewal failed; retrying", "attempt", attempt, "retry_in", d, "lease_remaining", remaining, "error", err)
 	}
 }
 
