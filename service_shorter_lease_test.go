@@ -17,15 +17,15 @@ import (
 	"github.com/caracal-go/caracal/caracaltest"
 )
 
-// shorterLease makes every heartbeat answer report a lease of n: what a
-// Coordinator restarted with a shorter SERVICE_AGENT_LEASE_SECONDS answers.
-type shorterLease struct {
+// heartbeatAgent is a RoundTripper that lets edit change the "agent" object
+// of every successful heartbeat answer of base.
+type heartbeatAgent struct {
 	base http.RoundTripper
-	n    time.Duration
+	edit func(agent map[string]any) error
 }
 
-func (s shorterLease) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := s.base.RoundTrip(r)
+func (h heartbeatAgent) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := h.base.RoundTrip(r)
 	if err != nil || resp.StatusCode != http.StatusOK || !strings.HasSuffix(r.URL.Path, "/heartbeat") {
 		return resp, err
 	}
@@ -42,11 +42,9 @@ func (s shorterLease) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err := json.Unmarshal(body["agent"], &agent); err != nil {
 		return nil, err
 	}
-	last, err := time.Parse(time.RFC3339Nano, agent["last_heartbeat_at"].(string))
-	if err != nil {
+	if err := h.edit(agent); err != nil {
 		return nil, err
 	}
-	agent["heartbeat_deadline_at"] = last.Add(s.n).UTC().Format("2006-01-02T15:04:05.000Z")
 	if body["agent"], err = json.Marshal(agent); err != nil {
 		return nil, err
 	}
@@ -59,13 +57,26 @@ func (s shorterLease) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// shorterLease makes every heartbeat answer report a lease of n: what a
+// Coordinator restarted with a shorter SERVICE_AGENT_LEASE_SECONDS answers.
+func shorterLease(base http.RoundTripper, n time.Duration) http.RoundTripper {
+	return heartbeatAgent{base, func(agent map[string]any) error {
+		last, err := time.Parse(time.RFC3339Nano, agent["last_heartbeat_at"].(string))
+		if err != nil {
+			return err
+		}
+		agent["heartbeat_deadline_at"] = last.Add(n).UTC().Format("2006-01-02T15:04:05.000Z")
+		return nil
+	}}
+}
+
 // A renewal answer reporting a shorter lease than the handle knew moves the
 // local deadline back to the renewal plus that lease: the deadline never lies
 // later than the Coordinator's, and the next renewal is due before it.
 func TestServiceDeadlineFollowsShorterLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := caracaltest.Start(t, caracaltest.InMemory())
-		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: shorterLease{st.Transport(), 30 * time.Second}}))
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: shorterLease(st.Transport(), 30*time.Second)}))
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = c.Close(t.Context()) })
 
@@ -119,7 +130,7 @@ func TestServiceDeadlineFollowsShorterLease(t *testing.T) {
 func TestServiceManualHeartbeatReschedulesBackgroundRenewal(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := caracaltest.Start(t, caracaltest.InMemory())
-		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: shorterLease{st.Transport(), 30 * time.Second}}))
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: shorterLease(st.Transport(), 30*time.Second)}))
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = c.Close(t.Context()) })
 

@@ -21,7 +21,7 @@ func TestServiceRenewalWithoutLeaseEndsTheHandle(t *testing.T) {
 		t.Run(n.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				st := caracaltest.Start(t, caracaltest.InMemory())
-				c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: shorterLease{st.Transport(), n}}))
+				c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: shorterLease(st.Transport(), n)}))
 				require.NoError(t, err)
 				t.Cleanup(func() { _ = c.Close(t.Context()) })
 
