@@ -220,15 +220,15 @@ func (c *Client) config() *Config {
 
 // Close retires every session and service the client started and has not
 // closed yet, stops background work and the retries of calls in flight, and
-// makes further calls fail with ErrClosed. A session or service whose retire failed earlier (its Close, or
-// a service's start context ending) is left running, and part of Close's
-// error. A Spawn, SpawnService or AttachService still in flight is
-// waited for, but makes no further attempt once Close began: it fails with
-// ErrClosed and retires the session it started (or may have started), and
-// a failure of that retire is part of Close's error too, as is one of the
-// background retire of a start that was given up. It is idempotent: a
-// later Close waits for the first one and returns its outcome. Every Close
-// returns by its ctx's deadline.
+// makes further calls fail with ErrClosed. A session or service whose retire
+// failed earlier (its Close, or a service's start context ending) is left
+// running, and part of Close's error. A Spawn, SpawnService or
+// AttachService still in flight is waited for, but makes no further attempt
+// once Close began: it fails with ErrClosed and retires the session it
+// started (or may have started), and a failure of that retire is part of
+// Close's error too, as is one of the background retire of a start that was
+// given up. It is idempotent: a later Close waits for the first one and
+// returns its outcome. Every Close returns by its ctx's deadline.
 func (c *Client) Close(ctx context.Context) error {
 	if err := c.check(ctx, "Close", false); err != nil {
 		return err
