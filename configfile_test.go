@@ -201,10 +201,11 @@ func TestLoadConfigBadTOML(t *testing.T) {
 
 // The parser's own error holds the whole profile and prints the offending
 // line (ErrorWithPosition, as the TOML package suggests for reporting): it
-// is not in the chain of a load error, so a secret on that line cannot
-// reach a report of the error that walks its causes. The parser's message quotes the token it stopped at, which for a secret
-// written without quotes (all digits, say) is the secret itself: the quoted
-// text is left out of the error.
+// is not in the chain of a load error, so a secret on that line cannot reach
+// a report of the error that walks its causes. The parser's message quotes
+// the token it stopped at, which for a secret written without quotes (all
+// digits, say) is the secret itself: the quoted text is left out of the
+// error.
 func TestLoadConfigBadTOMLKeepsNoParserError(t *testing.T) {
 	dir := t.TempDir()
 	const digits = "00731946208851"

@@ -120,12 +120,12 @@ type middleware struct {
 //
 // A request without a valid bearer is answered 401 with a JSON body
 // {"error","error_description"}; a refused token 401 (or 403 for scope and
-// hop failures); under TrustedPropagation, a baggage header that is over
-// its caps, has a malformed member (of any key: it might have been a
-// Caracal one), a Caracal member repeated with another value, a Caracal id
-// that is not of the Coordinator's id form, or a bad caracal.hop 400.
-// Nothing is bound from a refused request. Headers are size-capped and parsed strictly; irregularities are
-// logged once per kind, not per request.
+// hop failures); under TrustedPropagation, a baggage header that is over its
+// caps, has a malformed member (of any key: it might have been a Caracal
+// one), a Caracal member repeated with another value, a Caracal id that is
+// not of the Coordinator's id form, or a bad caracal.hop 400. Nothing is
+// bound from a refused request. Headers are size-capped and parsed strictly;
+// irregularities are logged once per kind, not per request.
 func (c *Client) Middleware(opts ...MiddlewareOption) (func(http.Handler) http.Handler, error) {
 	if err := c.made("Middleware"); err != nil {
 		return nil, err

@@ -395,10 +395,11 @@ func AsApplication() HeadersOption {
 // per request instead.
 //
 // With no bound agent Headers fails with ErrNoSession, unless AsApplication
-// is given; for the agent of a session that was closed, that this
-// process started under a parent session that was closed or ended, or
-// that RevokeDelegation ended, with ErrSessionClosed; for a session another client of this process spawned
-// for another application or zone, with ErrInvalidRequest.
+// is given; for the agent of a session that was closed, that this process
+// started under a parent session that was closed or ended, or that
+// RevokeDelegation ended, with ErrSessionClosed; for a session another
+// client of this process spawned for another application or zone, with
+// ErrInvalidRequest.
 func (c *Client) Headers(ctx context.Context, opts ...HeadersOption) (http.Header, error) {
 	if err := c.check(ctx, "Headers", true); err != nil {
 		return nil, err

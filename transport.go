@@ -65,16 +65,16 @@ func WithPropagation(p Propagation) TransportOption {
 // path with a mandate of at least 90 s of life (so an edge whose TTL caps
 // its mandates below that is never prefetched), is dropped when its session
 // closes or its Context ends (as it does when a parent session it was
-// spawned under ends), when the client revokes a delegation, after a minute or so without use or when the STS
-// refuses a background mint, and is never kept for scopes that needed a
-// human approval. Background minting runs one refill at a time per pool (at most
-// 256 pools per transport) and stops when the client closes, or within a
-// minute or so after the transport is garbage collected. Each prefetched
-// mandate counts against the STS mint budget (1,000 per minute per
-// application and resource) like any other: a pool nobody takes from again wastes up to depth mints. The
-// pools belong to the transport, so build one prefetching transport (or
-// HTTPClient) and share it rather than one per request, whose pooled
-// mandates would be wasted.
+// spawned under ends), when the client revokes a delegation, after a minute
+// or so without use or when the STS refuses a background mint, and is never
+// kept for scopes that needed a human approval. Background minting runs one
+// refill at a time per pool (at most 256 pools per transport) and stops when
+// the client closes, or within a minute or so after the transport is garbage
+// collected. Each prefetched mandate counts against the STS mint budget
+// (1,000 per minute per application and resource) like any other: a pool
+// nobody takes from again wastes up to depth mints. The pools belong to the
+// transport, so build one prefetching transport (or HTTPClient) and share it
+// rather than one per request, whose pooled mandates would be wasted.
 func WithPrefetch(depth int) TransportOption {
 	depth = min(max(depth, 1), maxPrefetchDepth)
 	return func(c *transportConfig) { c.prefetch = depth }
