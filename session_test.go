@@ -17,8 +17,7 @@ import (
 func newStack(t *testing.T, opts ...caracaltest.Option) (*caracaltest.Stack, *caracal.Client) {
 	t.Helper()
 	st := caracaltest.Start(t, opts...)
-	c, hc := newClient(t, st)
-	_ = hc
+	c, _ := newClient(t, st)
 	return st, c
 }
 

@@ -141,6 +141,11 @@ func (c *Client) abandonStart(ctx context.Context, path string, hdr http.Header,
 	defer cancel()
 	var s wire.Session
 	out := c.do(dctx, http.MethodPost, path, hdr, body, &s)
+	if out.err == nil && s.AgentSessionID != "" && !wire.ValidID(s.AgentSessionID) {
+		// Nothing can be retired under it, and the Coordinator's text
+		// stays out of the log.
+		out.err = invalid(http.MethodPost, path, "an id that is not a Coordinator id")
+	}
 	switch {
 	case out.api != nil && !out.retryable && out.api.StatusCode != http.StatusUnauthorized &&
 		out.api.Code != "idempotency_key_conflict":
@@ -150,11 +155,6 @@ func (c *Client) abandonStart(ctx context.Context, path string, hdr http.Header,
 	case out.err != nil:
 		c.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "caracal: a session start was given up; a session it may have started runs until its TTL or lease ends",
 			slog.String("error", out.err.Error()))
-	case s.AgentSessionID != "" && !wire.ValidID(s.AgentSessionID):
-		// Nothing can be retired under it, and the Coordinator's text
-		// stays out of the log.
-		c.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "caracal: a session start was given up; a session it may have started runs until its TTL or lease ends",
-			slog.String("error", invalid(http.MethodPost, path, "an id that is not a Coordinator id").Error()))
 	case s.AgentSessionID != "":
 		if err := c.Retire(dctx, s.AgentSessionID, int64(s.LeaseGeneration)); err != nil {
 			c.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "caracal: retiring the session of a start that was given up failed",
