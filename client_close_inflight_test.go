@@ -140,9 +140,7 @@ func TestClientCloseReportsFailedRetireOfGivenUpStart(t *testing.T) {
 // retries, and the start fails with ErrClosed as well as the attempt's error.
 func TestClientCloseEndsTheRetriesOfAStartInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := caracaltest.Start(t, caracaltest.InMemory())
-		c, err := st.NewClient()
-		require.NoError(t, err)
+		st, c := serviceStack(t)
 		st.Inject(caracaltest.RouteStart, caracaltest.Fault{Status: http.StatusServiceUnavailable, Delay: time.Second})
 		started := make(chan error, 1)
 		go func() {
@@ -155,7 +153,7 @@ func TestClientCloseEndsTheRetriesOfAStartInFlight(t *testing.T) {
 		require.NoError(t, c.Close(t.Context()))
 		assert.Equal(t, 2*time.Second, time.Since(begin), "the attempt, then the lookup of what it may have started")
 		assert.Equal(t, 2, st.Count(caracaltest.RouteStart), "no retry after Close began")
-		err = <-started
+		err := <-started
 		assert.ErrorIs(t, err, caracal.ErrClosed)
 		assert.ErrorIs(t, err, caracal.ErrUnavailable, "the attempt's error is kept")
 	})
@@ -166,9 +164,7 @@ func TestClientCloseEndsTheRetriesOfAStartInFlight(t *testing.T) {
 // as the attempt's error.
 func TestClientCloseEndsTheRetriesOfADelegateInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := caracaltest.Start(t, caracaltest.InMemory())
-		c, err := st.NewClient()
-		require.NoError(t, err)
+		st, c := serviceStack(t)
 		giver, err := c.Spawn(t.Context())
 		require.NoError(t, err)
 		peer, err := c.Spawn(t.Context())

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -32,7 +31,7 @@ func TestMiddlewareWarningsCarryTheRequestContext(t *testing.T) {
 		"key outage":         {failing, caracal.VerifyTokens(mwResource), http.Header{"Authorization": {"Bearer " + s.sign(t, resourceClaims())}}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			logged := &ctxRecorder{}
+			logged := &logRecorder{}
 			c := mwClient(t, tc.hc, caracal.WithLogger(slog.New(logged)))
 			mw, err := c.Middleware(tc.opt)
 			require.NoError(t, err)
@@ -41,34 +40,13 @@ func TestMiddlewareWarningsCarryTheRequestContext(t *testing.T) {
 			req.Header = tc.header
 			req = req.WithContext(context.WithValue(req.Context(), requestMark{}, name))
 			mw(got.handler()).ServeHTTP(httptest.NewRecorder(), req)
-			assert.Equal(t, []any{name}, logged.marks())
+			var marks []any
+			for _, r := range logged.all() {
+				marks = append(marks, r.ctx.Value(requestMark{}))
+			}
+			assert.Equal(t, []any{name}, marks)
 		})
 	}
 }
 
 type requestMark struct{}
-
-// ctxRecorder is a slog.Handler that keeps the requestMark of each record's
-// context.
-type ctxRecorder struct {
-	mu   sync.Mutex
-	seen []any
-}
-
-func (h *ctxRecorder) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *ctxRecorder) Handle(ctx context.Context, _ slog.Record) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.seen = append(h.seen, ctx.Value(requestMark{}))
-	return nil
-}
-
-func (h *ctxRecorder) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *ctxRecorder) WithGroup(string) slog.Handler      { return h }
-
-func (h *ctxRecorder) marks() []any {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.seen
-}
