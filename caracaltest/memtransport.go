@@ -250,7 +250,7 @@ type memResponseWriter struct {
 	committed bool
 	status    int
 	sent      http.Header // header as of commit
-	trailer   http.Header // declared trailers, filled in by finish
+	trailer   http.Header // made at commit; finish fills in the trailers
 	err       error       // set if the handler aborted before committing
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -270,12 +270,13 @@ func (w *memResponseWriter) WriteHeader(code int) {
 	w.committed = true
 	w.status = code
 	w.sent = canonicalHeader(w.header)
+	// Made here, before the response is handed over: the client holds this
+	// map, which finish fills in, also with trailers set only through
+	// http.TrailerPrefix.
+	w.trailer = http.Header{}
 	for _, v := range w.sent.Values("Trailer") {
 		for _, k := range strings.Split(v, ",") {
 			if k = strings.TrimSpace(k); k != "" {
-				if w.trailer == nil {
-					w.trailer = http.Header{}
-				}
 				w.trailer[http.CanonicalHeaderKey(k)] = nil
 			}
 		}
@@ -323,9 +324,6 @@ func (w *memResponseWriter) finish() {
 	}
 	for k, v := range header {
 		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
-			if w.trailer == nil {
-				w.trailer = http.Header{}
-			}
 			w.trailer[http.CanonicalHeaderKey(name)] = v
 		}
 	}
