@@ -81,8 +81,11 @@ func (t *memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, context.Cause(ctx)
 	}
 
-	hctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(t.stack, cancel)
+	// The handler's context is a server's: it ends when the client gives
+	// up or the stack closes, and carries none of the client's values
+	// (the caller's agent, above all).
+	hctx, cancel := context.WithCancel(t.stack)
+	stop := context.AfterFunc(ctx, cancel)
 	sreq := serverRequest(hctx, req)
 	// Once the request ends (the client gives up, the stack closes, the
 	// response is done with), its body is closed, which fails a handler's
