@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/caracal-go/caracal/internal/apierr"
 )
 
 // maxDecodeRounds is how many times HasDotSegment percent-decodes a path,
@@ -282,21 +284,24 @@ func (r *Router) GatewayURL(path string) (*url.URL, error) {
 	if r == nil || !r.gateway {
 		return nil, errors.New("no gateway URL is configured")
 	}
+	// The caller's path may carry a key in its query, or a user:password
+	// when it is a whole URL given by mistake: errors show it masked.
+	shown := apierr.ShowURL(path)
 	if strings.HasPrefix(path, "//") {
-		return nil, fmt.Errorf("path %q has an authority; pass only the path", path)
+		return nil, fmt.Errorf("path %q has an authority; pass only the path", shown)
 	}
 	if strings.IndexByte(path, '#') >= 0 {
-		return nil, fmt.Errorf("path %q has a fragment", path)
+		return nil, fmt.Errorf("path %q has a fragment", shown)
 	}
 	p, err := url.Parse(path)
 	if err != nil {
-		return nil, fmt.Errorf("path %q: %w", path, err)
+		return nil, fmt.Errorf("path %q: %w", shown, apierr.HideURLUser(err))
 	}
 	if p.Scheme != "" || p.Host != "" || p.Opaque != "" {
-		return nil, fmt.Errorf("path %q is an absolute URL; pass only the path", path)
+		return nil, fmt.Errorf("path %q is an absolute URL; pass only the path", shown)
 	}
 	if HasDotSegment(p.Path) {
-		return nil, fmt.Errorf("path %q has a dot segment or backslash", path)
+		return nil, fmt.Errorf("path %q has a dot segment or backslash", shown)
 	}
 	u := &url.URL{
 		Scheme:     r.scheme,
