@@ -16,3 +16,16 @@ func AcquiringServices(c *Client) int {
 	defer c.mu.Unlock()
 	return len(c.acquiring)
 }
+
+// FireDuringStep runs a background renewal step of s while another one is
+// marked in progress: what happens when a renewal by hand re-arms the timer
+// just before the step it fired takes the handle's lock.
+func FireDuringStep(s *Service) {
+	s.mu.Lock()
+	s.stepping = true
+	s.mu.Unlock()
+	s.fire()
+	s.mu.Lock()
+	s.stepping = false
+	s.mu.Unlock()
+}

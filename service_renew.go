@@ -177,12 +177,14 @@ func (s *Service) failed(ctx context.Context, err error) (Lease, error) {
 // services in one process), renews once and re-arms the timer with the delay
 // of the pure cadence or backoff rule. The call itself is bounded by the
 // lease deadline, and the deadline timer declares loss on time whatever the
-// Coordinator does. Steps never overlap: the timer is re-armed only at the
-// end of a step. end stops the timer and closeSequence waits for a step in
-// progress.
+// Coordinator does. Steps never overlap: a step re-arms the timer only at
+// its end, and one fired while another is in progress (a renewal by hand
+// re-armed the timer just before the step took the lock) does nothing,
+// since the step in progress re-arms the timer when it ends. end stops the
+// timer and closeSequence waits for a step in progress.
 func (s *Service) fire() {
 	s.mu.Lock()
-	if s.err != nil {
+	if s.err != nil || s.stepping {
 		s.mu.Unlock()
 		return
 	}
