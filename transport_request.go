@@ -36,7 +36,9 @@ func cloneRequest(req *http.Request) *http.Request {
 func unreplayable(out *http.Request) {
 	out.GetBody = nil
 	if out.Body == nil || out.Body == http.NoBody {
-		out.Body = emptyBody{}
+		// Without a body net/http sends no bytes whatever ContentLength
+		// says; with emptyBody it would announce them and then fail.
+		out.Body, out.ContentLength = emptyBody{}, 0
 	}
 }
 
