@@ -245,7 +245,7 @@ func (c *Client) Drop() {
 
 func (c *Client) exchangeLifecycle(ctx context.Context) (Token, int, error) {
 	if len(c.cfg.Resources) == 0 {
-		return Token{}, 0, errors.New("caracal: no resources configured for the lifecycle token; set CARACAL_APP_RESOURCES or a resource binding")
+		return Token{}, 0, errors.New("caracal: no resources configured for the lifecycle token; add a resource identifier (Config.Resources or WithResources, CARACAL_APP_RESOURCES, or a resource binding)")
 	}
 	tok, expiresIn, err := c.post(ctx, wire.TokenRequest{
 		ZoneID:        c.cfg.ZoneID,
