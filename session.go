@@ -189,10 +189,11 @@ type Session struct {
 // The caller must Close the session; Client.Close closes the ones left.
 // Session.Context derives from ctx, so cancelling ctx cancels it too, but
 // only Close (or the TTL) retires the session. It also ends, with the
-// parent's cause, when the parent session this process holds ends (the
-// Coordinator ends the child with it), even when ctx does not derive from
-// the parent's Context (WithParent); a parent already ended so is refused
-// with ErrSessionClosed before any call. When Spawn fails (ctx ended, or the
+// parent's cause, when the Context of the parent this process holds ends
+// (its session ended, and the Coordinator ends the child with it, or the
+// context it was spawned with was cancelled), even when ctx does not derive
+// from it (WithParent); a parent already ended so is refused with
+// ErrSessionClosed before any call. When Spawn fails (ctx ended, or the
 // retries ran out) after the start may already have reached the
 // Coordinator, the session it may have started is retired in the
 // background (Client.Close waits for that, and reports it if that retire
@@ -256,8 +257,8 @@ func (s *Session) Agent() *Agent { return s.agent }
 
 // Context returns a context that carries the session's agent. It derives from
 // the context given to Spawn and is cancelled, with cause ErrSessionClosed,
-// when the session closes, or with its parent's cause when the parent
-// session this process holds ends. RevokeDelegation also ends it, with a
+// when the session closes, or with its parent's cause when the Context of
+// the parent this process holds ends. RevokeDelegation also ends it, with a
 // cause matching ErrSessionClosed, when it held the revoked delegation or
 // one made under it.
 func (s *Session) Context() context.Context { return s.ctx }
