@@ -302,6 +302,12 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 	}
 	var bearer string
 	if len(scopes) == 0 {
+		if ctx.Err() != nil {
+			// Nothing would be sent: keep the pinned mandate for a
+			// request that can be.
+			closeBody(req)
+			return nil, context.Cause(ctx)
+		}
 		tok, err := gatewayContextToken(a)
 		if err != nil {
 			closeBody(req)
