@@ -138,3 +138,22 @@ func TestWaitApprovalLeavesNoGoroutineBehind(t *testing.T) {
 		require.NoError(t, g.c.Close(context.Background()))
 	})
 }
+
+// A wait whose context ends while it backs off after a failed poll reports
+// the poll's failure with the context's cause: the caller learns that the
+// STS was refusing, not only that time ran out.
+func TestWaitApprovalCutShortAfterAFailedPollReportsIt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGoverned(t, caracaltest.InMemory())
+		ae := g.heldDelete(t)
+		g.st.Inject(caracaltest.RouteApproval, caracaltest.Fault{Status: http.StatusServiceUnavailable, RetryAfter: time.Minute})
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		err := g.c.WaitApproval(ctx, ae.ApprovalID)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		var e *caracal.Error
+		require.ErrorAs(t, err, &e, "the failed poll's answer")
+		assert.Equal(t, http.StatusServiceUnavailable, e.StatusCode)
+		assert.Equal(t, 1, g.st.Count(caracaltest.RouteApproval))
+	})
+}

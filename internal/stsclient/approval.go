@@ -59,8 +59,10 @@ func (c *Client) WaitApproval(ctx context.Context, id string) (wire.ApprovalStat
 			if !transient || failures >= approvalRetries {
 				return last, err
 			}
-			if err := retry.Sleep(ctx, retry.Backoff(failures, after, retry.Jitter())); err != nil {
-				return last, context.Cause(ctx)
+			if retry.Sleep(ctx, retry.Backoff(failures, after, retry.Jitter())) != nil {
+				// The wait ended before the STS answered again: what it
+				// answered last is part of why.
+				return last, fmt.Errorf("%w (the last poll failed: %w)", context.Cause(ctx), err)
 			}
 			failures++
 			continue
