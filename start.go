@@ -97,7 +97,7 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 	if cfg.metadata != nil {
 		b, err := json.Marshal(cfg.metadata)
 		if err != nil {
-			return started{}, fmt.Errorf("%w: WithMetadata: %v", ErrInvalidRequest, err)
+			return started{}, fmt.Errorf("%w: WithMetadata: %w", ErrInvalidRequest, err)
 		}
 		req.Metadata = b
 	}
