@@ -21,6 +21,11 @@ const maxReceived = 64
 // and their children. Their Contexts end with a cause matching
 // ErrSessionClosed (a service's matches ErrLeaseLost, and OnLeaseLost
 // runs); their Close still answers, and finds them gone.
+//
+// A revoke that fails because ctx ended or its answer was lost may still
+// have taken effect on the Coordinator. Calling again then fails with
+// ErrNotFound (an edge no longer active is not found), and the handles that
+// held the delegation are not ended here: their next calls are refused.
 func (c *Client) RevokeDelegation(ctx context.Context, edgeID string) error {
 	if err := c.check(ctx, "RevokeDelegation", true); err != nil {
 		return err
