@@ -185,5 +185,6 @@ func TestGrantThatCouldNeverMintIsRefused(t *testing.T) {
 	assert.ErrorContains(t, err, `delegating "tickets:read" on resource://tickets from session `+wide.ID()+" to session no-such-session")
 	require.NoError(t, c.RevokeDelegation(t.Context(), d.ID))
 	err = c.RevokeDelegation(t.Context(), d.ID)
+	assert.ErrorIs(t, err, caracal.ErrNotFound, "a revoked edge is no longer found")
 	assert.ErrorContains(t, err, "revoking delegation "+d.ID)
 }
