@@ -37,6 +37,7 @@ type Server struct {
 	mu       sync.Mutex
 	requests int
 	conns    []net.Conn
+	closed   bool // the test ended: a connection accepted now is closed at once
 }
 
 // Start starts a Server, stopped when the test ends.
@@ -57,6 +58,11 @@ func Start(tb testing.TB, actions ...Action) *Server {
 				return
 			}
 			s.mu.Lock()
+			if s.closed {
+				s.mu.Unlock()
+				_ = conn.Close()
+				return
+			}
 			s.conns = append(s.conns, conn)
 			s.mu.Unlock()
 			s.wg.Go(func() { s.serve(conn) })
@@ -65,6 +71,7 @@ func Start(tb testing.TB, actions ...Action) *Server {
 	tb.Cleanup(func() {
 		_ = ln.Close()
 		s.mu.Lock()
+		s.closed = true
 		for _, c := range s.conns {
 			_ = c.Close()
 		}
