@@ -119,7 +119,9 @@ const maxBearer = 4096
 // pre-flight checks do: three segments, unpadded base64url JSON, non-zero exp.
 func peekClaims(token string) (*tokenClaims, bool) {
 	parts := strings.Split(token, ".")
-	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+	// Only the segment count and the payload matter here: an empty header
+	// or signature segment fails the signature check, later in the order.
+	if len(parts) != 3 {
 		return nil, false
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
