@@ -45,16 +45,21 @@ func ExampleClient_HTTPClient() {
 		resp.Body.Close()
 		fmt.Println(resp.Status)
 	}
+	fmt.Println("gateway requests:", st.Count(caracaltest.RouteGateway))
 
 	// A scope beyond the delegation is refused by the STS.
 	req, _ := http.NewRequestWithContext(caracal.WithRequestScopes(reader.Context(), "tickets:write"),
 		http.MethodGet, st.UpstreamURL("resource://tickets")+"/tickets/42", nil)
 	_, err = hc.Do(req)
-	fmt.Println(err != nil)
+	var refusal *caracal.Error
+	if errors.As(err, &refusal) {
+		fmt.Println(refusal.Service, refusal.StatusCode, refusal.Code)
+	}
 	// Output:
 	// 200 OK
 	// 200 OK
-	// true
+	// gateway requests: 2
+	// sts 403 access_denied
 }
 
 func ExampleClient_Middleware() {
@@ -64,18 +69,23 @@ func ExampleClient_Middleware() {
 	defer c.Close(ctx)
 
 	// A resource server verifies the Gateway's resource tokens and reads
-	// the calling agent from the request's context.
+	// the calling agent from the request's context. Here it is the upstream
+	// of resource://tickets behind the stack's Gateway.
 	mw, err := c.Middleware(caracal.VerifyTokens("resource://tickets"))
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := httptest.NewServer(mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	err = st.SetUpstream("resource://tickets", mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		agent, _ := caracal.FromContext(r.Context())
 		fmt.Fprintf(w, "hop %d", agent.Hop())
 	})))
-	defer srv.Close()
+	if err != nil {
+		log.Fatal(err)
+	}
+	url := st.UpstreamURL("resource://tickets") + "/tickets/1"
 
-	resp, err := http.Get(srv.URL + "/tickets/1")
+	// A request that did not come through the Gateway carries no token.
+	resp, err := http.Get(url)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -85,8 +95,31 @@ func ExampleClient_Middleware() {
 	json.NewDecoder(resp.Body).Decode(&refusal)
 	resp.Body.Close()
 	fmt.Println(resp.StatusCode, refusal.Error)
+
+	// An agent's request through the Gateway reaches the handler with the
+	// agent bound.
+	root, err := c.Spawn(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer root.Close(ctx)
+	reader, err := c.Spawn(root.Context(), caracal.WithLabels("reader"),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 5*time.Minute)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer reader.Close(ctx)
+	req, _ := http.NewRequestWithContext(reader.Context(), http.MethodGet, url, nil)
+	resp, err = c.HTTPClient(caracal.WithScopes("tickets:read")).Do(req)
+	if err != nil {
+		log.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, string(body))
 	// Output:
 	// 401 missing_token
+	// 200 hop 1
 }
 
 func ExampleClient_Delegate() {
