@@ -8,7 +8,8 @@
 //	go run ./examples/quickstart
 //
 // With CARACAL_CONFIG (or CARACAL_* variables) set it runs against that
-// deployment, calling the first configured resource binding:
+// deployment, calling the resource binding with the longest upstream prefix
+// (the first of Config().Bindings, whatever the order they were configured in):
 //
 //	CARACAL_CONFIG=$HOME/.config/caracal/caracal.toml go run ./examples/quickstart -scope tickets:read -label reader -path /tickets/42
 package main
