@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -58,7 +59,9 @@ func gatewayRequestID(r *http.Request) string {
 }
 
 // pathTraversal reports a "." or ".." segment or a backslash in the request
-// path after repeated percent-decoding.
+// path after repeated percent-decoding. An invalid escape is kept as it is
+// and the valid ones around it are still decoded, so that it cannot hide an
+// encoded dot segment.
 func pathTraversal(r *http.Request) bool {
 	p := r.URL.EscapedPath()
 	for range 10 {
@@ -70,13 +73,33 @@ func pathTraversal(r *http.Request) bool {
 				return true
 			}
 		}
-		d, err := url.PathUnescape(p)
-		if err != nil || d == p {
+		d := percentDecode(p)
+		if d == p {
 			return false
 		}
 		p = d
 	}
 	return true
+}
+
+// percentDecode decodes every valid %XX escape of s once and keeps the
+// other bytes, invalid escapes included, as they are.
+func percentDecode(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			v, _ := strconv.ParseUint(s[i+1:i+3], 16, 8)
+			b.WriteByte(byte(v))
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // gatewayGrant is what the in-process exchange hands the proxy step.

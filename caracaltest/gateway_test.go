@@ -234,6 +234,8 @@ func TestGatewayChecks(t *testing.T) {
 			status: 400, code: "invalid_token", desc: "path traversal not permitted"},
 		{name: "double-encoded dot segment", auth: "Bearer " + with("jti", "x"), path: "/tickets/%252e%252e/admin",
 			status: 400, code: "invalid_token", desc: "path traversal not permitted"},
+		{name: "dot segment behind an invalid escape", auth: "Bearer " + with("jti", "x"), path: "/tickets/%25zz/%252e%252e/admin",
+			status: 400, code: "invalid_token", desc: "path traversal not permitted"},
 		{name: "single dot", auth: "Bearer " + with("jti", "x"), path: "/tickets/%2E/42",
 			status: 400, code: "invalid_token", desc: "path traversal not permitted"},
 		{name: "backslash", auth: "Bearer " + with("jti", "x"), path: "/tickets%5c42",
