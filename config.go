@@ -435,7 +435,7 @@ func WithResources(ids ...string) Option {
 // for the same resource from any other source.
 func WithBinding(resourceID, upstreamPrefix string) Option {
 	if err := checkBinding(resourceID, upstreamPrefix); err != nil {
-		return optErr(0, fmt.Errorf("caracal: WithBinding(%q, %s): %w", resourceID, showURL(upstreamPrefix), err))
+		return optErr(0, fmt.Errorf("caracal: WithBinding(%s, %s): %w", showURL(resourceID), showURL(upstreamPrefix), err))
 	}
 	b := ResourceBinding{ResourceID: resourceID, UpstreamPrefix: upstreamPrefix}
 	return override(0, func(c *Config) { c.Bindings = mergeBindings(c.Bindings, []ResourceBinding{b}) })

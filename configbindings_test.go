@@ -1,6 +1,7 @@
 package caracal
 
 import (
+	"fmt"
 	"io/fs"
 	"path/filepath"
 	"strings"
@@ -210,4 +211,33 @@ func TestWithResourcesKeepsItsOwnIDs(t *testing.T) {
 	cfg, err := loadEnv(t, baseEnv(), opt)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"resource://a", "resource://b"}, cfg.Resources)
+}
+
+// TestLoadConfigBindingErrorsHideURLPasswords: a URL put where a resource
+// identifier belongs (a CARACAL_RESOURCES entry that is a bare upstream URL
+// whose query holds "=", arguments of WithBinding swapped, a profile or
+// bindings file entry keyed by the URL) keeps its password out of the error.
+func TestLoadConfigBindingErrorsHideURLPasswords(t *testing.T) {
+	const pass = "hunter2-pw"
+	url := "https://svc:" + pass + "@up.example/v1?tenant=acme"
+	dir := t.TempDir()
+	profile := writeFile(t, dir, "caracal.toml", fmt.Sprintf("zone_id = \"z\"\napplication_id = \"a\"\napp_client_secret = \"x\"\n[[credentials]]\nresource = %q\nupstream_prefix = \"ftp://x\"\n", url), 0o600)
+	file := writeFile(t, dir, "bindings.json", fmt.Sprintf(`{%q: "ftp://x"}`, url), 0o600)
+	cases := map[string]struct {
+		env  env
+		opts []Option
+	}{
+		"CARACAL_RESOURCES":      {baseEnv().with("CARACAL_RESOURCES", url), nil},
+		"CARACAL_RESOURCES_FILE": {baseEnv().with("CARACAL_RESOURCES_FILE", file), nil},
+		"profile credentials":    {env{"CARACAL_CONFIG": profile}, nil},
+		"WithBinding":            {baseEnv(), []Option{WithBinding(url, "resource://r")}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := loadEnv(t, tc.env, tc.opts...)
+			require.Error(t, err)
+			assert.NotContains(t, err.Error(), pass)
+			assert.Contains(t, err.Error(), "svc:xxxxx@up.example")
+		})
+	}
 }

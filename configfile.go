@@ -301,7 +301,7 @@ func parseResources(from, v string) ([]ResourceBinding, error) {
 		}
 		rid, prefix := strings.TrimSpace(entry[:eq]), strings.TrimSpace(entry[eq+1:])
 		if err := checkBinding(rid, prefix); err != nil {
-			errs = append(errs, fmt.Errorf("caracal: %s: entry %d %q: %v", from, i+1, rid, err))
+			errs = append(errs, fmt.Errorf("caracal: %s: entry %d %s: %v", from, i+1, showURL(rid), err))
 			continue
 		}
 		out = append(out, ResourceBinding{rid, prefix})
@@ -357,11 +357,11 @@ func parseBindingsJSON(from string, raw []byte) ([]ResourceBinding, error) {
 		for _, k := range keys {
 			prefix, ok := m[k].(string)
 			if !ok {
-				errs = append(errs, bad("entry %q: the upstream prefix is not a string", k))
+				errs = append(errs, bad("entry %s: the upstream prefix is not a string", showURL(k)))
 				continue
 			}
 			if err := checkBinding(k, prefix); err != nil {
-				errs = append(errs, bad("entry %q: %v", k, err))
+				errs = append(errs, bad("entry %s: %v", showURL(k), err))
 				continue
 			}
 			out = append(out, ResourceBinding{k, prefix})

@@ -205,7 +205,7 @@ func (l *loader) load() (Config, error) {
 				continue
 			}
 			if err := checkBinding(c.Resource, c.UpstreamPrefix); err != nil {
-				l.failf("caracal: %s: %s %q: %v", p.path, where, c.Resource, err)
+				l.failf("caracal: %s: %s %s: %v", p.path, where, showURL(c.Resource), err)
 				continue
 			}
 			profBindings = append(profBindings, ResourceBinding{c.Resource, c.UpstreamPrefix})

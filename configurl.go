@@ -64,7 +64,10 @@ func parseHTTPURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// showURL quotes a URL for an error message, masked as printURL does.
+// showURL quotes a URL for an error message, masked as printURL does. It
+// quotes resource identifiers too: a URL written where one belongs (a bare
+// CARACAL_RESOURCES entry whose query holds "=", swapped WithBinding
+// arguments) may carry a password.
 func showURL(raw string) string {
 	return strconv.Quote(printURL(raw))
 }
