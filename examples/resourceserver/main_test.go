@@ -81,6 +81,26 @@ func TestResourceServerAgainstADeployment(t *testing.T) {
 	require.Contains(t, out.String(), "resource server: GET /tickets/9 by session "+reader.ID()+" of application app-test")
 }
 
+// A resource server calls nothing, so a deployment's configuration needs no
+// resource binding for it: it serves until its context ends.
+func TestResourceServerAgainstADeploymentWithoutBindings(t *testing.T) {
+	st := caracaltest.Start(t)
+	app := st.Application()
+	environ := []string{
+		"CARACAL_ZONE_ID=" + st.Zone(),
+		"CARACAL_APPLICATION_ID=" + app.ID,
+		"CARACAL_APP_CLIENT_SECRET=" + app.Secret,
+		"CARACAL_STS_URL=" + st.STSURL(),
+		"CARACAL_COORDINATOR_URL=" + st.CoordinatorURL(),
+		"CARACAL_GATEWAY_URL=" + st.GatewayURL(),
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	stop()
+	out := &output{listening: make(chan string, 1)}
+	require.NoError(t, run(ctx, nil, environ, out))
+	require.Contains(t, out.String(), "Resource server for resource://tickets listening on http://")
+}
+
 // output collects what run says, safe for the server's goroutines, and
 // reports the address from its listening line.
 type output struct {

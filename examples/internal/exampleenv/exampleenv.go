@@ -38,10 +38,21 @@ func Configured(environ []string) bool {
 }
 
 // Connect returns a client for the deployment environ configures, or starts
-// an embedded stack with stackOpts and returns a client of it.
+// an embedded stack with stackOpts and returns a client of it. Against a
+// deployment, the configuration must bind a resource for the example to call.
 func Connect(environ []string, stackOpts ...caracaltest.Option) (*Env, error) {
+	return connect(environ, true, stackOpts)
+}
+
+// ConnectServer is Connect for a program that only serves a resource: against
+// a deployment it needs no resource binding, and Resource and URL may be empty.
+func ConnectServer(environ []string, stackOpts ...caracaltest.Option) (*Env, error) {
+	return connect(environ, false, stackOpts)
+}
+
+func connect(environ []string, needBinding bool, stackOpts []caracaltest.Option) (*Env, error) {
 	if Configured(environ) {
-		return connectDeployment(environ)
+		return connectDeployment(environ, needBinding)
 	}
 	st, err := caracaltest.New(stackOpts...)
 	if err != nil {
@@ -55,7 +66,7 @@ func Connect(environ []string, stackOpts ...caracaltest.Option) (*Env, error) {
 	return &Env{Client: c, Stack: st, Resource: resource, URL: st.UpstreamURL(resource)}, nil
 }
 
-func connectDeployment(environ []string) (*Env, error) {
+func connectDeployment(environ []string, needBinding bool) (*Env, error) {
 	vars := make(map[string]string, len(environ))
 	for _, kv := range environ {
 		k, v, _ := strings.Cut(kv, "=")
@@ -69,6 +80,9 @@ func connectDeployment(environ []string) (*Env, error) {
 		return nil, err
 	}
 	bindings := c.Config().Bindings
+	if len(bindings) == 0 && !needBinding {
+		return &Env{Client: c}, nil
+	}
 	if len(bindings) == 0 {
 		return nil, errors.Join(
 			errors.New("the configuration has no resource binding to call: set CARACAL_RESOURCES=resource://id=https://upstream"),
@@ -102,7 +116,7 @@ func (e *Env) NewClient(environ []string) (*caracal.Client, error) {
 	if e.Stack != nil {
 		return e.Stack.NewClient()
 	}
-	env, err := connectDeployment(environ)
+	env, err := connectDeployment(environ, true)
 	if err != nil {
 		return nil, err
 	}
