@@ -78,7 +78,7 @@ func run(ctx context.Context, args, environ []string, out io.Writer) (err error)
 	self := "http://" + ln.Addr().String()
 
 	// On an embedded stack, this server is the resource's upstream.
-	env, err := exampleenv.ConnectServer(environ, caracaltest.WithResource(caracaltest.Resource{
+	env, err := exampleenv.ConnectUnbound(environ, caracaltest.WithResource(caracaltest.Resource{
 		Identifier:  *resource,
 		Scopes:      []string{"tickets:read", "tickets:write", "tickets:delete"},
 		UpstreamURL: self,

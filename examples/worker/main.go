@@ -38,7 +38,7 @@ func run(ctx context.Context, args, environ []string, out io.Writer) (err error)
 	}
 	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
 
-	env, err := exampleenv.Connect(environ)
+	env, err := exampleenv.ConnectUnbound(environ)
 	if err != nil {
 		return err
 	}

@@ -43,3 +43,22 @@ func TestWorkerAgainstADeployment(t *testing.T) {
 	require.Contains(t, got, "Worker 2 closed the service session.")
 	require.Equal(t, 1, st.Count(caracaltest.RouteLease))
 }
+
+// A worker calls no resource, so a deployment's configuration needs no
+// resource binding for it: the resources of its lifecycle token are enough.
+func TestWorkerAgainstADeploymentWithoutBindings(t *testing.T) {
+	st := caracaltest.Start(t)
+	app := st.Application()
+	environ := []string{
+		"CARACAL_ZONE_ID=" + st.Zone(),
+		"CARACAL_APPLICATION_ID=" + app.ID,
+		"CARACAL_APP_CLIENT_SECRET=" + app.Secret,
+		"CARACAL_STS_URL=" + st.STSURL(),
+		"CARACAL_COORDINATOR_URL=" + st.CoordinatorURL(),
+		"CARACAL_GATEWAY_URL=" + st.GatewayURL(),
+		"CARACAL_APP_RESOURCES=resource://tickets",
+	}
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), nil, environ, &out))
+	require.Contains(t, out.String(), "Worker 2 closed the service session.")
+}

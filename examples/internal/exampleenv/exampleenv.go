@@ -44,9 +44,10 @@ func Connect(environ []string, stackOpts ...caracaltest.Option) (*Env, error) {
 	return connect(environ, true, stackOpts)
 }
 
-// ConnectServer is Connect for a program that only serves a resource: against
-// a deployment it needs no resource binding, and Resource and URL may be empty.
-func ConnectServer(environ []string, stackOpts ...caracaltest.Option) (*Env, error) {
+// ConnectUnbound is Connect for a program that calls no resource (a resource
+// server, a worker): against a deployment it needs no resource binding, and
+// Resource and URL may be empty.
+func ConnectUnbound(environ []string, stackOpts ...caracaltest.Option) (*Env, error) {
 	return connect(environ, false, stackOpts)
 }
 
@@ -116,7 +117,7 @@ func (e *Env) NewClient(environ []string) (*caracal.Client, error) {
 	if e.Stack != nil {
 		return e.Stack.NewClient()
 	}
-	env, err := connectDeployment(environ, true)
+	env, err := connectDeployment(environ, false)
 	if err != nil {
 		return nil, err
 	}
