@@ -253,22 +253,21 @@ func checkBootstrapToken(from, token string, now time.Time) error {
 	if !wire.BearerToken(token) {
 		return fmt.Errorf("caracal: %s: the token has characters a bearer token cannot have (whitespace, a line break or other bytes outside RFC 6750's token form)", from)
 	}
-	var header struct {
-		Alg any `json:"alg"`
-	}
+	// Maps, not structs: claim names are case-sensitive, and a struct field
+	// would also take "ALG" or "EXP", in place of the "alg" or "exp" the
+	// servers read.
+	var header map[string]any
 	if b, ok := wire.JWTPart(token, 0); ok && json.Unmarshal(b, &header) == nil {
-		if alg, ok := header.Alg.(string); ok && strings.EqualFold(alg, "none") {
+		if alg, ok := header["alg"].(string); ok && strings.EqualFold(alg, "none") {
 			return fmt.Errorf("caracal: %s: the token is unsigned (alg none) and is refused (use a signed lifecycle token from the STS)", from)
 		}
 	}
-	var claims struct {
-		Exp any `json:"exp"`
-	}
+	var claims map[string]any
 	if b, ok := wire.JWTPart(token, 1); ok {
 		d := json.NewDecoder(bytes.NewReader(b))
 		d.UseNumber()
 		if d.Decode(&claims) == nil {
-			if n, ok := claims.Exp.(json.Number); ok {
+			if n, ok := claims["exp"].(json.Number); ok {
 				if exp, err := n.Float64(); err == nil && exp <= float64(now.Unix()) {
 					at := "a time out of range"
 					if exp > -1e12 && exp < 1e12 {

@@ -3,6 +3,7 @@ package caracal
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -223,4 +224,30 @@ func TestLoadConfigProfileWithBootstrapToken(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "opaque", cfg.BootstrapToken)
 	assert.Empty(t, cfg.ClientSecret)
+}
+
+// TestBootstrapTokenChecksReadExactClaimNames: JWT claim names are
+// case-sensitive, so a header or payload that also carries "ALG" or "EXP"
+// is judged by its "alg" and "exp", as the servers read them.
+func TestBootstrapTokenChecksReadExactClaimNames(t *testing.T) {
+	enc := base64.RawURLEncoding.EncodeToString
+	live := fmt.Sprint(time.Now().Add(time.Hour).Unix())
+	cases := []struct{ name, header, claims, wantErr string }{
+		{"alg none, ALG signed", `{"alg":"none","ALG":"ES256"}`, `{}`, "unsigned (alg none)"},
+		{"exp past, EXP future", `{"alg":"ES256"}`, `{"exp":1,"EXP":` + live + `}`, "the token expired at 1970-01-01T00:00:01Z"},
+		{"ALG none alone", `{"ALG":"none","alg":"ES256"}`, `{}`, ""},
+		{"EXP past alone", `{"alg":"ES256"}`, `{"EXP":1,"exp":` + live + `}`, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			token := enc([]byte(tc.header)) + "." + enc([]byte(tc.claims)) + ".c2ln"
+			err := checkBootstrapToken("CARACAL_BOOTSTRAP_TOKEN", token, time.Now())
+			if tc.wantErr == "" {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.wantErr)
+		})
+	}
 }
