@@ -153,7 +153,7 @@ func (t *memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		ContentLength: -1,
 		Trailer:       rw.trailer,
 		Request:       req,
-		Body:          &memBody{pipe: rw.pipe, ctx: ctx, cancel: cancel, done: done},
+		Body:          &memBody{pipe: rw.pipe, rw: rw, ctx: ctx, cancel: cancel, done: done},
 	}
 	if n, err := strconv.ParseInt(rw.sent.Get("Content-Length"), 10, 64); err == nil && n >= 0 {
 		resp.ContentLength = n
@@ -253,7 +253,8 @@ type memResponseWriter struct {
 	committed bool
 	status    int
 	sent      http.Header // header as of commit
-	trailer   http.Header // made at commit; finish fills in the trailers
+	trailer   http.Header // the client's map, made at commit: announced names only
+	final     http.Header // the trailers, set by finish
 	err       error       // set if the handler aborted before committing
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -274,8 +275,8 @@ func (w *memResponseWriter) WriteHeader(code int) {
 	w.status = code
 	w.sent = canonicalHeader(w.header)
 	// Made here, before the response is handed over: the client holds this
-	// map, which finish fills in, also with trailers set only through
-	// http.TrailerPrefix.
+	// map, with the announced names, and its body fills in the values once
+	// it reads to the end (as net/http does, on the reader's goroutine).
 	w.trailer = http.Header{}
 	for _, v := range w.sent.Values("Trailer") {
 		for _, k := range strings.Split(v, ",") {
@@ -317,19 +318,22 @@ func (w *memResponseWriter) Flush() {
 }
 
 // finish ends a response whose handler returned: an uncommitted one becomes
-// an empty 200, trailers are filled in, and the body reaches EOF.
+// an empty 200, its trailers are recorded (announced ones, and those set
+// only through http.TrailerPrefix), and the body reaches EOF.
 func (w *memResponseWriter) finish() {
 	w.Flush()
 	w.mu.Lock()
 	header := canonicalHeader(w.header)
+	final := http.Header{}
 	for k := range w.trailer {
-		w.trailer[k] = header.Values(k)
+		final[k] = header.Values(k)
 	}
 	for k, v := range header {
 		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
-			w.trailer[http.CanonicalHeaderKey(name)] = v
+			final[http.CanonicalHeaderKey(name)] = v
 		}
 	}
+	w.final = final
 	w.mu.Unlock()
 	w.pipe.closeWrite(io.EOF)
 }
@@ -350,13 +354,27 @@ func (w *memResponseWriter) abort(err error) {
 // memBody is the response body of an in-memory request.
 type memBody struct {
 	pipe   *memPipe
+	rw     *memResponseWriter
 	ctx    context.Context // the client request's context
 	cancel context.CancelFunc
 	done   <-chan struct{}
 	once   sync.Once
 }
 
-func (b *memBody) Read(p []byte) (int, error) { return b.pipe.read(b.ctx, p) }
+// Read reads the body; at its end it fills in the response's trailers, on
+// the caller's goroutine, so that reading resp.Trailer never races with
+// the handler.
+func (b *memBody) Read(p []byte) (int, error) {
+	n, err := b.pipe.read(b.ctx, p)
+	if err == io.EOF {
+		b.rw.mu.Lock()
+		for k, v := range b.rw.final {
+			b.rw.trailer[k] = v
+		}
+		b.rw.mu.Unlock()
+	}
+	return n, err
+}
 
 // Close stops the handler (if it is still writing) and waits for it.
 func (b *memBody) Close() error {
