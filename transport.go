@@ -163,6 +163,11 @@ type transport struct {
 // minted for an agent with no session id (bound by a Middleware that
 // verifies nothing).
 //
+// A response the Gateway cuts because the mandate's session or delegation
+// was revoked while it streamed (the X-Caracal-Revoked trailer) ends in an
+// error wrapping io.ErrUnexpectedEOF instead of io.EOF, so that the part
+// read is never taken for the whole answer.
+//
 // The transport never modifies the caller's request, closes its body on
 // every error, and is safe for concurrent use.
 func (c *Client) Transport(base http.RoundTripper, opts ...TransportOption) http.RoundTripper {
@@ -345,6 +350,7 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 		// which also makes Response.Location resolve against the caller's
 		// URL rather than the Gateway's.
 		resp.Request = req
+		watchRevoked(resp, d.resource)
 	}
 	return resp, err
 }
