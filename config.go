@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/caracal-go/caracal/internal/wire"
 )
 
 // Config is a complete client configuration. Its String, GoString, Format
@@ -124,20 +126,22 @@ const (
 )
 
 // Validate checks cfg as NewFromConfig does (and New, after loading): zone
-// and application set, exactly one credential (a bootstrap token must pass
-// the sanity checks of PROTOCOL §2.7), absolute http/https service URLs
-// without a query or fragment (the Gateway URL may be empty when no binding
-// needs it), no user:password in the Gateway URL or an upstream prefix,
-// https in production unless loopback or AllowInsecureURLs, valid resources
-// and bindings, and a DefaultTTL of zero or 1 s to 24 h. It also
-// reports the errors of options applied to cfg (an unreadable
-// WithClientSecretFile, say). Errors name the Config field; all problems are
-// reported together.
+// (an id the Coordinator takes in its paths) and application set, exactly
+// one credential (a bootstrap token must pass the sanity checks of PROTOCOL
+// §2.7), absolute http/https service URLs without a query or fragment (the
+// Gateway URL may be empty when no binding needs it), no user:password in
+// the Gateway URL or an upstream prefix, https in production unless
+// loopback or AllowInsecureURLs, valid resources and bindings, and a
+// DefaultTTL of zero or 1 s to 24 h. It also reports the errors of options
+// applied to cfg (an unreadable WithClientSecretFile, say). Errors name the
+// Config field; all problems are reported together.
 func (cfg Config) Validate() error {
 	var errs []error
 	errs = append(errs, cfg.opt.errs...)
 	if strings.TrimSpace(cfg.ZoneID) == "" {
 		errs = append(errs, errors.New("caracal: Config.ZoneID is empty (set it to the zone's id)"))
+	} else if err := checkZoneID("Config.ZoneID", cfg.ZoneID); err != nil {
+		errs = append(errs, err)
 	}
 	if strings.TrimSpace(cfg.ApplicationID) == "" {
 		errs = append(errs, errors.New("caracal: Config.ApplicationID is empty (set it to the application's id)"))
@@ -189,6 +193,16 @@ func (cfg Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// checkZoneID refuses a zone id the Coordinator could not take in its
+// paths (PROTOCOL Conventions), or one that is a dot segment, which a proxy
+// on the way may resolve into another path: every call would fail.
+func checkZoneID(name, id string) error {
+	if !wire.ValidID(id) || id == "." || id == ".." {
+		return fmt.Errorf("caracal: %s %.64q is not a zone id (1 to 128 letters, digits and _ . - :, not . or ..)", name, id)
+	}
+	return nil
 }
 
 // checkTTL accepts zero (server default) or a duration from a second to the

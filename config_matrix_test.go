@@ -96,7 +96,7 @@ func matrixRows(t *testing.T, dir string) []matrixRow {
 			optName: "WithZone", opt: WithZone("zone-opt"),
 			wantFile: "zone-file", wantEnv: "zone-env", wantOpt: "zone-opt", wantDefault: wantErr("zone_id is not set"),
 			emptyFile: `zone_id = ""`, wantEmptyFile: wantErr("zone_id is not set"),
-			badFile: `zone_id = 5`, badFileAlways: true, badOpt: WithZone(" "),
+			badFile: `zone_id = 5`, badFileAlways: true, badEnv: "zone/../other", badOpt: WithZone(" "),
 		},
 		{
 			name: "ApplicationID", field: "ApplicationID", remove: []string{"application_id"}, get: func(c Config) any { return c.ApplicationID },

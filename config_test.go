@@ -419,6 +419,8 @@ func TestValidate(t *testing.T) {
 		wantErr string
 	}{
 		{"zone", func(c *Config) { c.ZoneID = " " }, "caracal: Config.ZoneID is empty"},
+		{"zone not an id", func(c *Config) { c.ZoneID = "zone one" }, `caracal: Config.ZoneID "zone one" is not a zone id`},
+		{"zone a dot segment", func(c *Config) { c.ZoneID = ".." }, `caracal: Config.ZoneID ".." is not a zone id`},
 		{"application", func(c *Config) { c.ApplicationID = "" }, "caracal: Config.ApplicationID is empty"},
 		{"no credential", func(c *Config) { c.ClientSecret = "" }, "neither Config.ClientSecret nor Config.BootstrapToken is set"},
 		{"two credentials", func(c *Config) { c.BootstrapToken = "t" }, "Config.ClientSecret and Config.BootstrapToken are both set"},

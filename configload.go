@@ -132,6 +132,10 @@ func (l *loader) load() (Config, error) {
 	// A refused option (from set, value empty) has reported its error.
 	if zone.val == "" && zone.from == "" {
 		l.fail(l.missing("CARACAL_ZONE_ID", "zone_id", "WithZone"))
+	} else if zone.val != "" {
+		if err := checkZoneID(zone.from, zone.val); err != nil {
+			l.fail(err)
+		}
 	}
 	if app.val == "" && app.from == "" {
 		l.fail(l.missing("CARACAL_APPLICATION_ID", "application_id", "WithApplication"))
