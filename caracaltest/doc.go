@@ -60,8 +60,9 @@
 // By default each service listens on its own loopback port. With InMemory
 // nothing listens: the services live at http://sts.caracal.internal,
 // http://coordinator.caracal.internal, http://gateway.caracal.internal and
-// http://<resource id>.upstream.caracal.internal, reachable only through
-// Transport or HTTPClient (ClientOptions passes that client to NewClient).
+// one host under upstream.caracal.internal per resource, named after its ID
+// (UpstreamURL gives it), reachable only through Transport or HTTPClient
+// (ClientOptions passes that client to NewClient).
 // An in-memory stack runs inside a testing/synctest bubble, where timers,
 // deadlines and the stack's own clock all follow the bubble's fake time:
 //
@@ -116,8 +117,9 @@
 //	// ... calls through the Gateway now reach the server with tokens under kid ...
 //
 // caracal's VerifyTokens middleware refetches the key set on the first token
-// under the new key id, but at most once every 30 s: right after a fetch, it
-// refuses tokens under a new key until the 30 s have passed. It keeps that
+// under the new key id, but at most once every 30 s: right after a fetch
+// caused by a key id it did not know (the first fetch is one), it refuses
+// tokens under a new key until the 30 s have passed. It keeps that
 // time on its own clock, which a FakeClock does not move: inside
 // testing/synctest with InMemory, sleeping out the 30 s takes no real time.
 //

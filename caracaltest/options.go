@@ -109,7 +109,8 @@ func WithLimits(l Limits) Option { return func(s *settings) { s.limits = l } }
 // InMemory serves the stack without sockets: the services are reachable only
 // through Transport and HTTPClient, at http://sts.caracal.internal,
 // http://coordinator.caracal.internal, http://gateway.caracal.internal and
-// http://<resource id>.upstream.caracal.internal. Use it inside
+// one host under upstream.caracal.internal per resource, named after its ID
+// (UpstreamURL gives it). Use it inside
 // testing/synctest bubbles, where real network I/O would stall the fake
 // clock.
 func InMemory() Option { return func(s *settings) { s.inMemory = true } }
