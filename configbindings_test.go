@@ -223,14 +223,16 @@ func TestLoadConfigBindingErrorsHideURLPasswords(t *testing.T) {
 	dir := t.TempDir()
 	profile := writeFile(t, dir, "caracal.toml", fmt.Sprintf("zone_id = \"z\"\napplication_id = \"a\"\napp_client_secret = \"x\"\n[[credentials]]\nresource = %q\nupstream_prefix = \"ftp://x\"\n", url), 0o600)
 	file := writeFile(t, dir, "bindings.json", fmt.Sprintf(`{%q: "ftp://x"}`, url), 0o600)
+	notString := writeFile(t, dir, "numbers.json", fmt.Sprintf(`{%q: 1}`, url), 0o600)
 	cases := map[string]struct {
 		env  env
 		opts []Option
 	}{
-		"CARACAL_RESOURCES":      {baseEnv().with("CARACAL_RESOURCES", url), nil},
-		"CARACAL_RESOURCES_FILE": {baseEnv().with("CARACAL_RESOURCES_FILE", file), nil},
-		"profile credentials":    {env{"CARACAL_CONFIG": profile}, nil},
-		"WithBinding":            {baseEnv(), []Option{WithBinding(url, "resource://r")}},
+		"CARACAL_RESOURCES":                             {baseEnv().with("CARACAL_RESOURCES", url), nil},
+		"CARACAL_RESOURCES_FILE":                        {baseEnv().with("CARACAL_RESOURCES_FILE", file), nil},
+		"CARACAL_RESOURCES_FILE, a prefix not a string": {baseEnv().with("CARACAL_RESOURCES_FILE", notString), nil},
+		"profile credentials":                           {env{"CARACAL_CONFIG": profile}, nil},
+		"WithBinding":                                   {baseEnv(), []Option{WithBinding(url, "resource://r")}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
