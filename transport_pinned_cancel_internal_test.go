@@ -3,7 +3,9 @@ package caracal
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -11,9 +13,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// A request whose context has already ended sends nothing and does not use
-// up the context's pinned gateway mandate: the next request under the
-// same agent still presents it.
+// A request whose context has already ended sends nothing, fails with the
+// cause the context ended with, closes its body, and does not use up the
+// context's pinned gateway mandate: the next request under the same agent
+// still presents it.
 func TestTransportPinnedGatewayTokenKeptByACancelledRequest(t *testing.T) {
 	c := unitClient(t)
 	rec := &recorder{}
@@ -24,12 +27,15 @@ func TestTransportPinnedGatewayTokenKeptByACancelledRequest(t *testing.T) {
 	a.token = &tok
 	a.presented = new(atomic.Bool)
 
-	cancelled, cancel := context.WithCancel(NewContext(context.Background(), a))
-	cancel()
-	req, _ := http.NewRequestWithContext(cancelled, http.MethodGet, testUpstream+"/x", nil)
+	cancelled, cancel := context.WithCancelCause(NewContext(context.Background(), a))
+	gone := errors.New("the caller gave up")
+	cancel(gone)
+	body := &closeTracker{Reader: strings.NewReader("x")}
+	req, _ := http.NewRequestWithContext(cancelled, http.MethodPost, testUpstream+"/x", body)
 	_, err := tr.RoundTrip(req)
-	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorIs(t, err, gone, "the error is the cause the context ended with")
 	assert.Empty(t, rec.all(), "nothing was sent")
+	assert.True(t, body.closed.Load(), "the body is closed")
 
 	req, _ = http.NewRequestWithContext(NewContext(context.Background(), a), http.MethodGet, testUpstream+"/x", nil)
 	_, err = tr.RoundTrip(req)
