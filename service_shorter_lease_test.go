@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -143,6 +144,39 @@ func TestServiceManualHeartbeatReschedulesBackgroundRenewal(t *testing.T) {
 		time.Sleep(5 * time.Minute)
 		synctest.Wait()
 		require.NoError(t, svc.Err(), "the background renewal kept the shorter lease")
+		require.NoError(t, svc.Close(t.Context()))
+	})
+}
+
+// Two renewals made one after the other at the same reading of the clock
+// (as under testing/synctest, where time stands still while the test runs):
+// the answer to the later one sets the deadline, as it would a moment later.
+func TestServiceDeadlineFollowsTheLaterRenewalAtTheSameInstant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		var n atomic.Int64
+		n.Store(int64(30 * time.Second))
+		answers := heartbeatAgent{st.Transport(), func(agent map[string]any) error {
+			last, err := time.Parse(time.RFC3339Nano, agent["last_heartbeat_at"].(string))
+			agent["heartbeat_deadline_at"] = last.Add(time.Duration(n.Load())).UTC().Format(time.RFC3339Nano)
+			return err
+		}}
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: answers}))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close(t.Context()) })
+
+		start := time.Now()
+		svc, err := c.SpawnService(t.Context())
+		require.NoError(t, err)
+		_, err = svc.Heartbeat(t.Context())
+		require.NoError(t, err)
+		sameTime(t, start.Add(30*time.Second), svc.Deadline())
+
+		n.Store(int64(10 * time.Second))
+		l, err := svc.Heartbeat(t.Context())
+		require.NoError(t, err)
+		sameTime(t, start.Add(10*time.Second), l.Deadline)
+		sameTime(t, start.Add(10*time.Second), svc.Deadline())
 		require.NoError(t, svc.Close(t.Context()))
 	})
 }
