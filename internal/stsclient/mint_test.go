@@ -307,3 +307,19 @@ func TestMintApprovalHoldRedactsEchoedSecret(t *testing.T) {
 	assert.NotContains(t, fmt.Sprintf("%v %+v %#v", err, err, *ar), secret)
 	assert.Contains(t, ar.State, "client_secret=[redacted]")
 }
+
+// An approval id that echoes the client secret does not carry it out.
+func TestMintApprovalHoldRedactsSecretInApprovalID(t *testing.T) {
+	sts := &fakeSTS{answer: func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(401)
+		b, _ := json.Marshal(map[string]string{"error": "interaction_required", "approval_id": "ap-" + secret, "state": "pending"})
+		_, _ = w.Write(b)
+	}}
+	c := newClient(t, sts)
+	_, err := c.Mint(t.Context(), MintRequest{Resource: "resource://tickets", Scopes: []string{"tickets:read"}, AgentSessionID: "S", DelegationEdgeID: "E"})
+	var ar *apierr.ApprovalRequiredError
+	require.ErrorAs(t, err, &ar)
+	assert.Equal(t, "ap-[redacted]", ar.ApprovalID)
+	assert.NotContains(t, err.Error(), secret)
+}
