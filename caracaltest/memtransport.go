@@ -158,7 +158,9 @@ func (t *memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if n, err := strconv.ParseInt(rw.sent.Get("Content-Length"), 10, 64); err == nil && n >= 0 {
 		resp.ContentLength = n
 	}
-	if rw.head || rw.status == http.StatusNoContent || rw.status == http.StatusNotModified {
+	// A HEAD answer keeps the length its header announces (-1 without
+	// one), as net/http's client reports it.
+	if !rw.head && (rw.status == http.StatusNoContent || rw.status == http.StatusNotModified) {
 		resp.ContentLength = 0
 	}
 	return resp, nil
