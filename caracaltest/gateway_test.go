@@ -205,6 +205,7 @@ func TestGatewayChecks(t *testing.T) {
 			status: 401, code: "invalid_token", desc: "missing bearer token"},
 		{name: "too large", auth: "Bearer " + strings.Repeat("a", 4097), status: 401, code: "invalid_token", desc: "bearer token too large"},
 		{name: "two segments", auth: "Bearer a.b", status: 401, code: "invalid_token", desc: "malformed bearer token"},
+		{name: "four segments", auth: "Bearer " + with("jti", "x") + ".d", status: 401, code: "invalid_token", desc: "malformed bearer token"},
 		{name: "bad base64", auth: "Bearer a.!!.c", status: 401, code: "invalid_token", desc: "malformed bearer token"},
 		{name: "padded base64", auth: "Bearer a." + base64.URLEncoding.EncodeToString([]byte(`{"exp":99999999999}`)) + ".c",
 			status: 401, code: "invalid_token", desc: "malformed bearer token"},
