@@ -227,14 +227,14 @@ func TestLoadConfigMatrix(t *testing.T) {
 
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
-			load := func(fileLines []string, e env, opts ...Option) (Config, error, string) {
+			load := func(fileLines []string, e env, opts ...Option) (Config, string, error) {
 				path := profile(r, fileLines...)
 				cfg, err := loadEnv(t, e.with("CARACAL_CONFIG", path), opts...)
-				return cfg, err, path
+				return cfg, path, err
 			}
 			check := func(what string, want any, fileLines []string, e env, opts ...Option) {
 				t.Helper()
-				cfg, err, path := load(fileLines, e, opts...)
+				cfg, path, err := load(fileLines, e, opts...)
 				if w, ok := want.(wantErr); ok {
 					require.Error(t, err, what)
 					assert.Contains(t, err.Error(), string(w), what)
@@ -288,7 +288,7 @@ func TestLoadConfigMatrix(t *testing.T) {
 			names := map[string]string{"profile": r.tomlKey, "environment": r.envVar, "option": r.optName}
 			bad := func(source string, fileLines []string, e env, opts ...Option) {
 				t.Helper()
-				_, err, path := load(fileLines, e, opts...)
+				_, path, err := load(fileLines, e, opts...)
 				require.Error(t, err, "bad %s value", source)
 				own := regexp.MustCompile(`\b` + regexp.QuoteMeta(names[source]) + `\b`)
 				var line string
