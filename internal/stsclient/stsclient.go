@@ -395,14 +395,21 @@ func parseToken(value string) Token {
 	if !ok {
 		return tok
 	}
-	var claims struct {
-		SID string      `json:"sid"`
-		Use string      `json:"use"`
-		Exp json.Number `json:"exp"`
-		Iat json.Number `json:"iat"`
-	}
-	if json.Unmarshal(raw, &claims) != nil {
+	// A map, not a struct: claim names are case-sensitive, and a struct
+	// field would also take "EXP" or "SID" in place of the "exp" or "sid"
+	// the servers read.
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
 		return tok
+	}
+	var claims struct {
+		SID, Use string
+		Exp, Iat json.Number
+	}
+	for name, dst := range map[string]any{"sid": &claims.SID, "use": &claims.Use, "exp": &claims.Exp, "iat": &claims.Iat} {
+		if v, ok := m[name]; ok && json.Unmarshal(v, dst) != nil {
+			return tok
+		}
 	}
 	tok.SID, tok.Use = claims.SID, claims.Use
 	if exp, err := claims.Exp.Float64(); err == nil && exp > 0 {
