@@ -56,7 +56,7 @@ func (r router) decide(req *http.Request) (decision, error) {
 			if !r.r.HasGateway() {
 				return decision{}, errors.New("caracal: the request names a resource (X-Caracal-Resource) but no Gateway URL is configured, so it cannot be governed (set CARACAL_GATEWAY_URL or Config.GatewayURL)")
 			}
-			return decision{}, errors.New("caracal: the request names a resource (X-Caracal-Resource) but its URL cannot go through the Gateway: its path has a dot segment or a backslash (even percent-encoded), or it is an opaque URL without one; clean the path")
+			return decision{}, errors.New("caracal: the request names a resource (X-Caracal-Resource) but its URL cannot go through the Gateway: its path has a dot segment or a backslash (even percent-encoded, or once the binding prefix is removed), or it is an opaque URL without one; clean the path")
 		}
 		return decision{}, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -45,5 +46,39 @@ func TestNamedResourceThatCannotBeRoutedIsNotSent(t *testing.T) {
 		})
 	}
 	assert.Zero(t, g.upstream.Load(), "nothing reached the upstream")
+	assert.Equal(t, mints, g.st.Count(caracaltest.RouteToken), "nothing was minted")
+}
+
+// With X-Caracal-Resource, the binding prefix is removed from the path as a
+// plain string (PROTOCOL §8.1 step 3). When what is left is a dot segment,
+// the Gateway would refuse the request as traversal (§8.2 row 9): it is
+// refused before anything is minted or sent.
+func TestNamedResourceWhosePrefixLeavesADotSegmentIsNotSent(t *testing.T) {
+	g := startGoverned(t)
+	cfg := g.st.Config()
+	cfg.Bindings = []caracal.ResourceBinding{{ResourceID: tickets, UpstreamPrefix: g.url(tickets, "/api")}}
+	c, err := caracal.NewFromConfig(cfg, g.st.ClientOptions()...)
+	require.NoError(t, err)
+	defer c.Close(context.Background())
+	root, err := c.Spawn(context.Background())
+	require.NoError(t, err)
+	reader, err := c.Spawn(root.Context(), caracal.WithLabels("reader"),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, tickets, caracal.Constraints{}, 10*time.Minute)))
+	require.NoError(t, err)
+	hc := c.HTTPClient(caracal.WithScopes("tickets:read"))
+	mints, sent := g.st.Count(caracaltest.RouteToken), g.st.Count(caracaltest.RouteGateway)
+
+	for _, path := range []string{"/api..", "/api./x", "/api%2e/x", "/api%252E%252e/x"} {
+		req, err := http.NewRequestWithContext(reader.Context(), http.MethodGet, g.url(tickets, path), nil)
+		require.NoError(t, err)
+		req.Header.Set("X-Caracal-Resource", tickets)
+		resp, err := hc.Do(req)
+		if err == nil {
+			_ = resp.Body.Close()
+		}
+		require.ErrorContains(t, err, "dot segment", path)
+	}
+	assert.Zero(t, g.upstream.Load(), "nothing reached the upstream")
+	assert.Equal(t, sent, g.st.Count(caracaltest.RouteGateway), "nothing was sent to the Gateway")
 	assert.Equal(t, mints, g.st.Count(caracaltest.RouteToken), "nothing was minted")
 }

@@ -167,7 +167,8 @@ func (r *Router) HasGateway() bool { return r != nil && r.gateway }
 // routed and must be sent unchanged, without a Caracal credential.
 //
 // In order: a target path with a dot segment or backslash (HasDotSegment)
-// is not routed; a target inside the Gateway (same scheme and host[:port],
+// is not routed, nor one that has one once an explicit resource's binding
+// prefix is removed; a target inside the Gateway (same scheme and host[:port],
 // hosts compared case-insensitively, path equal to or under the gateway
 // base path) is Targeted and not rewritten; a target with an explicit
 // resource is rewritten, with the binding of that resource if there is one
@@ -190,7 +191,14 @@ func (r *Router) Route(target *url.URL, explicitResource string) (Decision, bool
 	if explicitResource != "" {
 		for i := range r.bindings {
 			if r.bindings[i].resource == explicitResource {
-				return Decision{URL: r.rewrite(target, &r.bindings[i]), Resource: explicitResource}, true
+				// The prefix is removed as a plain string, so what is left
+				// can be a dot segment ("/api.." under "/api") that the
+				// Gateway refuses as traversal.
+				u := r.rewrite(target, &r.bindings[i])
+				if HasDotSegment(u.Path) {
+					return Decision{}, false
+				}
+				return Decision{URL: u, Resource: explicitResource}, true
 			}
 		}
 		return Decision{URL: r.rewrite(target, nil), Resource: explicitResource}, true

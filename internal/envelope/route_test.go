@@ -117,6 +117,8 @@ func TestRoute(t *testing.T) {
 			"https://gw.example:8443/base/api/x", "resource://tickets-v2", false},
 		{"explicit on another host strips a string prefix", "http://elsewhere.example/apiary/x", "resource://tickets", true,
 			"https://gw.example:8443/base/ary/x", "resource://tickets", false},
+		{"explicit whose stripped prefix leaves a dot segment not routed", "http://elsewhere.example/api..", "resource://tickets", false, "", "", false},
+		{"explicit whose stripped prefix leaves an encoded dot segment not routed", "http://up.example/api%2e/x", "resource://tickets", false, "", "", false},
 		{"explicit without binding keeps path", "http://elsewhere.example/p/q?z=1", "resource://unknown", true,
 			"https://gw.example:8443/base/p/q?z=1", "resource://unknown", false},
 		{"explicit on gateway sibling", "https://gw.example:8443/basement", "resource://unknown", true,
