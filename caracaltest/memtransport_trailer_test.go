@@ -10,11 +10,13 @@ import (
 )
 
 // A trailer a handler announces only through http.TrailerPrefix, after
-// the header went out, reaches the client as it does over a connection.
+// the header went out (flushed, so the body is chunked), reaches the client
+// as it does over a connection.
 func TestMemTransportUndeclaredTrailer(t *testing.T) {
 	for range 20 {
 		tr := memTestTransport(t.Context(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, "hello")
+			w.(http.Flusher).Flush()
 			w.Header().Set(http.TrailerPrefix+"X-Sum", "1")
 		}))
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://svc.test/", nil)
