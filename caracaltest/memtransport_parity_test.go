@@ -17,9 +17,17 @@ import (
 // parityCases are handler behaviours whose responses a client must see
 // alike over loopback and in memory.
 var parityCases = map[string]http.HandlerFunc{
-	"small":       func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "hello") },
-	"large":       func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(make([]byte, 3000)) },
-	"no-body":     func(http.ResponseWriter, *http.Request) {},
+	"small":   func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "hello") },
+	"large":   func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(make([]byte, 3000)) },
+	"no-body": func(http.ResponseWriter, *http.Request) {},
+	"exactly-the-buffer": func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write(make([]byte, 2048))
+	},
+	"write-count-across-the-buffer": func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write(make([]byte, 2000))
+		n, err := w.Write(make([]byte, 100))
+		_, _ = fmt.Fprintf(w, "%d %v", n, err)
+	},
 	"status-only": func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusCreated) },
 	"declared-length": func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Length", "5")
@@ -35,6 +43,10 @@ var parityCases = map[string]http.HandlerFunc{
 	},
 	"204": func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusNoContent)
+	},
+	"204-with-a-length": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "5")
 		w.WriteHeader(http.StatusNoContent)
 	},
 	"304": func(w http.ResponseWriter, _ *http.Request) {
@@ -74,6 +86,23 @@ var parityCases = map[string]http.HandlerFunc{
 		w.Header()["Content-Type"] = nil
 		_, _ = io.WriteString(w, "<html>")
 	},
+	"type-not-sniffed-when-encoded": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Encoding", "br")
+		_, _ = io.WriteString(w, "<html>")
+	},
+	"chunked-by-the-handler": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Transfer-Encoding", "chunked")
+		_, _ = io.WriteString(w, "<html>")
+	},
+	"identity-by-the-handler": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Transfer-Encoding", "identity")
+		_, _ = io.WriteString(w, "<html>")
+	},
+	"identity-with-a-length": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Transfer-Encoding", "identity")
+		w.Header().Set("Content-Length", "6")
+		_, _ = io.WriteString(w, "<html>")
+	},
 	"type-sniffed-after-WriteHeader": func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = io.WriteString(w, "<html>")
@@ -106,6 +135,17 @@ var parityCases = map[string]http.HandlerFunc{
 	"panic-after-its-whole-length": func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Length", "1")
 		_, _ = io.WriteString(w, "a")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	},
+	"panic-after-writing-over-its-length": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "3")
+		w.(http.Flusher).Flush()
+		_, _ = io.WriteString(w, "hello")
+		panic(http.ErrAbortHandler)
+	},
+	"panic-after-a-flushed-204": func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler)
 	},
