@@ -1,0 +1,67 @@
+package caracaltest
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"testing"
+	"testing/synctest"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type readResult struct {
+	body string
+	err  error
+}
+
+// A client already waiting on the body is woken by the handler's next
+// write, and then by its end.
+func TestMemTransportWaitingReaderWakes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		step := make(chan struct{})
+		tr := memTestTransport(t.Context(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.(http.Flusher).Flush()
+			select {
+			case <-step:
+			case <-r.Context().Done():
+				return
+			}
+			_, _ = io.WriteString(w, "a")
+			w.(http.Flusher).Flush()
+			select {
+			case <-step:
+			case <-r.Context().Done():
+			}
+		}))
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://svc.test/", nil)
+		require.NoError(t, err)
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		read := func() <-chan readResult {
+			c := make(chan readResult, 1)
+			go func() {
+				b := make([]byte, 8)
+				n, err := resp.Body.Read(b)
+				c <- readResult{string(b[:n]), err}
+			}()
+			synctest.Wait()
+			return c
+		}
+		for _, want := range []readResult{{"a", nil}, {"", io.EOF}} {
+			got := read()
+			step <- struct{}{}
+			synctest.Wait()
+			select {
+			case r := <-got:
+				assert.Equal(t, want, r)
+			default:
+				t.Fatalf("a waiting read is still blocked, want %q, %v", want.body, want.err)
+			}
+		}
+		require.NoError(t, resp.Body.Close())
+	})
+}
