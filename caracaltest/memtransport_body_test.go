@@ -65,3 +65,25 @@ func TestMemTransportWaitingReaderWakes(t *testing.T) {
 		require.NoError(t, resp.Body.Close())
 	})
 }
+
+// Like net/http, a cancelled request's body fails to read, even with the
+// whole body already written by a handler that has returned.
+func TestMemTransportCancelledBodyFailsToRead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := memTestTransport(t.Context(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "whole")
+			w.(http.Flusher).Flush()
+		}))
+		ctx, cancel := context.WithCancel(t.Context())
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://svc.test/", nil)
+		require.NoError(t, err)
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		synctest.Wait() // the handler has returned
+		cancel()
+		b, err := io.ReadAll(resp.Body)
+		assert.Empty(t, b)
+		assert.ErrorIs(t, err, context.Canceled)
+		require.NoError(t, resp.Body.Close())
+	})
+}
