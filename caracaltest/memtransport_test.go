@@ -167,6 +167,7 @@ func TestMemTransportBodyCloseStopsHandler(t *testing.T) {
 	assert.Error(t, writeErr)
 	_, err = resp.Body.Read(make([]byte, 1))
 	assert.Error(t, err, "reading a closed body fails")
+	assert.NotErrorIs(t, err, io.EOF, "reading a closed body fails, rather than ending")
 }
 
 func TestMemTransportContextCancelDuringBody(t *testing.T) {
