@@ -49,6 +49,10 @@ var parityCases = map[string]http.HandlerFunc{
 		w.Header().Set("Content-Length", "5")
 		w.WriteHeader(http.StatusNoContent)
 	},
+	"204-with-a-write": func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+		_, _ = io.WriteString(w, "x")
+	},
 	"304": func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		w.WriteHeader(http.StatusNotModified)
@@ -71,6 +75,10 @@ var parityCases = map[string]http.HandlerFunc{
 	"undeclared-trailer-unflushed": func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "a")
 		w.Header().Set(http.TrailerPrefix+"X-Sum", "1")
+	},
+	"prefixed-trailer-set-before-the-body": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set(http.TrailerPrefix+"X-Sum", "1")
+		_, _ = io.WriteString(w, "a")
 	},
 	"trailer-with-length": func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Trailer", "X-Sum")
