@@ -87,3 +87,21 @@ func TestMemTransportCancelledBodyFailsToRead(t *testing.T) {
 		require.NoError(t, resp.Body.Close())
 	})
 }
+
+// Once the client closes the body, the handler's next write fails, however
+// small, so that a handler streaming until a write fails stops there.
+func TestMemTransportWriteAfterBodyCloseFails(t *testing.T) {
+	var writeErr error
+	tr := memTestTransport(t.Context(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "a")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		_, writeErr = io.WriteString(w, "b")
+	}))
+	resp, err := (&http.Client{Transport: tr}).Get("http://svc.test/")
+	require.NoError(t, err)
+	_, err = io.ReadFull(resp.Body, make([]byte, 1))
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	assert.Error(t, writeErr)
+}
