@@ -152,7 +152,7 @@ func (t *memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		ContentLength: -1,
 		Trailer:       rw.trailer,
 		Request:       req,
-		Body:          &memBody{pipe: rw.pipe, rw: rw, ctx: ctx, cancel: cancel, done: done},
+		Body:          &memBody{rw: rw, ctx: ctx, cancel: cancel, done: done},
 	}
 	if rw.chunked {
 		resp.TransferEncoding = []string{"chunked"}

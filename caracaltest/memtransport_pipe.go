@@ -10,7 +10,6 @@ import (
 
 // memBody is the response body of an in-memory request.
 type memBody struct {
-	pipe   *memPipe
 	rw     *memResponseWriter
 	ctx    context.Context // the client request's context
 	cancel context.CancelFunc
@@ -22,7 +21,7 @@ type memBody struct {
 // the caller's goroutine, so that reading resp.Trailer never races with
 // the handler.
 func (b *memBody) Read(p []byte) (int, error) {
-	n, err := b.pipe.read(b.ctx, p)
+	n, err := b.rw.pipe.read(b.ctx, p)
 	if err == io.EOF {
 		b.rw.mu.Lock()
 		for k, v := range b.rw.final {
@@ -36,7 +35,7 @@ func (b *memBody) Read(p []byte) (int, error) {
 // Close stops the handler (if it is still writing) and waits for it.
 func (b *memBody) Close() error {
 	b.once.Do(func() {
-		b.pipe.closeRead()
+		b.rw.pipe.closeRead()
 		b.cancel()
 		<-b.done
 	})
