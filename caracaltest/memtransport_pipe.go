@@ -72,11 +72,7 @@ func (p *memPipe) write(b []byte) (int, error) {
 	n := 0
 	for len(b) > 0 {
 		p.mu.Lock()
-		if p.rclosed {
-			p.mu.Unlock()
-			return n, io.ErrClosedPipe
-		}
-		if p.werr != nil {
+		if p.rclosed || p.werr != nil {
 			p.mu.Unlock()
 			return n, io.ErrClosedPipe
 		}
