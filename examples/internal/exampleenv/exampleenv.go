@@ -81,10 +81,10 @@ func connectDeployment(environ []string, needBinding bool) (*Env, error) {
 		return nil, err
 	}
 	bindings := c.Config().Bindings
-	if len(bindings) == 0 && !needBinding {
-		return &Env{Client: c}, nil
-	}
 	if len(bindings) == 0 {
+		if !needBinding {
+			return &Env{Client: c}, nil
+		}
 		return nil, errors.Join(
 			errors.New("the configuration has no resource binding to call: set CARACAL_RESOURCES=resource://id=https://upstream"),
 			c.Close(context.Background()))
