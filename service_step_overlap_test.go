@@ -17,11 +17,7 @@ import (
 // so steps never overlap and no extra heartbeat is sent.
 func TestServiceRenewalStepsNeverOverlap(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := caracaltest.Start(t, caracaltest.InMemory())
-		c, err := st.NewClient()
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = c.Close(t.Context()) })
-
+		st, c := serviceStack(t)
 		svc, err := c.SpawnService(t.Context(), caracal.HeartbeatAuto())
 		require.NoError(t, err)
 		before := st.Count(caracaltest.RouteHeartbeat)
