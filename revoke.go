@@ -167,6 +167,20 @@ func (c *Client) dropPools() {
 	}
 }
 
+// dropSessionPools drops the pools of every prefetching transport of c for
+// the session id, whose session or delegation the Gateway reported revoked.
+func (c *Client) dropSessionPools(id string) {
+	for _, p := range c.prefetchers() {
+		p.mu.Lock()
+		for k, pl := range p.pools {
+			if k.session == id {
+				p.dropLocked(pl)
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
 // prefetchers returns the prefetchers of c's prefetching transports.
 func (c *Client) prefetchers() []*prefetcher {
 	c.mu.Lock()
