@@ -41,6 +41,11 @@ var parityCases = map[string]http.HandlerFunc{
 		w.Header().Set("Content-Length", "3")
 		_, _ = io.WriteString(w, "hello")
 	},
+	"over-its-length-once-complete": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "3")
+		_, _ = io.WriteString(w, "abc")
+		_, _ = io.WriteString(w, "de")
+	},
 	"204": func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusNoContent)
@@ -150,6 +155,13 @@ var parityCases = map[string]http.HandlerFunc{
 		w.Header().Set("Content-Length", "3")
 		w.(http.Flusher).Flush()
 		_, _ = io.WriteString(w, "hello")
+		panic(http.ErrAbortHandler)
+	},
+	"panic-after-writing-past-its-whole-length": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "1")
+		_, _ = io.WriteString(w, "a")
+		w.(http.Flusher).Flush()
+		_, _ = io.WriteString(w, "b")
 		panic(http.ErrAbortHandler)
 	},
 	"panic-after-a-flushed-204": func(w http.ResponseWriter, _ *http.Request) {

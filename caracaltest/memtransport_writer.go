@@ -27,8 +27,9 @@ type memResponseWriter struct {
 	snap        http.Header // the header as of WriteHeader
 	haveType    bool        // the handler set Content-Type, even to nothing
 	length      int64       // the body's length, once known; -1 before
-	written     int64
-	pending     []byte // body not yet sent: the header is not either
+	written     int64       // bytes the handler wrote, refused ones too
+	accepted    int64       // bytes of body the handler's writes delivered
+	pending     []byte      // body not yet sent: the header is not either
 
 	mu        sync.Mutex
 	committed bool
@@ -79,6 +80,7 @@ func (w *memResponseWriter) Write(b []byte) (int, error) {
 	if w.length != -1 && w.written > w.length {
 		return 0, http.ErrContentLength
 	}
+	w.accepted += int64(len(b))
 	if !w.committed {
 		w.pending = append(w.pending, b...)
 		if len(w.pending) <= memBufferSize {
@@ -172,13 +174,15 @@ func (w *memResponseWriter) commit(done bool) (int, error) {
 // whole (an empty 200 if nothing was written), its trailers are recorded
 // (announced ones, and those set only through http.TrailerPrefix), and the
 // body reaches EOF. A body shorter or longer than its Content-Length ends
-// as net/http's server ends it, by closing the connection.
+// as net/http's server ends it, by closing the connection: a client that
+// has the whole length sees no more than that, one short of it sees the
+// body cut.
 func (w *memResponseWriter) finish() {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
 	_, _ = w.commit(true)
-	if !w.head && bodyAllowedForStatus(w.code) && w.length != -1 && w.written != w.length {
+	if !w.head && bodyAllowedForStatus(w.code) && w.length != -1 && w.accepted != w.length {
 		w.pipe.closeWrite(io.ErrUnexpectedEOF)
 		return
 	}
@@ -211,7 +215,7 @@ func (w *memResponseWriter) abort(err error) {
 	}
 	w.mu.Unlock()
 	end := io.ErrUnexpectedEOF
-	if w.head || !bodyAllowedForStatus(w.code) || w.length != -1 && w.written == w.length {
+	if w.head || !bodyAllowedForStatus(w.code) || w.length != -1 && w.accepted == w.length {
 		end = io.EOF
 	}
 	w.pipe.closeWrite(end)
