@@ -42,7 +42,9 @@ const (
 // WithScopes sets the scopes of the mandate minted for each Gateway request
 // (a string may hold several space-separated scopes).
 // WithRequestScopes overrides them for one request. Without scopes a Gateway
-// request fails: the Gateway accepts only a per-request mandate.
+// request fails, since the Gateway accepts only a per-request mandate, unless
+// its context carries an inbound gateway mandate not yet presented (see
+// Transport).
 func WithScopes(scopes ...string) TransportOption {
 	s := wire.NormalizeScopes(scopes)
 	return func(c *transportConfig) { c.scopes = s }
