@@ -85,6 +85,14 @@ var parityCases = map[string]http.HandlerFunc{
 		w.Header().Set(http.TrailerPrefix+"X-Sum", "1")
 		_, _ = io.WriteString(w, "a")
 	},
+	"trailer-announced-twice-and-prefixed": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Add("Trailer", "X-Sum")
+		w.Header().Add("Trailer", "X-Sum, X-Other")
+		_, _ = io.WriteString(w, "a")
+		w.Header().Set("X-Sum", "1")
+		w.Header().Set(http.TrailerPrefix+"X-Sum", "p")
+		w.Header().Set(http.TrailerPrefix+"X-Other", "q")
+	},
 	"trailer-with-length": func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Trailer", "X-Sum")
 		w.Header().Set("Content-Length", "1")

@@ -37,6 +37,7 @@ type memResponseWriter struct {
 	sent      http.Header // header as sent, once committed
 	chunked   bool        // sent without a length: trailers follow the body
 	trailer   http.Header // the client's map, made at commit: announced names only
+	announced []string    // the announced names, in order, repeats included
 	final     http.Header // the trailers, set by finish
 	err       error       // set if the handler aborted before committing
 	ready     chan struct{}
@@ -155,7 +156,9 @@ func (w *memResponseWriter) commit(done bool) (int, error) {
 		for _, v := range h.Values("Trailer") {
 			for _, k := range strings.Split(v, ",") {
 				if k = strings.TrimSpace(k); k != "" {
-					w.trailer[http.CanonicalHeaderKey(k)] = nil
+					k = http.CanonicalHeaderKey(k)
+					w.trailer[k] = nil
+					w.announced = append(w.announced, k)
 				}
 			}
 		}
@@ -189,14 +192,17 @@ func (w *memResponseWriter) finish() {
 	w.mu.Lock()
 	if w.chunked {
 		header := canonicalHeader(w.header)
+		// As net/http's server sends them: those set through
+		// http.TrailerPrefix, then each announced name's values, once per
+		// time it was announced.
 		final := http.Header{}
-		for k := range w.trailer {
-			final[k] = header.Values(k)
-		}
 		for k, v := range header {
 			if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
 				final[http.CanonicalHeaderKey(name)] = v
 			}
+		}
+		for _, k := range w.announced {
+			final[k] = append(final[k], header.Values(k)...)
 		}
 		w.final = final
 	}
