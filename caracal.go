@@ -61,6 +61,7 @@ type Client struct {
 	// mu) collects the failures of those retires, and of the retires of
 	// given-up starts, which Close reports.
 	starting  sync.WaitGroup
+	starts    int // the starts in flight, as starting counts them (under mu)
 	unretired []error
 
 	// closed is closed when the first Close has closed every handle;
@@ -360,15 +361,24 @@ func (c *Client) track(h closer) error {
 }
 
 // beginStart registers a start in flight; it fails once the client is
-// closed. The caller calls c.starting.Done when the start ends.
+// closed. The caller calls c.endStart when the start ends.
 func (c *Client) beginStart() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.isClosed() {
 		return ErrClosed
 	}
+	c.starts++
 	c.starting.Add(1)
 	return nil
+}
+
+// endStart ends a start that beginStart registered.
+func (c *Client) endStart() {
+	c.mu.Lock()
+	c.starts--
+	c.mu.Unlock()
+	c.starting.Done()
 }
 
 // unhanded is the error of a start that ended after Close began: its
@@ -393,9 +403,13 @@ func (c *Client) keepUnretired(err error) {
 	c.unretired = append(c.unretired, err)
 }
 
-// waitStarts waits for the starts in flight until ctx ends.
+// waitStarts waits for the starts in flight until ctx ends. With none in
+// flight it succeeds, also when ctx is already done.
 func (c *Client) waitStarts(ctx context.Context) error {
-	if waitGroup(ctx, &c.starting) {
+	c.mu.Lock()
+	idle := c.starts == 0
+	c.mu.Unlock()
+	if idle || waitGroup(ctx, &c.starting) {
 		return nil
 	}
 	return fmt.Errorf("caracal: a session start in flight goes on in the background (it retires what it starts): %w", context.Cause(ctx))

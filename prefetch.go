@@ -470,11 +470,15 @@ func (p *prefetcher) closeLocked() {
 	clear(p.pools)
 }
 
-// Close stops the workers and waits for them until ctx ends. The client
-// calls it from Close.
+// Close stops the workers and waits for them until ctx ends. With no worker
+// running it succeeds, also when ctx is already done. The client calls it
+// from Close.
 func (p *prefetcher) Close(ctx context.Context) error {
 	p.closeNow()
-	if waitGroup(ctx, &p.wg) {
+	p.mu.Lock()
+	idle := p.workers == 0
+	p.mu.Unlock()
+	if idle || waitGroup(ctx, &p.wg) {
 		return nil
 	}
 	return fmt.Errorf("caracal: a mandate prefetch worker is still stopping: %w", context.Cause(ctx))

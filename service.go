@@ -129,7 +129,7 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 	if err := c.beginStart(); err != nil {
 		return nil, err
 	}
-	defer c.starting.Done()
+	defer c.endStart()
 	cfg := newSpawnConfig(opts)
 	if cfg.service.err != nil {
 		return nil, cfg.service.err

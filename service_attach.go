@@ -32,7 +32,7 @@ func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...Sp
 	if err := c.beginStart(); err != nil {
 		return nil, err
 	}
-	defer c.starting.Done()
+	defer c.endStart()
 	if sessionID == "" {
 		return nil, fmt.Errorf("%w: AttachService needs the session id", ErrInvalidRequest)
 	}

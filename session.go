@@ -207,7 +207,7 @@ func (c *Client) Spawn(ctx context.Context, opts ...SpawnOption) (*Session, erro
 	if err := c.beginStart(); err != nil {
 		return nil, err
 	}
-	defer c.starting.Done()
+	defer c.endStart()
 	sent := time.Now()
 	st, err := c.start(ctx, wire.LifecycleTask, opts)
 	if err != nil {
