@@ -432,7 +432,7 @@ func mintError(err error, r stsclient.MintRequest) error {
 		}
 		return ae
 	}
-	return fmt.Errorf("caracal: minting a gateway mandate for %s with scopes %q: %w", r.Resource, wire.JoinScopes(r.Scopes), err)
+	return mintFailure{fmt.Errorf("caracal: minting a gateway mandate for %s with scopes %q: %w", r.Resource, wire.JoinScopes(r.Scopes), err)}
 }
 
 // gatewayContextToken is the bearer of a Gateway request sent without
