@@ -39,25 +39,25 @@ type Resource struct {
 	Operations map[string]string
 }
 
-// Policy is the zone's active policy data (PROTOCOL §6.8).
-type Policy struct {
+// zonePolicy is the zone's active policy data (PROTOCOL §6.8).
+type zonePolicy struct {
 	// Grants maps a resource identifier to its owner and roles.
-	Grants map[string]ResourceGrant
+	Grants map[string]resourceGrant
 	// Risk tags scopes with tiers.
-	Risk []Risk
+	Risk []riskTag
 	// ApprovalTiers declares which tiers need a human approval.
 	ApprovalTiers []ApprovalTier
 }
 
-// ResourceGrant names the application that owns a resource and the roles
+// resourceGrant names the application that owns a resource and the roles
 // (session labels) that may use which scopes.
-type ResourceGrant struct {
+type resourceGrant struct {
 	Application string
 	Roles       map[string][]string
 }
 
-// Risk tags a scope with a tier.
-type Risk struct {
+// riskTag tags a scope with a tier.
+type riskTag struct {
 	Scope, Tier string
 }
 

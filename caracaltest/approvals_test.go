@@ -197,29 +197,29 @@ func TestApprovalOutcomes(t *testing.T) {
 func TestApprovalTiers(t *testing.T) {
 	cases := []struct {
 		name  string
-		risk  []Risk
+		risk  []riskTag
 		tiers []ApprovalTier
 		ttl   time.Duration
 		tier  string
 		deny  string
 	}{
-		{name: "subject default", risk: []Risk{{"tickets:write", "high"}},
+		{name: "subject default", risk: []riskTag{{"tickets:write", "high"}},
 			tiers: []ApprovalTier{{Tier: "high", Approver: "subject"}}, ttl: 15 * time.Minute, tier: "high"},
-		{name: "declared ttl clamped up to 60 s", risk: []Risk{{"tickets:write", "high"}},
+		{name: "declared ttl clamped up to 60 s", risk: []riskTag{{"tickets:write", "high"}},
 			tiers: []ApprovalTier{{Tier: "high", Approver: "any", TTL: 10 * time.Second}}, ttl: time.Minute, tier: "high"},
-		{name: "declared ttl clamped to the class max", risk: []Risk{{"tickets:write", "high"}},
+		{name: "declared ttl clamped to the class max", risk: []riskTag{{"tickets:write", "high"}},
 			tiers: []ApprovalTier{{Tier: "high", Approver: "subject", TTL: 48 * time.Hour}}, ttl: 24 * time.Hour, tier: "high"},
-		{name: "tiers merged, smallest ttl", risk: []Risk{{"tickets:write", "high"}, {"tickets:read", "audit"}},
+		{name: "tiers merged, smallest ttl", risk: []riskTag{{"tickets:write", "high"}, {"tickets:read", "audit"}},
 			tiers: []ApprovalTier{{Tier: "high", Approver: "operator", TTL: time.Hour}, {Tier: "audit", Approver: "any", TTL: 30 * time.Minute}},
 			ttl:   30 * time.Minute, tier: "audit,high"},
-		{name: "two scopes on one tier name it once", risk: []Risk{{"tickets:write", "high"}, {"tickets:read", "high"}},
+		{name: "two scopes on one tier name it once", risk: []riskTag{{"tickets:write", "high"}, {"tickets:read", "high"}},
 			tiers: []ApprovalTier{{Tier: "high", Approver: "any"}}, ttl: 15 * time.Minute, tier: "high"},
-		{name: "operator and subject", risk: []Risk{{"tickets:write", "high"}, {"tickets:read", "pii"}},
+		{name: "operator and subject", risk: []riskTag{{"tickets:write", "high"}, {"tickets:read", "pii"}},
 			tiers: []ApprovalTier{{Tier: "high", Approver: "operator"}, {Tier: "pii", Approver: "subject"}},
 			deny:  "approval requires separate operator and subject decisions"},
-		{name: "malformed approval data", risk: []Risk{{"tickets:write", "high"}},
+		{name: "malformed approval data", risk: []riskTag{{"tickets:write", "high"}},
 			tiers: []ApprovalTier{{Tier: "high", Approver: "boss"}}, deny: "policy denied (malformed_approval_data)"},
-		{name: "malformed risk data", risk: []Risk{{"tickets:write", ""}}, deny: "policy denied (malformed_risk_data)"},
+		{name: "malformed risk data", risk: []riskTag{{"tickets:write", ""}}, deny: "policy denied (malformed_risk_data)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

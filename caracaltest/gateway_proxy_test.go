@@ -101,7 +101,7 @@ func TestGatewayURLUpstream(t *testing.T) {
 			Resource{Identifier: "resource://creds", Scopes: []string{"tickets:read"}, UpstreamURL: "http://user:pw@127.0.0.1:1"},
 		)
 		for _, id := range []string{"resource://down", "resource://meta", "resource://creds"} {
-			c.Policy.Grants[id] = ResourceGrant{Application: exApp, Roles: map[string][]string{"reader": {"tickets:read"}}}
+			c.Policy.Grants[id] = resourceGrant{Application: exApp, Roles: map[string][]string{"reader": {"tickets:read"}}}
 		}
 	})
 	_, child, e := env.readerEdge()

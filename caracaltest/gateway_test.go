@@ -335,7 +335,7 @@ func TestGatewayExchangeRules(t *testing.T) {
 		c.Resources[0].Operations = map[string]string{"GET /tickets/42": "tickets:read", "POST /tickets": "tickets:write"}
 		c.Resources = append(c.Resources, Resource{Identifier: "resource://open", Scopes: []string{"open:read"},
 			Upstream: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { rw.WriteHeader(http.StatusNoContent) })})
-		c.Policy.Grants["resource://open"] = ResourceGrant{Application: exApp, Roles: map[string][]string{"reader": {"open:read"}}}
+		c.Policy.Grants["resource://open"] = resourceGrant{Application: exApp, Roles: map[string][]string{"reader": {"open:read"}}}
 	})
 	_, child, e := env.readerEdge()
 	t.Run("operation scope missing from the mandate", func(t *testing.T) {
@@ -474,7 +474,7 @@ func TestGatewayMandateOnlyForItsTarget(t *testing.T) {
 	env := newSTSEnv(t, func(c *worldConfig) {
 		c.Resources = append(c.Resources, Resource{Identifier: mirror, Scopes: []string{"tickets:read"},
 			Upstream: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { rw.WriteHeader(http.StatusNoContent) })})
-		c.Policy.Grants[mirror] = ResourceGrant{Application: exApp, Roles: map[string][]string{"reader": {"tickets:read"}}}
+		c.Policy.Grants[mirror] = resourceGrant{Application: exApp, Roles: map[string][]string{"reader": {"tickets:read"}}}
 	})
 	root, child := env.session(exApp, "dispatcher"), env.session(exApp, "reader")
 	e := env.edge(root, child, nil, []string{"tickets:read"}, wire.Constraints{Resources: []string{exResource, mirror}}, time.Hour)

@@ -24,8 +24,8 @@ type settings struct {
 	zone       string
 	apps       []App
 	resources  []Resource
-	grants     map[string]ResourceGrant
-	risk       []Risk
+	grants     map[string]resourceGrant
+	risk       []riskTag
 	tiers      []ApprovalTier
 	clock      Clock
 	lease      time.Duration
@@ -69,13 +69,13 @@ func WithResource(r Resource) Option {
 // replaces any earlier grant of the resource, the default one included.
 // A grant for a resource the stack does not have makes New fail.
 func WithGrant(resourceIdentifier, application string, roles map[string][]string) Option {
-	g := ResourceGrant{Application: application, Roles: make(map[string][]string, len(roles))}
+	g := resourceGrant{Application: application, Roles: make(map[string][]string, len(roles))}
 	for role, scopes := range roles {
 		g.Roles[role] = slices.Clone(scopes)
 	}
 	return func(s *settings) {
 		if s.grants == nil {
-			s.grants = map[string]ResourceGrant{}
+			s.grants = map[string]resourceGrant{}
 		}
 		s.grants[resourceIdentifier] = g
 	}
@@ -84,7 +84,7 @@ func WithGrant(resourceIdentifier, application string, roles map[string][]string
 // WithRisk tags a scope with a risk tier; a later tag of the same scope
 // replaces an earlier one.
 func WithRisk(scope, tier string) Option {
-	return func(s *settings) { s.risk = append(s.risk, Risk{Scope: scope, Tier: tier}) }
+	return func(s *settings) { s.risk = append(s.risk, riskTag{Scope: scope, Tier: tier}) }
 }
 
 // WithApprovalTier gates a tier behind a human approval; a later gate of the
@@ -130,7 +130,7 @@ func defaultSettings() settings {
 			ID:         "res-tickets",
 			Scopes:     []string{"tickets:read", "tickets:write", "tickets:delete"},
 		}},
-		grants: map[string]ResourceGrant{
+		grants: map[string]resourceGrant{
 			defaultResource: {
 				Application: defaultApplication,
 				Roles: map[string][]string{
@@ -140,7 +140,7 @@ func defaultSettings() settings {
 				},
 			},
 		},
-		risk:  []Risk{{Scope: "tickets:delete", Tier: "high"}},
+		risk:  []riskTag{{Scope: "tickets:delete", Tier: "high"}},
 		tiers: []ApprovalTier{{Tier: "high", Approver: "operator"}},
 	}
 }
@@ -165,10 +165,10 @@ func resolve(opts []Option) (settings, error) {
 	}
 	s.apps = mergeBy(s.apps, o.apps, func(a App) string { return a.ID })
 	s.resources = mergeBy(s.resources, o.resources, func(r Resource) string { return r.Identifier })
-	s.risk = mergeBy(s.risk, o.risk, func(r Risk) string { return r.Scope })
+	s.risk = mergeBy(s.risk, o.risk, func(r riskTag) string { return r.Scope })
 	s.tiers = mergeBy(s.tiers, o.tiers, func(t ApprovalTier) string { return t.Tier })
 	if s.grants == nil {
-		s.grants = map[string]ResourceGrant{}
+		s.grants = map[string]resourceGrant{}
 	}
 	for id, g := range o.grants {
 		s.grants[id] = g

@@ -164,7 +164,7 @@ func (s *Stack) start() error {
 		resources[i] = r
 	}
 
-	policy := Policy{Grants: s.set.grants, Risk: s.set.risk, ApprovalTiers: s.set.tiers}
+	policy := zonePolicy{Grants: s.set.grants, Risk: s.set.risk, ApprovalTiers: s.set.tiers}
 	s.upstreamNet = &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		ResponseHeaderTimeout: 30 * time.Second, // the Gateway's UPSTREAM_TIMEOUT

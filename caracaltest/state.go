@@ -20,7 +20,7 @@ type worldConfig struct {
 	Zone      string
 	Apps      []App
 	Resources []Resource // Upstream or UpstreamURL set by the harness
-	Policy    Policy
+	Policy    zonePolicy
 	Lease     time.Duration // default 120 s
 	Limits    Limits        // zero fields defaulted by newWorld
 	// UpstreamClient reaches resources that have an UpstreamURL.
@@ -71,7 +71,7 @@ type world struct {
 	apps      map[string]*application
 	resources map[string]*resource // by identifier
 	resByID   map[string]*resource // by DB id
-	policy    Policy
+	policy    zonePolicy
 
 	records   map[string]*authorityRecord // by id (JWT sid)
 	sessions  map[string]*session         // by agent_session_id
@@ -223,19 +223,19 @@ func resourceSlug(identifier string) string {
 	return strings.TrimSuffix(b.String(), "-")
 }
 
-func clonePolicy(p Policy) Policy {
-	out := Policy{
+func clonePolicy(p zonePolicy) zonePolicy {
+	out := zonePolicy{
 		Risk:          slices.Clone(p.Risk),
 		ApprovalTiers: slices.Clone(p.ApprovalTiers),
 	}
 	if p.Grants != nil {
-		out.Grants = make(map[string]ResourceGrant, len(p.Grants))
+		out.Grants = make(map[string]resourceGrant, len(p.Grants))
 		for id, g := range p.Grants {
 			roles := make(map[string][]string, len(g.Roles))
 			for r, s := range g.Roles {
 				roles[r] = slices.Clone(s)
 			}
-			out.Grants[id] = ResourceGrant{Application: g.Application, Roles: roles}
+			out.Grants[id] = resourceGrant{Application: g.Application, Roles: roles}
 		}
 	}
 	return out

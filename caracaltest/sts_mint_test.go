@@ -77,7 +77,7 @@ func TestExampleA4(t *testing.T) {
 func TestMintRules(t *testing.T) {
 	env := newSTSEnv(t, func(c *worldConfig) {
 		c.Resources = append(c.Resources, Resource{Identifier: "resource://foreign", Scopes: []string{"tickets:read"}})
-		c.Policy.Grants["resource://foreign"] = ResourceGrant{Application: "app-other",
+		c.Policy.Grants["resource://foreign"] = resourceGrant{Application: "app-other",
 			Roles: map[string][]string{"reader": {"tickets:read"}}}
 	})
 	readOnly := []string{"tickets:read"}

@@ -223,9 +223,9 @@ func TestLifecycleRules(t *testing.T) {
 			Resource{Identifier: "resource://foreign", Scopes: []string{wire.ScopeLifecycle}},
 			Resource{Identifier: controlAudience, Scopes: []string{wire.ScopeLifecycle}},
 		)
-		c.Policy.Grants["resource://declared"] = ResourceGrant{Application: exApp}
-		c.Policy.Grants["resource://foreign"] = ResourceGrant{Application: "app-other"}
-		c.Policy.Grants[controlAudience] = ResourceGrant{Application: exApp}
+		c.Policy.Grants["resource://declared"] = resourceGrant{Application: exApp}
+		c.Policy.Grants["resource://foreign"] = resourceGrant{Application: "app-other"}
+		c.Policy.Grants[controlAudience] = resourceGrant{Application: exApp}
 	})
 	cases := []struct {
 		name    string

@@ -62,8 +62,8 @@ func exampleConfig() worldConfig {
 			{Identifier: exResource, ID: exResID, Scopes: []string{"tickets:read", "tickets:write", "tickets:delete"}},
 			{Identifier: "resource://plain", Scopes: []string{"plain:read"}},
 		},
-		Policy: Policy{
-			Grants: map[string]ResourceGrant{
+		Policy: zonePolicy{
+			Grants: map[string]resourceGrant{
 				exResource: {Application: exApp, Roles: map[string][]string{
 					"reader": {"tickets:read"},
 					"writer": {"tickets:read", "tickets:write"},
@@ -71,7 +71,7 @@ func exampleConfig() worldConfig {
 				}},
 				"resource://plain": {Application: exApp, Roles: map[string][]string{"reader": {"plain:read"}}},
 			},
-			Risk:          []Risk{{Scope: "tickets:write", Tier: "high"}},
+			Risk:          []riskTag{{Scope: "tickets:write", Tier: "high"}},
 			ApprovalTiers: []ApprovalTier{{Tier: "high", Approver: "operator"}},
 		},
 	}
