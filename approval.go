@@ -14,7 +14,7 @@ import (
 // ErrApprovalRejected for a rejection, an error for an expired or already
 // used approval, and an error wrapping context.Cause(ctx) if ctx ends first
 // (the approval is still pending: waiting again is safe). A poll that fails
-// transiently (no answer, 429, 5xx) is sent again after a backoff that
+// transiently (no answer, 408, 425, 429, 5xx) is sent again after a backoff that
 // honours Retry-After; after four such failures in a row the wait ends with
 // the last one. Close ends a wait in progress, and
 // a wait after Close, with ErrClosed. An id that cannot be a Caracal id (1
