@@ -16,45 +16,6 @@ import (
 	"github.com/caracal-go/caracal/caracaltest"
 )
 
-// closeWorld is what a shutdown-order case works with: an in-memory stack,
-// a client of it, and a reader session whose requests can be governed.
-type closeWorld struct {
-	st     *caracaltest.Stack
-	c      *caracal.Client
-	reader *caracal.Session
-}
-
-func newCloseWorld(t *testing.T) *closeWorld {
-	t.Helper()
-	st := caracaltest.Start(t, caracaltest.InMemory())
-	c, err := st.NewClient()
-	require.NoError(t, err)
-	root, err := c.Spawn(t.Context())
-	require.NoError(t, err)
-	reader, err := c.Spawn(root.Context(), caracal.WithLabels("reader"),
-		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{MaxHops: 3}, time.Hour)))
-	require.NoError(t, err)
-	return &closeWorld{st: st, c: c, reader: reader}
-}
-
-// get sends a governed GET for ticket 1 with hc under ctx.
-func (w *closeWorld) get(ctx context.Context, hc *http.Client) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.st.UpstreamURL("resource://tickets")+"/tickets/1", nil)
-	if err != nil {
-		return nil, err
-	}
-	return hc.Do(req)
-}
-
-// within runs f and fails the test when it takes longer than d of the
-// bubble's time.
-func within(t *testing.T, d time.Duration, what string, f func()) {
-	t.Helper()
-	begin := time.Now()
-	f()
-	assert.LessOrEqual(t, time.Since(begin), d, "%s returns within %v", what, d)
-}
-
 // closeCases are orders of shutdown; each ends with everything closed.
 var closeCases = []struct {
 	name string
@@ -430,6 +391,22 @@ var closeCases = []struct {
 		assert.NoError(t, svc.Close(t.Context()))
 		assert.NoError(t, att.Close(t.Context()))
 	}},
+	{"client while an approval is awaited", func(t *testing.T, w *closeWorld) {
+		root, err := w.c.Spawn(t.Context())
+		require.NoError(t, err)
+		admin, err := w.c.Spawn(root.Context(), caracal.WithLabels("admin"),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:delete"}, "resource://tickets", caracal.Constraints{}, time.Hour)))
+		require.NoError(t, err)
+		hc := w.c.HTTPClient(caracal.WithScopes("tickets:delete"), caracal.WithPrefetch(1))
+		_, err = w.get(admin.Context(), hc)
+		var held *caracal.ApprovalRequiredError
+		require.ErrorAs(t, err, &held)
+		waited := make(chan error, 1)
+		go func() { waited <- w.c.WaitApproval(context.Background(), held.ApprovalID) }()
+		synctest.Wait() // the long poll waits at the STS
+		within(t, 0, "Client.Close", func() { require.NoError(t, w.c.Close(context.Background())) })
+		assert.ErrorIs(t, <-waited, caracal.ErrClosed)
+	}},
 }
 
 func TestCloseMatrix(t *testing.T) {
@@ -454,28 +431,4 @@ func TestCloseMatrix(t *testing.T) {
 			})
 		})
 	}
-}
-
-// streamingUpstream makes the tickets upstream stream 8 KiB a second until
-// its request ends; the channel closes once the first chunk is out.
-func streamingUpstream(t *testing.T, w *closeWorld) <-chan struct{} {
-	sent := make(chan struct{})
-	var once sync.Once
-	require.NoError(t, w.st.SetUpstream("resource://tickets", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		rw.WriteHeader(http.StatusOK)
-		chunk := make([]byte, 8<<10)
-		for {
-			if _, err := rw.Write(chunk); err != nil {
-				return
-			}
-			rw.(http.Flusher).Flush()
-			once.Do(func() { close(sent) })
-			select {
-			case <-r.Context().Done():
-				return
-			case <-time.After(time.Second):
-			}
-		}
-	})))
-	return sent
 }
