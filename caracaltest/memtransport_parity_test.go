@@ -46,6 +46,13 @@ var parityCases = map[string]http.HandlerFunc{
 		_, _ = io.WriteString(w, "abc")
 		_, _ = io.WriteString(w, "de")
 	},
+	"invalid-length": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "x")
+		_, _ = io.WriteString(w, "hello")
+	},
+	"invalid-length-no-body": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "-1")
+	},
 	"204": func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusNoContent)
@@ -219,6 +226,11 @@ func TestMemTransportMatchesLoopback(t *testing.T) {
 			if method == http.MethodPost && strings.HasPrefix(name, "panic-") {
 				// Over loopback, a connection closed with the request
 				// body unread fails the round trip or not, by timing.
+				continue
+			}
+			if method == http.MethodHead && strings.HasPrefix(name, "invalid-length") {
+				// Over loopback, the invalid Content-Length reaches
+				// the client, which fails to parse it.
 				continue
 			}
 			do := func(c *http.Client) string {

@@ -27,6 +27,7 @@ type memResponseWriter struct {
 	snap        http.Header // the header as of WriteHeader
 	haveType    bool        // the handler set Content-Type, even to nothing
 	length      int64       // the body's length, once known; -1 before
+	badLength   bool        // the handler set a Content-Length that is not one
 	written     int64       // bytes the handler wrote, refused ones too
 	accepted    int64       // bytes of body the handler's writes delivered
 	pending     []byte      // body not yet sent: the header is not either
@@ -63,6 +64,7 @@ func (w *memResponseWriter) WriteHeader(code int) {
 			w.length = n
 		} else {
 			w.snap.Del("Content-Length")
+			w.badLength = true
 		}
 	}
 }
@@ -124,7 +126,9 @@ func (w *memResponseWriter) commit(done bool) (int, error) {
 	}
 	te := h.Get("Transfer-Encoding")
 	h.Del("Transfer-Encoding") // the client moves it to resp.TransferEncoding
-	if done && !trailers && te == "" && bodyAllowed && w.length == -1 && (!w.head || len(p) > 0) {
+	// As net/http's, a body whose handler set an invalid Content-Length
+	// goes without one, even if it is complete.
+	if done && !trailers && te == "" && bodyAllowed && w.length == -1 && !w.badLength && (!w.head || len(p) > 0) {
 		w.length = int64(len(p))
 		h.Set("Content-Length", strconv.Itoa(len(p)))
 	}
