@@ -156,6 +156,24 @@ func TestGovernedOverHTTP2Base(t *testing.T) {
 		assert.Equal(t, tc.want, echo.Body)
 	}
 	mu.Lock()
-	defer mu.Unlock()
 	assert.Equal(t, []string{"HTTP/2.0", "HTTP/2.0", "HTTP/2.0", "HTTP/2.0"}, protos)
+	mu.Unlock()
+
+	// A response the Gateway cuts for a revocation ends in an error over
+	// HTTP/2 too: its trailer arrives in the stream's last HEADERS frame.
+	var cut http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(strings.Repeat("a", 4096)))
+		w.(http.Flusher).Flush()
+		_ = g.st.Terminate(agent.ID())
+		_, _ = w.Write([]byte(strings.Repeat("b", 4096)))
+	})
+	g.next.Store(&cut)
+	req, err := http.NewRequestWithContext(agent.Context(), http.MethodGet, g.url(tickets, "/tickets/stream"), nil)
+	require.NoError(t, err)
+	resp, err := hc.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, "HTTP/2.0", resp.Proto)
+	_, err = io.ReadAll(resp.Body)
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -220,4 +221,39 @@ func TestMiddlewareSpawnsUnderTheInboundAgent(t *testing.T) {
 	r := <-out
 	require.NoError(t, r.err)
 	assert.Equal(t, caller.ID(), r.parent)
+}
+
+// A ReverseProxy relaying a response the Gateway cuts for a revocation
+// aborts its own response instead of ending it cleanly, so that its client
+// does not take the part it got for the whole answer.
+func TestReverseProxyRelaysARevocationCut(t *testing.T) {
+	g := startGoverned(t)
+	child := g.child(t, "reader", tickets, "tickets:read")
+	var next http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(strings.Repeat("a", 4096)))
+		w.(http.Flusher).Flush()
+		_ = g.st.Terminate(child.ID())
+		_, _ = w.Write([]byte(strings.Repeat("b", 4096)))
+	})
+	g.next.Store(&next)
+	target, err := url.Parse(g.st.UpstreamURL(tickets))
+	require.NoError(t, err)
+	proxy := &httputil.ReverseProxy{
+		Transport: g.c.Transport(nil, caracal.WithScopes("tickets:read")),
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		ErrorLog:  log.New(io.Discard, "", 0),
+	}
+	front := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proxy.ServeHTTP(w, r.WithContext(caracal.NewContext(r.Context(), child.Agent())))
+	}))
+	front.Config.ErrorLog = log.New(io.Discard, "", 0)
+	front.Start()
+	t.Cleanup(front.Close)
+
+	resp, err := front.Client().Get(front.URL + "/tickets/stream")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	b, err := io.ReadAll(resp.Body)
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF, "read %d bytes", len(b))
 }
