@@ -122,6 +122,18 @@ var parityCases = map[string]http.HandlerFunc{
 		w.Header().Set("Transfer-Encoding", "chunked")
 		_, _ = io.WriteString(w, "<html>")
 	},
+	"chunked-by-the-handler-short-of-its-length": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Transfer-Encoding", "chunked")
+		w.Header().Set("Content-Length", "10")
+		_, _ = io.WriteString(w, "hello")
+	},
+	"chunked-by-the-handler-over-its-length": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Transfer-Encoding", "chunked")
+		w.Header().Set("Content-Length", "3")
+		w.(http.Flusher).Flush()
+		_, _ = io.WriteString(w, "abc")
+		_, _ = io.WriteString(w, "de")
+	},
 	"identity-by-the-handler": func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Transfer-Encoding", "identity")
 		_, _ = io.WriteString(w, "<html>")
@@ -177,6 +189,13 @@ var parityCases = map[string]http.HandlerFunc{
 		_, _ = io.WriteString(w, "a")
 		w.(http.Flusher).Flush()
 		_, _ = io.WriteString(w, "b")
+		panic(http.ErrAbortHandler)
+	},
+	"panic-after-its-whole-length-chunked-by-the-handler": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Transfer-Encoding", "chunked")
+		w.Header().Set("Content-Length", "1")
+		_, _ = io.WriteString(w, "a")
+		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler)
 	},
 	"panic-after-a-flushed-204": func(w http.ResponseWriter, _ *http.Request) {

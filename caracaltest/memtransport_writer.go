@@ -140,11 +140,15 @@ func (w *memResponseWriter) commit(done bool) (int, error) {
 	} else if !w.haveType && te == "" && h.Get("Content-Encoding") == "" && len(p) > 0 {
 		h.Set("Content-Type", http.DetectContentType(p))
 	}
-	if w.length != -1 && te != "" && te != "identity" {
+	// A length next to a Transfer-Encoding of the handler's is not sent,
+	// but, as net/http's server does, the writer still refuses writes
+	// past it.
+	sized := w.length != -1
+	if sized && te != "" && te != "identity" {
 		h.Del("Content-Length")
-		w.length = -1
+		sized = false
 	}
-	chunked := !w.head && bodyAllowed && w.length == -1 && te != "identity"
+	chunked := !w.head && bodyAllowed && !sized && te != "identity"
 
 	w.mu.Lock()
 	w.committed = true
@@ -180,16 +184,16 @@ func (w *memResponseWriter) commit(done bool) (int, error) {
 // finish ends a response whose handler returned: an uncommitted one is sent
 // whole (an empty 200 if nothing was written), its trailers are recorded
 // (announced ones, and those set only through http.TrailerPrefix), and the
-// body reaches EOF. A body shorter or longer than its Content-Length ends
-// as net/http's server ends it, by closing the connection: a client that
-// has the whole length sees no more than that, one short of it sees the
-// body cut.
+// body reaches EOF. A body sent with a Content-Length it falls short of or
+// goes past ends as net/http's server ends it, by closing the connection: a
+// client that has the whole length sees no more than that, one short of it
+// sees the body cut.
 func (w *memResponseWriter) finish() {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
 	_, _ = w.commit(true)
-	if !w.head && bodyAllowedForStatus(w.code) && w.length != -1 && w.accepted != w.length {
+	if !w.head && bodyAllowedForStatus(w.code) && !w.chunked && w.length != -1 && w.accepted != w.length {
 		w.pipe.closeWrite(io.ErrUnexpectedEOF)
 		return
 	}
@@ -225,7 +229,7 @@ func (w *memResponseWriter) abort(err error) {
 	}
 	w.mu.Unlock()
 	end := io.ErrUnexpectedEOF
-	if w.head || !bodyAllowedForStatus(w.code) || w.length != -1 && w.accepted == w.length {
+	if w.head || !bodyAllowedForStatus(w.code) || !w.chunked && w.length != -1 && w.accepted == w.length {
 		end = io.EOF
 	}
 	w.pipe.closeWrite(end)
