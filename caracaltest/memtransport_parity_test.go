@@ -198,6 +198,12 @@ var parityCases = map[string]http.HandlerFunc{
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler)
 	},
+	"panic-after-a-flush-without-framing": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Transfer-Encoding", "identity")
+		_, _ = io.WriteString(w, "a")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	},
 	"panic-after-a-flushed-204": func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		w.(http.Flusher).Flush()

@@ -221,7 +221,8 @@ func (w *memResponseWriter) finish() {
 // abort ends a response whose handler panicked (http.ErrAbortHandler is how
 // a dropped connection is modelled): before commit the round trip fails,
 // after it the body does, unless it was complete (no body, or all of its
-// Content-Length).
+// Content-Length) or has no framing to tell (neither chunked nor sized: it
+// ends where the connection does).
 func (w *memResponseWriter) abort(err error) {
 	w.mu.Lock()
 	if !w.committed {
@@ -229,7 +230,7 @@ func (w *memResponseWriter) abort(err error) {
 	}
 	w.mu.Unlock()
 	end := io.ErrUnexpectedEOF
-	if w.head || !bodyAllowedForStatus(w.code) || !w.chunked && w.length != -1 && w.accepted == w.length {
+	if w.head || !bodyAllowedForStatus(w.code) || !w.chunked && (w.length == -1 || w.accepted == w.length) {
 		end = io.EOF
 	}
 	w.pipe.closeWrite(end)
