@@ -136,7 +136,10 @@ type transport struct {
 // (even percent-encoded), is sent as it is: it never gets a Caracal bearer,
 // and gets the envelope only with PropagateAlways. A request that carries
 // X-Caracal-Resource but cannot be routed (no Gateway URL is configured, or
-// such a path) fails before anything is sent.
+// such a path) fails before anything is sent. A request that another
+// transport of this package, above this one, has already made a Gateway
+// request is sent on as it is, so stacking two (one installed as
+// http.DefaultTransport, say) still mints one mandate per request.
 //
 // A minted mandate is presented once: a retry or a redirect of a Gateway
 // request mints again (WithPrefetch mints ahead of use, still one mandate per
@@ -272,9 +275,13 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !ok {
 			return t.base.RoundTrip(req)
 		}
-		out := cloneRequest(req)
+		out := cloneRequest(req, req.Context())
 		envelope.Inject(out.Header, agentEnvelope(a), true)
 		return t.base.RoundTrip(out)
+	}
+	if req.Context().Value(governedKey{}) != nil {
+		// Another of these transports above this one governed it already.
+		return t.base.RoundTrip(req)
 	}
 	if from, ok := t.redirectedIn(req); ok {
 		closeBody(req)
@@ -282,6 +289,12 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return t.governed(req, d)
 }
+
+// governedKey marks the context of a request a transport sends to the
+// Gateway, so that another transport of this package under it (one installed
+// as http.DefaultTransport, say) sends it on as it is rather than minting a
+// second mandate, or finding a pinned one already presented.
+type governedKey struct{}
 
 func (t *transport) governed(req *http.Request, d decision) (*http.Response, error) {
 	ctx := req.Context()
@@ -336,7 +349,7 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 
 	// Clone copies the header map and the URL; the body is shared, so the
 	// base transport closes it, and the caller's GetBody keeps working.
-	out := cloneRequest(req)
+	out := cloneRequest(req, context.WithValue(ctx, governedKey{}, true))
 	if d.target != nil {
 		out.URL = d.target
 	}

@@ -43,3 +43,24 @@ func TestTransportPinnedGatewayTokenKeptByACancelledRequest(t *testing.T) {
 	require.Len(t, rec.all(), 1)
 	assert.Equal(t, "Bearer "+tok, rec.all()[0].Header.Get("Authorization"))
 }
+
+// Under another transport of this package, a request the outer one governed
+// with the context's pinned mandate is sent on as it is: the inner transport
+// neither fails it for presenting the mandate a second time nor replaces it.
+func TestTransportPinnedGatewayTokenThroughStackedTransports(t *testing.T) {
+	c := unitClient(t)
+	rec := &recorder{}
+	inner := c.newTransport(rec, nil, (&fakeMint{}).Mint)
+	outer := c.newTransport(inner, nil, (&fakeMint{}).Mint)
+	a := unitAgent()
+	a.own = false
+	tok := "eyJhbGciOiJFUzI1NiJ9." + base64.RawURLEncoding.EncodeToString([]byte(`{"use":"gateway"}`)) + ".sig"
+	a.token = &tok
+	a.presented = new(atomic.Bool)
+
+	req, _ := http.NewRequestWithContext(NewContext(context.Background(), a), http.MethodGet, testUpstream+"/x", nil)
+	_, err := outer.RoundTrip(req)
+	require.NoError(t, err)
+	require.Len(t, rec.all(), 1)
+	assert.Equal(t, "Bearer "+tok, rec.all()[0].Header.Get("Authorization"))
+}

@@ -4,17 +4,18 @@ package caracal
 // kept from being sent twice or left open.
 
 import (
+	"context"
 	"io"
 	"net/http"
 )
 
-// cloneRequest copies req for the transport to change. A request may come
+// cloneRequest copies req, under ctx, for the transport to change. A request may come
 // without a header map (http.Client adds one; a direct RoundTrip call need
 // not), and the copy needs one for the headers the transport sets. The copy
 // shares the caller's trailer map, which the transport never writes: a
 // caller may fill in trailer values only once the body is read.
-func cloneRequest(req *http.Request) *http.Request {
-	out := req.Clone(req.Context())
+func cloneRequest(req *http.Request, ctx context.Context) *http.Request {
+	out := req.Clone(ctx)
 	out.Trailer = req.Trailer
 	if out.Header == nil {
 		out.Header = make(http.Header)
