@@ -77,6 +77,31 @@
 // background work (service leases, mandate pools) ends with the test
 // instead of running on in the bubble's fake time until it gives up.
 //
+// The in-memory transport answers as net/http's server over a connection
+// does (header, length, body, trailers, where a body is cut), except:
+//
+//   - A request whose handler panics with http.ErrAbortHandler before its
+//     header went out fails with an error wrapping io.ErrUnexpectedEOF;
+//     over a connection it wraps io.EOF.
+//   - After the header went out, such a handler's body is cut after
+//     everything it wrote; net/http's server also loses what it buffered
+//     since its last flush (up to 2 KB), so over a connection the client
+//     may read less, and a body of which all its Content-Length was
+//     written may end cut.
+//   - A handler may read the request body after its header went out (a
+//     Flush, or more than 2 KB written); net/http's server then discards
+//     the rest of the body and fails further reads.
+//   - A Content-Length the handler set that is not a length: over a
+//     connection, a body that is not chunked (a HEAD answer, or one with
+//     Transfer-Encoding: identity) carries it to the client, whose round
+//     trip fails; in memory the response goes without a length.
+//   - Reading a response body after Close fails, even an empty one;
+//     net/http's client hands out an empty body as http.NoBody, which
+//     reads io.EOF.
+//   - Once the request's context is cancelled, reading the body fails at
+//     once with the context's cause; over a connection, what was already
+//     received may be read first.
+//
 // # Time
 //
 // The stack reads time from its Clock, by default the time package's (the
