@@ -29,6 +29,7 @@ func TestPrefetchPoolDroppedWhenAResponseIsCutByRevocation(t *testing.T) {
 		_ = resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		synctest.Wait() // the pool holds two mandates
+		require.Equal(t, 1, caracal.PrefetchPools(hc.Transport), "a pool for the session before the cut")
 
 		h := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = w.Write([]byte(strings.Repeat("a", 4096)))
