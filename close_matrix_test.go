@@ -409,6 +409,9 @@ var closeCases = []struct {
 	}},
 }
 
+// Each shutdown order in closeCases, run in its own bubble, returns within
+// its bounds with the errors it documents, and leaves no goroutine of the SDK
+// running and no request reaching the stack afterwards.
 func TestCloseMatrix(t *testing.T) {
 	for _, tc := range closeCases {
 		t.Run(tc.name, func(t *testing.T) {
