@@ -5,8 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -25,40 +25,31 @@ func isTimeout(err error) bool {
 }
 
 // A governed request cut short by a deadline while its mandate is minted
-// fails as a timeout, as the same request through a bare transport does, so
-// that callers (and http.Client) can tell it from a refusal.
+// fails as a timeout, as net/http's own errors for a request past its
+// deadline do, so that callers (and http.Client) can tell it from a refusal.
 func TestGovernedDeadlineDuringMintIsATimeout(t *testing.T) {
-	g := startGoverned(t)
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		<-r.Context().Done()
-	}))
-	t.Cleanup(slow.Close)
-
-	deadline := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(g.reader.Context(), 100*time.Millisecond)
-	}
-	ctx, cancel := deadline()
-	defer cancel()
-	_, err := get(t, slow.Client(), ctx, slow.URL)
-	require.True(t, isTimeout(err), "a bare transport reports a timeout: %v", err)
-
-	g.st.Inject(caracaltest.RouteToken, caracaltest.Fault{Delay: time.Minute})
-	t.Cleanup(g.st.ClearFaults)
-	hc := &http.Client{Transport: g.c.Transport(nil, caracal.WithScopes("tickets:read"))}
-	ctx, cancel = deadline()
-	defer cancel()
-	_, err = get(t, hc, ctx, g.url(tickets, "/tickets/1"))
-	require.Error(t, err)
-	assert.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.True(t, isTimeout(err), "the request's deadline: %v", err)
-
-	// With Client.Timeout the client's own timer and the request's deadline
-	// race; either way the error is a timeout.
-	hc.Timeout = 100 * time.Millisecond
-	for range 5 {
-		_, err = get(t, hc, g.reader.Context(), g.url(tickets, "/tickets/1"))
+	synctest.Test(t, func(t *testing.T) {
+		g := startGoverned(t, caracaltest.InMemory())
+		g.st.Inject(caracaltest.RouteToken, caracaltest.Fault{Delay: time.Minute})
+		t.Cleanup(g.st.ClearFaults)
+		hc := &http.Client{Transport: g.c.Transport(nil, caracal.WithScopes("tickets:read"))}
+		ctx, cancel := context.WithTimeout(g.reader.Context(), 100*time.Millisecond)
+		defer cancel()
+		_, err := get(t, hc, ctx, g.url(tickets, "/tickets/1"))
 		require.Error(t, err)
-		assert.True(t, isTimeout(err), "Client.Timeout: %v", err)
-	}
-	assert.Zero(t, g.upstream.Load(), "nothing reached the resource")
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.True(t, isTimeout(err), "the request's deadline: %v", err)
+
+		// With Client.Timeout the client's own timer and the request's
+		// deadline race; either way the error is a timeout.
+		hc.Timeout = 100 * time.Millisecond
+		for range 5 {
+			_, err = get(t, hc, g.reader.Context(), g.url(tickets, "/tickets/1"))
+			require.Error(t, err)
+			assert.True(t, isTimeout(err), "Client.Timeout: %v", err)
+		}
+		assert.Zero(t, g.upstream.Load(), "nothing reached the resource")
+		g.st.ClearFaults()
+		require.NoError(t, g.c.Close(context.Background()))
+	})
 }
