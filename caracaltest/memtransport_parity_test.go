@@ -100,6 +100,15 @@ var parityCases = map[string]http.HandlerFunc{
 		w.Header().Set(http.TrailerPrefix+"X-Sum", "p")
 		w.Header().Set(http.TrailerPrefix+"X-Other", "q")
 	},
+	"trailer-announced-in-lower-case": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Trailer", "x-sum")
+		_, _ = io.WriteString(w, "a")
+		w.Header().Set("X-Sum", "1")
+	},
+	"prefixed-trailer-in-lower-case": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set(http.TrailerPrefix+"x-sum", "1")
+		_, _ = io.WriteString(w, "a")
+	},
 	"trailer-with-length": func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Trailer", "X-Sum")
 		w.Header().Set("Content-Length", "1")
