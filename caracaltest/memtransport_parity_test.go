@@ -218,6 +218,12 @@ var parityCases = map[string]http.HandlerFunc{
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler)
 	},
+	"panic-after-a-flushed-204-with-a-length": func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "5")
+		w.WriteHeader(http.StatusNoContent)
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	},
 	"panic-after-a-flush": func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "a")
 		w.(http.Flusher).Flush()
