@@ -23,23 +23,32 @@ func TestPrefetchPoolDroppedWhenAResponseIsCutByRevocation(t *testing.T) {
 		g := startGoverned(t, caracaltest.InMemory())
 		child := g.child(t, "reader", tickets, "tickets:read")
 		hc := g.c.HTTPClient(caracal.WithScopes("tickets:read"), caracal.WithPrefetch(2))
-		resp, err := get(t, hc, child.Context(), g.url(tickets, "/tickets/1"))
-		require.NoError(t, err)
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		require.Equal(t, http.StatusOK, resp.StatusCode)
-		synctest.Wait() // the pool holds two mandates
-		require.Equal(t, 1, caracal.PrefetchPools(hc.Transport), "a pool for the session before the cut")
+		fill := func(s *caracal.Session) {
+			resp, err := get(t, hc, s.Context(), g.url(tickets, "/tickets/1"))
+			require.NoError(t, err)
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+		}
+		fill(child)
+		// Another session's pool, which the cut says nothing about.
+		fill(g.reader)
+		synctest.Wait() // each pool holds two mandates
+		require.Equal(t, 2, caracal.PrefetchPools(hc.Transport), "a pool for each session before the cut")
 
+		cut := make(chan struct{})
 		h := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = w.Write([]byte(strings.Repeat("a", 4096)))
 			w.(http.Flusher).Flush()
+			<-cut
 			_ = g.st.Terminate(child.ID())
 			_, _ = w.Write([]byte(strings.Repeat("b", 4096)))
 		}))
 		g.next.Store(&h)
-		resp, err = get(t, hc, child.Context(), g.url(tickets, "/tickets/stream"))
+		resp, err := get(t, hc, child.Context(), g.url(tickets, "/tickets/stream"))
 		require.NoError(t, err)
+		synctest.Wait() // the pool is full again before the revocation
+		close(cut)
 		_, err = io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
 		require.ErrorIs(t, err, io.ErrUnexpectedEOF)
@@ -54,6 +63,6 @@ func TestPrefetchPoolDroppedWhenAResponseIsCutByRevocation(t *testing.T) {
 		require.ErrorIs(t, err, caracal.ErrAccessDenied)
 		assert.Equal(t, gateway, g.st.Count(caracaltest.RouteGateway), "nothing reaches the Gateway")
 		synctest.Wait()
-		assert.Zero(t, caracal.PrefetchPools(hc.Transport))
+		assert.Equal(t, 1, caracal.PrefetchPools(hc.Transport), "only the other session's pool is left")
 	})
 }
