@@ -53,3 +53,19 @@ func TestGovernedDeadlineDuringMintIsATimeout(t *testing.T) {
 		require.NoError(t, g.c.Close(context.Background()))
 	})
 }
+
+// A mint that fails with no deadline passing (the STS drops every
+// connection) is not a timeout: a caller that retries timeouts must not
+// take an STS outage for one.
+func TestGovernedMintFailureIsNotATimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGoverned(t, caracaltest.InMemory())
+		g.st.Inject(caracaltest.RouteToken, caracaltest.Fault{Drop: true})
+		defer g.st.ClearFaults()
+		hc := &http.Client{Transport: g.c.Transport(nil, caracal.WithScopes("tickets:read"))}
+		_, err := get(t, hc, g.reader.Context(), g.url(tickets, "/tickets/1"))
+		require.ErrorIs(t, err, caracal.ErrUnavailable)
+		assert.False(t, isTimeout(err), "an STS outage: %v", err)
+		assert.Zero(t, g.upstream.Load(), "nothing reached the resource")
+	})
+}
