@@ -260,6 +260,11 @@ func (t *transport) redirectedIn(req *http.Request) (from string, ok bool) {
 
 // RoundTrip implements http.RoundTripper.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Context().Value(governedKey{}) != nil {
+		// Another of these transports above this one governed it already,
+		// for its own Gateway, which this one's routing need not know.
+		return t.base.RoundTrip(req)
+	}
 	d, err := t.router.decide(req)
 	if err != nil {
 		closeBody(req)
@@ -276,10 +281,6 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		out := cloneRequest(req, req.Context())
 		envelope.Inject(out.Header, agentEnvelope(a), true)
 		return t.base.RoundTrip(out)
-	}
-	if req.Context().Value(governedKey{}) != nil {
-		// Another of these transports above this one governed it already.
-		return t.base.RoundTrip(req)
 	}
 	if from, ok := t.redirectedIn(req); ok {
 		closeBody(req)

@@ -1,6 +1,7 @@
 package caracal_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
 
@@ -25,5 +26,26 @@ func TestStackedTransportsMintOnce(t *testing.T) {
 	_ = resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, 1, g.st.Count(caracaltest.RouteToken)-before, "one mandate minted for one request")
+	assert.EqualValues(t, 1, g.upstream.Load())
+}
+
+// The same when the transport under it belongs to a client configured
+// without a Gateway (one that only spawns sessions, say): the request the
+// outer transport governed is sent on as it is, not refused as one the inner
+// cannot route.
+func TestStackedTransportWithoutAGatewayPassesTheRequestOn(t *testing.T) {
+	g := startGoverned(t)
+	cfg := g.st.Config()
+	cfg.GatewayURL, cfg.Bindings = "", nil
+	other, err := caracal.NewFromConfig(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = other.Close(context.Background()) })
+	inner := other.Transport(nil, caracal.WithScopes("tickets:read"))
+	hc := &http.Client{Transport: g.c.Transport(inner, caracal.WithScopes("tickets:read"))}
+
+	resp, err := get(t, hc, g.reader.Context(), g.url(tickets, "/tickets/1"))
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.EqualValues(t, 1, g.upstream.Load())
 }
