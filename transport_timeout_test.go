@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -67,5 +69,36 @@ func TestGovernedMintFailureIsNotATimeout(t *testing.T) {
 		require.ErrorIs(t, err, caracal.ErrUnavailable)
 		assert.False(t, isTimeout(err), "an STS outage: %v", err)
 		assert.Zero(t, g.upstream.Load(), "nothing reached the resource")
+	})
+}
+
+// A mint that fails because the connection to the STS timed out (a dial
+// timeout, which is no context deadline) is a timeout too, as the same
+// failure of the base transport is.
+func TestGovernedMintConnectionTimeoutIsATimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory(), caracaltest.WithResource(caracaltest.Resource{Identifier: tickets,
+			Scopes: []string{"tickets:read"}, Upstream: http.NotFoundHandler()}))
+		var stsDown atomic.Bool
+		mem := st.HTTPClient().Transport
+		hc := &http.Client{Transport: rtFunc(func(r *http.Request) (*http.Response, error) {
+			if stsDown.Load() && r.URL.Path == "/oauth/2/token" {
+				return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
+			}
+			return mem.RoundTrip(r)
+		})}
+		c, _ := newClient(t, st, caracal.WithHTTPClient(hc))
+		root, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		reader, err := c.Spawn(root.Context(),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, tickets, caracal.Constraints{}, 10*time.Minute)))
+		require.NoError(t, err)
+
+		stsDown.Store(true)
+		gc := &http.Client{Transport: c.Transport(nil, caracal.WithScopes("tickets:read"))}
+		_, err = get(t, gc, reader.Context(), st.UpstreamURL(tickets)+"/tickets/1")
+		stsDown.Store(false)
+		require.ErrorIs(t, err, caracal.ErrUnavailable)
+		assert.True(t, isTimeout(err), "a dial timeout at the STS: %v", err)
 	})
 }
