@@ -287,6 +287,7 @@ func TestTransportErrorsCloseTheBody(t *testing.T) {
 	unscoped := c.newTransport(rec, nil, mint.Mint)
 	root := unitAgent()
 	root.delegationID = ""
+	held := WithRequestScopes(NewContext(context.Background(), unitAgent()), "tickets:delete")
 
 	cases := []struct {
 		name string
@@ -306,13 +307,15 @@ func TestTransportErrorsCloseTheBody(t *testing.T) {
 			require.ErrorAs(t, err, &e)
 			require.ErrorIs(t, err, ErrAccessDenied)
 		}},
-		{"approval", scoped, WithRequestScopes(NewContext(context.Background(), unitAgent()), "tickets:delete"), testUpstream + "/x", func(t *testing.T, err error) {
+		{"approval", scoped, held, testUpstream + "/x", func(t *testing.T, err error) {
 			var ae *ApprovalRequiredError
 			require.ErrorAs(t, err, &ae)
 			require.ErrorIs(t, err, ErrApprovalRequired)
 			assert.Equal(t, "ap-1", ae.ApprovalID)
 			assert.Equal(t, "resource://tickets", ae.Resource)
 			assert.Equal(t, []string{"tickets:delete"}, ae.Scopes)
+			ae.Scopes[0] = "tickets:read" // the hold's scopes are the caller's own
+			assert.Equal(t, []string{"tickets:delete"}, held.Value(requestScopesKey{}))
 		}},
 	}
 	for _, tc := range cases {
