@@ -149,7 +149,7 @@ func TestMiddlewareForwardsTheInboundAgent(t *testing.T) {
 		_, _ = io.Copy(w, resp.Body)
 	})
 	mux.Handle("/proxy/", proxy)
-	var next http.Handler = mw(mux)
+	next := mw(mux)
 	g.next.Store(&next)
 
 	client := g.c.HTTPClient(caracal.WithScopes("tickets:read"))
@@ -179,7 +179,7 @@ func TestMiddlewareSpawnsUnderTheInboundAgent(t *testing.T) {
 		err    error
 	}
 	out := make(chan result, 1)
-	var next http.Handler = mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	next := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/spawn" {
 			w.WriteHeader(http.StatusOK)
 			return
