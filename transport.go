@@ -260,7 +260,7 @@ func (t *transport) redirectedIn(req *http.Request) (from string, ok bool) {
 
 // RoundTrip implements http.RoundTripper.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Context().Value(governedKey{}) != nil {
+	if auth, ok := req.Context().Value(governedKey{}).(string); ok && req.Header.Get("Authorization") == auth {
 		// Another of these transports above this one governed it already,
 		// for its own Gateway, which this one's routing need not know.
 		return t.base.RoundTrip(req)
@@ -290,9 +290,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // governedKey marks the context of a request a transport sends to the
-// Gateway, so that another transport of this package under it (one installed
-// as http.DefaultTransport, say) sends it on as it is rather than minting a
-// second mandate, or finding a pinned one already presented.
+// Gateway with the Authorization value it set, so that another transport of
+// this package under it (one installed as http.DefaultTransport, say) sends
+// that request on as it is rather than minting a second mandate, or finding
+// a pinned one already presented. Any other request made under the same
+// context, by a RoundTripper between the two, is governed as usual.
 type governedKey struct{}
 
 func (t *transport) governed(req *http.Request, d decision) (*http.Response, error) {
@@ -348,12 +350,13 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 
 	// Clone copies the header map and the URL; the body is shared, so the
 	// base transport closes it, and the caller's GetBody keeps working.
-	out := cloneRequest(req, context.WithValue(ctx, governedKey{}, true))
+	auth := "Bearer " + bearer
+	out := cloneRequest(req, context.WithValue(ctx, governedKey{}, auth))
 	if d.target != nil {
 		out.URL = d.target
 	}
 	out.Host = out.URL.Host
-	out.Header.Set("Authorization", "Bearer "+bearer)
+	out.Header.Set("Authorization", auth)
 	out.Header.Set(wire.HeaderResource, d.resource)
 	envelope.Inject(out.Header, agentEnvelope(a), true)
 	unreplayable(out)

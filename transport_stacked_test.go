@@ -2,6 +2,7 @@ package caracal_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 
@@ -48,4 +49,37 @@ func TestStackedTransportWithoutAGatewayPassesTheRequestOn(t *testing.T) {
 	_ = resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.EqualValues(t, 1, g.upstream.Load())
+}
+
+// Only the request the outer transport sent to the Gateway passes through: a
+// request of its own that a RoundTripper between the two makes under the
+// same context (a lookup, a refresh) is governed by the inner transport like
+// any other, with a mandate of its own.
+func TestStackedTransportsGovernASubRequestOfTheLayerBetween(t *testing.T) {
+	g := startGoverned(t)
+	inner := g.c.Transport(nil, caracal.WithScopes("tickets:read"))
+	between := rtFunc(func(r *http.Request) (*http.Response, error) {
+		sub, err := http.NewRequestWithContext(r.Context(), http.MethodGet, g.url(tickets, "/tickets/lookup"), nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := inner.RoundTrip(sub)
+		if err != nil {
+			return nil, err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("sub-request: %s", resp.Status)
+		}
+		return inner.RoundTrip(r)
+	})
+	hc := &http.Client{Transport: g.c.Transport(between, caracal.WithScopes("tickets:read"))}
+
+	gateway := g.st.Count(caracaltest.RouteGateway)
+	resp, err := get(t, hc, g.reader.Context(), g.url(tickets, "/tickets/1"))
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, 2, g.st.Count(caracaltest.RouteGateway)-gateway, "both requests went through the Gateway")
+	assert.EqualValues(t, 2, g.upstream.Load())
 }
