@@ -157,3 +157,22 @@ func TestWaitApprovalCutShortAfterAFailedPollReportsIt(t *testing.T) {
 		assert.Equal(t, 1, g.st.Count(caracaltest.RouteApproval))
 	})
 }
+
+// A client whose HTTP client has a timeout too short for even the shortest
+// long poll (wait=1) still waits out a pending approval: its polls must not
+// all be cut off by that timeout and the wait end as if the STS were down.
+func TestWaitApprovalWithAShortHTTPClientTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGoverned(t, caracaltest.InMemory())
+		ae := g.heldDelete(t)
+		c, err := g.st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: g.st.Transport(), Timeout: time.Second}))
+		require.NoError(t, err)
+		defer func() { _ = c.Close(context.Background()) }()
+
+		waited := make(chan error, 1)
+		go func() { waited <- c.WaitApproval(t.Context(), ae.ApprovalID) }()
+		time.Sleep(time.Minute)
+		require.NoError(t, g.st.Approve(ae.ApprovalID))
+		require.NoError(t, <-waited)
+	})
+}

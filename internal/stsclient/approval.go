@@ -44,8 +44,13 @@ func (c *Client) WaitApproval(ctx context.Context, id string) (wire.ApprovalStat
 		}
 		if t := c.cfg.HTTPClient.Timeout; t > 0 {
 			// The server holds a poll for the whole wait: keep it well
-			// inside the HTTP client's own timeout.
+			// inside the HTTP client's own timeout. One too short for
+			// even a one-second hold asks for none: the STS answers at
+			// once, and minPollInterval paces the polls.
 			wait = min(wait, waitFor(t-5*time.Second))
+			if t < 2*time.Second {
+				wait = 0
+			}
 		}
 		started := time.Now()
 		st, err := c.poll(ctx, path, wait)
