@@ -17,6 +17,8 @@ import (
 	"github.com/caracal-go/caracal/caracaltest"
 )
 
+const inboundTracestate = "vendor=agent"
+
 // bound is what the upstream's middleware bound from a request.
 type bound struct {
 	status                    int
@@ -86,6 +88,27 @@ func FuzzEnvelopeAgreesWithGateway(f *testing.F) {
 		require.NoError(f, err)
 		agents = append(agents, s.Agent())
 	}
+	// An agent bound from an inbound request carries its own flags,
+	// tracestate and non-Caracal baggage.
+	in := http.Header{
+		"Authorization": {"Bearer inbound"},
+		"Traceparent":   {"00-5f1c2b3a4d5e6f708192a3b4c5d6e7f8-3c4d5e6f708192a3-00"},
+		"Tracestate":    {inboundTracestate},
+		"Baggage": {"tenant=agent,shared=agent%2C1,caracal.agent_session=" + agents[0].SessionID() +
+			",caracal.delegation_edge=" + agents[0].DelegationID() + ",caracal.hop=" + strconv.Itoa(agents[0].Hop())},
+	}
+	var inbound *caracal.Agent
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "http://upstream.test/", nil)
+	req.Header = in
+	mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inbound, _ = caracal.FromContext(r.Context())
+	})).ServeHTTP(rec, req)
+	require.NotNil(f, inbound, "the inbound agent was not bound: %d", rec.Code)
+	agents = append(agents, inbound)
+	agentFlags := []string{"01", "01", "00"}
+	agentState := []string{"", "", inboundTracestate}
+	agentBaggage := []map[string]string{nil, nil, {"tenant": "agent", "shared": "agent,1"}}
 	hc := c.HTTPClient(caracal.WithScopes("tickets:read"))
 
 	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -111,11 +134,17 @@ func FuzzEnvelopeAgreesWithGateway(f *testing.F) {
 		{1, "00-00000000000000000000000000000000-b7ad6b7169203331-01", "", ""},
 		{0, " " + tp + "\t", " ", "k =\tv\t"},
 		{1, "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "x=\xc3\xa9", "caracal.=1,caracal=2"},
+		{2, "", "", ""},
+		{2, tp, "", "shared=caller,caracal.hop=0,Tenant=x"},
+		{2, "", "a=1", "tenant=;p,shared= "},
+		{2, "zz", "", "k=" + strings.Repeat("b", 8200)},
+		{2, "", "", strings.Repeat("k", 90) + "=" + strings.Repeat("%20", 2700)},
 	} {
 		f.Add(s.agent, s.tp, s.ts, s.bag)
 	}
 	f.Fuzz(func(t *testing.T, agentIdx uint8, callerTP, callerTS, callerBag string) {
-		a := agents[int(agentIdx)%len(agents)]
+		i := int(agentIdx) % len(agents)
+		a := agents[i]
 		tps, tss, bags := headerValues(callerTP), headerValues(callerTS), headerValues(callerBag)
 		if !sendable(tps) || !sendable(tss) || !sendable(bags) {
 			return // net/http refuses such values itself
@@ -154,6 +183,7 @@ func FuzzEnvelopeAgreesWithGateway(f *testing.F) {
 			require.True(t, ok, "the SDK sent an invalid traceparent %q", gh["Traceparent"][0])
 			require.Equal(t, a.TraceID(), trace, "the Gateway got another trace than the agent's")
 			require.True(t, strings.HasPrefix(gh["Traceparent"][0], "00-"))
+			require.True(t, strings.HasSuffix(gh["Traceparent"][0], "-"+agentFlags[i]), "%q: not the agent's flags", gh["Traceparent"][0])
 		}
 		// §8.6: the upstream gets the Gateway's traceparent if valid.
 		require.Len(t, uh["Traceparent"], 1)
@@ -166,14 +196,24 @@ func FuzzEnvelopeAgreesWithGateway(f *testing.F) {
 			require.Equal(t, callerTrace, upTrace, "the upstream lost the caller's trace")
 		}
 
-		// §7.2 rule 2: the caller's tracestate is left alone (the agents
-		// have none), and the Gateway forwards it.
-		require.Equal(t, nonEmpty(tss), nonEmpty(gh["Tracestate"]), "tracestate at the Gateway")
-		require.Equal(t, nonEmpty(tss), nonEmpty(uh["Tracestate"]), "tracestate upstream")
+		// §7.2 rule 2: the caller's tracestate is left alone, the agent's
+		// set only when the caller has none; the Gateway forwards it.
+		wantTS := nonEmpty(tss)
+		if wantTS == nil && agentState[i] != "" {
+			wantTS = []string{agentState[i]}
+		}
+		require.Equal(t, wantTS, nonEmpty(gh["Tracestate"]), "tracestate at the Gateway")
+		require.Equal(t, wantTS, nonEmpty(uh["Tracestate"]), "tracestate upstream")
 
 		// §7.2 rule 3 and §7.3: the caller's non-Caracal members, every
 		// caracal.* one replaced by the agent's.
-		want := protoBaggage(bags)
+		want := map[string]string{}
+		for k, v := range agentBaggage[i] {
+			want[k] = v
+		}
+		for k, v := range protoBaggage(bags) {
+			want[k] = v
+		}
 		for k := range want {
 			if strings.HasPrefix(k, "caracal.") {
 				delete(want, k)
