@@ -330,43 +330,11 @@ var closeCases = []struct {
 		require.NoError(t, other.Close(t.Context()))
 	}},
 	{"service while a manual heartbeat runs", func(t *testing.T, w *closeWorld) {
-		svc, err := w.c.SpawnService(t.Context())
-		require.NoError(t, err)
-		w.st.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Delay: time.Hour})
-		beat := make(chan error, 1)
-		go func() {
-			_, err := svc.Heartbeat(context.Background())
-			beat <- err
-		}()
-		synctest.Wait()
-		within(t, 0, "Service.Close", func() { require.NoError(t, svc.Close(context.Background())) })
-		synctest.Wait()
-		select {
-		case err := <-beat:
-			assert.ErrorIs(t, err, caracal.ErrSessionClosed)
-		default:
-			t.Error("the heartbeat runs on after Close")
-		}
+		closeDuringHeartbeat(t, w, "Service.Close", func(svc *caracal.Service) error { return svc.Close(context.Background()) })
 		require.NoError(t, w.c.Close(context.Background()))
 	}},
 	{"client while a manual heartbeat runs", func(t *testing.T, w *closeWorld) {
-		svc, err := w.c.SpawnService(t.Context())
-		require.NoError(t, err)
-		w.st.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Delay: time.Hour})
-		beat := make(chan error, 1)
-		go func() {
-			_, err := svc.Heartbeat(context.Background())
-			beat <- err
-		}()
-		synctest.Wait()
-		within(t, 0, "Client.Close", func() { require.NoError(t, w.c.Close(context.Background())) })
-		synctest.Wait()
-		select {
-		case err := <-beat:
-			assert.ErrorIs(t, err, caracal.ErrSessionClosed)
-		default:
-			t.Error("the heartbeat runs on after Close")
-		}
+		closeDuringHeartbeat(t, w, "Client.Close", func(*caracal.Service) error { return w.c.Close(context.Background()) })
 	}},
 	{"service before its task child", func(t *testing.T, w *closeWorld) {
 		svc, err := w.c.SpawnService(t.Context(), caracal.HeartbeatAuto())

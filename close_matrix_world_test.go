@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -75,4 +76,27 @@ func streamingUpstream(t *testing.T, w *closeWorld) <-chan struct{} {
 		}
 	})))
 	return sent
+}
+
+// closeDuringHeartbeat starts a service, holds a manual heartbeat of it at
+// the Coordinator, closes with closeFn, and checks that the Close returns at
+// once and ends the heartbeat with ErrSessionClosed.
+func closeDuringHeartbeat(t *testing.T, w *closeWorld, what string, closeFn func(*caracal.Service) error) {
+	svc, err := w.c.SpawnService(t.Context())
+	require.NoError(t, err)
+	w.st.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Delay: time.Hour})
+	beat := make(chan error, 1)
+	go func() {
+		_, err := svc.Heartbeat(context.Background())
+		beat <- err
+	}()
+	synctest.Wait()
+	within(t, 0, what, func() { require.NoError(t, closeFn(svc)) })
+	synctest.Wait()
+	select {
+	case err := <-beat:
+		assert.ErrorIs(t, err, caracal.ErrSessionClosed)
+	default:
+		t.Error("the heartbeat runs on after Close")
+	}
 }
