@@ -39,22 +39,14 @@ var closeCases = []struct {
 		assert.Equal(t, err2, w.c.Close(t.Context()))
 	}},
 	{"client while a service renews", func(t *testing.T, w *closeWorld) {
-		svc, err := w.c.SpawnService(t.Context(), caracal.HeartbeatInterval(time.Second))
-		require.NoError(t, err)
-		w.st.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Delay: time.Hour})
-		time.Sleep(time.Second)
-		synctest.Wait() // the renewal waits in the Coordinator
+		svc := renewalHeld(t, w)
 		within(t, 0, "Client.Close", func() { require.NoError(t, w.c.Close(context.Background())) })
 		assert.ErrorIs(t, context.Cause(svc.Context()), caracal.ErrSessionClosed)
 		info, _ := w.st.SessionInfo(svc.ID())
 		assert.Equal(t, "terminated", info.Status)
 	}},
 	{"service while it renews, twice at once", func(t *testing.T, w *closeWorld) {
-		svc, err := w.c.SpawnService(t.Context(), caracal.HeartbeatInterval(time.Second))
-		require.NoError(t, err)
-		w.st.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Delay: time.Hour})
-		time.Sleep(time.Second)
-		synctest.Wait()
+		svc := renewalHeld(t, w)
 		errs := make([]error, 2)
 		var wg sync.WaitGroup
 		within(t, 0, "Service.Close", func() {
@@ -252,11 +244,7 @@ var closeCases = []struct {
 		require.NoError(t, w.c.Close(context.Background()))
 	}},
 	{"stack while a service renews, then service", func(t *testing.T, w *closeWorld) {
-		svc, err := w.c.SpawnService(t.Context(), caracal.HeartbeatInterval(time.Second))
-		require.NoError(t, err)
-		w.st.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Delay: time.Hour})
-		time.Sleep(time.Second)
-		synctest.Wait()
+		svc := renewalHeld(t, w)
 		require.NoError(t, w.st.Close())
 		synctest.Wait()
 		within(t, 11*time.Second, "Service.Close", func() {
@@ -287,11 +275,7 @@ var closeCases = []struct {
 		require.NoError(t, w.c.Close(context.Background()))
 	}},
 	{"client, session and service at once", func(t *testing.T, w *closeWorld) {
-		svc, err := w.c.SpawnService(t.Context(), caracal.HeartbeatInterval(time.Second))
-		require.NoError(t, err)
-		w.st.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Delay: time.Hour})
-		time.Sleep(time.Second)
-		synctest.Wait()
+		svc := renewalHeld(t, w)
 		errs := make([]error, 6)
 		var wg sync.WaitGroup
 		within(t, 0, "every Close", func() {

@@ -100,3 +100,14 @@ func closeDuringHeartbeat(t *testing.T, w *closeWorld, what string, closeFn func
 		t.Error("the heartbeat runs on after Close")
 	}
 }
+
+// renewalHeld starts a service that renews every second and returns it once
+// its first renewal is waiting in the Coordinator, held there for an hour.
+func renewalHeld(t *testing.T, w *closeWorld) *caracal.Service {
+	svc, err := w.c.SpawnService(t.Context(), caracal.HeartbeatInterval(time.Second))
+	require.NoError(t, err)
+	w.st.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Delay: time.Hour})
+	time.Sleep(time.Second) // fake time: the renewal is due
+	synctest.Wait()
+	return svc
+}
