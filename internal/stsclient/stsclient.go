@@ -57,6 +57,10 @@ type Token struct {
 	ExpClaim time.Time
 	SID      string // authority record id
 	Use      string
+	// AgentSessionID and DelegationEdgeID are the delegation claims of a
+	// mandate ("" when absent).
+	AgentSessionID   string
+	DelegationEdgeID string
 
 	// bearer is "Bearer " + Value, built once for a token that is served
 	// many times (the cached lifecycle token, the static one).
@@ -285,7 +289,30 @@ func (c *Client) Mint(ctx context.Context, r MintRequest) (Token, error) {
 		TTLSeconds:       r.TTLSeconds,
 		ApprovalID:       r.ApprovalID,
 	}, &r)
-	return tok, err
+	if err != nil {
+		return Token{}, err
+	}
+	// A mandate for another session or edge (or a token of another class)
+	// would make the Gateway act with authority the request does not hold.
+	if why := mismatch(tok, r); why != "" {
+		return Token{}, fmt.Errorf("caracal: sts POST %s: invalid token response: the mandate %s: %w", tokenPath, why, apierr.ErrUnavailable)
+	}
+	return tok, nil
+}
+
+// mismatch says how a minted token's claims contradict the mint request
+// ("" when they do not). A token that is not a JWT, or omits a claim, is
+// not judged on it.
+func mismatch(tok Token, r MintRequest) string {
+	switch {
+	case tok.Use != "" && tok.Use != wire.UseGateway:
+		return "is not of class gateway"
+	case tok.AgentSessionID != "" && wire.CanonicalID(tok.AgentSessionID) != wire.CanonicalID(r.AgentSessionID):
+		return "names another session"
+	case tok.DelegationEdgeID != "" && wire.CanonicalID(tok.DelegationEdgeID) != wire.CanonicalID(r.DelegationEdgeID):
+		return "names another delegation"
+	}
+	return ""
 }
 
 // post performs one token exchange. mint, when non-nil, describes a mandate
@@ -428,15 +455,18 @@ func parseBootstrapToken(value string) Token {
 
 // tokenClaims are the claims of a token the SDK reads.
 type tokenClaims struct {
-	SID string      `json:"sid"`
-	Use string      `json:"use"`
-	Exp json.Number `json:"exp"`
-	Iat json.Number `json:"iat"`
+	SID              string      `json:"sid"`
+	Use              string      `json:"use"`
+	Exp              json.Number `json:"exp"`
+	Iat              json.Number `json:"iat"`
+	AgentSessionID   string      `json:"agent_session_id"`
+	DelegationEdgeID string      `json:"delegation_edge_id"`
 }
 
 // apply sets tok's fields from the claims.
 func (c tokenClaims) apply(tok Token) Token {
 	tok.SID, tok.Use = c.SID, c.Use
+	tok.AgentSessionID, tok.DelegationEdgeID = c.AgentSessionID, c.DelegationEdgeID
 	if exp, err := c.Exp.Float64(); err == nil && exp > 0 {
 		// Capped at the year 9999: a larger figure would overflow the
 		// conversion into a time long past.
