@@ -73,6 +73,9 @@
 //		// ... a heartbeat loop that runs for an hour takes no real time ...
 //	})
 //
+// Start the stack inside the bubble that uses it: one started outside (in
+// a parent test, say) keeps its sweepers on real time while its requests see
+// the bubble's, and expires sessions the bubble still holds live.
 // Close the client before the bubble's function returns, so that its
 // background work (service leases, mandate pools) ends with the test
 // instead of running on in the bubble's fake time until it gives up.
