@@ -260,7 +260,7 @@ func (t *transport) redirectedIn(req *http.Request) (from string, ok bool) {
 
 // RoundTrip implements http.RoundTripper.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if auth, ok := req.Context().Value(governedKey{}).(string); ok && req.Header.Get("Authorization") == auth {
+	if g, ok := req.Context().Value(governedKey{}).(*governedAuth); ok && req.Header.Get("Authorization") == g.auth {
 		// Another of these transports above this one governed it already,
 		// for its own Gateway, which this one's routing need not know.
 		return t.base.RoundTrip(req)
@@ -296,6 +296,14 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // a pinned one already presented. Any other request made under the same
 // context, by a RoundTripper between the two, is governed as usual.
 type governedKey struct{}
+
+// governedAuth is the value under governedKey, a pointer whose String
+// hides the mandate: a context prints the values it holds (%+v and %#v
+// print a pointer's address), and a base transport that logs requests with
+// their Authorization redacted may print the context.
+type governedAuth struct{ auth string }
+
+func (*governedAuth) String() string { return "caracal.governed" }
 
 func (t *transport) governed(req *http.Request, d decision) (*http.Response, error) {
 	ctx := req.Context()
@@ -351,7 +359,7 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 	// Clone copies the header map and the URL; the body is shared, so the
 	// base transport closes it, and the caller's GetBody keeps working.
 	auth := "Bearer " + bearer
-	out := cloneRequest(req, context.WithValue(ctx, governedKey{}, auth))
+	out := cloneRequest(req, context.WithValue(ctx, governedKey{}, &governedAuth{auth}))
 	if d.target != nil {
 		out.URL = d.target
 	}
