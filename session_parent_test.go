@@ -199,3 +199,30 @@ func TestChildCarriesTheParentsSubjectRecordAfterATokenRefresh(t *testing.T) {
 	require.NotEqual(t, parent.Agent().SubjectRecordID(), info.SubjectRecordID, "the child's start was anchored to the new token")
 	assert.Equal(t, parent.Agent().SubjectRecordID(), child.Agent().SubjectRecordID())
 }
+
+// A parent whose Context ended because the context it was spawned with was
+// cancelled still runs on the Coordinator, but a child of it would have a
+// Context that ends at once: Spawn refuses it before any call, as it does
+// a parent whose session ended, instead of starting a session nobody can
+// use.
+func TestSpawnUnderAParentWhoseContextEndedStartsNothing(t *testing.T) {
+	st, c := newStack(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	root, err := c.Spawn(ctx, caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	cancel()
+	<-root.Context().Done()
+
+	st.ResetRecord()
+	child, err := c.Spawn(context.Background(), caracal.WithParent(root.Agent()))
+	if child != nil {
+		t.Cleanup(func() { _ = child.Close(context.Background()) })
+	}
+	require.Error(t, err)
+	assert.ErrorIs(t, err, caracal.ErrSessionClosed)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Contains(t, err.Error(), root.ID())
+	assert.Zero(t, st.Count(caracaltest.RouteStart), "refused before any call")
+
+	require.NoError(t, root.Close(t.Context()))
+}

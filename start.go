@@ -245,6 +245,12 @@ func (c *Client) resolveParent(ctx context.Context, cfg spawnConfig) (*Agent, er
 	if err := p.closedErr(); err != nil {
 		return nil, fmt.Errorf("caracal: the parent session: %w", err)
 	}
+	if p.life != nil && p.life.Err() != nil {
+		// The child's Context would end at once with its parent's: start
+		// nothing rather than a session no handle can use.
+		return nil, fmt.Errorf("caracal: the parent session %s: its Context ended (%w), and a child's Context ends with its parent's, so nothing was started; spawn under a parent whose Context is live, or pass WithoutParent: %w",
+			p.sessionID, context.Cause(p.life), ErrSessionClosed)
+	}
 	if p.sessionID == "" {
 		return nil, fmt.Errorf("%w: the parent agent has no session id (an inbound context without Caracal baggage?); pass WithoutParent to start a root session", ErrInvalidRequest)
 	}
