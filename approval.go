@@ -18,7 +18,7 @@ import (
 // honours Retry-After; after four such failures in a row the wait ends with
 // the last one. Close ends a wait in progress, and
 // a wait after Close, with ErrClosed. An id that cannot be a Caracal id (1
-// to 128 of letters, digits, "_", ".", "-" and ":") is refused with
+// to 128 of letters, digits, "_", ".", "-" and ":", not "." or "..") is refused with
 // ErrInvalidRequest before any call; one the STS does not know (it issues
 // UUIDs) fails with ErrNotFound.
 func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
@@ -29,9 +29,10 @@ func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
 		return fmt.Errorf("%w: WaitApproval needs an approval id; pass ApprovalRequiredError.ApprovalID", ErrInvalidRequest)
 	}
 	approvalID = wire.CanonicalID(approvalID)
-	if !wire.ValidID(approvalID) {
-		// Not an id the STS issues: it would reach the poll's path and
-		// every message here as it is.
+	if !wire.ValidID(approvalID) || approvalID == "." || approvalID == ".." {
+		// Not an id the STS issues: it would reach the poll's path (a dot
+		// segment, resolved by a proxy, another path) and every message
+		// here as it is.
 		return fmt.Errorf("%w: WaitApproval: %.64q is not an approval id; pass ApprovalRequiredError.ApprovalID", ErrInvalidRequest, approvalID)
 	}
 	caller := ctx

@@ -50,12 +50,13 @@ func TestWaitApprovalInProgressEndsWithClose(t *testing.T) {
 }
 
 // An approval id comes from the STS as an id of the protocol's form; one
-// that is not (empty, a newline, kilobytes of text) is refused before any
+// that is not (empty, a newline, kilobytes of text), or is a dot segment
+// that a proxy would resolve into another path, is refused before any
 // call, and the error quotes a bounded part of it.
 func TestWaitApprovalRefusesAnIDOfAnotherForm(t *testing.T) {
 	g := startGoverned(t)
 	g.st.ResetRecord()
-	for _, id := range []string{"", "ap\nforged: line", strings.Repeat("x", 4096), "../../oauth/2/token"} {
+	for _, id := range []string{"", "ap\nforged: line", strings.Repeat("x", 4096), "../../oauth/2/token", ".", ".."} {
 		err := g.c.WaitApproval(t.Context(), id)
 		require.ErrorIs(t, err, caracal.ErrInvalidRequest)
 		assert.NotContains(t, err.Error(), "\n")
