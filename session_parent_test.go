@@ -226,3 +226,25 @@ func TestSpawnUnderAParentWhoseContextEndedStartsNothing(t *testing.T) {
 
 	require.NoError(t, root.Close(t.Context()))
 }
+
+// A parent whose TTL ran out is no longer active on the Coordinator, though
+// nothing here ended it: a child's start is refused with 404
+// parent_not_found, and the error says what that means and what to do.
+func TestSpawnUnderAParentPastItsTTLSaysWhy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, c := newStack(t, caracaltest.InMemory())
+		root, err := c.Spawn(t.Context(), caracal.WithTTL(time.Minute))
+		require.NoError(t, err)
+		time.Sleep(2 * time.Minute)
+
+		_, err = c.Spawn(root.Context())
+		var e *caracal.Error
+		require.ErrorAs(t, err, &e)
+		assert.Equal(t, "parent_not_found", e.Code)
+		assert.ErrorIs(t, err, caracal.ErrNotFound)
+		assert.Contains(t, err.Error(), root.ID())
+		assert.Contains(t, err.Error(), "TTL")
+		assert.Contains(t, err.Error(), "spawn under a session that is still active")
+		require.NoError(t, c.Close(t.Context()))
+	})
+}

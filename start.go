@@ -7,6 +7,7 @@ package caracal
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -125,6 +126,12 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 		what := "session"
 		if lifecycle == wire.LifecycleService {
 			what = "service"
+		}
+		var e *Error
+		if parent != nil && errors.As(err, &e) && e.Code == "parent_not_found" {
+			// The parent may still look alive here: its TTL ran out, or
+			// an operator ended or suspended it.
+			return started{}, fmt.Errorf("caracal: starting a %s: parent session %s is not active on the Coordinator (its TTL ran out, or it was ended or suspended); spawn under a session that is still active: %w", what, parent.sessionID, err)
 		}
 		return started{}, fmt.Errorf("caracal: starting a %s: %w", what, err)
 	}
