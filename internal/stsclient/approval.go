@@ -54,6 +54,10 @@ func (c *Client) WaitApproval(ctx context.Context, id string) (wire.ApprovalStat
 		}
 		started := time.Now()
 		st, err := c.poll(ctx, path, wait)
+		if err == nil && st.ID != "" && wire.CanonicalID(st.ID) != wire.CanonicalID(id) {
+			// About another approval: it decides nothing of this one.
+			err = fmt.Errorf("caracal: sts GET %s: the approval status is about another approval: %w", path, apierr.ErrUnavailable)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return last, context.Cause(ctx)
