@@ -28,3 +28,28 @@ func TestNoResourcesErrorNamesTheConfigField(t *testing.T) {
 	assert.ErrorContains(t, err, "WithResources")
 	assert.Zero(t, st.Count(caracaltest.RouteToken), "refused before any call")
 }
+
+// A lifecycle token is issued only for resources the zone's policy grants
+// to the application. When it grants none of those configured, the STS
+// answers "policy denied", which says nothing of the configuration that
+// caused it; the error names the resources asked for, the application,
+// and where they are configured, and keeps the STS's answer.
+func TestLifecycleRefusedForUngrantedResourcesNamesThem(t *testing.T) {
+	st := caracaltest.Start(t, caracaltest.WithApplication(caracaltest.App{ID: "app-test"}),
+		caracaltest.WithApplication(caracaltest.App{ID: "app-two", Secret: "cs_two"}))
+	cfg := st.Config()
+	cfg.ApplicationID, cfg.ClientSecret = "app-two", "cs_two"
+	c, err := caracal.NewFromConfig(cfg, caracal.WithHTTPClient(&http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close(t.Context()) })
+
+	_, err = c.Spawn(t.Context())
+	var e *caracal.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, http.StatusForbidden, e.StatusCode)
+	assert.ErrorIs(t, err, caracal.ErrAccessDenied)
+	assert.ErrorContains(t, err, "resource://tickets")
+	assert.ErrorContains(t, err, "app-two")
+	assert.ErrorContains(t, err, "Config.Resources")
+	assert.NotContains(t, err.Error(), "cs_two")
+}

@@ -259,6 +259,13 @@ func (c *Client) exchangeLifecycle(ctx context.Context) (Token, int, error) {
 		Resources:     c.cfg.Resources,
 	}, nil)
 	if err != nil {
+		var e *apierr.Error
+		if errors.As(err, &e) && e.StatusCode == http.StatusForbidden && strings.HasPrefix(e.Description, "policy denied") {
+			// The policy grants the application none of the resources
+			// asked for: only the configuration can fix that.
+			return Token{}, 0, fmt.Errorf("caracal: no lifecycle token for application %s: the zone's policy grants it none of the resources %s; configure resources it owns (Config.Resources or WithResources, CARACAL_APP_RESOURCES, or a resource binding): %w",
+				c.cfg.ApplicationID, strings.Join(c.cfg.Resources, ", "), err)
+		}
 		return Token{}, 0, err
 	}
 	sid := tok.SID
