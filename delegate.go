@@ -109,6 +109,13 @@ func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authori
 	req := plan.request(src, toSessionID, dc.receiver)
 	d, err := c.coord.Delegate(ctx, req, coordclient.NewIdempotencyKey())
 	if err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.Code == "delegation_application_mismatch" {
+			// The source is this client's own (checked above): the
+			// receiving session belongs to another application.
+			return Delegation{}, fmt.Errorf("caracal: delegating %q on %s from session %s to session %s: the receiving session is not of application %s; name its application with ToApplication: %w",
+				wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), src.sessionID, toSessionID, dc.receiver, err)
+		}
 		return Delegation{}, fmt.Errorf("caracal: delegating %q on %s from session %s to session %s: %w",
 			wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), src.sessionID, toSessionID, err)
 	}

@@ -144,3 +144,22 @@ func TestDelegateToAnotherApplicationsSession(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, d.ID, mustAgent(t, ctx).DelegationID())
 }
+
+// Without ToApplication the Coordinator refuses a delegation to another
+// application's session with a bare 409 delegation_application_mismatch;
+// the error says to name the receiver's application.
+func TestDelegateToAnotherApplicationWithoutToApplicationSaysSo(t *testing.T) {
+	x := newThreeApps(t)
+	giver, err := x.b.Spawn(t.Context(), caracal.WithLabels("relay"))
+	require.NoError(t, err)
+	peer, err := x.c.Spawn(t.Context(), caracal.WithLabels("worker"))
+	require.NoError(t, err)
+
+	_, err = x.b.Delegate(giver.Context(), peer.ID(),
+		caracal.Grant.Narrow([]string{"c:read"}, "resource://c-api", caracal.Constraints{}, time.Minute))
+	var e *caracal.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "delegation_application_mismatch", e.Code)
+	assert.ErrorIs(t, err, caracal.ErrConflict)
+	assert.ErrorContains(t, err, "ToApplication")
+}
