@@ -279,6 +279,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return t.base.RoundTrip(req)
 		}
 		out := cloneRequest(req, req.Context())
+		foldHeaders(out.Header, envelopeHeaders...)
 		envelope.Inject(out.Header, agentEnvelope(a), true)
 		return t.base.RoundTrip(out)
 	}
@@ -288,6 +289,13 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return t.governed(req, d)
 }
+
+// envelopeHeaders are the headers envelope.Inject writes, and
+// governedHeaders those a Gateway request gets.
+var (
+	envelopeHeaders = []string{"Traceparent", "Tracestate", "Baggage"}
+	governedHeaders = []string{"Authorization", wire.HeaderResource, "Traceparent", "Tracestate", "Baggage"}
+)
 
 // governedKey marks the context of a request a transport sends to the
 // Gateway with the Authorization value it set, so that another transport of
@@ -364,6 +372,7 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 		out.URL = d.target
 	}
 	out.Host = out.URL.Host
+	foldHeaders(out.Header, governedHeaders...)
 	out.Header.Set("Authorization", auth)
 	out.Header.Set(wire.HeaderResource, d.resource)
 	envelope.Inject(out.Header, agentEnvelope(a), true)

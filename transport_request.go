@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"slices"
 )
 
 // cloneRequest copies req, under ctx, for the transport to change. A request may come
@@ -21,6 +22,24 @@ func cloneRequest(req *http.Request, ctx context.Context) *http.Request {
 		out.Header = make(http.Header)
 	}
 	return out
+}
+
+// foldHeaders moves the values of h's keys that are a non-canonical
+// spelling of one of names ("authorization", written into the map
+// directly) under the canonical key, after its own. net/http sends both
+// spellings as they are, so without this a header the transport sets would
+// travel next to the caller's, and a receiver may read the caller's. h must
+// be the transport's copy: the caller's value slices are not appended to.
+func foldHeaders(h http.Header, names ...string) {
+	for k, vs := range h {
+		c := http.CanonicalHeaderKey(k)
+		if c == k || !slices.Contains(names, c) {
+			continue
+		}
+		have := h[c]
+		h[c] = append(have[:len(have):len(have)], vs...)
+		delete(h, k)
+	}
 }
 
 // unreplayable keeps the base transport from re-sending out by itself.
