@@ -292,7 +292,8 @@ func (cfg Config) clone() Config {
 // CARACAL_ENV=production (exactly) turns on production gating: the three
 // service URLs must be set explicitly (by an option, the environment or the
 // profile), and each must be https unless its host is localhost or a loopback
-// IP. CARACAL_ALLOW_INSECURE_CONFIG_URLS=true (exactly) lifts the https rule,
+// IP; another spelling of it (Production, prod) leaves gating off and logs a
+// warning. CARACAL_ALLOW_INSECURE_CONFIG_URLS=true (exactly) lifts the https rule,
 // and then each load that lets a plain-http URL through logs one warning.
 // Every service URL and upstream prefix must be an absolute http or https URL
 // with a host (and a port, if it names one, from 1 to 65535), in every mode,

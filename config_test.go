@@ -391,6 +391,18 @@ func TestLoadConfigWarnings(t *testing.T) {
 	assert.NotContains(t, logs.String(), "old-token")
 }
 
+// A value that reads as production but is not "production" leaves gating
+// off, and says so; other values (development, staging) say nothing.
+func TestLoadConfigNearProductionWarns(t *testing.T) {
+	for env, warns := range map[string]bool{"prod": true, "PROD": true, "PRODUCTION": true, "staging": false, "development": false} {
+		var logs bytes.Buffer
+		cfg, err := loadEnv(t, baseEnv().with("CARACAL_ENV", env), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		require.NoError(t, err)
+		assert.False(t, cfg.Production, env)
+		assert.Equal(t, warns, strings.Contains(logs.String(), "production gating is off"), "%s: %s", env, logs.String())
+	}
+}
+
 func TestLoadConfigAllOrNothingReportsEverything(t *testing.T) {
 	_, err := loadEnv(t, env{
 		"CARACAL_APP_CLIENT_SECRET":   testSecret,

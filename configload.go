@@ -100,7 +100,7 @@ func (l *loader) load() (Config, error) {
 	var cfg Config
 	if env := l.getenv("CARACAL_ENV"); env == "production" {
 		cfg.Production = true
-	} else if strings.EqualFold(env, "production") {
+	} else if strings.EqualFold(env, "production") || strings.EqualFold(env, "prod") {
 		l.warn("caracal: CARACAL_ENV is not exactly \"production\"; production gating is off", "value", env)
 	}
 	cfg.AllowInsecureURLs = l.getenv("CARACAL_ALLOW_INSECURE_CONFIG_URLS") == "true"
