@@ -53,3 +53,20 @@ func TestLifecycleRefusedForUngrantedResourcesNamesThem(t *testing.T) {
 	assert.ErrorContains(t, err, "Config.Resources")
 	assert.NotContains(t, err.Error(), "cs_two")
 }
+
+// A lifecycle refusal for another reason (a restriction on the
+// application, no active policy, the mint budget) is not a matter of the
+// resources configured: the error does not send the caller there.
+func TestLifecycleRefusedForOtherReasonsGivesNoResourceAdvice(t *testing.T) {
+	for _, desc := range []string{"policy denied (restriction_active)", "policy denied (no_active_policy_set)", "policy denied"} {
+		st := caracaltest.Start(t)
+		st.Inject(caracaltest.RouteToken, caracaltest.Fault{Status: http.StatusForbidden, Code: "access_denied", Description: desc})
+		c, err := caracal.NewFromConfig(st.Config(), caracal.WithHTTPClient(st.HTTPClient()))
+		require.NoError(t, err)
+		_, err = c.Spawn(t.Context())
+		require.ErrorIs(t, err, caracal.ErrAccessDenied, desc)
+		assert.ErrorContains(t, err, desc)
+		assert.NotContains(t, err.Error(), "Config.Resources", desc)
+		require.NoError(t, c.Close(t.Context()))
+	}
+}

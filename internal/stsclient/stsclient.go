@@ -260,9 +260,12 @@ func (c *Client) exchangeLifecycle(ctx context.Context) (Token, int, error) {
 	}, nil)
 	if err != nil {
 		var e *apierr.Error
-		if errors.As(err, &e) && e.StatusCode == http.StatusForbidden && strings.HasPrefix(e.Description, "policy denied") {
+		if errors.As(err, &e) && e.StatusCode == http.StatusForbidden &&
+			(e.Description == "policy denied (resource_not_granted)" || e.Description == "policy denied (no_rule_matched)") {
 			// The policy grants the application none of the resources
-			// asked for: only the configuration can fix that.
+			// asked for: only the configuration can fix that. Other
+			// reasons (a restriction, no active policy, the mint budget)
+			// are not the configuration's.
 			return Token{}, 0, fmt.Errorf("caracal: no lifecycle token for application %s: the zone's policy grants it none of the resources %s; configure resources it owns (Config.Resources or WithResources, CARACAL_APP_RESOURCES, or a resource binding): %w",
 				c.cfg.ApplicationID, strings.Join(c.cfg.Resources, ", "), err)
 		}
