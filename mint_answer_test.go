@@ -102,3 +102,29 @@ func refuseMintAnswers(t *testing.T, g *governed, edit func(url.Values)) {
 		assert.Zero(t, g.upstream.Load(), "prefetch %v: nothing reached the upstream", prefetch)
 	}
 }
+
+// The lifecycle exchange answered with a mandate (a single-use Gateway
+// token of some session) is refused the same way: Headers would otherwise
+// hand that mandate to another service, which could present it at the
+// Gateway with the session's authority.
+func TestLifecycleExchangeAnsweredWithAMandateIsNotUsed(t *testing.T) {
+	g := startGoverned(t)
+	reader := g.reader.Agent()
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(base.CloseIdleConnections)
+	c, err := g.st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: editMints(base, func(form url.Values) {
+		if !form.Has("agent_session_id") {
+			form.Set("agent_session_id", reader.SessionID())
+			form.Set("delegation_edge_id", reader.DelegationID())
+			form.Set("scope", "tickets:read")
+			form["resource"] = []string{tickets}
+		}
+	})}))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+
+	h, err := c.Headers(t.Context(), caracal.AsApplication())
+	require.ErrorIs(t, err, caracal.ErrUnavailable, "headers %v", h)
+	_, err = c.Spawn(t.Context())
+	require.ErrorIs(t, err, caracal.ErrUnavailable)
+}

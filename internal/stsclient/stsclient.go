@@ -271,6 +271,11 @@ func (c *Client) exchangeLifecycle(ctx context.Context) (Token, int, error) {
 		}
 		return Token{}, 0, err
 	}
+	if (tok.Use != "" && tok.Use != wire.UseSession) || tok.DelegationEdgeID != "" {
+		// A mandate is single-use authority of a session: cached as the
+		// lifecycle token, Headers would hand it to other services.
+		return Token{}, 0, fmt.Errorf("caracal: sts POST %s: invalid token response: the lifecycle token is not of class session: %w", tokenPath, apierr.ErrUnavailable)
+	}
 	sid := tok.SID
 	if !wire.ValidID(sid) {
 		// The STS's text, up to a megabyte of it: not logged.
