@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,6 +62,8 @@ type Token struct {
 	// mandate ("" when absent).
 	AgentSessionID   string
 	DelegationEdgeID string
+	// Scope is the scope claim, space-separated ("" when absent).
+	Scope string
 
 	// bearer is "Bearer " + Value, built once for a token that is served
 	// many times (the cached lifecycle token, the static one).
@@ -327,6 +330,11 @@ func mismatch(tok Token, r MintRequest) string {
 	case tok.DelegationEdgeID != "" && wire.CanonicalID(tok.DelegationEdgeID) != wire.CanonicalID(r.DelegationEdgeID):
 		return "names another delegation"
 	}
+	for s := range strings.FieldsSeq(tok.Scope) {
+		if !slices.Contains(r.Scopes, s) {
+			return "carries a scope the mint did not ask for"
+		}
+	}
 	return ""
 }
 
@@ -476,12 +484,14 @@ type tokenClaims struct {
 	Iat              json.Number `json:"iat"`
 	AgentSessionID   string      `json:"agent_session_id"`
 	DelegationEdgeID string      `json:"delegation_edge_id"`
+	Scope            string      `json:"scope"`
 }
 
 // apply sets tok's fields from the claims.
 func (c tokenClaims) apply(tok Token) Token {
 	tok.SID, tok.Use = c.SID, c.Use
 	tok.AgentSessionID, tok.DelegationEdgeID = c.AgentSessionID, c.DelegationEdgeID
+	tok.Scope = c.Scope
 	if exp, err := c.Exp.Float64(); err == nil && exp > 0 {
 		// Capped at the year 9999: a larger figure would overflow the
 		// conversion into a time long past.
