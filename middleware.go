@@ -100,9 +100,10 @@ type middleware struct {
 	mode     middlewareMode
 	verifier Verifier
 	warned   atomic.Uint32 // envelope.Problems bits already logged
-	// keysDown is set while the built-in verifier cannot fetch the signing
-	// keys, so that the outage is logged once, not per request.
-	keysDown atomic.Bool
+	// keysDown is how much of an outage of the signing keys was logged
+	// (keysNone, keysPartial or keysAll), so that an outage is logged once,
+	// and once more when the aged keys run out, not per request.
+	keysDown atomic.Uint32
 }
 
 // Middleware returns HTTP middleware that binds the inbound agent envelope
@@ -216,8 +217,8 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 				writeAuthError(w, http.StatusForbidden, jwks.CodeHopCountExceeded, "delegation hop count exceeds the maximum")
 				return
 			}
-			if m.keysDown.Load() && !m.keysFailing() {
-				m.keysDown.Store(false) // the keys are back; log the next outage
+			if m.keysDown.Load() != keysNone && !m.keysFailing() {
+				m.keysDown.Store(keysNone) // the keys are back; log the next outage
 			}
 			a.zoneID, a.applicationID = cl.ZoneID, cl.ApplicationID
 			a.sessionID, a.delegationID, a.parentDelegationID = cl.SessionID, cl.DelegationID, cl.ParentDelegationID
@@ -253,19 +254,46 @@ func bearerScheme(v string) bool {
 	return strings.EqualFold(scheme, "bearer")
 }
 
+// How much of an outage of the signing keys was logged.
+const (
+	keysNone    = iota
+	keysPartial // aged keys still verify: tokens under other keys are refused
+	keysAll     // every bearer is refused
+)
+
 // keysFailed logs, once per outage, that the signing keys cannot be
-// fetched: every bearer is then refused with a 401 that does not tell the
-// client why, and only the server's operator can fix it.
+// fetched: bearers are then refused with a 401 that does not tell the
+// client why, and only the server's operator can fix it. While aged keys
+// still verify, only tokens under other keys are refused; the outage is
+// logged once more when every bearer is.
 func (m *middleware) keysFailed(ctx context.Context, err error) {
-	if errors.Is(err, jwks.ErrKeysUnavailable) && m.keysDown.CompareAndSwap(false, true) {
-		// Log the fetch failure (URL, status or network error), not the
-		// token refusal wrapped around it, whose text leaves the cause out.
-		var ve *jwks.Error
-		if errors.As(err, &ve) && ve.Err != nil {
-			err = ve.Err
-		}
-		m.c.log.WarnContext(ctx, "caracal: Middleware cannot fetch the STS signing keys, so every bearer is refused; check the STS URL (or VerifyJWKSURL) and that the STS is reachable", "error", err)
+	if !errors.Is(err, jwks.ErrKeysUnavailable) {
+		return
 	}
+	level := uint32(keysAll)
+	if tv, ok := m.verifier.(tokenVerifier); ok && tv.keys.Held() {
+		level = keysPartial
+	}
+	for {
+		old := m.keysDown.Load()
+		if old >= level {
+			return
+		}
+		if m.keysDown.CompareAndSwap(old, level) {
+			break
+		}
+	}
+	// Log the fetch failure (URL, status or network error), not the
+	// token refusal wrapped around it, whose text leaves the cause out.
+	var ve *jwks.Error
+	if errors.As(err, &ve) && ve.Err != nil {
+		err = ve.Err
+	}
+	msg := "caracal: Middleware cannot fetch the STS signing keys, so every bearer is refused; check the STS URL (or VerifyJWKSURL) and that the STS is reachable"
+	if level == keysPartial {
+		msg = "caracal: Middleware cannot fetch the STS signing keys, so bearers under keys it does not hold are refused (and every bearer once the keys it holds age out); check the STS URL (or VerifyJWKSURL) and that the STS is reachable"
+	}
+	m.c.log.WarnContext(ctx, msg, "error", err)
 }
 
 // keysFailing reports whether the built-in verifier's last fetch of the

@@ -156,6 +156,14 @@ func (k *Keys) Key(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
 // aged keys still verify tokens.
 func (k *Keys) Failing() bool { return k.failing.Load() }
 
+// Held reports whether a key set is held that still verifies tokens under
+// its keys: one fetched within the maximum age plus the stale grace.
+func (k *Keys) Held() bool {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.keys != nil && k.now().Sub(k.fetched) < k.maxAge+staleGrace
+}
+
 // lookup reads kid and the time of the last successful fetch.
 func (k *Keys) lookup(kid string) (*ecdsa.PublicKey, bool, time.Time) {
 	k.mu.RLock()
