@@ -61,6 +61,12 @@ func (c *Client) AttachService(ctx context.Context, sessionID string, opts ...Sp
 	if gen < 1 || deadline.IsZero() {
 		return nil, fmt.Errorf("caracal: attaching service %s: the Coordinator's answer has no lease (generation %d, deadline %.64q)", sessionID, gen, lr.HeartbeatDeadlineAt)
 	}
+	if c.holdsGeneration(sessionID, gen) {
+		// Every acquire bumps the generation: this answer tells no lease.
+		// The acquire still fenced every generation up to the one held.
+		c.fenceHeld(sessionID, gen+1)
+		return nil, fmt.Errorf("caracal: attaching service %s: the Coordinator answered generation %d, which this client already holds, for a lease acquire that bumps it: %w", sessionID, gen, ErrUnavailable)
+	}
 	c.fenceHeld(sessionID, gen)
 	agent := c.attachedAgent(ctx, sessionID)
 	return c.hand(ctx, c.newService(ctx, agent, cfg.service, gen, deadline, 0, lr.Status))
@@ -82,6 +88,16 @@ func (c *Client) fenceHeld(id string, gen int64) {
 			s.lose(fmt.Errorf("caracal: service %s: this client acquired its lease again (generation %d); this handle no longer owns the session: %w", id, gen, takenOver{}))
 		}
 	}
+}
+
+// holdsGeneration reports whether a handle of this client on the service
+// id holds gen, or a lease acquire of it in flight returned gen.
+func (c *Client) holdsGeneration(id string, gen int64) bool {
+	c.mu.Lock()
+	a := c.acquiring[id]
+	seen := a != nil && a.newest == gen
+	c.mu.Unlock()
+	return seen || slices.ContainsFunc(c.servicesOf(id), func(s *Service) bool { return s.Generation() == gen })
 }
 
 // fenceStale ends, as fenced, this client's handles on the service id that
