@@ -4,6 +4,7 @@ package coordclient
 // of a session whose start the caller gave up on.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -87,6 +88,9 @@ func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o Star
 				(s.SubjectAuthorityRecordID != "" && !wire.ValidID(s.SubjectAuthorityRecordID)) {
 				return wire.Session{}, invalid(http.MethodPost, path, "an id that is not a Coordinator id")
 			}
+			if why := startMismatch(s, req, c.cfg.ZoneID); why != "" {
+				return wire.Session{}, invalid(http.MethodPost, path, why)
+			}
 			if req.Lifecycle == wire.LifecycleService && s.LeaseGeneration < 1 {
 				return wire.Session{}, invalid(http.MethodPost, path, "service session without a lease generation")
 			}
@@ -115,7 +119,7 @@ func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o Star
 				c.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "caracal: a session start sent without an idempotency key got no clear answer; a session it may have started cannot be found, and runs until its TTL or lease ends",
 					slog.String("error", out.err.Error()))
 			case generated && executed && o.Abandon != nil:
-				o.Abandon(func(bg context.Context) error { return c.abandonStart(bg, path, hdr, body) })
+				o.Abandon(func(bg context.Context) error { return c.abandonStart(bg, path, hdr, body, req) })
 			}
 		}
 		// Without a key a resend could start a second session.
@@ -136,7 +140,7 @@ func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o Star
 // which replays the session if there is one (or starts one), and retires
 // what comes back. Detached from ctx's cancellation and bounded by Timeout.
 // It fails only when it found a session and retiring it failed.
-func (c *Client) abandonStart(ctx context.Context, path string, hdr http.Header, body bodyFunc) error {
+func (c *Client) abandonStart(ctx context.Context, path string, hdr http.Header, body bodyFunc, req wire.StartSessionRequest) error {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), Timeout)
 	defer cancel()
 	var s wire.Session
@@ -145,6 +149,9 @@ func (c *Client) abandonStart(ctx context.Context, path string, hdr http.Header,
 		// Nothing can be retired under it, and the Coordinator's text
 		// stays out of the log.
 		out.err = invalid(http.MethodPost, path, "an id that is not a Coordinator id")
+	} else if why := startMismatch(s, req, c.cfg.ZoneID); out.err == nil && why != "" {
+		// About another session, which is not this start's to retire.
+		out.err = invalid(http.MethodPost, path, why)
 	}
 	switch {
 	case out.api != nil && !out.retryable && out.api.StatusCode != http.StatusUnauthorized &&
@@ -163,4 +170,29 @@ func (c *Client) abandonStart(ctx context.Context, path string, hdr http.Header,
 		}
 	}
 	return nil
+}
+
+// startMismatch says how a start answer contradicts the start asked for in
+// zone ("" when it does not): such an answer is about another session. A
+// field the answer omits is not judged.
+func startMismatch(s wire.Session, req wire.StartSessionRequest, zone string) string {
+	lifecycle := cmp.Or(req.Lifecycle, wire.LifecycleTask)
+	parent := ""
+	if s.ParentID != nil {
+		parent = *s.ParentID
+	}
+	switch {
+	case s.ZoneID != "" && s.ZoneID != zone:
+		return "a session of another zone"
+	case s.ApplicationID != "" && s.ApplicationID != req.ApplicationID:
+		return "a session of another application"
+	case s.Lifecycle != "" && s.Lifecycle != lifecycle:
+		return "a session of another lifecycle"
+	case wire.CanonicalID(parent) != wire.CanonicalID(req.ParentID):
+		return "a session under another parent"
+	case s.DelegationEdgeID != nil && *s.DelegationEdgeID != "" && (req.ParentID == "" || req.ParentAuthority == wire.AuthorityNone):
+		// Only a child that inherits can have an edge from its start.
+		return "a delegation the session cannot have inherited"
+	}
+	return ""
 }
