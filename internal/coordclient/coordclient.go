@@ -288,6 +288,11 @@ func (c *Client) InboundEdges(ctx context.Context, sessionID string) ([]wire.Del
 		if !wire.ValidID(r.Items[i].DelegationEdgeID) {
 			return nil, invalid(http.MethodGet, path, "an edge without a Coordinator id")
 		}
+		if t := r.Items[i].TargetSessionID; t != "" && wire.CanonicalID(t) != wire.CanonicalID(sessionID) {
+			// Not an edge into this session: it is not this session's
+			// delegation.
+			return nil, invalid(http.MethodGet, path, "an edge into another session")
+		}
 	}
 	return r.Items, nil
 }
