@@ -35,3 +35,39 @@ func TestDelegateAnswerWithoutScopesKeepsTheAskedOnes(t *testing.T) {
 	assert.Equal(t, tickets, d.Resource)
 	assert.Equal(t, peer.ID(), d.TargetSessionID)
 }
+
+// A delegation answered for other sessions or applications than the ones
+// asked for, or with scopes wider than asked, is about another edge: it is
+// refused as an invalid answer, for Delegate and for a narrowed spawn,
+// instead of its id being handed out or bound as the new session's
+// delegation.
+func TestDelegateAnsweredForAnotherEdgeIsRefused(t *testing.T) {
+	const otherID = "0198d0a1-0000-7000-8000-000000000001"
+	for field, value := range map[string]any{
+		"source_session_id":       otherID,
+		"target_session_id":       otherID,
+		"issuer_application_id":   "app-other",
+		"receiver_application_id": "app-other",
+		"scopes":                  []string{"tickets:read", "tickets:write"},
+	} {
+		t.Run(field, func(t *testing.T) {
+			st := caracaltest.Start(t)
+			base := http.DefaultTransport.(*http.Transport).Clone()
+			t.Cleanup(base.CloseIdleConnections)
+			hc := &http.Client{Transport: editAnswers(base, "/delegations", func(m map[string]any) { m[field] = value })}
+			c, err := st.NewClient(caracal.WithHTTPClient(hc))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = c.Close(context.Background()) })
+			giver, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+			require.NoError(t, err)
+			peer, err := c.Spawn(t.Context(), caracal.WithLabels("reader"))
+			require.NoError(t, err)
+			grant := caracal.Grant.Narrow([]string{"tickets:read"}, tickets, caracal.Constraints{}, time.Minute)
+
+			d, err := c.Delegate(giver.Context(), peer.ID(), grant)
+			require.ErrorIs(t, err, caracal.ErrUnavailable, "delegated %+v", d)
+			child, err := c.Spawn(giver.Context(), caracal.WithGrant(grant))
+			require.ErrorIs(t, err, caracal.ErrUnavailable, "spawned %v", child)
+		})
+	}
+}

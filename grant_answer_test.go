@@ -12,10 +12,11 @@ import (
 	"github.com/caracal-go/caracal/caracaltest"
 )
 
-// The scopes and resources a Coordinator answered for a parent's edge are
-// server text: when a narrowing is refused as wider than that edge, they
-// show quoted, so a line break or a direction override in them cannot
-// forge or disguise a line of a log that records the error.
+// The resources a Coordinator answered for a parent's edge are server text
+// (its scopes are refused when they are not the ones asked for): when a
+// narrowing is refused as wider than that edge, they show quoted, so a line
+// break or a direction override in them cannot forge or disguise a line of
+// a log that records the error.
 func TestWiderThanAnsweredEdgeShowsItQuoted(t *testing.T) {
 	const forged = "x\nlevel=ERROR msg=forged\u202e"
 	st := caracaltest.Start(t, caracaltest.WithResource(caracaltest.Resource{Identifier: tickets,
@@ -23,7 +24,6 @@ func TestWiderThanAnsweredEdgeShowsItQuoted(t *testing.T) {
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	t.Cleanup(base.CloseIdleConnections)
 	hc := &http.Client{Transport: editAnswers(base, "/delegations", func(m map[string]any) {
-		m["scopes"] = []string{"tickets:read", forged}
 		if ea, ok := m["effective_authority"].(map[string]any); ok {
 			ea["resources"] = []string{tickets, forged}
 		}

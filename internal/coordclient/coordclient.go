@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -234,7 +235,32 @@ func (c *Client) Delegate(ctx context.Context, req wire.CreateDelegationRequest,
 	if !wire.ValidID(d.DelegationEdgeID) {
 		return wire.Delegation{}, invalid(http.MethodPost, path, "a delegation_edge_id that is not a Coordinator id")
 	}
+	if why := delegationMismatch(d, req); why != "" {
+		return wire.Delegation{}, invalid(http.MethodPost, path, why)
+	}
 	return d, nil
+}
+
+// delegationMismatch says how a created edge contradicts the create asked
+// for ("" when it does not): such an answer is about another edge. A field
+// the answer omits is not judged.
+func delegationMismatch(d wire.Delegation, req wire.CreateDelegationRequest) string {
+	differs := func(got, asked string) bool { return got != "" && wire.CanonicalID(got) != wire.CanonicalID(asked) }
+	switch {
+	case differs(d.SourceSessionID, req.SourceSessionID), differs(d.TargetSessionID, req.TargetSessionID):
+		return "an edge between other sessions"
+	case differs(d.IssuerApplicationID, req.IssuerApplicationID), differs(d.ReceiverApplicationID, req.ReceiverApplicationID):
+		return "an edge between other applications"
+	case d.ParentEdgeID != nil && req.ParentEdgeID != "" && differs(*d.ParentEdgeID, req.ParentEdgeID):
+		return "an edge under another parent edge"
+	}
+	asked := wire.NormalizeScopes(req.Scopes)
+	for _, s := range wire.NormalizeScopes(d.Scopes) {
+		if !slices.Contains(asked, s) {
+			return "an edge with scopes that were not asked for"
+		}
+	}
+	return ""
 }
 
 // RevokeDelegation revokes an edge and its downstream edges.
