@@ -63,6 +63,9 @@ type Token struct {
 	DelegationEdgeID string
 	// Scope is the scope claim, space-separated ("" when absent).
 	Scope string
+	// ZoneID and ClientID are the zone_id and client_id claims ("" when
+	// absent).
+	ZoneID, ClientID string
 
 	// bearer is "Bearer " + Value, built once for a token that is served
 	// many times (the cached lifecycle token, the static one).
@@ -278,6 +281,11 @@ func (c *Client) exchangeLifecycle(ctx context.Context) (Token, int, error) {
 		// lifecycle token, Headers would hand it to other services.
 		return Token{}, 0, fmt.Errorf("caracal: sts POST %s: invalid token response: the lifecycle token is not of class session: %w", tokenPath, apierr.ErrUnavailable)
 	}
+	if (tok.ZoneID != "" && tok.ZoneID != c.cfg.ZoneID) || (tok.ClientID != "" && wire.CanonicalID(tok.ClientID) != wire.CanonicalID(c.cfg.ApplicationID)) {
+		// Another application's authority, which this client was not
+		// given: it must neither act with it nor hand it on.
+		return Token{}, 0, fmt.Errorf("caracal: sts POST %s: invalid token response: the lifecycle token is of another zone or application: %w", tokenPath, apierr.ErrUnavailable)
+	}
 	sid := tok.SID
 	if !wire.ValidID(sid) {
 		// The STS's text, up to a megabyte of it: not logged.
@@ -435,13 +443,15 @@ type tokenClaims struct {
 	AgentSessionID   string      `json:"agent_session_id"`
 	DelegationEdgeID string      `json:"delegation_edge_id"`
 	Scope            string      `json:"scope"`
+	ZoneID           string      `json:"zone_id"`
+	ClientID         string      `json:"client_id"`
 }
 
 // apply sets tok's fields from the claims.
 func (c tokenClaims) apply(tok Token) Token {
 	tok.SID, tok.Use = c.SID, c.Use
 	tok.AgentSessionID, tok.DelegationEdgeID = c.AgentSessionID, c.DelegationEdgeID
-	tok.Scope = c.Scope
+	tok.Scope, tok.ZoneID, tok.ClientID = c.Scope, c.ZoneID, c.ClientID
 	if exp, err := c.Exp.Float64(); err == nil && exp > 0 {
 		// Capped at the year 9999: a larger figure would overflow the
 		// conversion into a time long past.
