@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,8 +19,9 @@ import (
 )
 
 // A session start answered with a session of another zone, application,
-// lifecycle or parent, or with an inherited delegation a session without a
-// parent edge to inherit cannot have, is about another session than the one
+// lifecycle or parent, with a longer TTL than the one asked for, or with an
+// inherited delegation a session without a parent edge to inherit cannot
+// have, is about another session than the one
 // asked for: it is refused as an invalid answer instead of its id and edge
 // being kept in the handle, presented in Headers and sent with every mint.
 func TestStartAnsweredForAnotherSessionIsRefused(t *testing.T) {
@@ -35,6 +37,7 @@ func TestStartAnsweredForAnotherSessionIsRefused(t *testing.T) {
 		"edge of a root":       {edit: func(m map[string]any) { m["delegation_edge_id"] = otherID }},
 		"parent of a child":    {child: true, edit: func(m map[string]any) { m["parent_id"] = otherID }},
 		"edge of a Grant.None": {child: true, edit: func(m map[string]any) { m["delegation_edge_id"] = otherID }},
+		"a longer TTL":         {edit: func(m map[string]any) { m["ttl_seconds"] = 86400 }},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -58,7 +61,7 @@ func TestStartAnsweredForAnotherSessionIsRefused(t *testing.T) {
 				ctx = root.Context()
 				opts = append(opts, caracal.WithGrant(caracal.Grant.None()))
 			}
-			s, err := c.Spawn(ctx, opts...)
+			s, err := c.Spawn(ctx, append(opts, caracal.WithTTL(time.Minute))...)
 			require.ErrorIs(t, err, caracal.ErrUnavailable, "spawned %v", s)
 		})
 	}

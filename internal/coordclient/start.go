@@ -173,8 +173,9 @@ func (c *Client) abandonStart(ctx context.Context, path string, hdr http.Header,
 }
 
 // startMismatch says how a start answer contradicts the start asked for in
-// zone ("" when it does not): such an answer is about another session. A
-// field the answer omits is not judged.
+// zone ("" when it does not): such an answer is about another session, or
+// tells a TTL the session does not have. A field the answer omits is not
+// judged.
 func startMismatch(s wire.Session, req wire.StartSessionRequest, zone string) string {
 	lifecycle := cmp.Or(req.Lifecycle, wire.LifecycleTask)
 	parent := ""
@@ -190,6 +191,8 @@ func startMismatch(s wire.Session, req wire.StartSessionRequest, zone string) st
 		return "a session of another lifecycle"
 	case wire.CanonicalID(parent) != wire.CanonicalID(req.ParentID):
 		return "a session under another parent"
+	case req.TTLSeconds > 0 && s.TTLSeconds != nil && *s.TTLSeconds > req.TTLSeconds:
+		return "a session that lives longer than asked"
 	case s.DelegationEdgeID != nil && *s.DelegationEdgeID != "" && (req.ParentID == "" || req.ParentAuthority == wire.AuthorityNone):
 		// Only a child that inherits can have an edge from its start.
 		return "a delegation the session cannot have inherited"

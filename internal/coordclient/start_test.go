@@ -18,7 +18,7 @@ import (
 func TestStartRequest(t *testing.T) {
 	h := newHarness(t, answer(201, sessionBody))
 	s, err := h.c.Start(t.Context(), wire.StartSessionRequest{
-		ApplicationID: "app-test", Labels: []string{"reader"}, TTLSeconds: 600, ParentAuthority: "inherit",
+		ApplicationID: "app-test", Labels: []string{"reader"}, TTLSeconds: 3600, ParentAuthority: "inherit",
 	}, StartOptions{Traceparent: "00-5f1c2b3a4d5e6f708192a3b4c5d6e7f8-1a2b3c4d5e6f7081-01", Tracestate: "k=v"})
 	require.NoError(t, err)
 	assert.Equal(t, "S1", s.AgentSessionID)
@@ -35,7 +35,7 @@ func TestStartRequest(t *testing.T) {
 	assert.Equal(t, "generated", r.Header.Get("Idempotency-Key-Kind"))
 	assert.Equal(t, "00-5f1c2b3a4d5e6f708192a3b4c5d6e7f8-1a2b3c4d5e6f7081-01", r.Header.Get("Traceparent"))
 	assert.Equal(t, "k=v", r.Header.Get("Tracestate"))
-	assert.JSONEq(t, `{"application_id":"app-test","subject_session_id":"sid-1","labels":["reader"],"ttl_seconds":600,"parent_authority":"inherit"}`, r.Body)
+	assert.JSONEq(t, `{"application_id":"app-test","subject_session_id":"sid-1","labels":["reader"],"ttl_seconds":3600,"parent_authority":"inherit"}`, r.Body)
 }
 
 func TestStartGivenKeyAndSubject(t *testing.T) {
