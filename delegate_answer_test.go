@@ -71,3 +71,32 @@ func TestDelegateAnsweredForAnotherEdgeIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// A delegation answered with a longer life than the TTL asked for (its
+// expires_at an hour past its created_at, for a one-minute grant) is
+// refused as an invalid answer, instead of the delegation and the narrowed
+// session's edge reporting an expiry they do not have.
+func TestDelegateAnsweredWithALongerLifeIsRefused(t *testing.T) {
+	st := caracaltest.Start(t)
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(base.CloseIdleConnections)
+	hc := &http.Client{Transport: editAnswers(base, "/delegations", func(m map[string]any) {
+		created, err := time.Parse(time.RFC3339Nano, m["created_at"].(string))
+		if err == nil {
+			m["expires_at"] = created.Add(time.Hour).UTC().Format(time.RFC3339Nano)
+		}
+	})}
+	c, err := st.NewClient(caracal.WithHTTPClient(hc))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	giver, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	peer, err := c.Spawn(t.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	grant := caracal.Grant.Narrow([]string{"tickets:read"}, tickets, caracal.Constraints{}, time.Minute)
+
+	d, err := c.Delegate(giver.Context(), peer.ID(), grant)
+	require.ErrorIs(t, err, caracal.ErrUnavailable, "delegated %+v", d)
+	child, err := c.Spawn(giver.Context(), caracal.WithGrant(grant))
+	require.ErrorIs(t, err, caracal.ErrUnavailable, "spawned %v", child)
+}

@@ -254,6 +254,21 @@ func delegationMismatch(d wire.Delegation, req wire.CreateDelegationRequest) str
 	case d.ParentEdgeID != nil && req.ParentEdgeID != "" && differs(*d.ParentEdgeID, req.ParentEdgeID):
 		return "an edge under another parent edge"
 	}
+	if exp, err := wire.ParseTime(d.ExpiresAt); err == nil {
+		// An expiry asked for wins over a TTL (PROTOCOL §4.7); the TTL
+		// counts from created_at. A second of slack for how the
+		// Coordinator rounds them.
+		until := req.ExpiresAt
+		if until == "" && req.Constraints != nil {
+			until = req.Constraints.ExpiresAt
+		}
+		created, err := wire.ParseTime(d.CreatedAt)
+		if t, terr := wire.ParseTime(until); until != "" && terr == nil && exp.After(t.Add(time.Second)) {
+			return "an edge that expires later than asked"
+		} else if until == "" && req.TTLSeconds > 0 && err == nil && exp.Sub(created) > time.Duration(req.TTLSeconds+1)*time.Second {
+			return "an edge that lives longer than asked"
+		}
+	}
 	asked := wire.NormalizeScopes(req.Scopes)
 	for _, s := range wire.NormalizeScopes(d.Scopes) {
 		if !slices.Contains(asked, s) {
