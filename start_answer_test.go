@@ -19,7 +19,7 @@ import (
 )
 
 // A session start answered with a session of another zone, application,
-// lifecycle or parent, with a longer TTL than the one asked for, or with an
+// subject, lifecycle or parent, with a longer TTL than the one asked for, or with an
 // inherited delegation a session without a parent edge to inherit cannot
 // have, is about another session than the one
 // asked for: it is refused as an invalid answer instead of its id and edge
@@ -38,6 +38,7 @@ func TestStartAnsweredForAnotherSessionIsRefused(t *testing.T) {
 		"parent of a child":    {child: true, edit: func(m map[string]any) { m["parent_id"] = otherID }},
 		"edge of a Grant.None": {child: true, edit: func(m map[string]any) { m["delegation_edge_id"] = otherID }},
 		"a longer TTL":         {edit: func(m map[string]any) { m["ttl_seconds"] = 86400 }},
+		"subject":              {edit: func(m map[string]any) { m["subject_authority_record_id"] = otherID }},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -187,6 +187,9 @@ func startMismatch(s wire.Session, req wire.StartSessionRequest, zone string) st
 		return "a session of another zone"
 	case s.ApplicationID != "" && s.ApplicationID != req.ApplicationID:
 		return "a session of another application"
+	case s.SubjectAuthorityRecordID != "" && req.SubjectSessionID != "" &&
+		wire.CanonicalID(s.SubjectAuthorityRecordID) != wire.CanonicalID(req.SubjectSessionID):
+		return "a session of another subject"
 	case s.Lifecycle != "" && s.Lifecycle != lifecycle:
 		return "a session of another lifecycle"
 	case wire.CanonicalID(parent) != wire.CanonicalID(req.ParentID):

@@ -39,7 +39,7 @@ func TestStartRequest(t *testing.T) {
 }
 
 func TestStartGivenKeyAndSubject(t *testing.T) {
-	h := newHarness(t, answer(201, sessionBody, "Idempotency-Replayed", "true"))
+	h := newHarness(t, answer(201, strings.Replace(sessionBody, `"sid-1"`, `"rec-9"`, 1), "Idempotency-Replayed", "true"))
 	s, err := h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "app-test", SubjectSessionID: "rec-9"},
 		StartOptions{IdempotencyKey: "order-42"})
 	require.NoError(t, err)
@@ -161,7 +161,7 @@ func TestStartCallerKeyIsNeverDropped(t *testing.T) {
 }
 
 func TestStart401RefreshesAndRepins(t *testing.T) {
-	h := newHarness(t, answer(401, `{"error":"identity_revoked"}`), answer(201, sessionBody))
+	h := newHarness(t, answer(401, `{"error":"identity_revoked"}`), answer(201, strings.Replace(sessionBody, `"sid-1"`, `"sid-2"`, 1)))
 	_, err := h.c.Start(t.Context(), wire.StartSessionRequest{ApplicationID: "app-test"}, StartOptions{})
 	require.NoError(t, err)
 	reqs := h.coord.requests()
