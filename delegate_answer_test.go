@@ -72,10 +72,10 @@ func TestDelegateAnsweredForAnotherEdgeIsRefused(t *testing.T) {
 	}
 }
 
-// A delegation answered with a longer life than the TTL asked for (its
-// expires_at an hour past its created_at, for a one-minute grant) is
-// refused as an invalid answer, instead of the delegation and the narrowed
-// session's edge reporting an expiry they do not have.
+// A delegation answered with a later expiry than the one asked for (its
+// expires_at an hour past its created_at, for a grant that ends in a
+// minute) is refused as an invalid answer, instead of the delegation and the
+// narrowed session's edge reporting an expiry they do not have.
 func TestDelegateAnsweredWithALongerLifeIsRefused(t *testing.T) {
 	st := caracaltest.Start(t)
 	base := http.DefaultTransport.(*http.Transport).Clone()
@@ -93,7 +93,7 @@ func TestDelegateAnsweredWithALongerLifeIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	peer, err := c.Spawn(t.Context(), caracal.WithLabels("reader"))
 	require.NoError(t, err)
-	grant := caracal.Grant.Narrow([]string{"tickets:read"}, tickets, caracal.Constraints{}, time.Minute)
+	grant := caracal.Grant.Narrow([]string{"tickets:read"}, tickets, caracal.Constraints{ExpiresAt: time.Now().Add(time.Minute)}, 0)
 
 	d, err := c.Delegate(giver.Context(), peer.ID(), grant)
 	require.ErrorIs(t, err, caracal.ErrUnavailable, "delegated %+v", d)

@@ -254,19 +254,17 @@ func delegationMismatch(d wire.Delegation, req wire.CreateDelegationRequest) str
 	case d.ParentEdgeID != nil && req.ParentEdgeID != "" && differs(*d.ParentEdgeID, req.ParentEdgeID):
 		return "an edge under another parent edge"
 	}
-	if exp, err := wire.ParseTime(d.ExpiresAt); err == nil {
-		// An expiry asked for wins over a TTL (PROTOCOL §4.7); the TTL
-		// counts from created_at. A second of slack for how the
-		// Coordinator rounds them.
-		until := req.ExpiresAt
-		if until == "" && req.Constraints != nil {
-			until = req.Constraints.ExpiresAt
-		}
-		created, err := wire.ParseTime(d.CreatedAt)
-		if t, terr := wire.ParseTime(until); until != "" && terr == nil && exp.After(t.Add(time.Second)) {
+	// An expiry asked for wins over a TTL (PROTOCOL §4.7) and comes back as
+	// sent; a second of slack for how the Coordinator rounds it. An edge
+	// given a TTL is not judged on its expiry: PROTOCOL counts the TTL from
+	// the Coordinator's "now", which it does not tie to created_at.
+	until := req.ExpiresAt
+	if until == "" && req.Constraints != nil {
+		until = req.Constraints.ExpiresAt
+	}
+	if exp, err := wire.ParseTime(d.ExpiresAt); err == nil && until != "" {
+		if t, err := wire.ParseTime(until); err == nil && exp.After(t.Add(time.Second)) {
 			return "an edge that expires later than asked"
-		} else if until == "" && req.TTLSeconds > 0 && err == nil && exp.Sub(created) > time.Duration(req.TTLSeconds+1)*time.Second {
-			return "an edge that lives longer than asked"
 		}
 	}
 	asked := wire.NormalizeScopes(req.Scopes)
