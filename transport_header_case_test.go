@@ -49,7 +49,7 @@ func TestGatewayRequestHeadersReplaceTheCallersInEverySpelling(t *testing.T) {
 	}
 	assert.NotContains(t, sent.Get("Authorization"), "caller-credential")
 	assert.Equal(t, tickets, sent.Get("X-Caracal-Resource"))
-	assert.Equal(t, []string{"Bearer caller-credential"}, r.Header["authorization"], "the caller's request is left as it was")
+	assert.Equal(t, []string{"Bearer caller-credential"}, r.Header[strings.ToLower("Authorization")], "the caller's request is left as it was")
 }
 
 // With PropagateAlways, a request outside every binding gets the envelope
