@@ -196,6 +196,11 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 		switch m.mode {
 		case modeVerified:
 			cl, err := m.verifier.Verify(r.Context(), env.Token)
+			if m.keysDown.Load() != keysNone && !m.keysFailing() && !errors.Is(err, jwks.ErrKeysUnavailable) {
+				// The keys are back, whether or not this token passes;
+				// log the next outage.
+				m.keysDown.Store(keysNone)
+			}
 			if err != nil {
 				m.keysFailed(r.Context(), err)
 				status, code, desc := http.StatusUnauthorized, jwks.CodeInvalidToken, "invalid bearer token"
@@ -216,9 +221,6 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 			if cl.Hop < 0 || cl.Hop > envelope.MaxHop {
 				writeAuthError(w, http.StatusForbidden, jwks.CodeHopCountExceeded, "delegation hop count exceeds the maximum")
 				return
-			}
-			if m.keysDown.Load() != keysNone && !m.keysFailing() {
-				m.keysDown.Store(keysNone) // the keys are back; log the next outage
 			}
 			a.zoneID, a.applicationID = cl.ZoneID, cl.ApplicationID
 			a.sessionID, a.delegationID, a.parentDelegationID = cl.SessionID, cl.DelegationID, cl.ParentDelegationID
