@@ -70,3 +70,20 @@ func TestLifecycleRefusedForOtherReasonsGivesNoResourceAdvice(t *testing.T) {
 		require.NoError(t, c.Close(t.Context()))
 	}
 }
+
+// Either refusal that means the policy grants none of the resources asked
+// for (no rule matched them, or one matched without granting them) sends
+// the caller to the configured resources.
+func TestLifecycleRefusedForUngrantedResourcesAdvisesForEitherReason(t *testing.T) {
+	for _, desc := range []string{"policy denied (no_rule_matched)", "policy denied (resource_not_granted)"} {
+		st := caracaltest.Start(t)
+		st.Inject(caracaltest.RouteToken, caracaltest.Fault{Status: http.StatusForbidden, Code: "access_denied", Description: desc})
+		c, err := caracal.NewFromConfig(st.Config(), caracal.WithHTTPClient(st.HTTPClient()))
+		require.NoError(t, err)
+		_, err = c.Spawn(t.Context())
+		require.ErrorIs(t, err, caracal.ErrAccessDenied, desc)
+		assert.ErrorContains(t, err, desc)
+		assert.ErrorContains(t, err, "Config.Resources", desc)
+		require.NoError(t, c.Close(t.Context()))
+	}
+}
