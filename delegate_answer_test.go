@@ -3,6 +3,7 @@ package caracal_test
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,4 +100,66 @@ func TestDelegateAnsweredWithALongerLifeIsRefused(t *testing.T) {
 	require.ErrorIs(t, err, caracal.ErrUnavailable, "delegated %+v", d)
 	child, err := c.Spawn(giver.Context(), caracal.WithGrant(grant))
 	require.ErrorIs(t, err, caracal.ErrUnavailable, "spawned %v", child)
+}
+
+// A delegation from a session that holds an edge is made under that edge:
+// one answered under another parent edge is refused as an invalid answer.
+func TestDelegateAnsweredUnderAnotherParentEdgeIsRefused(t *testing.T) {
+	const otherID = "0198d0a1-0000-7000-8000-000000000001"
+	st := caracaltest.Start(t)
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(base.CloseIdleConnections)
+	var edit atomic.Bool
+	hc := &http.Client{Transport: editAnswers(base, "/delegations", func(m map[string]any) {
+		if edit.Load() && m["parent_edge_id"] != nil {
+			m["parent_edge_id"] = otherID
+		}
+	})}
+	c, err := st.NewClient(caracal.WithHTTPClient(hc))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	giver, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	mid, err := c.Spawn(giver.Context(), caracal.WithGrant(
+		caracal.Grant.Narrow([]string{"tickets:read"}, tickets, caracal.Constraints{MaxHops: 3}, time.Minute)))
+	require.NoError(t, err)
+	require.NotEmpty(t, mid.Agent().DelegationID())
+	peer, err := c.Spawn(t.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	grant := caracal.Grant.Narrow([]string{"tickets:read"}, tickets, caracal.Constraints{MaxHops: 2}, 30*time.Second)
+
+	edit.Store(true)
+	d, err := c.Delegate(mid.Context(), peer.ID(), grant)
+	require.ErrorIs(t, err, caracal.ErrUnavailable, "delegated %+v", d)
+	edit.Store(false)
+	d, err = c.Delegate(mid.Context(), peer.ID(), grant)
+	require.NoError(t, err)
+	assert.NotEmpty(t, d.ID)
+}
+
+// The Coordinator may round an expiry asked for: an edge answered with one
+// less than a second later than asked is the one asked for.
+func TestDelegateAnsweredWithARoundedExpiryIsAccepted(t *testing.T) {
+	st := caracaltest.Start(t)
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(base.CloseIdleConnections)
+	hc := &http.Client{Transport: editAnswers(base, "/delegations", func(m map[string]any) {
+		if s, ok := m["expires_at"].(string); ok {
+			if exp, err := time.Parse(time.RFC3339Nano, s); err == nil {
+				m["expires_at"] = exp.Add(500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+			}
+		}
+	})}
+	c, err := st.NewClient(caracal.WithHTTPClient(hc))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	giver, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	peer, err := c.Spawn(t.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	until := time.Now().Add(time.Minute).Truncate(time.Second)
+	d, err := c.Delegate(giver.Context(), peer.ID(),
+		caracal.Grant.Narrow([]string{"tickets:read"}, tickets, caracal.Constraints{ExpiresAt: until}, 0))
+	require.NoError(t, err)
+	assert.WithinDuration(t, until, d.ExpiresAt, time.Second)
 }
