@@ -1,7 +1,9 @@
 package caracal_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -97,5 +99,70 @@ func TestLateAttachFencedByANewerHandleClosedSince(t *testing.T) {
 		assert.ErrorIs(t, older.Err(), caracal.ErrLeaseFenced)
 		require.NoError(t, c.Close(context.Background()))
 		assert.Zero(t, caracal.IndexedServices(c))
+	})
+}
+
+// replayLease holds the first lease answer like holdFirstLease, keeps the
+// second one, and answers every later acquire with it unsent.
+type replayLease struct {
+	holdFirstLease
+	mu     sync.Mutex
+	n      int
+	second []byte
+}
+
+func (r *replayLease) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !strings.HasSuffix(req.URL.Path, "/lease") {
+		return r.base.RoundTrip(req)
+	}
+	r.mu.Lock()
+	r.n++
+	n, kept := r.n, r.second
+	r.mu.Unlock()
+	if n > 2 {
+		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
+			Body: io.NopCloser(bytes.NewReader(kept)), ContentLength: int64(len(kept)), Request: req}, nil
+	}
+	resp, err := r.holdFirstLease.RoundTrip(req)
+	if n == 2 && err == nil {
+		body, rerr := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		r.mu.Lock()
+		r.second = body
+		r.mu.Unlock()
+		resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		return resp, rerr
+	}
+	return resp, err
+}
+
+// While an acquire is in flight, an attach answered with the generation
+// another acquire returned meanwhile (its handle closed since) is refused
+// like one answered with a generation a handle holds.
+func TestAttachAnsweredWithAGenerationAcquiredMeanwhileIsRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		rt := &replayLease{holdFirstLease: holdFirstLease{base: st.Transport(), held: make(chan struct{}), release: make(chan struct{})}}
+		c, err := st.NewClient(caracal.WithHTTPClient(&http.Client{Transport: rt}))
+		require.NoError(t, err)
+		ctx := t.Context()
+		svc, err := c.SpawnService(ctx)
+		require.NoError(t, err)
+
+		attached := make(chan error, 1)
+		go func() {
+			_, err := c.AttachService(ctx, svc.ID())
+			attached <- err
+		}()
+		<-rt.held
+		newer, err := c.AttachService(ctx, svc.ID())
+		require.NoError(t, err)
+		require.NoError(t, newer.Close(ctx))
+
+		again, err := c.AttachService(ctx, svc.ID())
+		require.ErrorIs(t, err, caracal.ErrUnavailable, "attached %v", again)
+		close(rt.release)
+		<-attached
+		require.NoError(t, c.Close(context.Background()))
 	})
 }
