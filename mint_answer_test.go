@@ -48,7 +48,7 @@ func TestMintAnsweredForAnotherSessionIsNotPresented(t *testing.T) {
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	t.Cleanup(base.CloseIdleConnections)
 	from, to := g.reader.Agent(), other.Agent()
-	refuseMintAnswers(t, g, func(form url.Values) {
+	refuseMintAnswers(t, g, g.reader.Agent(), func(form url.Values) {
 		if form.Get("agent_session_id") == from.SessionID() {
 			form.Set("agent_session_id", to.SessionID())
 			form.Set("delegation_edge_id", to.DelegationID())
@@ -61,7 +61,7 @@ func TestMintAnsweredForAnotherSessionIsNotPresented(t *testing.T) {
 // authority, and must not be sent to the Gateway.
 func TestMintAnsweredWithALifecycleTokenIsNotPresented(t *testing.T) {
 	g := startGoverned(t)
-	refuseMintAnswers(t, g, func(form url.Values) {
+	refuseMintAnswers(t, g, g.reader.Agent(), func(form url.Values) {
 		if form.Has("agent_session_id") {
 			form.Del("agent_session_id")
 			form.Del("delegation_edge_id")
@@ -75,11 +75,11 @@ func TestMintAnsweredWithALifecycleTokenIsNotPresented(t *testing.T) {
 	}
 }
 
-// refuseMintAnswers sends a governed request of g's reader, with and
-// without prefetching, through a client whose token exchanges edit changes,
-// and checks that each fails as an invalid answer with nothing reaching
-// the upstream.
-func refuseMintAnswers(t *testing.T, g *governed, edit func(url.Values)) {
+// refuseMintAnswers sends a governed request of agent (a session of g's
+// application), with and without prefetching, through a client whose token
+// exchanges edit changes, and checks that each fails as an invalid answer
+// with nothing reaching the upstream.
+func refuseMintAnswers(t *testing.T, g *governed, agent *caracal.Agent, edit func(url.Values)) {
 	t.Helper()
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	t.Cleanup(base.CloseIdleConnections)
@@ -87,8 +87,8 @@ func refuseMintAnswers(t *testing.T, g *governed, edit func(url.Values)) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close(context.Background()) })
 
-	// The reader's context, bound into c (a client of the same application).
-	ctx := caracal.NewContext(t.Context(), g.reader.Agent())
+	// The agent's context, bound into c (a client of the same application).
+	ctx := caracal.NewContext(t.Context(), agent)
 	for _, prefetch := range []bool{false, true} {
 		opts := []caracal.TransportOption{caracal.WithScopes("tickets:read")}
 		if prefetch {
