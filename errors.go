@@ -72,8 +72,10 @@ var (
 	// 415), or an option value (WithTTL, WithLabels, …) was refused before
 	// any call.
 	ErrInvalidRequest = apierr.ErrInvalidRequest
-	// ErrUnavailable: the server is unavailable: it did not answer, or
-	// answered 5xx or sts_unavailable.
+	// ErrUnavailable: the server is unavailable: it did not answer,
+	// answered 5xx or sts_unavailable, or gave an answer that cannot be
+	// used (malformed, or about another token, session, delegation or
+	// approval than the one asked for).
 	ErrUnavailable = apierr.ErrUnavailable
 	// ErrApprovalRequired: a mint is held for human approval.
 	ErrApprovalRequired = apierr.ErrApprovalRequired
