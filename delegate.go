@@ -116,6 +116,11 @@ func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authori
 			return Delegation{}, fmt.Errorf("caracal: delegating %q on %s from session %s to session %s: the receiving session is not of application %s; name its application with ToApplication: %w",
 				wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), src.sessionID, toSessionID, dc.receiver, err)
 		}
+		if errors.As(err, &e) && e.Code == "delegation_endpoint_not_found" {
+			// Either end may be the one gone: the Coordinator does not say.
+			return Delegation{}, fmt.Errorf("caracal: delegating %q on %s from session %s to session %s: the source or the target session is not live on the Coordinator (it does not exist, ended, ran past its TTL or a service's lease, or is suspended); delegate between two active sessions: %w",
+				wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), src.sessionID, toSessionID, err)
+		}
 		return Delegation{}, fmt.Errorf("caracal: delegating %q on %s from session %s to session %s: %w",
 			wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), src.sessionID, toSessionID, err)
 	}

@@ -52,3 +52,26 @@ func TestDelegateFromASessionOfAnotherZoneIsRefused(t *testing.T) {
 	assert.Zero(t, delegatesOf(st))
 	assert.Zero(t, delegatesOf(other))
 }
+
+// A delegation to a session no longer live on the Coordinator (here one
+// ended) is refused with a bare 404 delegation_endpoint_not_found; the
+// error names both sessions, says either may be the one not live and what
+// ends one, and keeps the Coordinator's answer.
+func TestDelegateToASessionNotLiveSaysWhich(t *testing.T) {
+	_, c := newStack(t)
+	_, giver := narrowReader(t, c, caracal.Constraints{MaxHops: 3}, "reader")
+	peer, err := c.Spawn(t.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	require.NoError(t, peer.Close(t.Context()))
+
+	grant := caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: 2}, time.Minute)
+	_, err = c.Delegate(giver.Context(), peer.ID(), grant)
+	var e *caracal.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "delegation_endpoint_not_found", e.Code)
+	assert.NotEmpty(t, e.RequestID)
+	assert.ErrorIs(t, err, caracal.ErrNotFound)
+	assert.ErrorContains(t, err, "from session "+giver.ID()+" to session "+peer.ID())
+	assert.ErrorContains(t, err, "the source or the target session is not live on the Coordinator")
+	assert.ErrorContains(t, err, "suspended")
+}
