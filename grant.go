@@ -318,7 +318,7 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 			// process's clock, as the parent's end is known here.
 			if end := now.Add(ttl); k.ExpiresAt.IsZero() && end.After(e.end()) {
 				if !defaulted {
-					return narrowPlan{}, invalidGrant("the TTL %v (sent as %v) runs past the parent's delegation expiry %s", g.ttl, ttl, e.expiresAt.Format(time.RFC3339))
+					return narrowPlan{}, invalidGrant("the TTL %v (sent as %v) runs past the parent's delegation expiry %s; %s", g.ttl, ttl, e.expiresAt.Format(time.RFC3339), fitAdvice(e, defaultTTL))
 				}
 				// Fit a default inside the parent, a second short to absorb
 				// the rounding to whole seconds.
@@ -333,6 +333,20 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 		p.ttlSeconds = ceilSeconds(ttl)
 	}
 	return p, nil
+}
+
+// fitAdvice says which TTL fits a narrowing inside the parent's delegation
+// e: a TTL of 0 does where a default applies (a spawn; Delegate has none).
+func fitAdvice(e *edgeGrant, defaultTTL time.Duration) string {
+	left := time.Until(e.end()).Truncate(time.Second)
+	if left <= 0 {
+		return "nothing is left of it to narrow"
+	}
+	shorter := fmt.Sprintf("pass a TTL shorter than the %v it has left", left)
+	if defaultTTL > 0 {
+		return "a TTL of 0 fits the delegation inside the parent's, or " + shorter
+	}
+	return shorter
 }
 
 // request is the delegation create from source to the session target.
