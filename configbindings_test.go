@@ -243,3 +243,31 @@ func TestLoadConfigBindingErrorsHideURLPasswords(t *testing.T) {
 		})
 	}
 }
+
+// A binding written the wrong way round (the upstream URL first) says it
+// looks swapped, wherever it was written; one whose prefix is merely not a
+// URL, with a resource id that is not one either, does not.
+func TestLoadConfigSwappedBindingSaysSo(t *testing.T) {
+	dir := t.TempDir()
+	profile := writeFile(t, dir, "caracal.toml", "zone_id = \"z\"\napplication_id = \"a\"\napp_client_secret = \"x\"\n[[credentials]]\nresource = \"https://up.example/v1\"\nupstream_prefix = \"resource://x\"\n", 0o600)
+	file := writeFile(t, dir, "bindings.json", `{"http://up.example": "resource://x"}`, 0o600)
+	for name, tc := range map[string]struct {
+		env  env
+		opts []Option
+	}{
+		"CARACAL_RESOURCES":      {baseEnv().with("CARACAL_RESOURCES", "http://up.example=resource://x"), nil},
+		"CARACAL_RESOURCES_FILE": {baseEnv().with("CARACAL_RESOURCES_FILE", file), nil},
+		"profile credentials":    {env{"CARACAL_CONFIG": profile}, nil},
+		"WithBinding":            {baseEnv(), []Option{WithBinding("http://up.example", "resource://x")}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := loadEnv(t, tc.env, tc.opts...)
+			require.Error(t, err)
+			assert.ErrorContains(t, err, "look swapped")
+			assert.ErrorContains(t, err, "resource=upstream_prefix")
+		})
+	}
+	_, err := loadEnv(t, baseEnv().with("CARACAL_RESOURCES", "resource://x=ftp://up.example"))
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "swapped")
+}

@@ -96,6 +96,9 @@ func checkBinding(resourceID, prefix string) error {
 		errs = append(errs, "the upstream prefix is empty")
 	} else if u, err := parseHTTPURL(prefix); err != nil {
 		errs = append(errs, "upstream prefix "+err.Error())
+		if _, err := parseHTTPURL(resourceID); err == nil {
+			errs = append(errs, "the resource id is an http(s) URL and the upstream prefix is not: the two look swapped (a binding reads resource=upstream_prefix, the resource identifier first)")
+		}
 	} else if u.User != nil {
 		errs = append(errs, "upstream prefix "+showURL(prefix)+" has a user:password part, which the Gateway routing does not accept (remove it)")
 	}
