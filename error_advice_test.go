@@ -59,3 +59,30 @@ func TestCredentialRefusalSaysWhatToCheck(t *testing.T) {
 		assert.Contains(t, err.Error(), "check the client secret")
 	}
 }
+
+// A bootstrap token the Coordinator refuses (here an opaque one it cannot
+// verify) is never refreshed, so the 401 invalid_token is final: the error
+// says the configured bootstrap token was refused and what one must be,
+// without printing it, and keeps the Coordinator's answer.
+func TestBootstrapTokenRefusedSaysWhatItMustBe(t *testing.T) {
+	const token = "opaque-bootstrap-token-4711"
+	st := caracaltest.Start(t)
+	cfg := st.Config()
+	cfg.ClientSecret, cfg.BootstrapToken = "", token
+	c, err := caracal.NewFromConfig(cfg, caracal.WithHTTPClient(st.HTTPClient()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close(t.Context()) })
+
+	_, err = c.Spawn(t.Context())
+	var e *caracal.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "coordinator", e.Service)
+	assert.Equal(t, http.StatusUnauthorized, e.StatusCode)
+	assert.Equal(t, "invalid_token", e.Code)
+	assert.NotEmpty(t, e.RequestID)
+	assert.ErrorIs(t, err, caracal.ErrUnauthorized)
+	assert.ErrorContains(t, err, "the Coordinator refused the configured bootstrap token")
+	assert.ErrorContains(t, err, "use=session")
+	assert.ErrorContains(t, err, "agent:lifecycle")
+	assert.NotContains(t, err.Error(), token)
+}

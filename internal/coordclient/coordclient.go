@@ -356,7 +356,7 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, b
 	if s, ok := c.cfg.Tokens.(interface{ Static() bool }); ok && s.Static() {
 		// A pre-minted token is never refreshed: sending it again would
 		// meet the same 401.
-		return res
+		return bootstrapRefused(res)
 	}
 	c.cfg.Tokens.Invalidate(tok.Value)
 	if err := c.cfg.Sleep(ctx, retry.RefreshPause()); err != nil {
