@@ -60,6 +60,9 @@ type Agent struct {
 	// service marks the identity of a service session this process holds
 	// (SpawnService, AttachService): only such a session parents a service.
 	service bool
+	// labels are the session's labels when this process started it; nil
+	// when not known.
+	labels []string
 	// scopes are the scopes of the verified inbound token the agent was
 	// bound from (Middleware with a verifier); nil otherwise.
 	scopes []string

@@ -159,6 +159,7 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 	if st.labels == nil {
 		st.labels = req.Labels
 	}
+	agent.labels = append([]string{}, st.labels...)
 
 	switch grant.mode {
 	case grantInherit:

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/caracal-go/caracal/internal/apierr"
@@ -42,7 +43,7 @@ func (t *transport) mandate(ctx context.Context, a *Agent, resource string, scop
 		}
 	}
 	if err != nil {
-		return stsclient.Token{}, mintError(err, r)
+		return stsclient.Token{}, mintError(err, r, a.labels)
 	}
 	// Measured on the STS's clock alone, so that clock skew plays no part:
 	// the STS never mints past the delegation's end. The claims are whole
@@ -56,8 +57,9 @@ func (t *transport) mandate(ctx context.Context, a *Agent, resource string, scop
 }
 
 // mintError completes an approval hold with what was asked for, and says
-// which resource a mint failed for.
-func mintError(err error, r stsclient.MintRequest) error {
+// which resource a mint failed for; labels are the session's, nil when not
+// known.
+func mintError(err error, r stsclient.MintRequest, labels []string) error {
 	var ae *apierr.ApprovalRequiredError
 	if errors.As(err, &ae) {
 		if ae.Resource == "" {
@@ -67,6 +69,17 @@ func mintError(err error, r stsclient.MintRequest) error {
 			ae.Scopes = append([]string(nil), r.Scopes...)
 		}
 		return ae
+	}
+	var e *apierr.Error
+	if errors.As(err, &e) && e.StatusCode == http.StatusForbidden && e.Description == "policy denied (role_scope_mismatch)" {
+		// Labels are the role names the zone's grants match (PROTOCOL
+		// §3.7): only the session's labels or the policy can fix this.
+		session := "the session's labels"
+		if labels != nil {
+			session = fmt.Sprintf("the session's labels %q", labels)
+		}
+		return mintFailure{fmt.Errorf("caracal: minting a gateway mandate for %s with scopes %q: none of %s names a role that the zone's grant for %s maps to every scope asked (%s); labels are role names: spawn the session WithLabels naming such a role, ask only for scopes its role has, or grant them to that role in the zone's policy: %w",
+			r.Resource, wire.JoinScopes(r.Scopes), session, r.Resource, wire.JoinScopes(r.Scopes), err)}
 	}
 	return mintFailure{fmt.Errorf("caracal: minting a gateway mandate for %s with scopes %q: %w", r.Resource, wire.JoinScopes(r.Scopes), err)}
 }
