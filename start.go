@@ -159,7 +159,12 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 	if st.labels == nil {
 		st.labels = req.Labels
 	}
-	agent.labels = append([]string{}, st.labels...)
+	// Shared with the Session, which never changes them; empty, not nil,
+	// when the session has none.
+	agent.labels = st.labels
+	if agent.labels == nil {
+		agent.labels = []string{}
+	}
 
 	switch grant.mode {
 	case grantInherit:
