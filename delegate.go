@@ -109,20 +109,8 @@ func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authori
 	req := plan.request(src, toSessionID, dc.receiver)
 	d, err := c.coord.Delegate(ctx, req, coordclient.NewIdempotencyKey())
 	if err != nil {
-		var e *Error
-		if errors.As(err, &e) && e.Code == "delegation_application_mismatch" {
-			// The source is this client's own (checked above): the
-			// receiving session belongs to another application.
-			return Delegation{}, fmt.Errorf("caracal: delegating %q on %s from session %s to session %s: the receiving session is not of application %s; name its application with ToApplication: %w",
-				wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), src.sessionID, toSessionID, dc.receiver, err)
-		}
-		if errors.As(err, &e) && e.Code == "delegation_endpoint_not_found" {
-			// Either end may be the one gone: the Coordinator does not say.
-			return Delegation{}, fmt.Errorf("caracal: delegating %q on %s from session %s to session %s: the source or the target session is not live on the Coordinator (it does not exist, ended, ran past its TTL or a service's lease, or is suspended); delegate between two active sessions: %w",
-				wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), src.sessionID, toSessionID, err)
-		}
-		return Delegation{}, fmt.Errorf("caracal: delegating %q on %s from session %s to session %s: %w",
-			wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), src.sessionID, toSessionID, err)
+		return Delegation{}, fmt.Errorf("caracal: delegating %q on %s from session %s to session %s: %s%w",
+			wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), src.sessionID, toSessionID, delegateAdvice(err, dc.receiver), err)
 	}
 	parent := ""
 	if d.ParentEdgeID != nil {
@@ -236,4 +224,23 @@ func callerID(op, id string) (string, error) {
 		return "", fmt.Errorf("%w: %s: %.64q is not a Caracal id", ErrInvalidRequest, op, id)
 	}
 	return wire.CanonicalID(id), nil
+}
+
+// delegateAdvice says what to do about a Coordinator refusal of a
+// delegation whose cause is known ("" otherwise), ending in ": ".
+func delegateAdvice(err error, receiver string) string {
+	var e *Error
+	if !errors.As(err, &e) {
+		return ""
+	}
+	switch e.Code {
+	case "delegation_application_mismatch":
+		// The source is this client's own (Delegate checks it): the
+		// receiving session belongs to another application.
+		return "the receiving session is not of application " + receiver + "; name its application with ToApplication: "
+	case "delegation_endpoint_not_found":
+		// Either end may be the one gone: the Coordinator does not say.
+		return "the source or the target session is not live on the Coordinator (it does not exist, ended, ran past its TTL or a service's lease, or is suspended); delegate between two active sessions: "
+	}
+	return ""
 }
