@@ -306,7 +306,7 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 			case ttl > e.ttl && defaulted:
 				ttl = e.ttl
 			case ttl > e.ttl:
-				return narrowPlan{}, invalidGrant("the TTL %v is longer than the parent's delegation TTL %v", g.ttl, e.ttl)
+				return narrowPlan{}, invalidGrant("the TTL %v is longer than the parent's delegation TTL %v; %s", g.ttl, e.ttl, fitAdvice(e, defaultTTL))
 			}
 		}
 		if !e.expiresAt.IsZero() {

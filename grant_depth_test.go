@@ -226,3 +226,25 @@ func TestNarrowTTLOfTheParentsSaysWhatFits(t *testing.T) {
 	require.NoError(t, err, "a TTL of 0 fits")
 	require.NoError(t, child.Close(t.Context()))
 }
+
+// A TTL longer than the parent's delegation TTL says what fits, as one
+// that runs past its expiry does.
+func TestNarrowTTLLongerThanTheParentsSaysWhatFits(t *testing.T) {
+	st, c := newStack(t)
+	_, parent := narrowReader(t, c, caracal.Constraints{MaxHops: 3}, "reader")
+	sent := st.Count(caracaltest.RouteStart)
+	grant := caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: 2}, time.Hour)
+
+	_, err := c.Spawn(parent.Context(), caracal.WithLabels("reader"), caracal.WithGrant(grant))
+	require.ErrorIs(t, err, caracal.ErrInvalidGrant)
+	assert.ErrorContains(t, err, "is longer than the parent's delegation TTL")
+	assert.ErrorContains(t, err, "a TTL of 0 fits the delegation inside the parent's")
+	assert.Equal(t, sent, st.Count(caracaltest.RouteStart), "refused before any call")
+
+	peer, err := c.Spawn(t.Context(), caracal.WithLabels("reader"))
+	require.NoError(t, err)
+	_, err = c.Delegate(parent.Context(), peer.ID(), grant)
+	require.ErrorIs(t, err, caracal.ErrInvalidGrant)
+	assert.ErrorContains(t, err, "pass a TTL shorter than")
+	assert.NotContains(t, err.Error(), "a TTL of 0")
+}
