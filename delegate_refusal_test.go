@@ -1,6 +1,7 @@
 package caracal_test
 
 import (
+	"net/http"
 	"testing"
 	"time"
 
@@ -74,4 +75,23 @@ func TestDelegateToASessionNotLiveSaysWhich(t *testing.T) {
 	assert.ErrorContains(t, err, "from session "+giver.ID()+" to session "+peer.ID())
 	assert.ErrorContains(t, err, "the source or the target session is not live on the Coordinator")
 	assert.ErrorContains(t, err, "suspended")
+}
+
+// A narrowed spawn whose delegation is refused as delegation_endpoint_not_found
+// (the parent ended between the start and the delegation) says so, as
+// Delegate does, and the new session is retired.
+func TestNarrowedSpawnWhoseParentIsNotLiveSaysWhy(t *testing.T) {
+	st, c := newStack(t)
+	parent, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	st.Inject(caracaltest.RouteDelegate, caracaltest.Fault{Status: http.StatusNotFound, Code: "delegation_endpoint_not_found", Times: 1})
+
+	_, err = c.Spawn(parent.Context(), caracal.WithLabels("reader"),
+		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{}, time.Minute)))
+	var e *caracal.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "delegation_endpoint_not_found", e.Code)
+	assert.ErrorIs(t, err, caracal.ErrNotFound)
+	assert.ErrorContains(t, err, "the source or the target session is not live on the Coordinator")
+	assert.Equal(t, 1, st.Count(caracaltest.RouteRetire), "the new session is retired")
 }

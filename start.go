@@ -205,8 +205,8 @@ func (c *Client) start(ctx context.Context, lifecycle string, opts []SpawnOption
 					ses.AgentSessionID, wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), err)
 			}
 			rerr := c.retireUnhanded(ctx, ses.AgentSessionID, int64(ses.LeaseGeneration))
-			return started{}, fmt.Errorf("caracal: narrowing the new session %s to %q on %s (%s): %w",
-				ses.AgentSessionID, wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), retiredAgain(rerr), err)
+			return started{}, fmt.Errorf("caracal: narrowing the new session %s to %q on %s (%s): %s%w",
+				ses.AgentSessionID, wire.JoinScopes(plan.scopes), strings.Join(plan.resources, ", "), retiredAgain(rerr), delegateAdvice(err, c.cfg.ApplicationID), err)
 		}
 		agent.delegationID = d.DelegationEdgeID
 		agent.hop++
