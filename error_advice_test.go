@@ -86,3 +86,35 @@ func TestBootstrapTokenRefusedSaysWhatItMustBe(t *testing.T) {
 	assert.ErrorContains(t, err, "agent:lifecycle")
 	assert.NotContains(t, err.Error(), token)
 }
+
+// The other refusals of a bootstrap token say what they mean too: its
+// authority ended (401 identity_revoked), or it lacks the lifecycle scope
+// (403 missing_scope). The token is never printed.
+func TestBootstrapTokenRevokedOrUnscopedSaysWhy(t *testing.T) {
+	const token = "opaque-bootstrap-token-4711"
+	for _, tc := range []struct {
+		status     int
+		code, want string
+	}{
+		{http.StatusUnauthorized, "identity_revoked", "no longer accepts the configured bootstrap token"},
+		{http.StatusForbidden, "missing_scope", "lacks the agent:lifecycle scope"},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			st := caracaltest.Start(t)
+			cfg := st.Config()
+			cfg.ClientSecret, cfg.BootstrapToken = "", token
+			c, err := caracal.NewFromConfig(cfg, caracal.WithHTTPClient(st.HTTPClient()))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = c.Close(t.Context()) })
+			st.Inject(caracaltest.RouteStart, caracaltest.Fault{Status: tc.status, Code: tc.code})
+
+			_, err = c.Spawn(t.Context())
+			var e *caracal.Error
+			require.ErrorAs(t, err, &e)
+			assert.Equal(t, tc.status, e.StatusCode)
+			assert.Equal(t, tc.code, e.Code)
+			assert.ErrorContains(t, err, tc.want)
+			assert.NotContains(t, err.Error(), token)
+		})
+	}
+}

@@ -350,13 +350,16 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, b
 		return outcome{err: err}
 	}
 	res := c.send(ctx, tok, method, path, hdr, body, out)
-	if res.api == nil || res.api.StatusCode != http.StatusUnauthorized {
+	if res.api == nil {
 		return res
 	}
 	if s, ok := c.cfg.Tokens.(interface{ Static() bool }); ok && s.Static() {
 		// A pre-minted token is never refreshed: sending it again would
-		// meet the same 401.
+		// meet the same refusal, which only the configuration can fix.
 		return bootstrapRefused(res)
+	}
+	if res.api.StatusCode != http.StatusUnauthorized {
+		return res
 	}
 	c.cfg.Tokens.Invalidate(tok.Value)
 	if err := c.cfg.Sleep(ctx, retry.RefreshPause()); err != nil {
