@@ -198,53 +198,40 @@ func TestNarrowUnderInheritingChildCountsTheMirroredEdge(t *testing.T) {
 }
 
 // A narrowing given its parent's own delegation TTL ends after the parent,
-// whose edge began earlier: it is refused before any call, and the error
-// says what fits. A spawn's TTL of 0 is fitted inside the parent; a
-// Delegate needs a TTL, so it is told only to pass a shorter one.
-func TestNarrowTTLOfTheParentsSaysWhatFits(t *testing.T) {
+// whose edge began earlier, and one given a longer TTL exceeds the parent's:
+// each is refused before any call, and the error says what fits. A spawn's
+// TTL of 0 is fitted inside the parent; a Delegate needs a TTL, so it is
+// told only to pass a shorter one.
+func TestNarrowTTLBeyondTheParentsSaysWhatFits(t *testing.T) {
 	st, c := newStack(t)
 	_, parent := narrowReader(t, c, caracal.Constraints{MaxHops: 3}, "reader")
-	sent := st.Count(caracaltest.RouteStart)
-	grant := caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: 2}, 5*time.Minute)
-
-	_, err := c.Spawn(parent.Context(), caracal.WithLabels("reader"), caracal.WithGrant(grant))
-	require.ErrorIs(t, err, caracal.ErrInvalidGrant)
-	assert.ErrorContains(t, err, "runs past the parent's delegation expiry")
-	assert.ErrorContains(t, err, "a TTL of 0 fits the delegation inside the parent's")
-	assert.ErrorContains(t, err, "or pass a TTL shorter than")
-	assert.Equal(t, sent, st.Count(caracaltest.RouteStart), "refused before any call")
-
 	peer, err := c.Spawn(t.Context(), caracal.WithLabels("reader"))
 	require.NoError(t, err)
-	_, err = c.Delegate(parent.Context(), peer.ID(), grant)
-	require.ErrorIs(t, err, caracal.ErrInvalidGrant)
-	assert.ErrorContains(t, err, "pass a TTL shorter than")
-	assert.NotContains(t, err.Error(), "a TTL of 0")
+	for _, tc := range []struct {
+		ttl     time.Duration
+		refusal string
+	}{
+		{5 * time.Minute, "runs past the parent's delegation expiry"},
+		{time.Hour, "is longer than the parent's delegation TTL"},
+	} {
+		sent := st.Count(caracaltest.RouteStart)
+		grant := caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: 2}, tc.ttl)
+
+		_, err := c.Spawn(parent.Context(), caracal.WithLabels("reader"), caracal.WithGrant(grant))
+		require.ErrorIs(t, err, caracal.ErrInvalidGrant, tc.ttl)
+		assert.ErrorContains(t, err, tc.refusal)
+		assert.ErrorContains(t, err, "a TTL of 0 fits the delegation inside the parent's")
+		assert.ErrorContains(t, err, "or pass a TTL shorter than")
+		assert.Equal(t, sent, st.Count(caracaltest.RouteStart), "%v: refused before any call", tc.ttl)
+
+		_, err = c.Delegate(parent.Context(), peer.ID(), grant)
+		require.ErrorIs(t, err, caracal.ErrInvalidGrant, tc.ttl)
+		assert.ErrorContains(t, err, "pass a TTL shorter than")
+		assert.NotContains(t, err.Error(), "a TTL of 0")
+	}
 
 	child, err := c.Spawn(parent.Context(), caracal.WithLabels("reader"),
 		caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: 2}, 0)))
 	require.NoError(t, err, "a TTL of 0 fits")
 	require.NoError(t, child.Close(t.Context()))
-}
-
-// A TTL longer than the parent's delegation TTL says what fits, as one
-// that runs past its expiry does.
-func TestNarrowTTLLongerThanTheParentsSaysWhatFits(t *testing.T) {
-	st, c := newStack(t)
-	_, parent := narrowReader(t, c, caracal.Constraints{MaxHops: 3}, "reader")
-	sent := st.Count(caracaltest.RouteStart)
-	grant := caracal.Grant.Narrow([]string{"tickets:read"}, "", caracal.Constraints{MaxHops: 2}, time.Hour)
-
-	_, err := c.Spawn(parent.Context(), caracal.WithLabels("reader"), caracal.WithGrant(grant))
-	require.ErrorIs(t, err, caracal.ErrInvalidGrant)
-	assert.ErrorContains(t, err, "is longer than the parent's delegation TTL")
-	assert.ErrorContains(t, err, "a TTL of 0 fits the delegation inside the parent's")
-	assert.Equal(t, sent, st.Count(caracaltest.RouteStart), "refused before any call")
-
-	peer, err := c.Spawn(t.Context(), caracal.WithLabels("reader"))
-	require.NoError(t, err)
-	_, err = c.Delegate(parent.Context(), peer.ID(), grant)
-	require.ErrorIs(t, err, caracal.ErrInvalidGrant)
-	assert.ErrorContains(t, err, "pass a TTL shorter than")
-	assert.NotContains(t, err.Error(), "a TTL of 0")
 }
