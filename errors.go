@@ -44,8 +44,10 @@ var (
 	// revoked a delegation it held.
 	ErrSessionClosed = apierr.ErrSessionClosed
 	// ErrNarrowNeedsParent: Grant.Narrow was used with no parent session.
+	// It also matches ErrInvalidGrant.
 	ErrNarrowNeedsParent = apierr.ErrNarrowNeedsParent
-	// ErrBudgetUnsupported: Constraints.Budget was set; a v1 STS cannot honour it.
+	// ErrBudgetUnsupported: Constraints.Budget was set; a v1 STS cannot
+	// honour it. It also matches ErrInvalidGrant.
 	ErrBudgetUnsupported = apierr.ErrBudgetUnsupported
 	// ErrInvalidGrant: a grant or delegation was refused locally before any
 	// call, or a gateway mandate was minted with too little life for the

@@ -114,8 +114,8 @@ type Service struct {
 // service this process started; otherwise the service starts as a root
 // session, under the application's authority. An explicit WithParent naming
 // a task fails with the Coordinator's task_session_cannot_start_service, and
-// Grant.Narrow with only a task bound to ctx fails with ErrInvalidGrant
-// before any call (a narrowing needs a parent).
+// Grant.Narrow with only a task bound to ctx fails with ErrNarrowNeedsParent
+// before any call.
 //
 // The lease renews the session, not a narrowed service's delegation: the
 // edge ends at its expiry (the Narrow ttl, 24 hours by default), after which
@@ -140,8 +140,8 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 	if cfg.parent == nil && !cfg.noParent {
 		if a, ok := FromContext(ctx); ok && !a.service {
 			if cfg.grant != nil && cfg.grant.mode == grantNarrow {
-				return nil, fmt.Errorf("%w: Grant.Narrow needs a parent, and the session bound to the context (%s) is not a service this process holds; a task cannot parent a service (its end would end the service). Spawn the service from a service's Context, or name a service parent with WithParent",
-					ErrInvalidGrant, a.sessionID)
+				return nil, fmt.Errorf("%w: the session bound to the context (%s) is not a service this process holds, and a task cannot parent a service (its end would end the service); spawn the service from a service's Context, or name a service parent with WithParent",
+					ErrNarrowNeedsParent, a.sessionID)
 			}
 			opts = append(opts[:len(opts):len(opts)], WithoutParent())
 		}

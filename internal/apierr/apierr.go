@@ -12,12 +12,14 @@ import (
 
 // Sentinel errors for states a caller acts on. Match with errors.Is.
 var (
-	ErrNoSession         = errors.New("caracal: no agent session is bound to the context; call Spawn (or bind one with NewContext) first, or pass AsApplication() for the application's own identity")
-	ErrClosed            = errors.New("caracal: the client is closed; create a new one with caracal.New")
-	ErrSessionClosed     = errors.New("caracal: the session is closed; spawn a new one to keep working")
-	ErrNarrowNeedsParent = errors.New("caracal: Grant.Narrow needs a parent session; spawn the parent first or pass WithParent")
-	ErrBudgetUnsupported = errors.New("caracal: the budget constraint cannot be honoured by a Caracal v1 STS (every mint against such a delegation fails); leave Budget at 0")
-	ErrInvalidGrant      = errors.New("caracal: invalid grant")
+	ErrNoSession     = errors.New("caracal: no agent session is bound to the context; call Spawn (or bind one with NewContext) first, or pass AsApplication() for the application's own identity")
+	ErrClosed        = errors.New("caracal: the client is closed; create a new one with caracal.New")
+	ErrSessionClosed = errors.New("caracal: the session is closed; spawn a new one to keep working")
+	ErrInvalidGrant  = errors.New("caracal: invalid grant")
+	// ErrNarrowNeedsParent and ErrBudgetUnsupported are grants refused
+	// before any call, so they match ErrInvalidGrant too.
+	ErrNarrowNeedsParent = fmt.Errorf("%w: Grant.Narrow needs a parent session; spawn the parent first or pass WithParent", ErrInvalidGrant)
+	ErrBudgetUnsupported = fmt.Errorf("%w: the budget constraint cannot be honoured by a Caracal v1 STS (every mint against such a delegation fails); leave Budget at 0", ErrInvalidGrant)
 	ErrStaticToken       = errors.New("caracal: a bootstrap token cannot mint gateway mandates; configure a client secret")
 	ErrCredentials       = errors.New("caracal: the application's credentials are not accepted; check the client secret (or bootstrap token), the zone id and the application id")
 
