@@ -16,6 +16,11 @@ import "github.com/caracal-go/caracal/internal/apierr"
 //	Description string        // the server's text, if any
 //	RequestID   string        // the server's request id (at the Coordinator, the one the SDK sent), if any
 //	RetryAfter  time.Duration // the server's Retry-After, if any
+//
+// Its Temporary method reports whether the same call may succeed later:
+// true for 5xx, sts_unavailable, 408, 425 and 429, except for a limit that
+// no retry lifts (session_depth_limit_exceeded,
+// idempotency_receipt_limit_exceeded).
 type Error = apierr.Error
 
 // ApprovalRequiredError is returned when minting a gateway mandate is held
@@ -33,66 +38,73 @@ type Error = apierr.Error
 //	ExpiresAt  time.Time // when the hold expires
 type ApprovalRequiredError = apierr.ApprovalRequiredError
 
-// Sentinel errors. Each message says what to do.
+// Sentinel errors, matched with errors.Is. Each message says what to do.
 var (
-	// ErrNoSession: no agent session is bound to the context.
+	// ErrNoSession means that no agent session is bound to the context.
 	ErrNoSession = apierr.ErrNoSession
-	// ErrClosed: the client was closed.
+	// ErrClosed means that the client was closed.
 	ErrClosed = apierr.ErrClosed
-	// ErrSessionClosed: the session or service handle was closed, a
-	// parent session it was started under here ended, or RevokeDelegation
-	// revoked a delegation it held.
+	// ErrSessionClosed means that the session or service handle was
+	// closed, a parent session it was started under here ended, or
+	// RevokeDelegation revoked a delegation it held.
 	ErrSessionClosed = apierr.ErrSessionClosed
-	// ErrNarrowNeedsParent: Grant.Narrow was used with no parent session.
-	// It also matches ErrInvalidGrant.
+	// ErrNarrowNeedsParent means that Grant.Narrow was used with no parent
+	// session. It also matches ErrInvalidGrant.
 	ErrNarrowNeedsParent = apierr.ErrNarrowNeedsParent
-	// ErrBudgetUnsupported: Constraints.Budget was set; a v1 STS cannot
-	// honour it. It also matches ErrInvalidGrant.
+	// ErrBudgetUnsupported means that Constraints.Budget was set, which a
+	// v1 STS cannot honour. It also matches ErrInvalidGrant.
 	ErrBudgetUnsupported = apierr.ErrBudgetUnsupported
-	// ErrInvalidGrant: a grant or delegation was refused locally before any
-	// call, or a gateway mandate was minted with too little life for the
-	// Gateway (its delegation ends within 35 s; see Grant.Narrow).
+	// ErrInvalidGrant means that a grant or delegation was refused locally
+	// before any call, or that a gateway mandate was minted with too little
+	// life for the Gateway (its delegation ends within 35 s; see
+	// Grant.Narrow).
 	ErrInvalidGrant = apierr.ErrInvalidGrant
-	// ErrStaticToken: the client runs on a bootstrap token and cannot mint.
+	// ErrStaticToken means that the client runs on a bootstrap token and
+	// cannot mint.
 	ErrStaticToken = apierr.ErrStaticToken
-	// ErrCredentials: the STS refused the application's credentials (a wrong
-	// secret, or an application of another zone), or the bootstrap token
-	// expired.
+	// ErrCredentials means that the STS refused the application's
+	// credentials (a wrong secret, or an application of another zone), or
+	// that the bootstrap token expired.
 	ErrCredentials = apierr.ErrCredentials
 
-	// ErrNotFound: the server answered 404 (session, delegation, approval, …).
+	// ErrNotFound means that the server answered 404 (session, delegation,
+	// approval, …).
 	ErrNotFound = apierr.ErrNotFound
-	// ErrAccessDenied: the server answered 403 or access_denied.
+	// ErrAccessDenied means that the server answered 403 or access_denied.
 	ErrAccessDenied = apierr.ErrAccessDenied
-	// ErrUnauthorized: the server answered 401.
+	// ErrUnauthorized means that the server answered 401.
 	ErrUnauthorized = apierr.ErrUnauthorized
-	// ErrRateLimited: the server answered 429.
+	// ErrRateLimited means that the server answered 429.
 	ErrRateLimited = apierr.ErrRateLimited
-	// ErrConflict: the server answered 409.
+	// ErrConflict means that the server answered 409.
 	ErrConflict = apierr.ErrConflict
-	// ErrInvalidRequest: the server refused the request's shape (400, 413,
-	// 415), or an option value (WithTTL, WithLabels, …) was refused before
-	// any call.
+	// ErrInvalidRequest means that the server refused the request's shape
+	// (400, 413, 415), or that an option value (WithTTL, WithLabels, …) was
+	// refused before any call.
 	ErrInvalidRequest = apierr.ErrInvalidRequest
-	// ErrUnavailable: the server is unavailable: it did not answer,
-	// answered 5xx or sts_unavailable, or gave an answer that cannot be
-	// used (malformed, or about another token, session, delegation or
-	// approval than the one asked for).
+	// ErrUnavailable means that the server is unavailable: it did not
+	// answer, answered 5xx or sts_unavailable, or gave an answer that
+	// cannot be used (malformed, or about another token, session,
+	// delegation or approval than the one asked for).
 	ErrUnavailable = apierr.ErrUnavailable
-	// ErrApprovalRequired: a mint is held for human approval.
+	// ErrApprovalRequired means that a mint is held for human approval
+	// (see ApprovalRequiredError).
 	ErrApprovalRequired = apierr.ErrApprovalRequired
-	// ErrApprovalRejected: the approval was rejected.
+	// ErrApprovalRejected means that the approval was rejected.
 	ErrApprovalRejected = apierr.ErrApprovalRejected
 
-	// ErrLeaseLost: a service lease is gone for good (fenced, terminated,
-	// not found). A server answer matches it only from a heartbeat or an
-	// AttachService, except session_lease_fenced, which matches from any
-	// call: a session_not_found from a Spawn or Close is not a lost lease.
+	// ErrLeaseLost means that a service lease is gone for good (fenced,
+	// terminated, not found). A server answer matches it only from a
+	// heartbeat or an AttachService, except session_lease_fenced, which
+	// matches from any call: a session_not_found from a Spawn or Close is
+	// not a lost lease.
 	ErrLeaseLost = apierr.ErrLeaseLost
-	// ErrLeaseFenced: a newer holder attached to the service session.
+	// ErrLeaseFenced means that a newer holder attached to the service
+	// session. The SDK's errors that match it match ErrLeaseLost too.
 	ErrLeaseFenced = apierr.ErrLeaseFenced
-	// ErrLeaseExpired: the lease deadline passed before a renewal.
+	// ErrLeaseExpired means that the lease deadline passed before a
+	// renewal.
 	ErrLeaseExpired = apierr.ErrLeaseExpired
-	// ErrSuspended: the service session is suspended.
+	// ErrSuspended means that the service session is suspended.
 	ErrSuspended = apierr.ErrSuspended
 )
