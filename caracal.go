@@ -13,8 +13,9 @@ import (
 	"github.com/caracal-go/caracal/internal/stsclient"
 )
 
-// Client is a connection to one Caracal zone as one application. It is safe
-// for concurrent use; what changes after New (the token cache, the open
+// Client is a connection to one Caracal zone as one application, made by
+// New or NewFromConfig; a zero Client is not usable. It is safe for
+// concurrent use; what changes after New (the token cache, the open
 // sessions, the approval-gated scopes met, the close state) is behind locks
 // or channels.
 type Client struct {

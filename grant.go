@@ -88,7 +88,8 @@ func (GrantBuilder) None() Authority { return Authority{mode: grantNone} }
 // An empty resource means the client's only configured resource (an error
 // when it has several, unless c.Resources scopes the grant). A zero ttl
 // means the child's lifetime: its WithTTL, else Config.DefaultTTL, else one
-// hour; 24 hours for a service. Under a parent narrowed by this process, a
+// hour; 24 hours for a service. A negative ttl, or one over 24 hours, is
+// refused with ErrInvalidGrant. Delegate needs a ttl or c.ExpiresAt. Under a parent narrowed by this process, a
 // default ttl is shortened to fit inside the parent's delegation, and
 // anything knowably wider than the parent's (more scopes, another resource,
 // a later expiry, more hops) is refused with ErrInvalidGrant before any

@@ -79,7 +79,9 @@ func WithMetadata(m map[string]any) SpawnOption {
 
 // WithTTL sets a task session's lifetime (up to 24 h, whole seconds rounded
 // up). Without it the client's Config.DefaultTTL applies, else the
-// Coordinator's default of one hour. Services have no TTL.
+// Coordinator's default of one hour. A d that is zero, negative or over
+// 24 h fails Spawn with ErrInvalidRequest before any call. Services have no
+// TTL: SpawnService refuses WithTTL.
 func WithTTL(d time.Duration) SpawnOption {
 	return func(c *spawnConfig) {
 		if d <= 0 || d > maxTTL {

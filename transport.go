@@ -83,7 +83,10 @@ func WithPrefetch(depth int) TransportOption {
 type requestScopesKey struct{}
 
 // WithRequestScopes returns a copy of ctx that makes a governed request sent
-// with it mint its mandate for scopes instead of the transport's.
+// with it mint its mandate for scopes instead of the transport's (a string
+// may hold several space-separated scopes). With no scopes the request mints
+// nothing, as under a transport without WithScopes: it presents the
+// context's inbound gateway mandate, or fails.
 func WithRequestScopes(ctx context.Context, scopes ...string) context.Context {
 	return context.WithValue(ctx, requestScopesKey{}, wire.NormalizeScopes(scopes))
 }
