@@ -99,7 +99,7 @@ func WithApprovalTier(t ApprovalTier) Option {
 func WithClock(c Clock) Option { return func(s *settings) { s.clock = c } }
 
 // WithLease sets the service-session lease (SERVICE_AGENT_LEASE_SECONDS,
-// default 120 s). A negative d makes New fail.
+// default 120 s). Zero keeps the default; a negative d makes New fail.
 func WithLease(d time.Duration) Option { return func(s *settings) { s.lease = d } }
 
 // WithLimits sets the servers' tunable limits; zero fields keep the

@@ -340,7 +340,7 @@ func (s *Stack) sweepLoop() {
 // InMemory stack has none. In-process upstream handlers must return when
 // their request's context is done; over loopback, connections whose
 // handlers are still running a second later are closed. Close is
-// idempotent.
+// idempotent and always returns nil.
 func (s *Stack) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
