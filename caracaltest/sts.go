@@ -219,7 +219,7 @@ func parseTokenRequest(r *http.Request) (*tokenRequest, *stsFailure) {
 	return req, nil
 }
 
-// requestID adopts the caller's X-Request-Id verbatim (the STS does not
+// stsRequestID adopts the caller's X-Request-Id verbatim (the STS does not
 // validate it) or makes a UUIDv7.
 func stsRequestID(r *http.Request) string {
 	if id := r.Header.Get(wire.HeaderRequestID); id != "" {

@@ -248,7 +248,7 @@ func (d *delegation) insideEdge(r *resource) bool {
 	return len(d.c.resources) == 0 || slices.Contains(d.c.resources, r.identifier)
 }
 
-// delegatedLifetime applies row 24: the requested lifetime, then the clamps of
+// lifetime applies row 24: the requested lifetime, then the clamps of
 // the edge's remaining life and its constraints.
 func (d *delegation) lifetime(ttl int, limit time.Duration, now time.Time) (time.Duration, *stsFailure) {
 	life, f := tokenLifetime(ttl, limit)

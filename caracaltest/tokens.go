@@ -48,7 +48,7 @@ type chainLink struct {
 	DelegationEdgeID string `json:"delegation_edge_id,omitempty"`
 }
 
-// delegationClaims fills the delegated-token claims from a validated lineage
+// setDelegation fills the delegated-token claims from a validated lineage
 // (root-most edge first, presented edge last).
 func (c *tokenClaims) setDelegation(path []*edge, epoch int64) {
 	if len(path) == 0 {
