@@ -1,7 +1,9 @@
-// Package coordclient talks to the Caracal Coordinator: session start and
-// retire, heartbeat, lease acquire, delegations. Every call authenticates with
-// a lifecycle token from a TokenSource and, on a 401, invalidates it and
-// retries once with a fresh one.
+// Package coordclient talks to the Caracal Coordinator: session start,
+// resume and retire, heartbeat, lease acquire, delegation create and revoke,
+// and the inbound-edge reads. Every call authenticates with a lifecycle token
+// from a TokenSource and, on a 401, invalidates it and retries once with a
+// fresh one; a static token (the configured bootstrap token) is not retried,
+// as no refresh changes it, and its refusal says what to configure instead.
 package coordclient
 
 import (
