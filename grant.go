@@ -219,37 +219,8 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 		return narrowPlan{}, invalidGrant("Constraints.ExpiresAt %s is less than a second away", k.ExpiresAt.Format(time.RFC3339))
 	}
 
-	// Resources: the edge must be resource-scoped (a lifecycle token cannot
-	// create a broad delegation).
-	var listed []string
-	for _, r := range k.Resources {
-		r = strings.TrimSpace(r)
-		if r == "" {
-			return narrowPlan{}, invalidGrant("Constraints.Resources has an empty resource")
-		}
-		if !slices.Contains(listed, r) {
-			listed = append(listed, r)
-		}
-	}
-	if len(listed) > maxGrantResources {
-		return narrowPlan{}, invalidGrant("at most %d resources", maxGrantResources)
-	}
-	p.constraints.Resources = listed
-	p.resource = strings.TrimSpace(g.resource)
-	if p.resource == "" && len(listed) == 0 {
-		aud := c.cfg.audience()
-		if len(aud) != 1 {
-			return narrowPlan{}, invalidGrant("Grant.Narrow needs a resource identifier (the client has %d configured resources: %s); pass it as Narrow's resource argument",
-				len(aud), strings.Join(aud, ", "))
-		}
-		p.resource = aud[0]
-	}
-	if p.resource != "" && len(listed) > 0 && !slices.Contains(listed, p.resource) {
-		return narrowPlan{}, invalidGrant("resource %s is not among Constraints.Resources %v", p.resource, listed)
-	}
-	p.resources = listed
-	if len(listed) == 0 {
-		p.resources = []string{p.resource}
+	if err := c.scopeResources(&p, g); err != nil {
+		return narrowPlan{}, err
 	}
 
 	// Lifetime, in the whole seconds it is sent as.
@@ -262,78 +233,136 @@ func (c *Client) planNarrow(g Authority, source *Agent, defaultTTL time.Duration
 	}
 
 	if e := source.edge; e != nil {
-		for _, s := range p.scopes {
-			if !slices.Contains(e.scopes, s) {
-				return narrowPlan{}, invalidGrant("scope %s is wider than the parent's delegation (%q)", s, e.scopes)
-			}
+		if err := p.checkParent(e, k.MaxHops); err != nil {
+			return narrowPlan{}, err
 		}
-		if len(e.resources) > 0 {
-			for _, r := range p.resources {
-				if !slices.Contains(e.resources, r) {
-					return narrowPlan{}, invalidGrant("resource %s is outside the parent's delegation (%q)", r, e.resources)
-				}
-			}
-		}
-		// The new edge sits depth edges deep, and an edge mints only with
-		// MaxHops >= its depth (PROTOCOL §6.6); the parent's must exceed
-		// the child's (§6.5 rule 4). An edge that cannot mint is refused:
-		// neither it nor anything under it could ever use a resource. When
-		// the depth is not known, only the Coordinator's rule is checked.
-		depth := p.depth
-		parentHops := max(e.maxHops, 1)
-		if parentHops < 2 && depth == 0 {
-			return narrowPlan{}, invalidGrant("the parent's delegation (MaxHops %d) allows no delegation under it; give the parent's Grant.Narrow Constraints.MaxHops >= 2", parentHops)
-		}
-		if parentHops <= depth {
-			return narrowPlan{}, invalidGrant("the parent's delegation (MaxHops %d) leaves no usable hop for an edge %d deep; give the parent's Grant.Narrow Constraints.MaxHops >= %d and this one %d", parentHops, depth, depth+1, depth)
-		}
-		child := max(k.MaxHops, 1)
-		if child > parentHops-1 {
-			return narrowPlan{}, invalidGrant("MaxHops %d is wider than the parent's delegation allows (at most %d)", child, parentHops-1)
-		}
-		if child < depth {
-			return narrowPlan{}, invalidGrant("an edge %d deep can mint only with MaxHops >= %d; give this grant Constraints.MaxHops %d", depth, depth, depth)
-		}
-		if e.ttl > 0 {
-			// The parent's TTL caps its children's (and a child must then
-			// carry one).
-			switch {
-			case ttl == 0:
-				ttl = min(e.ttl, time.Until(k.ExpiresAt).Truncate(time.Second))
-				if ttl <= 0 {
-					// The child must carry a TTL, and none is left.
-					return narrowPlan{}, invalidGrant("Constraints.ExpiresAt %s is less than a second away", k.ExpiresAt.Format(time.RFC3339))
-				}
-			case ttl > e.ttl && defaulted:
-				ttl = e.ttl
-			case ttl > e.ttl:
-				return narrowPlan{}, invalidGrant("the TTL %v is longer than the parent's delegation TTL %v; %s", g.ttl, e.ttl, fitAdvice(e, defaultTTL))
-			}
-		}
-		if !e.expiresAt.IsZero() {
-			// As sent: in whole milliseconds (wire.CoordinatorTime).
-			if !k.ExpiresAt.IsZero() && k.ExpiresAt.Truncate(time.Millisecond).After(e.expiresAt) {
-				return narrowPlan{}, invalidGrant("Constraints.ExpiresAt %s is after the parent's delegation expiry %s", k.ExpiresAt.Format(time.RFC3339), e.expiresAt.Format(time.RFC3339))
-			}
-			// The Coordinator adds the TTL to its own now: compared on this
-			// process's clock, as the parent's end is known here.
-			if end := now.Add(ttl); k.ExpiresAt.IsZero() && end.After(e.end()) {
-				if !defaulted {
-					return narrowPlan{}, invalidGrant("the TTL %v (sent as %v) runs past the parent's delegation expiry %s; %s", g.ttl, ttl, e.expiresAt.Format(time.RFC3339), fitAdvice(e, defaultTTL))
-				}
-				// Fit a default inside the parent, a second short to absorb
-				// the rounding to whole seconds.
-				ttl = time.Until(e.end()).Truncate(time.Second) - time.Second
-				if ttl <= 0 {
-					return narrowPlan{}, invalidGrant("the parent's delegation expires at %s; nothing is left to narrow", e.expiresAt.Format(time.RFC3339))
-				}
-			}
+		var err error
+		if ttl, err = fitParentLifetime(e, g, ttl, defaulted, defaultTTL, now); err != nil {
+			return narrowPlan{}, err
 		}
 	}
 	if ttl > 0 {
 		p.ttlSeconds = ceilSeconds(ttl)
 	}
 	return p, nil
+}
+
+// scopeResources sets the resources p's edge is scoped to: the edge must be
+// resource-scoped, as a lifecycle token cannot create a broad delegation.
+func (c *Client) scopeResources(p *narrowPlan, g Authority) error {
+	var listed []string
+	for _, r := range g.constraints.Resources {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			return invalidGrant("Constraints.Resources has an empty resource")
+		}
+		if !slices.Contains(listed, r) {
+			listed = append(listed, r)
+		}
+	}
+	if len(listed) > maxGrantResources {
+		return invalidGrant("at most %d resources", maxGrantResources)
+	}
+	p.constraints.Resources = listed
+	p.resource = strings.TrimSpace(g.resource)
+	if p.resource == "" && len(listed) == 0 {
+		aud := c.cfg.audience()
+		if len(aud) != 1 {
+			return invalidGrant("Grant.Narrow needs a resource identifier (the client has %d configured resources: %s); pass it as Narrow's resource argument",
+				len(aud), strings.Join(aud, ", "))
+		}
+		p.resource = aud[0]
+	}
+	if p.resource != "" && len(listed) > 0 && !slices.Contains(listed, p.resource) {
+		return invalidGrant("resource %s is not among Constraints.Resources %v", p.resource, listed)
+	}
+	p.resources = listed
+	if len(listed) == 0 {
+		p.resources = []string{p.resource}
+	}
+	return nil
+}
+
+// checkParent refuses what is knowably wider than the parent's edge e:
+// another scope or resource, or hops the Coordinator would refuse or that
+// leave the new edge unable to mint. maxHops is the grant's MaxHops.
+func (p *narrowPlan) checkParent(e *edgeGrant, maxHops int) error {
+	for _, s := range p.scopes {
+		if !slices.Contains(e.scopes, s) {
+			return invalidGrant("scope %s is wider than the parent's delegation (%q)", s, e.scopes)
+		}
+	}
+	if len(e.resources) > 0 {
+		for _, r := range p.resources {
+			if !slices.Contains(e.resources, r) {
+				return invalidGrant("resource %s is outside the parent's delegation (%q)", r, e.resources)
+			}
+		}
+	}
+	// The new edge sits depth edges deep, and an edge mints only with
+	// MaxHops >= its depth (PROTOCOL §6.6); the parent's must exceed
+	// the child's (§6.5 rule 4). An edge that cannot mint is refused:
+	// neither it nor anything under it could ever use a resource. When
+	// the depth is not known, only the Coordinator's rule is checked.
+	depth := p.depth
+	parentHops := max(e.maxHops, 1)
+	if parentHops < 2 && depth == 0 {
+		return invalidGrant("the parent's delegation (MaxHops %d) allows no delegation under it; give the parent's Grant.Narrow Constraints.MaxHops >= 2", parentHops)
+	}
+	if parentHops <= depth {
+		return invalidGrant("the parent's delegation (MaxHops %d) leaves no usable hop for an edge %d deep; give the parent's Grant.Narrow Constraints.MaxHops >= %d and this one %d", parentHops, depth, depth+1, depth)
+	}
+	child := max(maxHops, 1)
+	if child > parentHops-1 {
+		return invalidGrant("MaxHops %d is wider than the parent's delegation allows (at most %d)", child, parentHops-1)
+	}
+	if child < depth {
+		return invalidGrant("an edge %d deep can mint only with MaxHops >= %d; give this grant Constraints.MaxHops %d", depth, depth, depth)
+	}
+	return nil
+}
+
+// fitParentLifetime fits ttl, the lifetime the grant g sends (defaulted when
+// it is the default TTL, which is shortened to fit rather than refused),
+// inside the parent's edge e, and returns the ttl to send.
+func fitParentLifetime(e *edgeGrant, g Authority, ttl time.Duration, defaulted bool, defaultTTL time.Duration, now time.Time) (time.Duration, error) {
+	k := g.constraints
+	if e.ttl > 0 {
+		// The parent's TTL caps its children's (and a child must then
+		// carry one).
+		switch {
+		case ttl == 0:
+			ttl = min(e.ttl, time.Until(k.ExpiresAt).Truncate(time.Second))
+			if ttl <= 0 {
+				// The child must carry a TTL, and none is left.
+				return 0, invalidGrant("Constraints.ExpiresAt %s is less than a second away", k.ExpiresAt.Format(time.RFC3339))
+			}
+		case ttl > e.ttl && defaulted:
+			ttl = e.ttl
+		case ttl > e.ttl:
+			return 0, invalidGrant("the TTL %v is longer than the parent's delegation TTL %v; %s", g.ttl, e.ttl, fitAdvice(e, defaultTTL))
+		}
+	}
+	if !e.expiresAt.IsZero() {
+		// As sent: in whole milliseconds (wire.CoordinatorTime).
+		if !k.ExpiresAt.IsZero() && k.ExpiresAt.Truncate(time.Millisecond).After(e.expiresAt) {
+			return 0, invalidGrant("Constraints.ExpiresAt %s is after the parent's delegation expiry %s", k.ExpiresAt.Format(time.RFC3339), e.expiresAt.Format(time.RFC3339))
+		}
+		// The Coordinator adds the TTL to its own now: compared on this
+		// process's clock, as the parent's end is known here.
+		if end := now.Add(ttl); k.ExpiresAt.IsZero() && end.After(e.end()) {
+			if !defaulted {
+				return 0, invalidGrant("the TTL %v (sent as %v) runs past the parent's delegation expiry %s; %s", g.ttl, ttl, e.expiresAt.Format(time.RFC3339), fitAdvice(e, defaultTTL))
+			}
+			// Fit a default inside the parent, a second short to absorb
+			// the rounding to whole seconds.
+			ttl = time.Until(e.end()).Truncate(time.Second) - time.Second
+			if ttl <= 0 {
+				return 0, invalidGrant("the parent's delegation expires at %s; nothing is left to narrow", e.expiresAt.Format(time.RFC3339))
+			}
+		}
+	}
+	return ttl, nil
 }
 
 // fitAdvice says which TTL fits a narrowing inside the parent's delegation
