@@ -108,24 +108,65 @@ func (l *loader) load() (Config, error) {
 	before := len(l.errs)
 	l.loadProfile()
 	l.profileFailed = l.profile == nil && len(l.errs) > before
-	p := l.profile
-	if p != nil {
-		cfg.Profile = p.path
+	if l.profile != nil {
+		cfg.Profile = l.profile.path
 	}
-	pd := profileData{}
-	if p != nil {
-		pd = p.data
-	}
-	withProfile := func(k string) string {
-		if p == nil {
-			return ""
+	l.identity(&cfg, ov)
+	if ov.opt.set&keyCred != 0 {
+		cfg.ClientSecret, cfg.BootstrapToken = ov.ClientSecret, ov.BootstrapToken
+		l.source("credential", ov.opt.credFrom)
+		if cfg.BootstrapToken != "" {
+			if err := checkBootstrapToken(ov.opt.credFrom, cfg.BootstrapToken, l.now); err != nil {
+				l.fail(err)
+			}
 		}
-		return p.key(k)
+	} else if !l.profileHasBothSecrets() {
+		cfg.ClientSecret, cfg.BootstrapToken = l.credential()
 	}
+	insecure := l.serviceURLs(&cfg, ov)
+	cfg.DefaultTTL = l.defaultTTL(ov)
+	l.resources(&cfg, ov)
 
-	// Identity.
-	zone := l.scalar(ov.opt.set&keyZone != 0, ov.ZoneID, "WithZone", "CARACAL_ZONE_ID", pd.ZoneID, withProfile("zone_id"))
-	app := l.scalar(ov.opt.set&keyApp != 0, ov.ApplicationID, "WithApplication", "CARACAL_APPLICATION_ID", pd.ApplicationID, withProfile("application_id"))
+	if len(l.errs) > 0 {
+		return Config{}, errors.Join(l.errs...)
+	}
+	// Every rule above is at least as strict as Validate; this catches a
+	// rule added to Validate and forgotten here.
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	// Only a configuration in use lets a plain-http URL through.
+	if len(insecure) > 0 {
+		l.warn("caracal: CARACAL_ALLOW_INSECURE_CONFIG_URLS=true lets plain-http service URLs through in production", "urls", insecure)
+	}
+	if l.log != nil {
+		l.log.Debug("caracal: configuration loaded", "config", cfg, slog.Group("sources", l.sources...))
+	}
+	return cfg, nil
+}
+
+// fromProfile is the loaded profile's data, zero when there is none.
+func (l *loader) fromProfile() profileData {
+	if l.profile == nil {
+		return profileData{}
+	}
+	return l.profile.data
+}
+
+// profileKey names the profile key k for messages, "" when there is no
+// profile.
+func (l *loader) profileKey(k string) string {
+	if l.profile == nil {
+		return ""
+	}
+	return l.profile.key(k)
+}
+
+// identity resolves the zone and the application.
+func (l *loader) identity(cfg *Config, ov Config) {
+	pd := l.fromProfile()
+	zone := l.scalar(ov.opt.set&keyZone != 0, ov.ZoneID, "WithZone", "CARACAL_ZONE_ID", pd.ZoneID, l.profileKey("zone_id"))
+	app := l.scalar(ov.opt.set&keyApp != 0, ov.ApplicationID, "WithApplication", "CARACAL_APPLICATION_ID", pd.ApplicationID, l.profileKey("application_id"))
 	cfg.ZoneID, cfg.ApplicationID = zone.val, app.val
 	l.source("zone_id", zone.from)
 	l.source("application_id", app.from)
@@ -140,21 +181,12 @@ func (l *loader) load() (Config, error) {
 	if app.val == "" && app.from == "" {
 		l.fail(l.missing("CARACAL_APPLICATION_ID", "application_id", "WithApplication"))
 	}
+}
 
-	// Credential.
-	if ov.opt.set&keyCred != 0 {
-		cfg.ClientSecret, cfg.BootstrapToken = ov.ClientSecret, ov.BootstrapToken
-		l.source("credential", ov.opt.credFrom)
-		if cfg.BootstrapToken != "" {
-			if err := checkBootstrapToken(ov.opt.credFrom, cfg.BootstrapToken, l.now); err != nil {
-				l.fail(err)
-			}
-		}
-	} else if !l.profileHasBothSecrets() {
-		cfg.ClientSecret, cfg.BootstrapToken = l.credential()
-	}
-
-	// Service URLs.
+// serviceURLs resolves the STS, Coordinator and Gateway URLs, and returns
+// the sources of those that are plain http in production.
+func (l *loader) serviceURLs(cfg *Config, ov Config) (insecure []string) {
+	pd := l.fromProfile()
 	urls := []struct {
 		set                    bool
 		ov, opt, env, pv, pkey string
@@ -165,9 +197,8 @@ func (l *loader) load() (Config, error) {
 		{ov.opt.set&keyCoord != 0, ov.CoordinatorURL, "WithCoordinatorURL", "CARACAL_COORDINATOR_URL", pd.CoordinatorURL, "coordinator_url", defaultCoordinatorURL, &cfg.CoordinatorURL},
 		{ov.opt.set&keyGateway != 0, ov.GatewayURL, "WithGatewayURL", "CARACAL_GATEWAY_URL", pd.GatewayURL, "gateway_url", defaultGatewayURL, &cfg.GatewayURL},
 	}
-	var insecure []string
 	for _, u := range urls {
-		s := l.scalar(u.set, u.ov, u.opt, u.env, u.pv, withProfile(u.pkey))
+		s := l.scalar(u.set, u.ov, u.opt, u.env, u.pv, l.profileKey(u.pkey))
 		switch {
 		case s.val == "" && s.from != "":
 			continue // a refused option, reported
@@ -187,11 +218,12 @@ func (l *loader) load() (Config, error) {
 			insecure = append(insecure, s.from)
 		}
 	}
+	return insecure
+}
 
-	// Default TTL.
-	cfg.DefaultTTL = l.defaultTTL(ov)
-
-	// Resources and bindings.
+// resources resolves the resources and the resource bindings.
+func (l *loader) resources(cfg *Config, ov Config) {
+	pd := l.fromProfile()
 	var profBindings []ResourceBinding
 	for _, list := range []struct {
 		name  string
@@ -201,7 +233,7 @@ func (l *loader) load() (Config, error) {
 			c.Resource, c.UpstreamPrefix = strings.TrimSpace(c.Resource), strings.TrimSpace(c.UpstreamPrefix)
 			where := fmt.Sprintf("%s[%d]", list.name, i)
 			if c.Resource == "" {
-				l.failf("caracal: %s: %s: resource is empty (set it to the resource identifier)", p.path, where)
+				l.failf("caracal: %s: %s: resource is empty (set it to the resource identifier)", l.profile.path, where)
 				continue
 			}
 			cfg.Resources = append(cfg.Resources, c.Resource)
@@ -209,7 +241,7 @@ func (l *loader) load() (Config, error) {
 				continue
 			}
 			if err := checkBinding(c.Resource, c.UpstreamPrefix); err != nil {
-				l.failf("caracal: %s: %s %s: %v", p.path, where, showURL(c.Resource), err)
+				l.failf("caracal: %s: %s %s: %v", l.profile.path, where, showURL(c.Resource), err)
 				continue
 			}
 			profBindings = append(profBindings, ResourceBinding{c.Resource, c.UpstreamPrefix})
@@ -240,23 +272,6 @@ func (l *loader) load() (Config, error) {
 		envBindings = bs
 	}
 	cfg.Bindings = mergeBindings(profBindings, fileBindings, envBindings, ov.Bindings)
-
-	if len(l.errs) > 0 {
-		return Config{}, errors.Join(l.errs...)
-	}
-	// Every rule above is at least as strict as Validate; this catches a
-	// rule added to Validate and forgotten here.
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
-	}
-	// Only a configuration in use lets a plain-http URL through.
-	if len(insecure) > 0 {
-		l.warn("caracal: CARACAL_ALLOW_INSECURE_CONFIG_URLS=true lets plain-http service URLs through in production", "urls", insecure)
-	}
-	if l.log != nil {
-		l.log.Debug("caracal: configuration loaded", "config", cfg, slog.Group("sources", l.sources...))
-	}
-	return cfg, nil
 }
 
 // source records where a key's value came from, for the debug log.
@@ -320,10 +335,7 @@ func (l *loader) credential() (secret, token string) {
 	envSecret := l.getenv("CARACAL_APP_CLIENT_SECRET")
 	envFile := l.getenv("CARACAL_APP_CLIENT_SECRET_FILE")
 	envToken := l.getenv("CARACAL_BOOTSTRAP_TOKEN")
-	pd := profileData{}
-	if l.profile != nil {
-		pd = l.profile.data
-	}
+	pd := l.fromProfile()
 
 	var secretFrom string
 	switch {
