@@ -113,7 +113,9 @@ func VerifyCacheSize(n int) VerifyOption {
 // the first token under the new key id refetches the key set, unless a
 // fetch for another unknown key id (or a failed fetch) came less than 30 s
 // before: the token is then refused (401 invalid_token "unknown signing
-// key") until those 30 s have passed.
+// key") until those 30 s have passed. Revocation is not checked: a token
+// verifies until it expires, even after its session or delegation ended; the
+// Gateway checks revocation when it forwards the request the token came with.
 func VerifyTokens(resource string, opts ...VerifyOption) MiddlewareOption {
 	vc := &verifyConfig{resource: resource}
 	apply(vc, opts)
