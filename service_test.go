@@ -295,6 +295,7 @@ func TestServiceNarrowedUnderService(t *testing.T) {
 		st, c := serviceStack(t)
 		parent, err := c.SpawnService(t.Context(), caracal.WithLabels("reader"), caracal.HeartbeatAuto())
 		require.NoError(t, err)
+		start := time.Now()
 		child, err := c.SpawnService(parent.Context(), caracal.WithLabels("reader"), caracal.HeartbeatAuto(),
 			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 0)))
 		require.NoError(t, err)
@@ -306,6 +307,7 @@ func TestServiceNarrowedUnderService(t *testing.T) {
 		assert.Equal(t, child.ID(), edge.Target)
 		assert.Equal(t, []string{"tickets:read"}, edge.Scopes)
 		assert.Equal(t, "active", edge.Status)
+		sameTime(t, start.Add(24*time.Hour), edge.ExpiresAt) // a zero ttl: a day, not the lease
 		info, _ := st.SessionInfo(child.ID())
 		assert.Equal(t, parent.ID(), info.ParentID)
 
@@ -318,6 +320,8 @@ func TestServiceNarrowedUnderService(t *testing.T) {
 		assert.Equal(t, "active", edge.Status)
 
 		require.NoError(t, child.Close(t.Context()))
+		info, _ = st.SessionInfo(child.ID())
+		assert.Equal(t, "terminated", info.Status, "closing the handle retires the narrowed service")
 		require.NoError(t, parent.Close(t.Context()))
 	})
 }
