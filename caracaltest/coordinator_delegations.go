@@ -96,69 +96,13 @@ func (w *world) createDelegation(c *call) {
 		c.fail(http.StatusConflict, "delegation_application_mismatch")
 		return
 	}
-	// Row 12: resolve resources; identifiers in the order they define.
-	var res *resource
-	var resolved []*resource
-	if req.resourceID != "" {
-		if res = w.resolveResource(req.resourceID); res == nil {
-			c.fail(http.StatusNotFound, "resource_not_found")
-			return
-		}
-	}
-	for _, id := range cons.Resources {
-		r := w.resources[id]
-		if r == nil {
-			c.fail(http.StatusNotFound, "resource_not_found")
-			return
-		}
-		if !slices.Contains(resolved, r) {
-			resolved = append(resolved, r)
-		}
-	}
-	if res != nil && len(resolved) > 0 && !slices.Contains(resolved, res) { // row 13
-		c.fail(http.StatusBadRequest, "delegation_resource_scope_mismatch")
+	res, resolved, ok := w.delegationResources(c, req, cons) // rows 12-14
+	if !ok {
 		return
 	}
-	if res != nil && !slices.Contains(resolved, res) {
-		resolved = append([]*resource{res}, resolved...)
-	}
-	if len(resolved) > 0 { // row 14
-		var declared []string
-		for _, r := range resolved {
-			declared = append(declared, r.scopes...)
-		}
-		for _, s := range req.scopes {
-			if !slices.Contains(declared, s) {
-				c.fail(http.StatusForbidden, "delegation_scopes_exceed_resource")
-				return
-			}
-		}
-	}
-	// Rows 15-16: the parent edge.
-	inbound := w.liveInbound(src.id)
-	var parent *edge
-	considered := []string{}
-	if len(inbound) > 0 {
-		for _, e := range inbound {
-			considered = append(considered, e.id)
-		}
-		switch {
-		case req.parentEdgeID != "":
-			for _, e := range inbound {
-				if e.id == req.parentEdgeID {
-					parent = e
-				}
-			}
-			if parent == nil {
-				c.fail(http.StatusForbidden, "parent_delegation_not_active")
-				return
-			}
-		case len(inbound) > 1:
-			c.fail(http.StatusConflict, "parent_delegation_ambiguous")
-			return
-		default:
-			parent = inbound[0]
-		}
+	parent, considered, ok := w.parentEdge(c, src.id, req.parentEdgeID) // rows 15-16
+	if !ok {
+		return
 	}
 	var requested time.Time
 	switch {
@@ -210,6 +154,93 @@ func (w *world) createDelegation(c *call) {
 	}
 	w.addEdge(e)
 
+	body := mustJSON(w.delegationCreatedBody(e, resolved, considered, broad))
+	if key != "" {
+		w.storeReceipt(opDelegationCreate, req.issuer, key, false, dig, http.StatusCreated, body, e.id)
+	}
+	c.rw.Header().Set("Content-Type", "application/json; charset=utf-8")
+	c.rw.WriteHeader(http.StatusCreated)
+	_, _ = c.rw.Write(body)
+}
+
+// delegationResources resolves the resources of a delegation create (rows
+// 12-14): res is the resource_id's, resolved every resource the edge is
+// scoped to, in the order their identifiers are listed. On a refusal it has
+// answered c and reports false.
+func (w *world) delegationResources(c *call, req delegationRequest, cons wire.Constraints) (res *resource, resolved []*resource, ok bool) {
+	if req.resourceID != "" {
+		if res = w.resolveResource(req.resourceID); res == nil {
+			c.fail(http.StatusNotFound, "resource_not_found")
+			return nil, nil, false
+		}
+	}
+	for _, id := range cons.Resources {
+		r := w.resources[id]
+		if r == nil {
+			c.fail(http.StatusNotFound, "resource_not_found")
+			return nil, nil, false
+		}
+		if !slices.Contains(resolved, r) {
+			resolved = append(resolved, r)
+		}
+	}
+	if res != nil && len(resolved) > 0 && !slices.Contains(resolved, res) { // row 13
+		c.fail(http.StatusBadRequest, "delegation_resource_scope_mismatch")
+		return nil, nil, false
+	}
+	if res != nil && !slices.Contains(resolved, res) {
+		resolved = append([]*resource{res}, resolved...)
+	}
+	if len(resolved) > 0 { // row 14
+		var declared []string
+		for _, r := range resolved {
+			declared = append(declared, r.scopes...)
+		}
+		for _, s := range req.scopes {
+			if !slices.Contains(declared, s) {
+				c.fail(http.StatusForbidden, "delegation_scopes_exceed_resource")
+				return nil, nil, false
+			}
+		}
+	}
+	return res, resolved, true
+}
+
+// parentEdge picks the parent of an edge from the session source (rows
+// 15-16): none for a session with no live inbound edge, else the one
+// parentEdgeID names, else its only one. considered lists every live
+// inbound edge. On a refusal it has answered c and reports false.
+func (w *world) parentEdge(c *call, source, parentEdgeID string) (parent *edge, considered []string, ok bool) {
+	inbound := w.liveInbound(source)
+	considered = []string{}
+	for _, e := range inbound {
+		considered = append(considered, e.id)
+	}
+	switch {
+	case len(inbound) == 0:
+		// A root edge, whatever parentEdgeID says.
+	case parentEdgeID != "":
+		for _, e := range inbound {
+			if e.id == parentEdgeID {
+				parent = e
+			}
+		}
+		if parent == nil {
+			c.fail(http.StatusForbidden, "parent_delegation_not_active")
+			return nil, nil, false
+		}
+	case len(inbound) > 1:
+		c.fail(http.StatusConflict, "parent_delegation_ambiguous")
+		return nil, nil, false
+	default:
+		parent = inbound[0]
+	}
+	return parent, considered, true
+}
+
+// delegationCreatedBody is the 201 body for the new edge e.
+func (w *world) delegationCreatedBody(e *edge, resolved []*resource, considered []string, broad bool) delegationCreated {
+	cons := e.constraints
 	identifiers := make([]string, 0, len(resolved))
 	for _, r := range resolved {
 		identifiers = append(identifiers, r.identifier)
@@ -239,16 +270,10 @@ func (w *world) createDelegation(c *call) {
 		out.Warnings = []string{"resource_null_delegation_broadens_resource_matching"}
 		out.AllowReason[1] = "broad_delegation_elevated"
 	}
-	if parent != nil {
+	if e.parentEdge != "" {
 		out.AllowReason[2] = "parent_authority_narrowed"
 	}
-	body := mustJSON(out)
-	if key != "" {
-		w.storeReceipt(opDelegationCreate, req.issuer, key, false, dig, http.StatusCreated, body, e.id)
-	}
-	c.rw.Header().Set("Content-Type", "application/json; charset=utf-8")
-	c.rw.WriteHeader(http.StatusCreated)
-	_, _ = c.rw.Write(body)
+	return out
 }
 
 // delegationDigest is the normalized delegation request of §4.2.
