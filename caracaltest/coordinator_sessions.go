@@ -54,65 +54,12 @@ func (w *world) startSession(c *call) {
 			Detail: "subject_session_id must reference an STS authority_records.id; it defaults to the bearer token's sid"})
 		return
 	}
-	zoneLive, appLive := 0, 0
-	for _, s := range w.open {
-		if s.liveForCapacity(now) {
-			zoneLive++
-			if s.app == app.id {
-				appLive++
-			}
-		}
-	}
-	if zoneLive >= w.limits.SessionsPerZone {
-		c.fail(http.StatusTooManyRequests, "session_zone_limit_exceeded")
+	if !w.roomFor(c, app, now) {
 		return
 	}
-	if app.dcr && appLive > 0 {
-		c.fail(http.StatusConflict, "dcr_application_already_bound")
+	parent, depth, mirrorOf, ok := w.startParent(c, req, isService)
+	if !ok {
 		return
-	}
-	if appLive >= w.limits.SessionsPerApp {
-		c.fail(http.StatusTooManyRequests, "session_limit_exceeded")
-		return
-	}
-	depth := 0
-	var parent *session
-	var mirrorOf *edge
-	if req.parentID != "" {
-		parent = w.sessions[req.parentID]
-		if parent == nil || parent.status != wire.StatusActive {
-			c.fail(http.StatusNotFound, "parent_not_found")
-			return
-		}
-		if papp := w.apps[parent.app]; papp != nil && papp.dcr {
-			c.fail(http.StatusConflict, "dcr_application_cannot_start_child")
-			return
-		}
-		if parent.lifecycle == wire.LifecycleTask && isService {
-			c.fail(http.StatusConflict, "task_session_cannot_start_service")
-			return
-		}
-		if parent.app != req.applicationID && !c.p.may("coordinator.spawn_under:"+parent.app) {
-			c.fail(http.StatusForbidden, "parent_ownership_required")
-			return
-		}
-		if parent.childCount >= w.limits.ChildrenPerParent {
-			c.fail(http.StatusTooManyRequests, "session_children_limit_exceeded")
-			return
-		}
-		depth = parent.depth + 1
-		if depth > w.limits.MaxDepth {
-			c.fail(http.StatusTooManyRequests, "session_depth_limit_exceeded")
-			return
-		}
-		if req.authority == wire.AuthorityInherit {
-			var code string
-			mirrorOf, code = w.resolveInherit(parent.id, req.applicationID, req.inheritEdgeID)
-			if code != "" {
-				c.fail(http.StatusConflict, code)
-				return
-			}
-		}
 	}
 	if req.parentGiven && req.parentID == "" {
 		// "" passes every check as "no parent", then violates the parent
@@ -175,6 +122,78 @@ func (w *world) startSession(c *call) {
 	c.rw.Header().Set("Content-Type", "application/json; charset=utf-8")
 	c.rw.WriteHeader(http.StatusCreated)
 	_, _ = c.rw.Write(body)
+}
+
+// roomFor checks the zone's and app's session limits for one more session
+// of app. On a refusal it has answered c and reports false.
+func (w *world) roomFor(c *call, app *application, now time.Time) bool {
+	zoneLive, appLive := 0, 0
+	for _, s := range w.open {
+		if s.liveForCapacity(now) {
+			zoneLive++
+			if s.app == app.id {
+				appLive++
+			}
+		}
+	}
+	if zoneLive >= w.limits.SessionsPerZone {
+		c.fail(http.StatusTooManyRequests, "session_zone_limit_exceeded")
+		return false
+	}
+	if app.dcr && appLive > 0 {
+		c.fail(http.StatusConflict, "dcr_application_already_bound")
+		return false
+	}
+	if appLive >= w.limits.SessionsPerApp {
+		c.fail(http.StatusTooManyRequests, "session_limit_exceeded")
+		return false
+	}
+	return true
+}
+
+// startParent checks the parent a start names, if any: it must be active,
+// may start this child, and has room for it. depth is the child's, and
+// mirrorOf the parent's edge an inheriting child gets a copy of. On a
+// refusal it has answered c and reports false.
+func (w *world) startParent(c *call, req startRequest, isService bool) (parent *session, depth int, mirrorOf *edge, ok bool) {
+	if req.parentID == "" {
+		return nil, 0, nil, true
+	}
+	parent = w.sessions[req.parentID]
+	if parent == nil || parent.status != wire.StatusActive {
+		c.fail(http.StatusNotFound, "parent_not_found")
+		return nil, 0, nil, false
+	}
+	if papp := w.apps[parent.app]; papp != nil && papp.dcr {
+		c.fail(http.StatusConflict, "dcr_application_cannot_start_child")
+		return nil, 0, nil, false
+	}
+	if parent.lifecycle == wire.LifecycleTask && isService {
+		c.fail(http.StatusConflict, "task_session_cannot_start_service")
+		return nil, 0, nil, false
+	}
+	if parent.app != req.applicationID && !c.p.may("coordinator.spawn_under:"+parent.app) {
+		c.fail(http.StatusForbidden, "parent_ownership_required")
+		return nil, 0, nil, false
+	}
+	if parent.childCount >= w.limits.ChildrenPerParent {
+		c.fail(http.StatusTooManyRequests, "session_children_limit_exceeded")
+		return nil, 0, nil, false
+	}
+	depth = parent.depth + 1
+	if depth > w.limits.MaxDepth {
+		c.fail(http.StatusTooManyRequests, "session_depth_limit_exceeded")
+		return nil, 0, nil, false
+	}
+	if req.authority == wire.AuthorityInherit {
+		var code string
+		mirrorOf, code = w.resolveInherit(parent.id, req.applicationID, req.inheritEdgeID)
+		if code != "" {
+			c.fail(http.StatusConflict, code)
+			return nil, 0, nil, false
+		}
+	}
+	return parent, depth, mirrorOf, true
 }
 
 // startDigest is the normalized start request the idempotency digest covers.
