@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -167,13 +168,19 @@ func TestSpawnParentSelection(t *testing.T) {
 	assert.Empty(t, info.ParentID)
 }
 
+// A session spawned without a TTL asks for the configured default and
+// expires that long after it started (on the bubble's clock, which stands
+// still while the spawn runs).
 func TestSpawnDefaultTTLFromConfig(t *testing.T) {
-	st := caracaltest.Start(t)
-	c, _ := newClient(t, st, caracal.WithDefaultTTL(90*time.Second))
-	s, err := c.Spawn(t.Context())
-	require.NoError(t, err)
-	assert.Contains(t, string(startsOf(st)[0].Body), `"ttl_seconds":90`)
-	assert.WithinDuration(t, time.Now().Add(90*time.Second), s.ExpiresAt(), 5*time.Second)
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, _ := newClient(t, st, caracal.WithDefaultTTL(90*time.Second))
+		start := time.Now()
+		s, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		assert.Contains(t, string(startsOf(st)[0].Body), `"ttl_seconds":90`)
+		assert.True(t, start.Add(90*time.Second).Equal(s.ExpiresAt()), "expires at %v, want %v", s.ExpiresAt(), start.Add(90*time.Second))
+	})
 }
 
 // narrowReader spawns root → child narrowed to tickets:read on the default
@@ -190,7 +197,9 @@ func narrowReader(t *testing.T, c *caracal.Client, k caracal.Constraints, labels
 
 func TestNarrowedChildWithMatchingLabel(t *testing.T) {
 	st, c := newStack(t)
+	before := time.Now().Truncate(time.Millisecond) // the server's times have millisecond precision
 	root, child := narrowReader(t, c, caracal.Constraints{}, "reader")
+	after := time.Now()
 
 	a := child.Agent()
 	require.NotEmpty(t, a.DelegationID())
@@ -203,7 +212,7 @@ func TestNarrowedChildWithMatchingLabel(t *testing.T) {
 	assert.Equal(t, "resource://tickets", edge.Resource)
 	assert.Equal(t, []string{"tickets:read"}, edge.Scopes)
 	assert.Equal(t, "active", edge.Status)
-	assert.WithinDuration(t, time.Now().Add(5*time.Minute), edge.ExpiresAt, 5*time.Second)
+	assert.WithinRange(t, edge.ExpiresAt, before.Add(5*time.Minute), after.Add(5*time.Minute), "the narrowed TTL")
 
 	starts := startsOf(st)
 	require.Len(t, starts, 2)
