@@ -45,8 +45,6 @@ func editMints(base http.RoundTripper, edit func(url.Values)) http.RoundTripper 
 func TestMintAnsweredForAnotherSessionIsNotPresented(t *testing.T) {
 	g := startGoverned(t)
 	other := g.child(t, "reader", tickets, "tickets:read")
-	base := http.DefaultTransport.(*http.Transport).Clone()
-	t.Cleanup(base.CloseIdleConnections)
 	from, to := g.reader.Agent(), other.Agent()
 	refuseMintAnswers(t, g, g.reader.Agent(), func(form url.Values) {
 		if form.Get("agent_session_id") == from.SessionID() {
