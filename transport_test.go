@@ -3,7 +3,6 @@ package caracal_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -126,15 +125,16 @@ func TestGovernedAllowAndDenials(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 	assert.Contains(t, string(body), "operation_not_permitted")
 
-	// Revoked (terminated) session: refused.
+	// Revoked (terminated) session: the STS refuses the mandate (403
+	// access_denied, PROTOCOL §3.7: its edge is no longer active); nothing
+	// is sent to the Gateway.
 	require.NoError(t, g.st.Terminate(g.reader.ID()))
-	resp, err = get(t, hc, g.reader.Context(), g.url(tickets, "/tickets/42"))
-	if err == nil {
-		_ = resp.Body.Close()
-		assert.GreaterOrEqual(t, resp.StatusCode, 400)
-	} else {
-		assert.True(t, errors.Is(err, caracal.ErrAccessDenied) || errors.Is(err, caracal.ErrUnauthorized), err)
-	}
+	gw = g.st.Count(caracaltest.RouteGateway)
+	_, err = get(t, hc, g.reader.Context(), g.url(tickets, "/tickets/42"))
+	require.ErrorIs(t, err, caracal.ErrAccessDenied)
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, "sts", apiErr.Service)
+	assert.Equal(t, gw, g.st.Count(caracaltest.RouteGateway))
 
 	assert.Equal(t, int32(2), g.upstream.Load(), "only the allowed requests reached an upstream")
 }
