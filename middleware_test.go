@@ -308,16 +308,26 @@ func TestMiddlewareCustomVerifier(t *testing.T) {
 	assert.Equal(t, "s", a.SessionID())
 	assert.Equal(t, 3, a.Hop())
 
-	for _, v := range []stubVerifier{
-		{err: errors.New("nope")},
-		{claims: caracal.Claims{ZoneID: "z"}},
-		{claims: caracal.Claims{ZoneID: "z", ApplicationID: "a", Hop: 11}},
+	// Refusals are answered as PROTOCOL §7.5 has the adapters answer them:
+	// 401 invalid_token for a refused or incomplete token, 403
+	// hop_count_exceeded past 10 hops.
+	for _, tc := range []struct {
+		v      stubVerifier
+		status int
+		code   string
+	}{
+		{stubVerifier{err: errors.New("nope")}, http.StatusUnauthorized, "invalid_token"},
+		{stubVerifier{claims: caracal.Claims{ZoneID: "z"}}, http.StatusUnauthorized, "invalid_token"},
+		{stubVerifier{claims: caracal.Claims{ZoneID: "z", ApplicationID: "a", Hop: 11}}, http.StatusForbidden, "hop_count_exceeded"},
 	} {
-		mw, err := c.Middleware(caracal.WithVerifier(v))
+		mw, err := c.Middleware(caracal.WithVerifier(tc.v))
 		require.NoError(t, err)
 		var none seen
 		rec := serve(mw(none.handler()), http.Header{"Authorization": {"Bearer opaque"}})
-		assert.GreaterOrEqual(t, rec.Code, 401)
+		assert.Equal(t, tc.status, rec.Code, "%+v", tc.v)
+		var body struct{ Error string }
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body), rec.Body.String())
+		assert.Equal(t, tc.code, body.Error, "%+v", tc.v)
 		assert.Zero(t, none.calls.Load())
 	}
 }
