@@ -118,20 +118,29 @@ func run(ctx context.Context, args, environ []string, out io.Writer) (err error)
 		return fmt.Errorf("spawn the service: %w", err)
 	}
 	say("Started service session %s labelled [billing-worker], lease generation %d.", svc.ID(), svc.Generation())
-	for i := 1; i <= 3; i++ {
-		// The lease runs from when the heartbeat was sent: measured from
-		// its answer, it would look shorter by the round trip.
-		asked := time.Now()
-		lease, err := svc.Heartbeat(ctx)
-		if err != nil {
-			return errors.Join(fmt.Errorf("heartbeat: %w", err), svc.Close(context.WithoutCancel(ctx)))
-		}
-		say("  heartbeat %d: lease renewed for %s, generation %d, status %s.",
-			i, lease.Deadline.Sub(asked).Round(time.Second), lease.Generation, lease.Status)
+	if err := heartbeats(ctx, svc, 3, say); err != nil {
+		return errors.Join(err, svc.Close(context.WithoutCancel(ctx)))
 	}
 	if err := svc.Close(ctx); err != nil {
 		return fmt.Errorf("close the service: %w", err)
 	}
 	say("Closed the service; closing the child and the root session.")
+	return nil
+}
+
+// heartbeats renews svc's lease by hand n times and says what each renewal
+// gave.
+func heartbeats(ctx context.Context, svc *caracal.Service, n int, say func(format string, a ...any)) error {
+	for i := 1; i <= n; i++ {
+		// The lease runs from when the heartbeat was sent: measured from
+		// its answer, it would look shorter by the round trip.
+		asked := time.Now()
+		lease, err := svc.Heartbeat(ctx)
+		if err != nil {
+			return fmt.Errorf("heartbeat: %w", err)
+		}
+		say("  heartbeat %d: lease renewed for %s, generation %d, status %s.",
+			i, lease.Deadline.Sub(asked).Round(time.Second), lease.Generation, lease.Status)
+	}
 	return nil
 }

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"regexp"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/caracal-go/caracal/caracaltest"
@@ -56,8 +59,6 @@ func TestQuickstartAgainstADeployment(t *testing.T) {
 	st := caracaltest.Start(t)
 	profile, err := st.WriteConfig(t.TempDir())
 	require.NoError(t, err)
-	// A slow heartbeat answer does not shorten the lease it reports.
-	st.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Delay: time.Second, Times: 1})
 	var out bytes.Buffer
 	require.NoError(t, run(context.Background(), nil, []string{"CARACAL_CONFIG=" + profile}, &out))
 	got := out.String()
@@ -66,4 +67,26 @@ func TestQuickstartAgainstADeployment(t *testing.T) {
 	require.Regexp(t, `response: 200 OK \{.*"path":"/tickets/42"`, got)
 	require.Contains(t, got, "Closed the service")
 	require.Equal(t, 1, st.Count(caracaltest.RouteGateway))
+}
+
+// A slow heartbeat answer does not shorten the lease the quickstart reports:
+// the lease runs from when the heartbeat was sent, here a second (of the
+// bubble's clock) before its answer.
+func TestQuickstartReportsTheLeaseFromWhenTheHeartbeatWasSent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := caracaltest.Start(t, caracaltest.InMemory())
+		c, err := st.NewClient()
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close(context.Background()) })
+		svc, err := c.SpawnService(t.Context())
+		require.NoError(t, err)
+
+		st.Inject(caracaltest.RouteHeartbeat, caracaltest.Fault{Delay: time.Second, Times: 1})
+		var out bytes.Buffer
+		say := func(format string, a ...any) { fmt.Fprintf(&out, format+"\n", a...) }
+		require.NoError(t, heartbeats(t.Context(), svc, 2, say))
+		require.NoError(t, svc.Close(t.Context()))
+		assert.Equal(t, "  heartbeat 1: lease renewed for 2m0s, generation 1, status active.\n"+
+			"  heartbeat 2: lease renewed for 2m0s, generation 1, status active.\n", out.String())
+	})
 }
