@@ -6,6 +6,7 @@ package caracal
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf16"
@@ -51,7 +52,9 @@ func (c *spawnConfig) fail(format string, args ...any) {
 // characters, counted as the Coordinator counts them (in UTF-16 code units:
 // a character outside the Basic Multilingual Plane, such as an emoji,
 // counts twice); surrounding space is trimmed. Repeated WithLabels add up.
+// The slice is copied.
 func WithLabels(labels ...string) SpawnOption {
+	labels = slices.Clone(labels)
 	return func(c *spawnConfig) {
 		for _, l := range labels {
 			t := strings.TrimSpace(l)
