@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/caracal-go/caracal"
+	"github.com/caracal-go/caracal/caracaltest"
 	"github.com/caracal-go/caracal/examples/internal/exampleenv"
 )
 
@@ -29,7 +30,9 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args, environ []string, out io.Writer) (err error) {
+// run runs the worker against the deployment environ configures, or on an
+// embedded stack started with stackOpts.
+func run(ctx context.Context, args, environ []string, out io.Writer, stackOpts ...caracaltest.Option) (err error) {
 	flags := flag.NewFlagSet("worker", flag.ContinueOnError)
 	interval := flags.Duration("interval", time.Second, "background heartbeat interval")
 	renewals := flags.Int("renewals", 2, "background renewals to wait for before the restart")
@@ -38,7 +41,7 @@ func run(ctx context.Context, args, environ []string, out io.Writer) (err error)
 	}
 	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
 
-	env, err := exampleenv.ConnectUnbound(environ)
+	env, err := exampleenv.ConnectUnbound(environ, stackOpts...)
 	if err != nil {
 		return err
 	}

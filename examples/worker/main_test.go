@@ -4,27 +4,32 @@ import (
 	"bytes"
 	"context"
 	"testing"
+	"testing/synctest"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/caracal-go/caracal/caracaltest"
 )
 
+// The worker's renewals and the fencing run on the bubble's clock, against
+// an in-memory embedded stack.
 func TestWorkerRenewsThenIsFencedByTheAttachingProcess(t *testing.T) {
-	var out bytes.Buffer
-	require.NoError(t, run(context.Background(), nil, nil, &out))
+	synctest.Test(t, func(t *testing.T) {
+		var out bytes.Buffer
+		require.NoError(t, run(t.Context(), nil, nil, &out, caracaltest.InMemory()))
 
-	got := out.String()
-	for _, want := range []string{
-		`Worker 1 started service session ([0-9a-f-]{36}), generation 1, renewing every 1s in the background\.`,
-		`worker 1: lease renewed in the background \(renewal 2\)\.`,
-		`Worker 2 attached to session [0-9a-f-]{36}: generation 2; every older holder is fenced\.`,
-		`worker 1: lease lost: .*session_lease_fenced`,
-		`worker 1: its context ended, fenced: true`,
-		`Worker 2 closed the service session\.`,
-	} {
-		require.Regexp(t, want, got)
-	}
+		got := out.String()
+		for _, want := range []string{
+			`Worker 1 started service session ([0-9a-f-]{36}), generation 1, renewing every 1s in the background\.`,
+			`worker 1: lease renewed in the background \(renewal 2\)\.`,
+			`Worker 2 attached to session [0-9a-f-]{36}: generation 2; every older holder is fenced\.`,
+			`worker 1: lease lost: .*session_lease_fenced`,
+			`worker 1: its context ended, fenced: true`,
+			`Worker 2 closed the service session\.`,
+		} {
+			require.Regexp(t, want, got)
+		}
+	})
 }
 
 func TestWorkerRefusesAnIntervalBelowOneSecond(t *testing.T) {
