@@ -80,8 +80,8 @@ func (c *Client) Delegate(ctx context.Context, toSessionID string, grant Authori
 	if err := src.closedErr(); err != nil {
 		return Delegation{}, err
 	}
-	if err := sessionless(src, "Delegate"); err != nil {
-		return Delegation{}, err
+	if src.sessionID == "" {
+		return Delegation{}, noSessionID("Delegate")
 	}
 	if grant.mode != grantNarrow {
 		return Delegation{}, invalidGrant("Delegate takes a Grant.Narrow, not Grant.%s", strings.ToUpper(grant.String()[:1])+grant.String()[1:])
@@ -164,8 +164,8 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 	if err := a.closedErr(); err != nil {
 		return nil, err
 	}
-	if err := sessionless(a, "AcceptDelegation"); err != nil {
-		return nil, err
+	if a.sessionID == "" {
+		return nil, noSessionID("AcceptDelegation")
 	}
 	if edgeID == "" {
 		return nil, invalidGrant("AcceptDelegation needs the delegation id")
@@ -203,13 +203,10 @@ func (c *Client) AcceptDelegation(ctx context.Context, edgeID string, opts ...Ac
 	return NewContext(ctx, &b), nil
 }
 
-// sessionless refuses an agent that names no session (one bound by a
+// noSessionID refuses an agent that names no session (one bound by a
 // Middleware that verifies nothing): a delegation has no session to come
 // from or to be bound to. op names the method for the error.
-func sessionless(a *Agent, op string) error {
-	if a.sessionID != "" {
-		return nil
-	}
+func noSessionID(op string) error {
 	return fmt.Errorf("%w: %s: the agent bound to the context has no session id (an inbound context without a verified token or Caracal baggage?)", ErrInvalidRequest, op)
 }
 

@@ -18,8 +18,8 @@ import (
 
 // mandate mints (or takes from the pool) a single-use gateway mandate.
 func (t *transport) mandate(ctx context.Context, a *Agent, resource string, scopes []string) (stsclient.Token, error) {
-	if err := sessionless(a, "a Gateway request for "+resource); err != nil {
-		return stsclient.Token{}, err
+	if a.sessionID == "" {
+		return stsclient.Token{}, noSessionID("a Gateway request for " + resource)
 	}
 	if a.delegationID == "" {
 		return stsclient.Token{}, errNoDelegation
