@@ -387,8 +387,7 @@ func (t *transport) governed(req *http.Request, d decision) (*http.Response, err
 		// which also makes Response.Location resolve against the caller's
 		// URL rather than the Gateway's.
 		resp.Request = req
-		// A cut says the mandates pooled for the session are revoked too.
-		watchRevoked(resp, d.resource, func() { t.c.dropSessionPools(a.sessionID) })
+		watchRevoked(resp, d.resource, t.c, a.sessionID)
 	}
 	return resp, err
 }

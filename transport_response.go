@@ -15,13 +15,13 @@ const trailerRevoked = "X-Caracal-Revoked"
 // watchRevoked makes the body of a Gateway response that announces the
 // revocation trailer end in an error wrapping io.ErrUnexpectedEOF, instead
 // of io.EOF, when the Gateway cut it: otherwise the part read looks like
-// the whole answer unless the caller checks resp.Trailer. onCut runs when
-// the cut is seen.
-func watchRevoked(resp *http.Response, resource string, onCut func()) {
+// the whole answer unless the caller checks resp.Trailer. When the cut is
+// seen, c drops the mandates it pooled for session, revoked too.
+func watchRevoked(resp *http.Response, resource string, c *Client, session string) {
 	if _, announced := resp.Trailer[trailerRevoked]; !announced || resp.Body == nil || resp.Body == http.NoBody {
 		return
 	}
-	resp.Body = &revokedBody{ReadCloser: resp.Body, resp: resp, resource: resource, onCut: onCut}
+	resp.Body = &revokedBody{ReadCloser: resp.Body, resp: resp, resource: resource, c: c, session: session}
 }
 
 // revokedBody is a Gateway response body that reports a revocation cut.
@@ -29,16 +29,18 @@ type revokedBody struct {
 	io.ReadCloser
 	resp     *http.Response
 	resource string
-	onCut    func() // set to nil once run
+	c        *Client
+	session  string
+	dropped  bool // c's pools for session were dropped
 }
 
 func (b *revokedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	// The trailer is filled in once the body has been read to its end.
 	if err == io.EOF && b.resp.Trailer.Get(trailerRevoked) == "true" {
-		if f := b.onCut; f != nil {
-			b.onCut = nil
-			f()
+		if !b.dropped {
+			b.dropped = true
+			b.c.dropSessionPools(b.session)
 		}
 		err = fmt.Errorf("caracal: the Gateway cut the response from %s: the session or delegation of its mandate was revoked while it streamed: %w",
 			b.resource, io.ErrUnexpectedEOF)
