@@ -1,6 +1,7 @@
 package apierr
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,7 +29,16 @@ func ReadBody(resp *http.Response, limit int64) ([]byte, error) {
 	if resp.StatusCode < 200 {
 		return nil, nil
 	}
-	return io.ReadAll(io.LimitReader(resp.Body, limit))
+	body := io.LimitReader(resp.Body, limit)
+	if n := resp.ContentLength; n > 0 && n <= limit {
+		// Sized once from the announced length (with the room ReadFrom
+		// wants to see the end), where io.ReadAll grows its buffer from
+		// 512 bytes: four times for a token answer.
+		b := bytes.NewBuffer(make([]byte, 0, n+bytes.MinRead))
+		_, err := b.ReadFrom(body)
+		return b.Bytes(), err
+	}
+	return io.ReadAll(body)
 }
 
 // FromResponse builds the *Error for a non-success answer of service
