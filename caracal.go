@@ -279,6 +279,10 @@ func closeBound(ctx context.Context) (context.Context, context.CancelFunc) {
 	if ctx.Err() != nil && !sessionEnded(context.Cause(ctx)) {
 		return ctx, func() {}
 	}
+	if ctx.Done() == nil {
+		// It never ends (context.Background, say): nothing to bound.
+		return ctx, func() {}
+	}
 	bound := context.WithoutCancel(ctx)
 	stopDeadline := context.CancelFunc(func() {})
 	if d, ok := ctx.Deadline(); ok {
