@@ -79,6 +79,9 @@ type Client struct {
 	base string
 	zone string // path-escaped zone id
 
+	// The paths of the two creates, built once: send tells them apart.
+	agentsPath, delegationsPath string
+
 	// receiptLimitSeen: the receipt limit was logged at warning level once;
 	// later keyless starts log at debug level (past the limit every start
 	// is keyless).
@@ -96,7 +99,9 @@ func New(cfg Config) *Client {
 	if cfg.Sleep == nil {
 		cfg.Sleep = retry.Sleep
 	}
-	return &Client{cfg: cfg, base: strings.TrimRight(cfg.BaseURL, "/"), zone: url.PathEscape(cfg.ZoneID)}
+	zone := url.PathEscape(cfg.ZoneID)
+	return &Client{cfg: cfg, base: strings.TrimRight(cfg.BaseURL, "/"), zone: zone,
+		agentsPath: "/zones/" + zone + "/agents", delegationsPath: "/zones/" + zone + "/delegations"}
 }
 
 // NewIdempotencyKey returns 32 random lowercase hex characters.
@@ -194,7 +199,7 @@ func (c *Client) Resume(ctx context.Context, id string) (int, error) {
 // the create is sent once more without a key, unless an earlier attempt may
 // have executed: its edge could still commit beside a keyless one.
 func (c *Client) Delegate(ctx context.Context, req wire.CreateDelegationRequest, idempotencyKey string) (wire.Delegation, error) {
-	path := "/zones/" + c.zone + "/delegations"
+	path := c.delegationsPath
 	if req.Scopes == nil {
 		req.Scopes = []string{} // the server wants an array
 	}
@@ -414,7 +419,7 @@ func (c *Client) send(ctx context.Context, tok stsclient.Token, method, path str
 		// Only with a body: the Coordinator refuses an empty body declared
 		// as JSON.
 		req.Header.Set("Content-Type", "application/json")
-		if method == http.MethodPost && (path == "/zones/"+c.zone+"/agents" || path == "/zones/"+c.zone+"/delegations") &&
+		if method == http.MethodPost && (path == c.agentsPath || path == c.delegationsPath) &&
 			hdr.Get(wire.HeaderIdempotencyKey) == "" {
 			// net/http's HTTP/2 transport re-sends a request whose stream
 			// was reset with PROTOCOL_ERROR (which does not mean the

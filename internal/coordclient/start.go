@@ -46,7 +46,7 @@ type StartOptions struct {
 // agents, unless an earlier attempt may have executed (its session could
 // still commit beside a keyless one); a caller-given key is never dropped.
 func (c *Client) Start(ctx context.Context, req wire.StartSessionRequest, o StartOptions) (wire.Session, error) {
-	path := "/zones/" + c.zone + "/agents"
+	path := c.agentsPath
 	key, generated := o.IdempotencyKey, false
 	if key == "" {
 		key, generated = NewIdempotencyKey(), true
