@@ -62,6 +62,9 @@ type TokenRequest struct {
 	ApprovalID       string
 }
 
+// grantTypeForm is GrantTypeTokenExchange escaped as a form value, once.
+var grantTypeForm = url.QueryEscape(GrantTypeTokenExchange)
+
 // Encode returns the request as the url-encoded body the STS expects:
 // scopes deduplicated, sorted and space-joined; resources repeated; keys in
 // the order url.Values.Encode gives them. It builds the body directly, as it
@@ -69,14 +72,15 @@ type TokenRequest struct {
 func (r TokenRequest) Encode() string {
 	var b strings.Builder
 	b.Grow(512) // a mandate request is about 400 bytes
-	pair := func(k, v string) {
+	escaped := func(k, v string) {
 		if b.Len() > 0 {
 			b.WriteByte('&')
 		}
 		b.WriteString(k)
 		b.WriteByte('=')
-		b.WriteString(url.QueryEscape(v))
+		b.WriteString(v)
 	}
+	pair := func(k, v string) { escaped(k, url.QueryEscape(v)) }
 	add := func(k, v string) { // zero values are omitted
 		if v != "" {
 			pair(k, v)
@@ -87,7 +91,7 @@ func (r TokenRequest) Encode() string {
 	add("approval_id", r.ApprovalID)
 	add("client_secret", r.ClientSecret)
 	add("delegation_edge_id", r.DelegationEdgeID)
-	add("grant_type", GrantTypeTokenExchange)
+	escaped("grant_type", grantTypeForm)
 	for _, res := range r.Resources {
 		pair("resource", res)
 	}
