@@ -363,9 +363,10 @@ func (s *Service) leaseLocked() Lease {
 // one close.
 //
 // A handle whose own lease was fenced or whose session is gone is not
-// retired (it no longer owns anything); a suspended or expired one is, unless
-// a newer holder has attached meanwhile, and so is a child that ended with
-// its parent's loss.
+// retired (it no longer owns anything), and its Close returns nil; a
+// suspended or expired one is, unless a newer holder has attached meanwhile,
+// and so is a child that ended with its parent's loss. The loss itself is
+// reported by Err, not by Close.
 func (s *Service) Close(ctx context.Context) error {
 	if err := s.check(ctx, "Close"); err != nil {
 		return err
