@@ -121,8 +121,9 @@ type Service struct {
 // service this process started; otherwise the service starts as a root
 // session, under the application's authority. An explicit WithParent naming
 // a task fails with the Coordinator's task_session_cannot_start_service, and
-// Grant.Narrow with only a task bound to ctx fails with ErrNarrowNeedsParent
-// before any call.
+// Grant.Narrow with only a task, or nothing, bound to ctx fails with
+// ErrNarrowNeedsParent before any call: a narrowed service is the child of
+// a service.
 //
 // The lease renews the session, not a narrowed service's delegation: the
 // edge ends at its expiry (the Narrow ttl, 24 hours by default), after which
@@ -144,9 +145,13 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 	if cfg.ttl != 0 {
 		return nil, fmt.Errorf("%w: WithTTL does not apply to a service session: its life is the heartbeat lease", ErrInvalidRequest)
 	}
+	narrow := cfg.grant != nil && cfg.grant.mode == grantNarrow
+	if _, bound := FromContext(ctx); narrow && cfg.parent == nil && (cfg.noParent || !bound) {
+		return nil, fmt.Errorf("%w: a narrowed service needs a parent service: start it with SpawnService, then spawn this one from its Context or name it with WithParent", ErrNarrowNeedsParent)
+	}
 	if cfg.parent == nil && !cfg.noParent {
 		if a, ok := FromContext(ctx); ok && !a.service {
-			if cfg.grant != nil && cfg.grant.mode == grantNarrow {
+			if narrow {
 				return nil, fmt.Errorf("%w: the session bound to the context (%s) is not a service this process holds, and a task cannot parent a service (its end would end the service); spawn the service from a service's Context, or name a service parent with WithParent",
 					ErrNarrowNeedsParent, a.sessionID)
 			}

@@ -339,3 +339,16 @@ func TestServiceNarrowInsideTaskIsRefused(t *testing.T) {
 		assert.Equal(t, n, st.Count(caracaltest.RouteStart), "refused before any call")
 	})
 }
+
+// A narrowed service with no parent at all says that its parent must be a
+// service, not only that it needs one.
+func TestServiceNarrowWithoutParentSaysTheParentIsAService(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t)
+		_, err := c.SpawnService(t.Context(), caracal.WithLabels("billing-worker"),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 0)))
+		assert.ErrorIs(t, err, caracal.ErrNarrowNeedsParent)
+		assert.ErrorContains(t, err, "a narrowed service needs a parent service: start it with SpawnService, then spawn this one from its Context or name it with WithParent")
+		assert.Zero(t, st.Count(caracaltest.RouteStart), "refused before any call")
+	})
+}
