@@ -85,10 +85,7 @@ func New(opts ...Option) (*Stack, error) {
 
 // start builds the world, mounts the routes and starts the servers.
 func (s *Stack) start() error {
-	var (
-		stsL, coordL, gwL net.Listener
-		upL               []net.Listener
-	)
+	var stsL, coordL, gwL net.Listener
 	listen := func() (net.Listener, string, error) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -116,52 +113,18 @@ func (s *Stack) start() error {
 		}
 	}
 	// Every listener is handed to a server below (or closed on failure).
-	closeAll := func() {
-		for _, l := range []net.Listener{stsL, coordL, gwL} {
+	closeAll := func(upL []net.Listener) {
+		for _, l := range append([]net.Listener{stsL, coordL, gwL}, upL...) {
 			if l != nil {
 				_ = l.Close()
 			}
 		}
-		for _, l := range upL {
-			_ = l.Close()
-		}
 	}
 
-	// Upstreams: every resource without an UpstreamURL is served by the
-	// harness (its own handler, or the echo upstream), recorded as
-	// "upstream", at a URL of its own.
-	resources := make([]Resource, len(s.set.resources))
-	upHandlers := map[string]http.Handler{} // host -> handler
-	usedHosts := map[string]bool{}
-	for i, r := range s.set.resources {
-		r.Scopes = slices.Clone(r.Scopes)
-		if r.UpstreamURL != "" {
-			s.upstreamURLs[r.Identifier] = r.UpstreamURL
-			resources[i] = r
-			continue
-		}
-		slot := newUpstreamSlot(r.Upstream)
-		s.upstreams[r.Identifier] = slot
-		// The Gateway calls the handler in-process, within its own
-		// request; direct callers reach it by URL, gated like a service.
-		h := recordHandler(s.rec, s.clock, s.ctx, svcUpstream, slot)
-		r.Upstream = h
-		if s.set.inMemory {
-			host := upstreamHost(r.ID, usedHosts)
-			upHandlers[host] = h
-			r.UpstreamURL = "http://" + host
-		} else {
-			l, u, err := listen()
-			if err != nil {
-				closeAll()
-				return err
-			}
-			upL = append(upL, l)
-			upHandlers[l.Addr().String()] = h
-			r.UpstreamURL = u
-		}
-		s.upstreamURLs[r.Identifier] = r.UpstreamURL
-		resources[i] = r
+	resources, upHandlers, upL, err := s.harnessUpstreams(listen)
+	if err != nil {
+		closeAll(nil)
+		return err
 	}
 
 	policy := zonePolicy{Grants: s.set.grants, Risk: s.set.risk, ApprovalTiers: s.set.tiers}
@@ -187,7 +150,7 @@ func (s *Stack) start() error {
 		},
 	})
 	if err != nil {
-		closeAll()
+		closeAll(upL)
 		return err
 	}
 	s.w = w
@@ -210,26 +173,7 @@ func (s *Stack) start() error {
 		}
 	}
 	for _, svc := range services {
-		mux := http.NewServeMux()
-		for _, rt := range svc.routes {
-			if rt.pattern == routeCoordOther {
-				// The Coordinator's answer to a request no route matched:
-				// recorded with no pattern, as at the other services.
-				mux.Handle(rt.pattern, rt.handler)
-				continue
-			}
-			s.patterns[rt.pattern] = svc.name
-			mux.Handle(rt.pattern, s.routeHandler(svc.name, rt.pattern, rt.handler))
-		}
-		var routed http.Handler = mux
-		if len(svc.routes) == 1 && svc.routes[0].pattern == RouteGateway {
-			// The Gateway judges every path itself, traversal included;
-			// a ServeMux would clean "/a/../b" and "//" paths and answer
-			// with a redirect before the Gateway saw them.
-			rt := svc.routes[0]
-			routed = s.routeHandler(svc.name, rt.pattern, rt.handler)
-		}
-		h := s.serve(recordHandler(s.rec, s.clock, s.ctx, svc.name, routed))
+		h := s.serve(recordHandler(s.rec, s.clock, s.ctx, svc.name, s.router(svc.name, svc.routes)))
 		if s.set.inMemory {
 			s.mem.hosts[svc.host] = h
 		} else {
@@ -251,6 +195,75 @@ func (s *Stack) start() error {
 		go s.sweepLoop()
 	}
 	return nil
+}
+
+// router routes a request to one of the service's routes, each open to
+// fault injection and recorded under its pattern; it registers the
+// patterns for Inject.
+func (s *Stack) router(service string, routes []route) http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range routes {
+		if rt.pattern == routeCoordOther {
+			// The Coordinator's answer to a request no route matched:
+			// recorded with no pattern, as at the other services.
+			mux.Handle(rt.pattern, rt.handler)
+			continue
+		}
+		s.patterns[rt.pattern] = service
+		mux.Handle(rt.pattern, s.routeHandler(service, rt.pattern, rt.handler))
+	}
+	if len(routes) == 1 && routes[0].pattern == RouteGateway {
+		// The Gateway judges every path itself, traversal included; a
+		// ServeMux would clean "/a/../b" and "//" paths and answer with a
+		// redirect before the Gateway saw them.
+		rt := routes[0]
+		return s.routeHandler(service, rt.pattern, rt.handler)
+	}
+	return mux
+}
+
+// harnessUpstreams serves every resource without an UpstreamURL from the
+// harness (its own handler, or the echo upstream), recorded as "upstream",
+// at a URL of its own. It returns the resources as the world sees them,
+// the upstream handlers by host, and the loopback listeners it opened,
+// which the caller hands to servers (it closes them itself on failure).
+func (s *Stack) harnessUpstreams(listen func() (net.Listener, string, error)) (resources []Resource, upHandlers map[string]http.Handler, upL []net.Listener, _ error) {
+	resources = make([]Resource, len(s.set.resources))
+	upHandlers = map[string]http.Handler{} // host -> handler
+	usedHosts := map[string]bool{}
+	for i, r := range s.set.resources {
+		r.Scopes = slices.Clone(r.Scopes)
+		if r.UpstreamURL != "" {
+			s.upstreamURLs[r.Identifier] = r.UpstreamURL
+			resources[i] = r
+			continue
+		}
+		slot := newUpstreamSlot(r.Upstream)
+		s.upstreams[r.Identifier] = slot
+		// The Gateway calls the handler in-process, within its own
+		// request; direct callers reach it by URL, gated like a service.
+		h := recordHandler(s.rec, s.clock, s.ctx, svcUpstream, slot)
+		r.Upstream = h
+		if s.set.inMemory {
+			host := upstreamHost(r.ID, usedHosts)
+			upHandlers[host] = h
+			r.UpstreamURL = "http://" + host
+		} else {
+			l, u, err := listen()
+			if err != nil {
+				for _, l := range upL {
+					_ = l.Close()
+				}
+				return nil, nil, nil, err
+			}
+			upL = append(upL, l)
+			upHandlers[l.Addr().String()] = h
+			r.UpstreamURL = u
+		}
+		s.upstreamURLs[r.Identifier] = r.UpstreamURL
+		resources[i] = r
+	}
+	return resources, upHandlers, upL, nil
 }
 
 // upstreamHost is the in-memory host of a resource's upstream.
