@@ -264,6 +264,8 @@ func TestServiceOptionErrors(t *testing.T) {
 		assert.ErrorIs(t, err, caracal.ErrInvalidRequest)
 		_, err = c.AttachService(t.Context(), "s-1", caracal.WithLabels("x"))
 		assert.ErrorIs(t, err, caracal.ErrInvalidRequest)
+		_, err = c.AttachService(t.Context(), "s-1", caracal.HeartbeatInterval(0))
+		assert.ErrorIs(t, err, caracal.ErrInvalidRequest)
 		_, err = c.AttachService(t.Context(), "")
 		assert.ErrorIs(t, err, caracal.ErrInvalidRequest)
 		assert.Zero(t, st.Count(caracaltest.RouteStart)+st.Count(caracaltest.RouteLease))

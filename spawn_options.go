@@ -193,8 +193,9 @@ func (sc *serviceConfig) checkTask() error {
 // that the lease stays current while the caller's code is busy. Whatever d
 // is, a renewal is due before two thirds of the remaining lease have passed,
 // so an interval longer than the lease cannot let it lapse. d must be at
-// least one second. The last of HeartbeatInterval and HeartbeatAuto given
-// wins. Without either, the lease is renewed only by Service.Heartbeat.
+// least one second: a shorter one, zero and negatives included, fails
+// SpawnService or AttachService with ErrInvalidRequest before any call. The
+// last of HeartbeatInterval and HeartbeatAuto given wins. Without either, the lease is renewed only by Service.Heartbeat.
 func HeartbeatInterval(d time.Duration) SpawnOption {
 	return func(c *spawnConfig) {
 		c.service.set = true
