@@ -246,12 +246,14 @@ func (cfg Config) clone() Config {
 // client: options, the CARACAL_* environment, a profile file and defaults,
 // per key in that order (see Config).
 //
-// The profile is the file named by WithConfigFile, else by CARACAL_CONFIG,
-// and it must exist; with neither there is no profile. As in Caracal v1's
-// own SDKs, no default location is searched: a caracal.toml in
-// ~/.config/caracal or $CARACAL_CONFIG_HOME is read only when CARACAL_CONFIG
-// names it, so a process never picks up a stray profile's credentials
-// or bindings. Every environment lookup goes through WithLookupEnv.
+// The profile is the file named by WithConfigFile, else by CARACAL_CONFIG; a
+// named file must exist. Otherwise the first existing file of
+// $CARACAL_CONFIG_HOME/caracal.toml, $XDG_CONFIG_HOME/caracal/caracal.toml
+// and the OS user config directory's profile (~/.config/caracal/caracal.toml;
+// ~/Library/Application Support/Caracal/caracal.toml on macOS;
+// %APPDATA%\Caracal\caracal.toml on Windows) is used, and having none is
+// fine. Every environment lookup, HOME and APPDATA included, goes through
+// WithLookupEnv.
 //
 // Profile keys (PROTOCOL §2.3): zone_id, application_id, app_client_secret,
 // app_client_secret_file (a relative path is relative to the profile's
@@ -313,7 +315,7 @@ func LoadConfig(opts ...Option) (Config, error) {
 }
 
 // WithConfigFile names the profile file to load. It must exist. It takes
-// precedence over CARACAL_CONFIG.
+// precedence over CARACAL_CONFIG and the default profile locations.
 func WithConfigFile(path string) Option {
 	if strings.TrimSpace(path) == "" {
 		return optErr(0, errors.New("caracal: WithConfigFile: the path is empty (name the profile to load, or leave the option out)"))

@@ -1,7 +1,7 @@
 package caracal
 
 // This file reads the configuration's files and parses its value formats:
-// profile loading, secret files, bootstrap tokens and resource
+// profile discovery and loading, secret files, bootstrap tokens and resource
 // bindings. configload.go combines the sources by precedence.
 
 import (
@@ -12,12 +12,14 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -33,9 +35,9 @@ const (
 	maxBindingsSize = 4 << 20
 )
 
-// profilePath names the profile: WithConfigFile's, else CARACAL_CONFIG's,
-// else none. namedBy is the option or variable that named it. No default
-// location is searched (PROTOCOL §2.1).
+// profilePath finds the profile: the named one (option, then CARACAL_CONFIG)
+// or the first existing default location. namedBy is the option or variable
+// that named the file, which must then exist; "" for a default location.
 func (l *loader) profilePath() (path, namedBy string) {
 	if l.o.configFile != "" {
 		return l.o.configFile, "WithConfigFile"
@@ -43,7 +45,49 @@ func (l *loader) profilePath() (path, namedBy string) {
 	if v := l.getenv("CARACAL_CONFIG"); v != "" {
 		return v, "CARACAL_CONFIG"
 	}
+	for _, c := range profileCandidates(l.goos, l.getenv) {
+		_, err := os.Stat(c)
+		// A file where a directory of the path should be ($XDG_CONFIG_HOME/
+		// caracal, say) means no profile there, as a missing one does. An
+		// unreadable directory is reported through the normal load.
+		if err == nil || !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+			return c, ""
+		}
+	}
 	return "", ""
+}
+
+// profileCandidates lists the default profile locations in search order:
+// $CARACAL_CONFIG_HOME/caracal.toml, $XDG_CONFIG_HOME/caracal/caracal.toml,
+// then the OS user config directory (the one os.UserConfigDir would pick,
+// computed from getenv so that tests control it).
+func profileCandidates(goos string, getenv func(string) string) []string {
+	var out []string
+	if d := getenv("CARACAL_CONFIG_HOME"); d != "" {
+		out = append(out, filepath.Join(d, "caracal.toml"))
+	}
+	if d := getenv("XDG_CONFIG_HOME"); d != "" {
+		out = append(out, filepath.Join(d, "caracal", "caracal.toml"))
+	}
+	switch goos {
+	case "windows":
+		if d := getenv("APPDATA"); d != "" {
+			out = append(out, filepath.Join(d, "Caracal", "caracal.toml"))
+		}
+	case "darwin", "ios":
+		if h := getenv("HOME"); h != "" {
+			out = append(out, filepath.Join(h, "Library", "Application Support", "Caracal", "caracal.toml"))
+		}
+	case "plan9":
+		if h := getenv("home"); h != "" {
+			out = append(out, filepath.Join(h, "lib", "caracal", "caracal.toml"))
+		}
+	default:
+		if h := getenv("HOME"); h != "" {
+			out = append(out, filepath.Join(h, ".config", "caracal", "caracal.toml"))
+		}
+	}
+	return slices.Compact(out)
 }
 
 // loadProfile finds, checks and decodes the profile, if any.
@@ -56,8 +100,12 @@ func (l *loader) loadProfile() {
 	if err != nil {
 		switch {
 		case errors.Is(err, errNotRegular):
-			l.failf("caracal: %s names %s, which is not a regular file (point %s at a caracal.toml file)", namedBy, path, namedBy)
-		case errors.Is(err, fs.ErrNotExist):
+			if namedBy != "" {
+				l.failf("caracal: %s names %s, which is not a regular file (point %s at a caracal.toml file)", namedBy, path, namedBy)
+			} else {
+				l.failf("caracal: profile %s is not a regular file (replace it with a caracal.toml file, or remove it)", path)
+			}
+		case errors.Is(err, fs.ErrNotExist) && namedBy != "":
 			l.fail(&wrapErr{fmt.Sprintf("caracal: %s names %s, which does not exist (create it, or point %s at an existing profile)", namedBy, path, namedBy), err})
 		default:
 			l.fail(&wrapErr{fmt.Sprintf("caracal: profile %s cannot be read: %v", path, errors.Unwrap(err)), err})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -52,51 +53,87 @@ app_client_secret = "`+testSecret+`"
 	assert.Equal(t, path, cfg.Profile)
 }
 
-// v1 reads a profile only where CARACAL_CONFIG (or WithConfigFile) names
-// it (PROTOCOL §2.1): a caracal.toml in $CARACAL_CONFIG_HOME, in
-// $XDG_CONFIG_HOME/caracal or in the OS user config directory is not read,
-// even one that could not be loaded, and CARACAL_CONFIG_HOME gets the
-// warning of the other variables v1 no longer reads.
-func TestLoadConfigReadsNoDefaultProfile(t *testing.T) {
-	root := t.TempDir()
-	profile := "zone_id = \"zone-file\"\napplication_id = \"app-file\"\napp_client_secret = \"x-secret\"\ngateway_url = \"http://gateway.file:8081\"\n"
-	writeFile(t, root, "cch/caracal.toml", profile, 0o600)
-	writeFile(t, root, "xdg/caracal/caracal.toml", profile, 0o666)
-	writeFile(t, root, "home/.config/caracal/caracal.toml", profile, 0o600)
-	writeFile(t, root, "home/Library/Application Support/Caracal/caracal.toml", profile, 0o600)
-	writeFile(t, root, "appdata/Caracal/caracal.toml", profile, 0o600)
-	defaults := env{
-		"CARACAL_CONFIG_HOME": filepath.Join(root, "cch"),
-		"XDG_CONFIG_HOME":     filepath.Join(root, "xdg"),
-		"HOME":                filepath.Join(root, "home"),
-		"APPDATA":             filepath.Join(root, "appdata"),
+func TestProfileCandidates(t *testing.T) {
+	all := env{
+		"CARACAL_CONFIG_HOME": "/cch",
+		"XDG_CONFIG_HOME":     "/xdg",
+		"HOME":                "/home/u",
+		"APPDATA":             `C:\Users\u\AppData\Roaming`,
 	}
-
-	var logs bytes.Buffer
-	cfg, err := loadEnv(t, baseEnv().with(flatten(defaults)...), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	require.NoError(t, err)
-	assert.Empty(t, cfg.Profile)
-	assert.Equal(t, "zone-env", cfg.ZoneID)
-	assert.Equal(t, "http://localhost:8081", cfg.GatewayURL)
-	assert.Contains(t, logs.String(), "CARACAL_CONFIG_HOME is no longer read; use CARACAL_CONFIG")
-
-	e := env{}.with(flatten(defaults)...)
-	_, err = loadEnv(t, e)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "caracal: CARACAL_ZONE_ID is not set (set it, or set CARACAL_CONFIG to a profile)")
-
-	cfg, err = loadEnv(t, e.with("CARACAL_CONFIG", filepath.Join(root, "cch", "caracal.toml")))
-	require.NoError(t, err)
-	assert.Equal(t, "zone-file", cfg.ZoneID)
+	get := func(e env) func(string) string { return func(k string) string { return e[k] } }
+	cases := []struct {
+		goos string
+		env  env
+		want []string
+	}{
+		{"linux", all, []string{"/cch/caracal.toml", "/xdg/caracal/caracal.toml", "/home/u/.config/caracal/caracal.toml"}},
+		{"linux", env{"HOME": "/home/u"}, []string{"/home/u/.config/caracal/caracal.toml"}},
+		{"darwin", env{"HOME": "/Users/u"}, []string{"/Users/u/Library/Application Support/Caracal/caracal.toml"}},
+		{"windows", env{"APPDATA": "/appdata"}, []string{filepath.Join("/appdata", "Caracal", "caracal.toml")}},
+		{"linux", env{}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.goos, func(t *testing.T) {
+			assert.Equal(t, tc.want, profileCandidates(tc.goos, get(tc.env)))
+		})
+	}
 }
 
-// flatten turns e into key, value, key, value, ... for env.with.
-func flatten(e env) []string {
-	var kv []string
-	for k, v := range e {
-		kv = append(kv, k, v)
+func TestLoadConfigProfileDiscovery(t *testing.T) {
+	profileFor := func(zone string) string {
+		return fmt.Sprintf("zone_id = %q\napplication_id = \"a\"\napp_client_secret = \"x-secret\"\n", zone)
 	}
-	return kv
+	setup := func(t *testing.T, present ...string) (root string, e env) {
+		root = t.TempDir()
+		e = env{
+			"CARACAL_CONFIG_HOME": filepath.Join(root, "cch"),
+			"XDG_CONFIG_HOME":     filepath.Join(root, "xdg"),
+			"HOME":                filepath.Join(root, "home"),
+		}
+		for _, p := range present {
+			switch p {
+			case "cch":
+				writeFile(t, root, "cch/caracal.toml", profileFor("zone-cch"), 0o600)
+			case "xdg":
+				writeFile(t, root, "xdg/caracal/caracal.toml", profileFor("zone-xdg"), 0o600)
+			case "home":
+				writeFile(t, root, "home/.config/caracal/caracal.toml", profileFor("zone-home"), 0o600)
+			case "named":
+				writeFile(t, root, "named.toml", profileFor("zone-named"), 0o600)
+			}
+		}
+		return root, e
+	}
+	if runtimeGOOS() != "linux" {
+		t.Skip("the OS config directory case assumes Linux")
+	}
+	cases := []struct {
+		name    string
+		present []string
+		named   bool
+		want    string
+	}{
+		{"config home first", []string{"cch", "xdg", "home"}, false, "zone-cch"},
+		{"xdg when no config home file", []string{"xdg", "home"}, false, "zone-xdg"},
+		{"os dir last", []string{"home"}, false, "zone-home"},
+		{"CARACAL_CONFIG beats discovery", []string{"cch", "named"}, true, "zone-named"},
+		{"none: environment only", nil, false, "zone-env"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			root, e := setup(t, tc.present...)
+			e = e.with("CARACAL_ZONE_ID", "", "CARACAL_APPLICATION_ID", "a", "CARACAL_APP_CLIENT_SECRET", testSecret)
+			if tc.want == "zone-env" {
+				e["CARACAL_ZONE_ID"] = "zone-env"
+			}
+			if tc.named {
+				e["CARACAL_CONFIG"] = filepath.Join(root, "named.toml")
+			}
+			cfg, err := loadEnv(t, e)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, cfg.ZoneID)
+		})
+	}
 }
 
 func TestLoadConfigWithConfigFileBeatsCARACAL_CONFIG(t *testing.T) {
@@ -110,12 +147,13 @@ func TestLoadConfigWithConfigFileBeatsCARACAL_CONFIG(t *testing.T) {
 }
 
 // WithConfigFile("") (say, from an unset variable) names no file: it is
-// refused rather than read as "no option", which would load the profile
-// CARACAL_CONFIG names instead.
+// refused rather than read as "no option", which would load whichever
+// profile the default locations hold.
 func TestLoadConfigWithConfigFileEmpty(t *testing.T) {
-	path := writeFile(t, t.TempDir(), "caracal.toml", "zone_id = \"zone-default\"\napplication_id = \"x\"\napp_client_secret = \"y\"\n", 0o600)
-	for _, empty := range []string{"", "  "} {
-		_, err := loadEnv(t, env{"CARACAL_CONFIG": path}, WithConfigFile(empty))
+	home := t.TempDir()
+	writeFile(t, home, "caracal.toml", "zone_id = \"zone-default\"\napplication_id = \"x\"\napp_client_secret = \"y\"\n", 0o600)
+	for _, path := range []string{"", "  "} {
+		_, err := loadEnv(t, env{"CARACAL_CONFIG_HOME": home}, WithConfigFile(path))
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "caracal: WithConfigFile: the path is empty")
 	}
@@ -247,12 +285,27 @@ scope = "read"
 	require.NoError(t, err)
 }
 
-func TestLoadConfigNamedProfileIsChecked(t *testing.T) {
+func TestLoadConfigDiscoveryIgnoresDanglingSymlink(t *testing.T) {
+	root := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "cch"), 0o700))
+	require.NoError(t, os.Symlink(filepath.Join(root, "gone"), filepath.Join(root, "cch", "caracal.toml")))
+	cfg, err := loadEnv(t, baseEnv().with("CARACAL_CONFIG_HOME", filepath.Join(root, "cch")))
+	require.NoError(t, err)
+	assert.Empty(t, cfg.Profile)
+}
+
+func TestLoadConfigDiscoveredProfileIsChecked(t *testing.T) {
 	root := t.TempDir()
 	path := writeFile(t, root, "xdg/caracal/caracal.toml", "zone_id = \"z\"\n", 0o666)
-	_, err := loadEnv(t, baseEnv().with("CARACAL_CONFIG", path))
+	_, err := loadEnv(t, baseEnv().with("XDG_CONFIG_HOME", filepath.Join(root, "xdg")))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "caracal: "+path+" is writable by group or others (mode 0666)")
+
+	// A directory where the profile should be is an error, not a silent skip.
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "cch", "caracal.toml"), 0o700))
+	_, err = loadEnv(t, baseEnv().with("CARACAL_CONFIG_HOME", filepath.Join(root, "cch")))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is not a regular file (replace it with a caracal.toml file, or remove it)")
 
 	// A directory named as the profile says which setting named it.
 	_, err = loadEnv(t, baseEnv().with("CARACAL_CONFIG", root))

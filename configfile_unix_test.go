@@ -27,10 +27,15 @@ func TestLoadConfigNamedPipeIsRefusedWithoutOpening(t *testing.T) {
 		want string
 	}{
 		{"profile", baseEnv(), []Option{WithConfigFile(fifo)}, "caracal: WithConfigFile names " + fifo + ", which is not a regular file"},
+		{"discovered profile", baseEnv().with("CARACAL_CONFIG_HOME", root), nil, "is not a regular file"},
 		{"secret file", env{"CARACAL_ZONE_ID": "z", "CARACAL_APPLICATION_ID": "a", "CARACAL_APP_CLIENT_SECRET_FILE": fifo}, nil, "secret file " + fifo + " is not a regular file"},
 		{"bindings file", baseEnv().with("CARACAL_RESOURCES_FILE", fifo), nil, "caracal: CARACAL_RESOURCES_FILE: " + fifo + " is not a regular file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "discovered profile" {
+				require.NoError(t, os.Rename(fifo, filepath.Join(root, "caracal.toml")))
+				t.Cleanup(func() { require.NoError(t, os.Rename(filepath.Join(root, "caracal.toml"), fifo)) })
+			}
 			done := make(chan error, 1)
 			go func() {
 				_, err := LoadConfig(append([]Option{WithLookupEnv(tc.e.lookup)}, tc.opts...)...)
@@ -49,4 +54,14 @@ func TestLoadConfigNamedPipeIsRefusedWithoutOpening(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A default profile location under a path component that is a file (say
+// $XDG_CONFIG_HOME/caracal is a file) holds no profile: discovery goes on.
+func TestLoadConfigDiscoverySkipsAFileInThePath(t *testing.T) {
+	root := t.TempDir()
+	writeFile(t, root, "xdg/caracal", "not a directory", 0o600)
+	cfg, err := loadEnv(t, baseEnv().with("XDG_CONFIG_HOME", filepath.Join(root, "xdg")))
+	require.NoError(t, err)
+	assert.Empty(t, cfg.Profile)
 }

@@ -314,7 +314,6 @@ func (l *loader) deprecatedEnv() {
 		{"CARACAL_ZONE_URL", "CARACAL_STS_URL"},
 		{"CARACAL_RUN_CREDENTIALS", "CARACAL_APP_CLIENT_SECRET"},
 		{"CARACAL_RUN_CREDENTIALS_FILE", "CARACAL_APP_CLIENT_SECRET_FILE"},
-		{"CARACAL_CONFIG_HOME", "CARACAL_CONFIG"},
 	} {
 		if l.getenv(d[0]) != "" {
 			l.warn("caracal: "+d[0]+" is no longer read; use "+d[1], "variable", d[0])
