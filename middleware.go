@@ -195,41 +195,8 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 		}
 		switch m.mode {
 		case modeVerified:
-			cl, err := m.verifier.Verify(r.Context(), env.Token)
-			if m.keysDown.Load() != keysNone && !m.keysFailing() && !errors.Is(err, jwks.ErrKeysUnavailable) {
-				// The keys are back, whether or not this token passes;
-				// log the next outage.
-				m.keysDown.Store(keysNone)
-			}
-			if err != nil {
-				m.keysFailed(r.Context(), err)
-				status, code, desc := http.StatusUnauthorized, jwks.CodeInvalidToken, "invalid bearer token"
-				var ve *jwks.Error
-				if errors.As(err, &ve) {
-					code, desc = ve.Code, ve.Description
-					if code == jwks.CodeInsufficientScope || code == jwks.CodeHopCountExceeded {
-						status = http.StatusForbidden
-					}
-				}
-				writeAuthError(w, status, code, desc)
+			if !m.bindVerified(w, r, a, token) {
 				return
-			}
-			if cl.ZoneID == "" || cl.ApplicationID == "" {
-				writeAuthError(w, http.StatusUnauthorized, jwks.CodeInvalidToken, "token names no zone or application")
-				return
-			}
-			if cl.Hop < 0 || cl.Hop > envelope.MaxHop {
-				writeAuthError(w, http.StatusForbidden, jwks.CodeHopCountExceeded, "delegation hop count exceeds the maximum")
-				return
-			}
-			a.zoneID, a.applicationID = cl.ZoneID, cl.ApplicationID
-			a.sessionID, a.delegationID, a.parentDelegationID = cl.SessionID, cl.DelegationID, cl.ParentDelegationID
-			a.subjectRecordID, a.hop = cl.SubjectRecordID, cl.Hop
-			a.scopes = cl.Scopes
-			if _, builtin := m.verifier.(tokenVerifier); !builtin {
-				// A caller's Verifier may keep the slice it returned; the
-				// built-in one returns a fresh one.
-				a.scopes = slices.Clone(cl.Scopes)
 			}
 		case modeTrusted:
 			// A malformed Caracal baggage would bind some ids and drop
@@ -246,6 +213,48 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), a)))
 	})
+}
+
+// bindVerified verifies the bearer token and binds the identity its claims
+// name to a. On a refusal it has answered w and reports false.
+func (m *middleware) bindVerified(w http.ResponseWriter, r *http.Request, a *Agent, token string) bool {
+	cl, err := m.verifier.Verify(r.Context(), token)
+	if m.keysDown.Load() != keysNone && !m.keysFailing() && !errors.Is(err, jwks.ErrKeysUnavailable) {
+		// The keys are back, whether or not this token passes; log the
+		// next outage.
+		m.keysDown.Store(keysNone)
+	}
+	if err != nil {
+		m.keysFailed(r.Context(), err)
+		status, code, desc := http.StatusUnauthorized, jwks.CodeInvalidToken, "invalid bearer token"
+		var ve *jwks.Error
+		if errors.As(err, &ve) {
+			code, desc = ve.Code, ve.Description
+			if code == jwks.CodeInsufficientScope || code == jwks.CodeHopCountExceeded {
+				status = http.StatusForbidden
+			}
+		}
+		writeAuthError(w, status, code, desc)
+		return false
+	}
+	if cl.ZoneID == "" || cl.ApplicationID == "" {
+		writeAuthError(w, http.StatusUnauthorized, jwks.CodeInvalidToken, "token names no zone or application")
+		return false
+	}
+	if cl.Hop < 0 || cl.Hop > envelope.MaxHop {
+		writeAuthError(w, http.StatusForbidden, jwks.CodeHopCountExceeded, "delegation hop count exceeds the maximum")
+		return false
+	}
+	a.zoneID, a.applicationID = cl.ZoneID, cl.ApplicationID
+	a.sessionID, a.delegationID, a.parentDelegationID = cl.SessionID, cl.DelegationID, cl.ParentDelegationID
+	a.subjectRecordID, a.hop = cl.SubjectRecordID, cl.Hop
+	a.scopes = cl.Scopes
+	if _, builtin := m.verifier.(tokenVerifier); !builtin {
+		// A caller's Verifier may keep the slice it returned; the
+		// built-in one returns a fresh one.
+		a.scopes = slices.Clone(cl.Scopes)
+	}
+	return true
 }
 
 // bearerScheme reports whether an Authorization value names the Bearer
