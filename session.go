@@ -131,7 +131,8 @@ func (a *Agent) bearer() string {
 
 type agentKey struct{}
 
-// NewContext returns a copy of ctx carrying a. To hand an agent's identity to
+// NewContext returns a copy of ctx carrying a; a nil a hides any agent ctx
+// carries, so that FromContext reports none. To hand an agent's identity to
 // background work that must outlive the request, bind it on a context that is
 // not cancelled with the request:
 //

@@ -96,8 +96,9 @@ func WithTTL(d time.Duration) SpawnOption {
 }
 
 // WithParent makes p the parent session, instead of the agent bound to the
-// Spawn context. If the context binds a different agent, Spawn fails: pass
-// p's context instead, or bind nothing.
+// Spawn context. If the context binds a different agent, p is nil, or
+// WithoutParent is given too, Spawn fails with ErrInvalidRequest before any
+// call: pass p's context instead, or bind nothing.
 func WithParent(p *Agent) SpawnOption {
 	return func(c *spawnConfig) {
 		if p == nil {
