@@ -74,42 +74,16 @@ func (s *Service) renew(ctx context.Context) (Lease, error) {
 		return s.failed(ctx, err)
 	}
 
-	var lastErr error
 	s.mu.Lock()
 	if s.err != nil { // ended while the heartbeat was in flight
 		defer s.mu.Unlock()
 		return s.leaseLocked(), s.err
 	}
-	// The answer to the renewal sent last sets the deadline, earlier than
-	// the one held if the lease got shorter; an older renewal answered
-	// after it says nothing newer.
+	var lastErr error
 	if !sent.Before(s.renewedAt) {
-		s.renewedAt = sent
-		before := s.deadline
-		n, known := renewedLength(resp.Agent)
-		if n > 0 {
-			s.leaseLen = n
-		}
-		switch {
-		case known && n <= 0:
-			// A deadline no later than the renewal itself: the
-			// Coordinator granted no lease, and the length known before
-			// says nothing about this one.
-			s.deadline = sent
-			lastErr = fmt.Errorf("the Coordinator renewed the lease with none left (last heartbeat %.64q, deadline %.64q)", resp.Agent.LastHeartbeatAt, resp.Agent.HeartbeatDeadlineAt)
-		case s.leaseLen > 0:
-			s.deadline = sent.Add(s.leaseLen)
-		default:
-			if d := leaseDeadline(resp.Agent.HeartbeatDeadlineAt, sent, 0); !d.IsZero() {
-				s.deadline = d
-			}
-		}
-		if s.tick != nil && !s.stepping && s.deadline.Before(before) {
-			// A renewal by hand learnt of a shorter lease: the background
-			// renewal scheduled for the longer one would come too late.
-			// (A background step re-arms its timer itself when it ends.)
-			s.tick.Reset(lease.RenewDelay(s.sc.interval, time.Until(s.deadline), rand.Float64()))
-		}
+		// Only the answer to the renewal sent last sets the deadline: an
+		// older renewal answered after it says nothing newer.
+		lastErr = s.renewedLocked(resp.Agent, sent)
 	}
 	if resp.Agent.Status != "" {
 		s.status = resp.Agent.Status
@@ -130,6 +104,40 @@ func (s *Service) renew(ctx context.Context) (Lease, error) {
 		return l, cause
 	}
 	return l, nil
+}
+
+// renewedLocked applies a, the answer to the latest renewal, sent at sent:
+// it sets the lease length and the deadline, earlier than the one held if
+// the lease got shorter, and returns why no lease is left if the
+// Coordinator granted none. s.mu is held.
+func (s *Service) renewedLocked(a wire.HeartbeatAgent, sent time.Time) (lastErr error) {
+	s.renewedAt = sent
+	before := s.deadline
+	n, known := renewedLength(a)
+	if n > 0 {
+		s.leaseLen = n
+	}
+	switch {
+	case known && n <= 0:
+		// A deadline no later than the renewal itself: the Coordinator
+		// granted no lease, and the length known before says nothing
+		// about this one.
+		s.deadline = sent
+		lastErr = fmt.Errorf("the Coordinator renewed the lease with none left (last heartbeat %.64q, deadline %.64q)", a.LastHeartbeatAt, a.HeartbeatDeadlineAt)
+	case s.leaseLen > 0:
+		s.deadline = sent.Add(s.leaseLen)
+	default:
+		if d := leaseDeadline(a.HeartbeatDeadlineAt, sent, 0); !d.IsZero() {
+			s.deadline = d
+		}
+	}
+	if s.tick != nil && !s.stepping && s.deadline.Before(before) {
+		// A renewal by hand learnt of a shorter lease: the background
+		// renewal scheduled for the longer one would come too late.
+		// (A background step re-arms its timer itself when it ends.)
+		s.tick.Reset(lease.RenewDelay(s.sc.interval, time.Until(s.deadline), rand.Float64()))
+	}
+	return lastErr
 }
 
 // failed applies a failed heartbeat: a final answer ends the handle; a
