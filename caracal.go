@@ -96,7 +96,8 @@ type options struct {
 // Its Timeout, if zero, is left alone: every control-plane call gets its own
 // deadline from the SDK. Its CheckRedirect is not used for those calls: a
 // redirect from a Caracal service is returned as an error, never followed,
-// so that no credential goes to an address that was not configured.
+// so that no credential goes to an address that was not configured. Without
+// it (or with nil) the client uses http.DefaultTransport.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(o *options) { o.httpClient = hc }
 }
@@ -108,7 +109,8 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithLookupEnv replaces os.LookupEnv for reading CARACAL_* variables, so
-// that tests and embedders never touch the process environment.
+// that tests and embedders never touch the process environment; nil means
+// os.LookupEnv.
 func WithLookupEnv(lookup func(string) (string, bool)) Option {
 	return func(o *options) { o.lookupEnv = lookup }
 }
