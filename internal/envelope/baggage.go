@@ -95,21 +95,8 @@ func encodedLen(v string) int {
 
 const upperHex = "0123456789ABCDEF"
 
-// appendEncoded appends v percent-encoded: every byte except A–Z a–z 0–9
+// writeEncoded writes v percent-encoded: every byte except A–Z a–z 0–9
 // - . _ ~ becomes %XX with uppercase hex.
-func appendEncoded(dst []byte, v string) []byte {
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if unreserved(c) {
-			dst = append(dst, c)
-		} else {
-			dst = append(dst, '%', upperHex[c>>4], upperHex[c&0xf])
-		}
-	}
-	return dst
-}
-
-// writeEncoded writes v percent-encoded like appendEncoded.
 func writeEncoded(b *strings.Builder, v string) {
 	start := 0
 	for i := 0; i < len(v); i++ {
@@ -122,14 +109,6 @@ func writeEncoded(b *strings.Builder, v string) {
 		}
 	}
 	b.WriteString(v[start:])
-}
-
-// EncodeValue percent-encodes a baggage value as the encoder does.
-func EncodeValue(v string) string {
-	if encodedLen(v) == len(v) {
-		return v
-	}
-	return string(appendEncoded(make([]byte, 0, encodedLen(v)), v))
 }
 
 func unhex(c byte) (byte, bool) {
@@ -262,18 +241,6 @@ func setMember(ms []Member, key, value string) []Member {
 	return append(ms, Member{key, value})
 }
 
-// DecodeBaggage decodes baggage header values (repeated headers are joined
-// with ",") by the rules of PROTOCOL §7.3. It returns every member,
-// caracal.* included, in first-seen order with the last value of a repeated
-// key. Over a cap it returns no members and the cap's problem.
-func DecodeBaggage(values []string) ([]Member, Problems) {
-	var ms []Member
-	p := eachMember(values, func(key, value string) {
-		ms = setMember(ms, key, value)
-	})
-	return ms, p
-}
-
 // parseHop parses caracal.hop: ASCII digits only (else 0 and HopInvalid),
 // clamped to MaxHop (HopClamped), numeric overflow included.
 func parseHop(v string) (int, Problems) {
@@ -294,22 +261,6 @@ func parseHop(v string) (int, Problems) {
 }
 
 func compareKeys(a, b Member) int { return strings.Compare(a.Key, b.Key) }
-
-// EncodeBaggage encodes ms as a baggage header value (PROTOCOL §7.2 rule 3):
-// members with an empty value or an invalid key are dropped, a repeated key
-// keeps its last value, members are sorted by key in byte order, joined
-// with a bare ",", values percent-encoded. It does not enforce the inbound
-// caps and does not treat caracal.* keys specially. ms is not modified.
-func EncodeBaggage(ms []Member) string {
-	var buf [16]Member
-	out := buf[:0]
-	for _, m := range ms {
-		if m.Value != "" && ValidKey(m.Key) {
-			out = setMember(out, m.Key, m.Value)
-		}
-	}
-	return encodeSorted(out)
-}
 
 // encodeSorted sorts ms in place and encodes them; keys are unique, valid
 // and values non-empty.

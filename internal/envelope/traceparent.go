@@ -84,14 +84,6 @@ func NewTraceID() string {
 	return string(b[:])
 }
 
-// NewSpanID returns a fresh random span id (16 lowercase hex, never all
-// zero).
-func NewSpanID() string {
-	var b [16]byte
-	appendHex64(b[:0], randNonZero())
-	return string(b[:])
-}
-
 // appendTraceID appends a fresh random trace id. The high half may be zero;
 // the low half never is, so the whole id is never all zero.
 func appendTraceID(dst []byte) []byte {
@@ -142,13 +134,6 @@ func sampledOnly(flags string) string {
 		return "01"
 	}
 	return "00"
-}
-
-// FormatTraceparent returns "00-<traceID>-<spanID>-<flags>". It does not
-// validate its arguments; use Traceparent to build a header from envelope
-// values that may be missing or invalid.
-func FormatTraceparent(traceID, spanID, flags string) string {
-	return "00-" + traceID + "-" + spanID + "-" + flags
 }
 
 // Traceparent returns a fresh version-00 traceparent for a new outgoing
