@@ -142,6 +142,12 @@ func (t *memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		<-done
 		return nil, fmt.Errorf("caracaltest: %s %s: connection dropped: %w", req.Method, req.URL.Redacted(), rw.err)
 	}
+	return rw.response(req, &memBody{rw: rw, ctx: ctx, cancel: cancel, done: done}), nil
+}
+
+// response is the client's view of what the handler sent, as net/http's
+// client reports it: status, header, length and trailers, and body.
+func (rw *memResponseWriter) response(req *http.Request, body io.ReadCloser) *http.Response {
 	resp := &http.Response{
 		Status:        strconv.Itoa(rw.status) + " " + http.StatusText(rw.status),
 		StatusCode:    rw.status,
@@ -152,7 +158,7 @@ func (t *memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		ContentLength: -1,
 		Trailer:       rw.trailer,
 		Request:       req,
-		Body:          &memBody{rw: rw, ctx: ctx, cancel: cancel, done: done},
+		Body:          body,
 	}
 	if rw.chunked {
 		resp.TransferEncoding = []string{"chunked"}
@@ -165,7 +171,7 @@ func (t *memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !rw.head && (rw.status == http.StatusNoContent || rw.status == http.StatusNotModified) {
 		resp.ContentLength = 0
 	}
-	return resp, nil
+	return resp
 }
 
 func closeBody(req *http.Request) {
