@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf16"
@@ -410,11 +411,7 @@ func parseConstraints(req delegationRequest) (wire.Constraints, string) {
 			return wire.Constraints{}, "invalid_delegation_constraint"
 		}
 		for k, v := range m {
-			known := false
-			for _, ck := range constraintKeys {
-				known = known || ck == k
-			}
-			if !known {
+			if !slices.Contains(constraintKeys, k) {
 				return wire.Constraints{}, "invalid_delegation_constraint"
 			}
 			merged[k] = v
