@@ -2,6 +2,11 @@ package caracal_test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -26,3 +31,39 @@ func TestZeroClientConfigPrintAndGatewayRequest(t *testing.T) {
 	require.ErrorIs(t, err, caracal.ErrInvalidRequest)
 	assert.Contains(t, err.Error(), "caracal.New")
 }
+
+// A zero Client's Transport and HTTPClient refuse every request, as its
+// other methods refuse their calls, instead of panicking or sending the
+// request as it is: the request's body is closed and nothing is sent.
+func TestZeroClientTransportRefusesRequests(t *testing.T) {
+	var sent atomic.Bool
+	upstream := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { sent.Store(true) }))
+	t.Cleanup(upstream.Close)
+	c := new(caracal.Client)
+
+	var rt http.RoundTripper
+	require.NotPanics(t, func() { rt = c.Transport(nil) })
+	body := &closeRecorder{Reader: strings.NewReader("payload")}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, upstream.URL+"/v1", body)
+	require.NoError(t, err)
+	_, err = rt.RoundTrip(req)
+	require.ErrorIs(t, err, caracal.ErrInvalidRequest)
+	assert.Contains(t, err.Error(), "caracal.New")
+	assert.True(t, body.closed, "the request body is closed")
+
+	var hc *http.Client
+	require.NotPanics(t, func() { hc = c.HTTPClient() })
+	resp, err := hc.Get(upstream.URL + "/v1")
+	if err == nil {
+		resp.Body.Close()
+	}
+	require.ErrorIs(t, err, caracal.ErrInvalidRequest)
+	assert.False(t, sent.Load(), "nothing reaches the upstream")
+}
+
+type closeRecorder struct {
+	io.Reader
+	closed bool
+}
+
+func (r *closeRecorder) Close() error { r.closed = true; return nil }

@@ -175,9 +175,22 @@ type transport struct {
 // read is never taken for the whole answer.
 //
 // The transport never modifies the caller's request, closes its body on
-// every error, and is safe for concurrent use.
+// every error, and is safe for concurrent use. The transport of a nil or
+// zero Client refuses every request with ErrInvalidRequest.
 func (c *Client) Transport(base http.RoundTripper, opts ...TransportOption) http.RoundTripper {
+	if err := c.made("Transport"); err != nil {
+		return refusing(base, err)
+	}
 	return c.newTransport(base, opts, nil)
+}
+
+// refusing is the transport of a nil or zero Client: it refuses every
+// request with err, which says how to make a client.
+func refusing(base http.RoundTripper, err error) *transport {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &transport{base: base, router: router{err: err}}
 }
 
 // newTransport builds a transport; mint nil means the STS client's Mint
@@ -224,7 +237,12 @@ func (c *Client) newTransport(base http.RoundTripper, opts []TransportOption, mi
 // after 10 hops as the default client does. It has no Timeout: set one, or
 // use request contexts.
 func (c *Client) HTTPClient(opts ...TransportOption) *http.Client {
-	t := c.newTransport(nil, opts, nil)
+	var t *transport
+	if err := c.made("HTTPClient"); err != nil {
+		t = refusing(nil, err)
+	} else {
+		t = c.newTransport(nil, opts, nil)
+	}
 	return &http.Client{Transport: t, CheckRedirect: t.checkRedirect}
 }
 
