@@ -74,11 +74,11 @@ func (r router) decide(req *http.Request) (decision, error) {
 func gatewayTarget(gatewayURL, path string) (string, error) {
 	r, err := envelope.NewRouter(gatewayURL, nil)
 	if err != nil {
-		return "", fmt.Errorf("caracal: GatewayRequest: %w", err)
+		return "", fmt.Errorf("%w: GatewayRequest: %w", ErrInvalidRequest, err)
 	}
 	u, err := r.GatewayURL(path)
 	if err != nil {
-		return "", fmt.Errorf("caracal: GatewayRequest: %w", err)
+		return "", fmt.Errorf("%w: GatewayRequest: %w", ErrInvalidRequest, err)
 	}
 	return u.String(), nil
 }

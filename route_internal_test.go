@@ -100,11 +100,14 @@ func TestGatewayRequest(t *testing.T) {
 
 	for _, p := range []string{"http://evil.test/x", "//evil.test/x", "/a#frag", "/a/../b", "/a/%2e%2e/b", `/a\b`} {
 		_, err := c.GatewayRequest(ctx, http.MethodGet, "resource://tickets", p, nil)
-		assert.Error(t, err, p)
+		assert.ErrorIs(t, err, ErrInvalidRequest, p)
 	}
 	_, err = c.GatewayRequest(ctx, http.MethodGet, " ", "/x", nil)
-	assert.Error(t, err)
+	assert.ErrorIs(t, err, ErrInvalidRequest)
+	_, err = c.GatewayRequest(ctx, "BAD METHOD", "resource://tickets", "/x", nil)
+	assert.ErrorIs(t, err, ErrInvalidRequest)
 	noGW := unitClient(t, func(cfg *Config) { cfg.GatewayURL, cfg.Bindings = "", nil })
 	_, err = noGW.GatewayRequest(ctx, http.MethodGet, "resource://tickets", "/x", nil)
 	assert.ErrorContains(t, err, "no Gateway URL")
+	assert.ErrorIs(t, err, ErrInvalidRequest)
 }

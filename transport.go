@@ -435,17 +435,19 @@ func (t *transport) CloseIdleConnections() {
 // for code that prefers explicit routing to bindings. Send it with a client
 // from HTTPClient (or Transport) so that it gets a mandate. path is relative
 // to the Gateway (a leading "/" is added) and may carry a query; it must not
-// be absolute, carry a fragment, dot segments or backslashes.
+// be absolute, carry a fragment, dot segments or backslashes. A request it
+// cannot build (such a path, no resource, no Gateway URL configured) is
+// refused with an error matching ErrInvalidRequest.
 func (c *Client) GatewayRequest(ctx context.Context, method, resource, path string, body io.Reader) (*http.Request, error) {
 	if err := c.made("GatewayRequest"); err != nil {
 		return nil, err
 	}
 	if c.cfg.GatewayURL == "" {
-		return nil, errors.New("caracal: no Gateway URL is configured (CARACAL_GATEWAY_URL or gateway_url)")
+		return nil, fmt.Errorf("%w: GatewayRequest: no Gateway URL is configured (set CARACAL_GATEWAY_URL or gateway_url)", ErrInvalidRequest)
 	}
 	resource = strings.TrimSpace(resource)
 	if resource == "" {
-		return nil, errors.New("caracal: GatewayRequest needs a resource identifier")
+		return nil, fmt.Errorf("%w: GatewayRequest needs a resource identifier (such as resource://tickets)", ErrInvalidRequest)
 	}
 	target, err := gatewayTarget(c.cfg.GatewayURL, path)
 	if err != nil {
@@ -453,7 +455,7 @@ func (c *Client) GatewayRequest(ctx context.Context, method, resource, path stri
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
-		return nil, fmt.Errorf("caracal: GatewayRequest: %w", err)
+		return nil, fmt.Errorf("%w: GatewayRequest: %w", ErrInvalidRequest, err)
 	}
 	req.Header.Set(wire.HeaderResource, resource)
 	return req, nil
