@@ -66,7 +66,8 @@ type ApprovalTier struct {
 	Tier string
 	// Approver is "operator", "subject" or "any".
 	Approver string
-	// TTL of a hold; zero uses the class default (4 h operator, 15 min otherwise).
+	// TTL of a hold; zero uses the class default (4 h operator, 15 min
+	// otherwise). A negative TTL given to WithApprovalTier makes New fail.
 	TTL time.Duration
 }
 

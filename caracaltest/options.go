@@ -177,6 +177,11 @@ func resolve(opts []Option) (settings, error) {
 	if s.lease < 0 {
 		return s, fmt.Errorf("caracaltest: WithLease(%v): the lease must be positive (0 keeps the default 120 s)", s.lease)
 	}
+	for _, t := range o.tiers {
+		if t.TTL < 0 {
+			return s, fmt.Errorf("caracaltest: WithApprovalTier(%q): TTL %v; a hold's TTL must be positive (0 keeps the class default)", t.Tier, t.TTL)
+		}
+	}
 	for name, v := range map[string]int{
 		"SessionsPerZone": s.limits.SessionsPerZone, "SessionsPerApp": s.limits.SessionsPerApp,
 		"ChildrenPerParent": s.limits.ChildrenPerParent, "MaxDepth": s.limits.MaxDepth,

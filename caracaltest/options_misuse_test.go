@@ -14,8 +14,9 @@ import (
 	"github.com/caracal-go/caracal/caracaltest"
 )
 
-// A negative lease or limit is refused: it used to be taken as "unset",
-// so that WithLease(-time.Second) ran services on the default 120 s lease.
+// A negative lease, limit or approval TTL is refused: it used to be taken
+// as "unset", so that WithLease(-time.Second) ran services on the default
+// 120 s lease.
 func TestNewRefusesNegativeSettings(t *testing.T) {
 	for name, opt := range map[string]caracaltest.Option{
 		"WithLease":         caracaltest.WithLease(-time.Second),
@@ -23,6 +24,7 @@ func TestNewRefusesNegativeSettings(t *testing.T) {
 		"ChildrenPerParent": caracaltest.WithLimits(caracaltest.Limits{ChildrenPerParent: -1}),
 		"MintPerMinute":     caracaltest.WithLimits(caracaltest.Limits{MintPerMinute: -1}),
 		"AuthFailures":      caracaltest.WithLimits(caracaltest.Limits{AuthFailures: -1}),
+		"WithApprovalTier":  caracaltest.WithApprovalTier(caracaltest.ApprovalTier{Tier: "high", Approver: "any", TTL: -time.Minute}),
 	} {
 		t.Run(name, func(t *testing.T) {
 			s, err := caracaltest.New(opt)
