@@ -163,42 +163,51 @@ func newWorld(cfg worldConfig) (*world, error) {
 		w.apps[a.ID] = &application{id: a.ID, secret: a.Secret, dcr: a.DCR}
 	}
 	for _, r := range cfg.Resources {
-		if r.Identifier == "" {
-			return nil, errors.New("caracaltest: a resource needs an Identifier")
-		}
-		id := r.ID
-		if id == "" {
-			id = resourceSlug(r.Identifier)
-		}
-		if _, dup := w.resources[r.Identifier]; dup {
-			return nil, fmt.Errorf("caracaltest: resource %q registered twice", r.Identifier)
-		}
-		if _, dup := w.resByID[id]; dup {
-			return nil, fmt.Errorf("caracaltest: resource id %q used twice", id)
-		}
-		res := &resource{
-			id:          id,
-			identifier:  r.Identifier,
-			scopes:      slices.Clone(r.Scopes),
-			upstreamURL: r.UpstreamURL,
-		}
-		if r.Operations != nil {
-			res.operations = make(map[string]string, len(r.Operations))
-			for k, v := range r.Operations {
-				res.operations[k] = v
-			}
-		}
-		w.resources[r.Identifier] = res
-		w.resByID[id] = res
-		switch {
-		case r.Upstream != nil:
-			w.upstreams[r.Identifier] = upstream{handler: r.Upstream}
-		case r.UpstreamURL != "":
-			w.upstreams[r.Identifier] = upstream{url: r.UpstreamURL}
+		if err := w.addResource(r); err != nil {
+			return nil, err
 		}
 	}
 	w.policy = clonePolicy(cfg.Policy)
 	return w, nil
+}
+
+// addResource registers the resource r, by its identifier and its id
+// (derived from the identifier when r has none).
+func (w *world) addResource(r Resource) error {
+	if r.Identifier == "" {
+		return errors.New("caracaltest: a resource needs an Identifier")
+	}
+	id := r.ID
+	if id == "" {
+		id = resourceSlug(r.Identifier)
+	}
+	if _, dup := w.resources[r.Identifier]; dup {
+		return fmt.Errorf("caracaltest: resource %q registered twice", r.Identifier)
+	}
+	if _, dup := w.resByID[id]; dup {
+		return fmt.Errorf("caracaltest: resource id %q used twice", id)
+	}
+	res := &resource{
+		id:          id,
+		identifier:  r.Identifier,
+		scopes:      slices.Clone(r.Scopes),
+		upstreamURL: r.UpstreamURL,
+	}
+	if r.Operations != nil {
+		res.operations = make(map[string]string, len(r.Operations))
+		for k, v := range r.Operations {
+			res.operations[k] = v
+		}
+	}
+	w.resources[r.Identifier] = res
+	w.resByID[id] = res
+	switch {
+	case r.Upstream != nil:
+		w.upstreams[r.Identifier] = upstream{handler: r.Upstream}
+	case r.UpstreamURL != "":
+		w.upstreams[r.Identifier] = upstream{url: r.UpstreamURL}
+	}
+	return nil
 }
 
 // resourceSlug derives the default DB id of a resource identifier:
