@@ -40,6 +40,33 @@ func TestServiceManualLeaseExpiresLocally(t *testing.T) {
 	})
 }
 
+// A renewal by hand moves the point where the lease is lost: a service
+// renewed only by hand ends exactly on the deadline its last renewal gave,
+// neither on the one before nor later.
+func TestServiceManualLeaseExpiresOnTheRenewedDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, c := serviceStack(t)
+		svc, err := c.SpawnService(t.Context())
+		require.NoError(t, err)
+		time.Sleep(100 * time.Second)
+		renewed := time.Now()
+		_, err = svc.Heartbeat(t.Context())
+		require.NoError(t, err)
+
+		time.Sleep(120*time.Second - time.Nanosecond)
+		synctest.Wait()
+		require.NoError(t, svc.Err(), "live past the first deadline, up to the renewed one")
+		select {
+		case <-svc.Done():
+		case <-time.After(time.Hour): // of the bubble's time
+			t.Fatal("the lease was never declared lost")
+		}
+		assert.Equal(t, 120*time.Second, time.Since(renewed), "loss is declared exactly on the renewed deadline")
+		assert.ErrorIs(t, svc.Err(), caracal.ErrLeaseExpired)
+		require.NoError(t, svc.Close(t.Context()))
+	})
+}
+
 func TestServiceSurvivesOutageInsideLongLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st, c := serviceStack(t, caracaltest.WithLease(30*time.Minute))
