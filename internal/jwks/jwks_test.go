@@ -183,7 +183,7 @@ func TestVerifyRefusals(t *testing.T) {
 	}{
 		{name: "expired beyond leeway", mutate: func(c jwt.MapClaims) { c["exp"] = now.Add(-61 * time.Second).Unix() }, desc: "token expired"},
 		{name: "missing exp", mutate: func(c jwt.MapClaims) { delete(c, "exp") }, desc: "required claim missing"},
-		{name: "issued in the future", mutate: func(c jwt.MapClaims) { c["iat"] = now.Add(5 * time.Minute).Unix() }, desc: "token issued in the future"},
+		{name: "issued in the future beyond leeway", mutate: func(c jwt.MapClaims) { c["iat"] = now.Add(61 * time.Second).Unix() }, desc: "token issued in the future"},
 		{name: "wrong zone", mutate: func(c jwt.MapClaims) { c["zone_id"] = "zone-other" }, code: CodeInvalidZone},
 		{name: "wrong audience", mutate: func(c jwt.MapClaims) { c["aud"] = []string{"resource://other"} }, desc: "wrong audience"},
 		{name: "wrong issuer", mutate: func(c jwt.MapClaims) { c["iss"] = "http://evil" }, desc: "wrong issuer"},
@@ -269,9 +269,10 @@ func TestVerifyLeewayAndSessionTokens(t *testing.T) {
 	f := newFixture(t, Expect{Uses: []string{"resource", "session"}, SessionApplications: []string{"app-test"}})
 	c := validClaims(f.clock.Now())
 	c["exp"] = f.clock.Now().Add(-59 * time.Second).Unix()
+	c["iat"] = f.clock.Now().Add(59 * time.Second).Unix()
 	c["use"] = "session"
 	_, err := f.v.Verify(context.Background(), f.s.sign(t, c))
-	require.NoError(t, err, "inside the 60 s leeway, and session tokens opted in")
+	require.NoError(t, err, "expiry and issue time inside the 60 s leeway, and session tokens opted in")
 
 	// A lifecycle token as the STS mints it: audience the issuer.
 	c = validClaims(f.clock.Now())
