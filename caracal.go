@@ -65,8 +65,11 @@ type Client struct {
 	starts    int // the starts in flight, as starting counts them (under mu)
 	unretired []error
 
-	// closed is closed when the first Close has closed every handle;
-	// closeErr is that outcome, which every Close returns.
+	// closing (under mu) holds the handles open when Close was first
+	// called. closed is closed once a Close has seen every one of them
+	// closed and every start in flight end, within its ctx; closeErr is
+	// that outcome, which every later Close returns.
+	closing  []closer
 	closed   chan struct{}
 	closeErr error
 }
@@ -231,8 +234,9 @@ func (c *Client) config() *Config {
 // once Close began: it fails with ErrClosed and retires the session it
 // started (or may have started), and a failure of that retire is part of
 // Close's error too, as is one of the background retire of a start that was
-// given up. It is idempotent: a later Close waits for the first one and
-// returns its outcome. Every Close returns by its ctx's deadline.
+// given up. It is idempotent: a Close whose ctx ended first says what goes
+// on in the background, and a later Close waits for it again and returns
+// how it ended. Every Close returns by its ctx's deadline.
 func (c *Client) Close(ctx context.Context) error {
 	if err := c.check(ctx, "Close", false); err != nil {
 		return err
@@ -240,34 +244,51 @@ func (c *Client) Close(ctx context.Context) error {
 	ctx, stop := closeBound(ctx)
 	defer stop()
 	c.mu.Lock()
-	first := !c.isClosed()
-	var open []closer
-	if first {
+	if !c.isClosed() {
 		c.end(ErrClosed)
-		open = make([]closer, 0, len(c.open))
+		c.closing = make([]closer, 0, len(c.open))
 		for h := range c.open {
-			open = append(open, h)
+			c.closing = append(c.closing, h)
 		}
 		c.open, c.lineage, c.services, c.received = nil, nil, nil, nil
 	}
+	closing := c.closing
 	c.mu.Unlock()
-
-	if first {
-		errs := make([]error, len(open)+1)
-		var wg sync.WaitGroup
-		for i, h := range open {
-			wg.Go(func() { errs[i] = h.Close(ctx) })
-		}
-		wg.Go(func() { errs[len(open)] = c.waitStarts(ctx) })
-		wg.Wait()
-		c.mu.Lock()
-		errs = append(errs, c.unretired...)
-		c.mu.Unlock()
-		c.closeErr = errors.Join(errs...)
-		close(c.closed)
+	select {
+	case <-c.closed:
 		return c.closeErr
+	default:
 	}
-	return waitClosed(ctx, c.closed, &c.closeErr, "client")
+
+	// The waits end only after ctx does (a wait's own timer for ctx's
+	// deadline could fire first), so that ctx.Err() below is set whenever
+	// one was cut short.
+	wait, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancel(nil)
+	defer context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })()
+	errs := make([]error, len(closing)+1)
+	var wg sync.WaitGroup
+	for i, h := range closing {
+		wg.Go(func() { errs[i] = h.Close(wait) })
+	}
+	wg.Go(func() { errs[len(closing)] = c.waitStarts(wait) })
+	wg.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := errors.Join(append(errs, c.unretired...)...)
+	if ctx.Err() != nil {
+		// Some of the waits may have ended with ctx, their work going on
+		// in the background: a later Close waits for it again.
+		return err
+	}
+	select {
+	case <-c.closed: // a concurrent Close settled it first
+		return c.closeErr
+	default:
+		c.closeErr = err
+		close(c.closed)
+		return err
+	}
 }
 
 // closeBound returns the context that bounds a Close given ctx: ctx, except

@@ -170,7 +170,8 @@ var closeCases = []struct {
 		var first error
 		within(t, 0, "Client.Close", func() { first = w.c.Close(ctx) })
 		maybeCancelled(first)
-		within(t, 0, "Client.Close", func() { assert.Equal(t, first, w.c.Close(context.Background())) })
+		// A later Close waits for what went on in the background.
+		within(t, 0, "Client.Close", func() { assert.NoError(t, w.c.Close(context.Background())) })
 	}},
 	{"client with a cancelled context", func(t *testing.T, w *closeWorld) {
 		_, err := w.c.SpawnService(t.Context(), caracal.HeartbeatAuto())
@@ -182,7 +183,7 @@ var closeCases = []struct {
 		if first != nil {
 			assert.ErrorIs(t, first, context.Canceled)
 		}
-		assert.Equal(t, first, w.c.Close(context.Background()))
+		assert.NoError(t, w.c.Close(context.Background()), "a later Close waits for what went on in the background")
 	}},
 	{"attached handle then client", func(t *testing.T, w *closeWorld) {
 		other, err := w.st.NewClient()
