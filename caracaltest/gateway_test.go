@@ -188,6 +188,10 @@ func TestGatewayChecks(t *testing.T) {
 	foreign.Header["kid"] = env.w.keys[0].kid
 	foreignTok, err := foreign.SignedString(otherKey)
 	require.NoError(t, err)
+	// Signed with this zone's key, naming another: checked against that
+	// zone's keys (PROTOCOL §8.2 check 10), which lack the kid.
+	otherZoneTok, err := signES256(map[string]any{"exp": exp, "zone_id": "zone-other", "client_id": exApp, "use": "gateway", "jti": "j"}, env.w.keys[0])
+	require.NoError(t, err)
 
 	cases := []struct {
 		name   string
@@ -250,6 +254,7 @@ func TestGatewayChecks(t *testing.T) {
 			status: 400, code: "invalid_token", desc: "path traversal not permitted"},
 		{name: "unsigned", auth: "Bearer " + with("jti", "x"), status: 401, code: "invalid_token", desc: "bearer signature invalid"},
 		{name: "signed by another key", auth: "Bearer " + foreignTok, status: 401, code: "invalid_token", desc: "bearer signature invalid"},
+		{name: "signed by the zone's key for another zone", auth: "Bearer " + otherZoneTok, status: 401, code: "invalid_token", desc: "bearer signature invalid"},
 		{name: "tampered signature", auth: "Bearer " + tamper(mint("tickets:read", 0)),
 			status: 401, code: "invalid_token", desc: "bearer signature invalid"},
 	}
