@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/caracal-go/caracal/internal/apierr"
 	"github.com/caracal-go/caracal/internal/wire"
 )
 
@@ -59,4 +60,15 @@ func (c *Client) WaitApproval(ctx context.Context, approvalID string) error {
 		return fmt.Errorf("caracal: approval %s was already used by another request; send the request again to raise a new one", approvalID)
 	}
 	return fmt.Errorf("caracal: approval %s is in unknown state %.64q", approvalID, st.State)
+}
+
+// isApproval reports whether err is an approval hold. A nil err, the
+// answer to every successful mint, is told apart before errors.As's target
+// is allocated.
+func isApproval(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ae *apierr.ApprovalRequiredError
+	return errors.As(err, &ae)
 }

@@ -331,17 +331,6 @@ func temporary(err error) bool {
 	return !errors.As(err, &e) || e.Temporary()
 }
 
-// isApproval reports whether err is an approval hold. A nil err, the
-// answer to every successful mint, is told apart before errors.As's target
-// is allocated.
-func isApproval(err error) bool {
-	if err == nil {
-		return false
-	}
-	var ae *apierr.ApprovalRequiredError
-	return errors.As(err, &ae)
-}
-
 // state reports whether pl is still in use, and whether it is below depth.
 func (p *prefetcher) state(pl *pool) (live, need bool) {
 	p.mu.Lock()
