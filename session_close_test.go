@@ -200,3 +200,27 @@ func TestNarrowingRefusedWhoseRetireFailsIsReported(t *testing.T) {
 	assert.ErrorContains(t, err, "retiring it failed")
 	requireReportedRunning(t, st, c, retiredID(t, st))
 }
+
+// Close is idempotent: once the retire is over, a later Close returns its
+// outcome, also under a context that has already ended. The finished close
+// and the ended context are both ready, so the calls are repeated: one that
+// picked either at random would fail some of them.
+func TestCloseAfterTheRetireReturnsItsOutcomeUnderAnEndedContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t)
+		s, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		svc, err := c.SpawnService(t.Context())
+		require.NoError(t, err)
+		require.NoError(t, s.Close(t.Context()))
+		require.NoError(t, svc.Close(t.Context()))
+
+		ended, cancel := context.WithCancel(t.Context())
+		cancel()
+		for i := range 20 {
+			assert.NoError(t, s.Close(ended), "session, call %d", i)
+			assert.NoError(t, svc.Close(ended), "service, call %d", i)
+		}
+		assert.Equal(t, 2, st.Count(caracaltest.RouteRetire), "one retire each")
+	})
+}
