@@ -145,6 +145,11 @@ func (c *Client) SpawnService(ctx context.Context, opts ...SpawnOption) (*Servic
 	if cfg.ttl != 0 {
 		return nil, fmt.Errorf("%w: WithTTL does not apply to a service session: its life is the heartbeat lease", ErrInvalidRequest)
 	}
+	if cfg.err != nil {
+		// A refused option (WithParent(nil), say) says what is wrong with
+		// it, before the parent checks below read the options.
+		return nil, cfg.err
+	}
 	narrow := cfg.grant != nil && cfg.grant.mode == grantNarrow
 	if _, bound := FromContext(ctx); narrow && cfg.parent == nil && (cfg.noParent || !bound) {
 		return nil, fmt.Errorf("%w: a narrowed service needs a parent service: start it with SpawnService, then spawn this one from its Context or name it with WithParent", ErrNarrowNeedsParent)

@@ -354,3 +354,24 @@ func TestServiceNarrowWithoutParentSaysTheParentIsAService(t *testing.T) {
 		assert.Zero(t, st.Count(caracaltest.RouteStart), "refused before any call")
 	})
 }
+
+// An option SpawnService refuses is reported as such also with a narrowed
+// grant: WithParent(nil) says that the parent is nil, as it does for Spawn,
+// rather than that the service has no parent to narrow under.
+func TestServiceNarrowWithARefusedOptionReportsTheOption(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t)
+		task, err := c.Spawn(t.Context())
+		require.NoError(t, err)
+		narrow := caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 0))
+		n := st.Count(caracaltest.RouteStart)
+		for name, ctx := range map[string]context.Context{"nothing bound": t.Context(), "a task bound": task.Context()} {
+			_, err := c.SpawnService(ctx, caracal.WithParent(nil), narrow)
+			assert.ErrorIs(t, err, caracal.ErrInvalidRequest, name)
+			assert.ErrorContains(t, err, "WithParent(nil): pass the parent agent", name)
+			_, err = c.Spawn(ctx, caracal.WithParent(nil), narrow)
+			assert.ErrorContains(t, err, "WithParent(nil): pass the parent agent", "Spawn, %s", name)
+		}
+		assert.Equal(t, n, st.Count(caracaltest.RouteStart), "refused before any call")
+	})
+}
