@@ -89,12 +89,12 @@ func (GrantBuilder) None() Authority { return Authority{mode: grantNone} }
 // when it has several, unless c.Resources scopes the grant). A zero ttl
 // means the child's lifetime: its WithTTL, else Config.DefaultTTL, else one
 // hour; 24 hours for a service. A negative ttl, or one over 24 hours, is
-// refused with ErrInvalidGrant. Delegate needs a ttl or c.ExpiresAt. Under a parent narrowed by this process, a
-// default ttl is shortened to fit inside the parent's delegation, and
-// anything knowably wider than the parent's (more scopes, another resource,
-// a later expiry, more hops) is refused with ErrInvalidGrant before any
-// call; the Coordinator refuses the rest (ErrAccessDenied). The slices are
-// copied.
+// refused with ErrInvalidGrant. Delegate needs a ttl or c.ExpiresAt. Under
+// a parent narrowed by this process, a default ttl is shortened to fit
+// inside the parent's delegation, and anything knowably wider than the
+// parent's (more scopes, another resource, a later expiry, more hops) is
+// refused with ErrInvalidGrant before any call; the Coordinator refuses the
+// rest (ErrAccessDenied). The slices are copied.
 //
 // The Gateway refuses a mandate that expires within 35 s, and no mandate
 // outlives its delegation: a delegation is usable through the Gateway until

@@ -196,7 +196,8 @@ func (sc *serviceConfig) checkTask() error {
 // so an interval longer than the lease cannot let it lapse. d must be at
 // least one second: a shorter one, zero and negatives included, fails
 // SpawnService or AttachService with ErrInvalidRequest before any call. The
-// last of HeartbeatInterval and HeartbeatAuto given wins. Without either, the lease is renewed only by Service.Heartbeat.
+// last of HeartbeatInterval and HeartbeatAuto given wins. Without either,
+// the lease is renewed only by Service.Heartbeat.
 func HeartbeatInterval(d time.Duration) SpawnOption {
 	return func(c *spawnConfig) {
 		c.service.set = true
