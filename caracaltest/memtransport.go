@@ -147,28 +147,28 @@ func (t *memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // response is the client's view of what the handler sent, as net/http's
 // client reports it: status, header, length and trailers, and body.
-func (rw *memResponseWriter) response(req *http.Request, body io.ReadCloser) *http.Response {
+func (w *memResponseWriter) response(req *http.Request, body io.ReadCloser) *http.Response {
 	resp := &http.Response{
-		Status:        strconv.Itoa(rw.status) + " " + http.StatusText(rw.status),
-		StatusCode:    rw.status,
+		Status:        strconv.Itoa(w.status) + " " + http.StatusText(w.status),
+		StatusCode:    w.status,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
-		Header:        rw.sent,
+		Header:        w.sent,
 		ContentLength: -1,
-		Trailer:       rw.trailer,
+		Trailer:       w.trailer,
 		Request:       req,
 		Body:          body,
 	}
-	if rw.chunked {
+	if w.chunked {
 		resp.TransferEncoding = []string{"chunked"}
 	}
-	if n, err := strconv.ParseInt(rw.sent.Get("Content-Length"), 10, 64); err == nil && n >= 0 {
+	if n, err := strconv.ParseInt(w.sent.Get("Content-Length"), 10, 64); err == nil && n >= 0 {
 		resp.ContentLength = n
 	}
 	// A HEAD answer keeps the length its header announces (-1 without
 	// one), as net/http's client reports it.
-	if !rw.head && (rw.status == http.StatusNoContent || rw.status == http.StatusNotModified) {
+	if !w.head && (w.status == http.StatusNoContent || w.status == http.StatusNotModified) {
 		resp.ContentLength = 0
 	}
 	return resp
