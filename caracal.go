@@ -216,10 +216,10 @@ func newClient(cfg Config, o *options) *Client {
 // Config returns the client's configuration. Its String method hides secrets.
 func (c *Client) Config() Config { return c.config().clone() }
 
-// config is the client's configuration; a zero Client (not made by New)
-// has the zero one.
+// config is the client's configuration; a nil or zero Client (not made by
+// New) has the zero one.
 func (c *Client) config() *Config {
-	if c.cfg == nil {
+	if c == nil || c.cfg == nil {
 		return &Config{}
 	}
 	return c.cfg

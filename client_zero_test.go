@@ -67,3 +67,18 @@ type closeRecorder struct {
 }
 
 func (r *closeRecorder) Close() error { r.closed = true; return nil }
+
+// A nil *Client (a New that failed, unchecked) answers Config, Transport and
+// HTTPClient as a zero Client does instead of panicking.
+func TestNilClientConfigAndTransport(t *testing.T) {
+	var c *caracal.Client
+	require.NotPanics(t, func() { assert.Equal(t, caracal.Config{}, c.Config()) })
+	var rt http.RoundTripper
+	require.NotPanics(t, func() { rt = c.Transport(nil) })
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://tickets.internal/v1", nil)
+	require.NoError(t, err)
+	_, err = rt.RoundTrip(req)
+	require.ErrorIs(t, err, caracal.ErrInvalidRequest)
+	require.NotPanics(t, func() { _, err = c.HTTPClient().Do(req) })
+	require.ErrorIs(t, err, caracal.ErrInvalidRequest)
+}
