@@ -36,6 +36,8 @@
 //	hc := c.HTTPClient(caracal.WithScopes("tickets:read"))
 //	req, _ := http.NewRequestWithContext(reader.Context(), "GET", "http://tickets.internal/tickets/42", nil)
 //	resp, err := hc.Do(req)
+//	if err != nil { ... }
+//	defer resp.Body.Close()
 //
 // URLs outside every binding are sent as they are, without a Caracal bearer.
 //
