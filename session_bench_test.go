@@ -77,3 +77,26 @@ func BenchmarkSpawnNarrowed(b *testing.B) {
 	}
 	stsPer1000(b, st, n)
 }
+
+// BenchmarkHeadersParallel is BenchmarkHeaders with every P asking at once
+// for the same session, as the handlers of a service do.
+func BenchmarkHeadersParallel(b *testing.B) {
+	_, c := benchStack(b)
+	s, err := c.Spawn(context.Background(), caracal.WithLabels("dispatcher"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sctx := s.Context()
+	if _, err := c.Headers(sctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.Headers(sctx); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
