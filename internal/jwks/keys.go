@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,7 +64,8 @@ type KeysConfig struct {
 }
 
 // Keys caches one zone's signing keys by key id. It is safe for concurrent
-// use; a warm lookup takes a read lock only.
+// use; a warm lookup takes no lock and writes nothing, so that the requests
+// a server verifies at once do not contend on it.
 type Keys struct {
 	url      string
 	shown    string // url as errors show it: user part and query values masked
@@ -75,9 +75,9 @@ type Keys struct {
 	cooldown time.Duration
 	timeout  time.Duration
 
-	mu      sync.RWMutex
-	keys    map[string]*ecdsa.PublicKey
-	fetched time.Time // last successful fetch; zero before the first
+	// set is the key set of the last successful fetch; nil before the
+	// first. A fetch replaces it whole: a set is never changed.
+	set atomic.Pointer[keySet]
 
 	// fetching serialises fetches (a lock a waiter can give up on when its
 	// request ends); lastTry, lastErr and lastUnknown are guarded by it.
@@ -88,6 +88,12 @@ type Keys struct {
 
 	// failing mirrors lastErr != nil for readers that do not hold fetching.
 	failing atomic.Bool
+}
+
+// keySet is one fetched key set and when it was fetched.
+type keySet struct {
+	keys    map[string]*ecdsa.PublicKey
+	fetched time.Time
 }
 
 // NewKeys returns an empty cache; the first lookup fetches.
@@ -159,18 +165,18 @@ func (k *Keys) Failing() bool { return k.failing.Load() }
 // Held reports whether a key set is held that still verifies tokens under
 // its keys: one fetched within the maximum age plus the stale grace.
 func (k *Keys) Held() bool {
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	return k.keys != nil && k.now().Sub(k.fetched) < k.maxAge+staleGrace
+	s := k.set.Load()
+	return s != nil && k.now().Sub(s.fetched) < k.maxAge+staleGrace
 }
 
 // lookup reads kid and the time of the last successful fetch.
 func (k *Keys) lookup(kid string) (*ecdsa.PublicKey, bool, time.Time) {
-	k.mu.RLock()
-	key, ok := k.keys[kid]
-	fetched := k.fetched
-	k.mu.RUnlock()
-	return key, ok, fetched
+	s := k.set.Load()
+	if s == nil {
+		return nil, false, time.Time{}
+	}
+	key, ok := s.keys[kid]
+	return key, ok, s.fetched
 }
 
 // slow runs holding fetching.
@@ -246,10 +252,7 @@ func (k *Keys) fetch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	k.mu.Lock()
-	k.keys = keys
-	k.fetched = k.now()
-	k.mu.Unlock()
+	k.set.Store(&keySet{keys: keys, fetched: k.now()})
 	return nil
 }
 
