@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caracal-go/caracal/internal/apierr"
@@ -104,10 +105,26 @@ type Client struct {
 	endpoint string // {base}/oauth/2/token
 	static   Token  // bootstrap-token mode when Value != ""
 
+	// held is the cached lifecycle token, nil when there is none. It is
+	// replaced whole under mu and read without it, so that the callers
+	// served from the cache (Headers on every request) take no lock.
+	held     atomic.Pointer[heldToken]
 	mu       sync.Mutex
-	cached   Token
-	refresh  time.Time // serve cached until here
 	inflight *exchange
+}
+
+// heldToken is a cached lifecycle token; it is never changed.
+type heldToken struct {
+	tok     Token
+	refresh time.Time // serve tok until here
+}
+
+// fresh returns the cached lifecycle token if there is one to serve.
+func (c *Client) fresh() (Token, bool) {
+	if h := c.held.Load(); h != nil && c.cfg.Now().Before(h.refresh) {
+		return h.tok, true
+	}
+	return Token{}, false
 }
 
 // exchange is one lifecycle exchange that concurrent callers share.
@@ -157,9 +174,12 @@ func (c *Client) Lifecycle(ctx context.Context) (Token, error) {
 		return c.static, nil
 	}
 	for {
+		if tok, ok := c.fresh(); ok {
+			return tok, nil
+		}
 		c.mu.Lock()
-		if c.cached.Value != "" && c.cfg.Now().Before(c.refresh) {
-			tok := c.cached
+		// An exchange may have ended since.
+		if tok, ok := c.fresh(); ok {
 			c.mu.Unlock()
 			return tok, nil
 		}
@@ -209,11 +229,10 @@ func (c *Client) lead(ctx context.Context, x *exchange) (Token, error) {
 	c.inflight = nil
 	if err == nil {
 		tok.bearer = "Bearer " + tok.Value
-		c.cached = tok
 		// expires_in, on the local clock: exp is on the STS's, and a clock
 		// ahead of it would make every token look expired.
 		life := time.Duration(expiresIn) * time.Second
-		c.refresh = issued.Add(life - margin(life))
+		c.held.Store(&heldToken{tok: tok, refresh: issued.Add(life - margin(life))})
 	}
 	c.mu.Unlock()
 	x.tok, x.err, x.abandoned = tok, err, err != nil && ctx.Err() != nil
@@ -237,9 +256,8 @@ func margin(life time.Duration) time.Duration {
 func (c *Client) Invalidate(value string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if value != "" && c.cached.Value == value {
-		c.cached = Token{}
-		c.refresh = time.Time{}
+	if h := c.held.Load(); value != "" && h != nil && h.tok.Value == value {
+		c.held.Store(nil)
 	}
 }
 
@@ -248,8 +266,7 @@ func (c *Client) Invalidate(value string) {
 func (c *Client) Drop() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.cached = Token{}
-	c.refresh = time.Time{}
+	c.held.Store(nil)
 }
 
 func (c *Client) exchangeLifecycle(ctx context.Context) (Token, int, error) {
