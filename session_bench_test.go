@@ -2,6 +2,7 @@ package caracal_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,4 +100,31 @@ func BenchmarkHeadersParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkSpawnCloseParallel is BenchmarkSpawnClose with every P spawning
+// and closing sessions at once on one client, as concurrent jobs of a
+// service do. The in-process Coordinator answers one call at a time, so
+// this shows that the client adds no queue of its own, not how far a real
+// Coordinator scales.
+func BenchmarkSpawnCloseParallel(b *testing.B) {
+	st, c := benchStack(b)
+	ctx := context.Background()
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			s, err := c.Spawn(ctx, caracal.WithLabels("reader"))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if err := s.Close(ctx); err != nil {
+				b.Error(err)
+				return
+			}
+			n.Add(1)
+		}
+	})
+	stsPer1000(b, st, int(n.Load()))
 }
