@@ -251,3 +251,21 @@ func TestBootstrapTokenChecksReadExactClaimNames(t *testing.T) {
 		})
 	}
 }
+
+// A profile that holds both secret keys is refused for that alone: neither
+// key is then read, so nothing else is said about them (such as one of them
+// being empty, or clashing with CARACAL_BOOTSTRAP_TOKEN).
+func TestLoadConfigProfileWithBothSecretKeysSaysOnlyThat(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := writeFile(t, dir, "secret", testSecret, 0o600)
+	both := "zone_id = \"z\"\napplication_id = \"a\"\napp_client_secret = \"\"\napp_client_secret_file = \"" + secretFile + "\"\n"
+	path := writeFile(t, dir, "caracal.toml", both, 0o600)
+	for name, e := range map[string]env{
+		"profile only":         {"CARACAL_CONFIG": path},
+		"with a bootstrap env": {"CARACAL_CONFIG": path, "CARACAL_BOOTSTRAP_TOKEN": "tok"},
+	} {
+		_, err := loadEnv(t, e)
+		require.Error(t, err, name)
+		assert.Equal(t, "caracal: "+path+": app_client_secret and app_client_secret_file are both set (keep one)", err.Error(), name)
+	}
+}
