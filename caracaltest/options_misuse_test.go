@@ -131,3 +131,22 @@ func (r *fatalRecorder) Fatalf(format string, args ...any) {
 	r.msgs = append(r.msgs, fmt.Sprintf(format, args...))
 	runtime.Goexit()
 }
+
+// Two resources with one database id, given or derived from their
+// identifiers, make New fail: the Coordinator's resource_id would name
+// either of them.
+func TestNewRefusesTwoResourcesWithOneID(t *testing.T) {
+	for name, pair := range map[string][2]caracaltest.Resource{
+		"given":   {{Identifier: "resource://a", ID: "res-shared"}, {Identifier: "resource://b", ID: "res-shared"}},
+		"derived": {{Identifier: "resource://a.b"}, {Identifier: "resource://a-b"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, err := caracaltest.New(caracaltest.WithResource(pair[0]), caracaltest.WithResource(pair[1]))
+			if s != nil {
+				s.Close()
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "used twice")
+		})
+	}
+}
