@@ -54,3 +54,21 @@ func TestMiddlewareCustomVerifier(t *testing.T) {
 		assert.Zero(t, none.calls.Load())
 	}
 }
+
+// The 10-hop bound of PROTOCOL §7.5 is pinned at its edge: a token at 10
+// hops binds, one at 11 (or a negative count) is refused with 403.
+func TestMiddlewareCustomVerifierHopEdge(t *testing.T) {
+	c := mwClient(t, http.DefaultClient)
+	for hop, want := range map[int]int{10: http.StatusNoContent, 11: http.StatusForbidden, -1: http.StatusForbidden} {
+		mw, err := c.Middleware(caracal.WithVerifier(stubVerifier{claims: caracal.Claims{ZoneID: "z", ApplicationID: "a", SessionID: "s", Hop: hop}}))
+		require.NoError(t, err)
+		var got seen
+		rec := serve(mw(got.handler()), http.Header{"Authorization": {"Bearer opaque"}})
+		require.Equal(t, want, rec.Code, "hop %d", hop)
+		if want == http.StatusNoContent {
+			assert.Equal(t, hop, got.agent.Load().Hop())
+		} else {
+			assert.Zero(t, got.calls.Load(), "hop %d", hop)
+		}
+	}
+}
