@@ -355,6 +355,23 @@ func TestServiceNarrowWithoutParentSaysTheParentIsAService(t *testing.T) {
 	})
 }
 
+// WithoutParent under a service's Context leaves a narrowed service with no
+// parent as well, and it is refused the same way.
+func TestServiceNarrowWithoutParentOptionSaysTheParentIsAService(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, c := serviceStack(t)
+		parent, err := c.SpawnService(t.Context(), caracal.WithLabels("billing-worker"))
+		require.NoError(t, err)
+		defer parent.Close(context.Background())
+		n := st.Count(caracaltest.RouteStart)
+		_, err = c.SpawnService(parent.Context(), caracal.WithoutParent(), caracal.WithLabels("billing-worker"),
+			caracal.WithGrant(caracal.Grant.Narrow([]string{"tickets:read"}, "resource://tickets", caracal.Constraints{}, 0)))
+		assert.ErrorIs(t, err, caracal.ErrNarrowNeedsParent)
+		assert.ErrorContains(t, err, "a narrowed service needs a parent service")
+		assert.Equal(t, n, st.Count(caracaltest.RouteStart), "refused before any call")
+	})
+}
+
 // An option SpawnService refuses is reported as such also with a narrowed
 // grant: WithParent(nil) says that the parent is nil, as it does for Spawn,
 // rather than that the service has no parent to narrow under.
