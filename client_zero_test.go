@@ -82,3 +82,19 @@ func TestNilClientConfigAndTransport(t *testing.T) {
 	require.NotPanics(t, func() { _, err = c.HTTPClient().Do(req) })
 	require.ErrorIs(t, err, caracal.ErrInvalidRequest)
 }
+
+// A zero Client's Transport refuses a request also when it is the base of
+// another client's transport that governed the request already: it is not
+// a plain base transport that may send it on.
+func TestZeroClientTransportUnderAGoverningOneRefuses(t *testing.T) {
+	g := startGoverned(t)
+	zero := new(caracal.Client)
+	hc := &http.Client{Transport: g.c.Transport(zero.Transport(nil), caracal.WithScopes("tickets:read"))}
+	resp, err := get(t, hc, g.reader.Context(), g.url(tickets, "/tickets/1"))
+	if err == nil {
+		resp.Body.Close()
+	}
+	require.ErrorIs(t, err, caracal.ErrInvalidRequest)
+	assert.Contains(t, err.Error(), "caracal.New")
+	assert.Zero(t, g.upstream.Load(), "nothing reaches the upstream")
+}

@@ -281,6 +281,12 @@ func (t *transport) redirectedIn(req *http.Request) (from string, ok bool) {
 
 // RoundTrip implements http.RoundTripper.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.c == nil {
+		// A nil or zero Client's (see refusing): it sends nothing on, also
+		// not a request a transport above it governed.
+		closeBody(req)
+		return nil, t.router.err
+	}
 	if g, ok := req.Context().Value(governedKey{}).(*governedAuth); ok && req.Header.Get("Authorization") == g.auth {
 		// Another of these transports above this one governed it already,
 		// for its own Gateway, which this one's routing need not know.
