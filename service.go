@@ -51,9 +51,10 @@ type Lease struct {
 // A background renewal (HeartbeatInterval, HeartbeatAuto) that fails
 // transiently (no answer, 429, 5xx) does not end the service: it is logged,
 // a warning per run of failures, and retried after a jittered backoff that
-// doubles from 1 s to at most 30 s (a longer Retry-After wins) and never
-// sleeps past the deadline, so only ErrLeaseExpired ends a service whose
-// Coordinator does not answer.
+// doubles from 1 s to at most 30 s (a longer Retry-After wins), cut to a
+// third of the lease time remaining so that several attempts fit before the
+// deadline, and never sleeps past the deadline, so only ErrLeaseExpired ends
+// a service whose Coordinator does not answer.
 //
 // Closing the handle (Close, Client.Close) or cancelling the context it was
 // started with ends it without a loss: the cause is then ErrSessionClosed or
