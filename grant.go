@@ -63,7 +63,10 @@ type Constraints struct {
 	// before anything is started.
 	Budget int
 	// Resources scope the delegation to these resource identifiers (at
-	// most 64) in addition to, or instead of, the Narrow resource.
+	// most 64) in place of the Narrow resource: pass "" as that resource
+	// for a delegation usable on each of them. A Narrow resource given as
+	// well must be among them, and the delegation is then usable on that
+	// resource alone (the STS checks an edge's resource before its list).
 	Resources []string
 	// ExpiresAt, if set, is the delegation's absolute expiry; it wins over
 	// the TTL for the edge's lifetime.

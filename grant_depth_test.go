@@ -65,6 +65,34 @@ func TestNarrowUnderEdgeWithResourceIDKeepsToIt(t *testing.T) {
 	assert.Equal(t, "resource://ledger", d.Resource)
 }
 
+// Constraints.Resources scope a delegation in place of Narrow's resource:
+// with none given the delegation mints for each listed resource, but with
+// one given it mints for that one alone (the STS checks an edge's resource
+// before its list, PROTOCOL §3.7 row 18), whatever else is listed.
+func TestNarrowResourceWinsOverConstraintsResources(t *testing.T) {
+	_, c := newStack(t, caracaltest.WithResource(caracaltest.Resource{Identifier: "resource://ledger", Scopes: []string{"ledger:read"}}),
+		caracaltest.WithGrant("resource://ledger", "app-test", map[string][]string{"reader": {"ledger:read"}}))
+	root, err := c.Spawn(t.Context(), caracal.WithLabels("dispatcher"))
+	require.NoError(t, err)
+	both := caracal.Constraints{Resources: []string{"resource://tickets", "resource://ledger"}}
+	for _, tc := range []struct {
+		resource string
+		ledger   bool
+	}{{"", true}, {"resource://tickets", false}} {
+		child, err := c.Spawn(root.Context(), caracal.WithLabels("reader"), caracal.WithGrant(caracal.Grant.Narrow(
+			[]string{"tickets:read", "ledger:read"}, tc.resource, both, 5*time.Minute)))
+		require.NoError(t, err)
+		_, err = caracal.MintUse(child.Context(), c, "resource://tickets", "tickets:read")
+		require.NoError(t, err, "resource %q", tc.resource)
+		_, err = caracal.MintUse(child.Context(), c, "resource://ledger", "ledger:read")
+		if tc.ledger {
+			assert.NoError(t, err, "resource %q", tc.resource)
+		} else {
+			assert.ErrorIs(t, err, caracal.ErrAccessDenied, "resource %q", tc.resource)
+		}
+	}
+}
+
 // A TTL is sent in whole seconds, rounded up, so it is checked against the
 // parent's expiry as it will be sent: a TTL that fits only before rounding
 // is refused before any call, not by the Coordinator.
