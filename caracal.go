@@ -286,6 +286,7 @@ func (c *Client) Close(ctx context.Context) error {
 		return c.closeErr
 	default:
 		c.closeErr = err
+		c.closing = nil // settled: a later Close returns closeErr
 		close(c.closed)
 		return err
 	}
